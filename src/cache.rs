@@ -1,0 +1,224 @@
+//! The answer cache: a bounded LRU of review answers keyed by a keyed hash of the token.
+//! Neither token nor password is stored; the key is HMAC-SHA256 under a random per-process
+//! key, so the cache contents say nothing about credentials even in a core dump.
+
+use std::hash::{Hash, Hasher};
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use lru::LruCache;
+use rand::RngCore;
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+
+use crate::directory::AccountState;
+use crate::identity::UserInfo;
+use crate::metrics::Metrics;
+
+#[derive(Clone, Copy)]
+pub struct CacheKey([u8; 32]);
+
+impl PartialEq for CacheKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+impl Eq for CacheKey {}
+
+impl Hash for CacheKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // The key is already a uniformly random MAC: eight bytes of it are a fine hash.
+        state.write(&self.0[..8]);
+    }
+}
+
+impl std::fmt::Debug for CacheKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CacheKey(..)")
+    }
+}
+
+/// Derives cache keys from tokens.
+pub struct Keyer {
+    mac: Hmac<Sha256>,
+}
+
+impl Keyer {
+    pub fn random() -> Keyer {
+        let mut key = zeroize::Zeroizing::new([0u8; 32]);
+        rand::rngs::OsRng.fill_bytes(key.as_mut());
+        Keyer {
+            // HMAC takes keys of any length: this cannot fail.
+            mac: <Hmac<Sha256> as Mac>::new_from_slice(key.as_ref()).unwrap_or_else(|_| unreachable!()),
+        }
+    }
+
+    pub fn key(&self, token: &str) -> CacheKey {
+        let mut mac = self.mac.clone();
+        mac.update(token.as_bytes());
+        CacheKey(mac.finalize().into_bytes().into())
+    }
+}
+
+/// A cacheable answer. Backend errors are never cached, so they have no variant here.
+#[derive(Debug, Clone)]
+pub enum Cached {
+    Accepted(Arc<UserInfo>),
+    Rejected,
+    AccountState(AccountState),
+}
+
+struct Slot {
+    value: Cached,
+    stored: Instant,
+}
+
+#[derive(Debug)]
+pub enum Lookup {
+    Fresh(Cached, Duration),
+    /// An accepted answer past `ttl` but within `stale_ttl`: usable only while every LDAP
+    /// server is down.
+    Stale(Arc<UserInfo>, Duration),
+    Miss,
+}
+
+pub struct AnswerCache {
+    lru: Mutex<LruCache<CacheKey, Slot>>,
+    ttl: Duration,
+    negative_ttl: Duration,
+    stale_ttl: Duration,
+    metrics: Arc<Metrics>,
+}
+
+impl AnswerCache {
+    pub fn new(cfg: &crate::config::Cache, metrics: Arc<Metrics>) -> AnswerCache {
+        let cap = NonZeroUsize::new(cfg.capacity).unwrap_or(NonZeroUsize::MIN);
+        metrics.cache_entries.set(0);
+        AnswerCache {
+            lru: Mutex::new(LruCache::new(cap)),
+            ttl: cfg.ttl,
+            negative_ttl: cfg.negative_ttl,
+            stale_ttl: cfg.stale_ttl,
+            metrics,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LruCache<CacheKey, Slot>> {
+        self.lru.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Expiry is decided here, on read: no entry outlives its TTL for want of a sweep.
+    pub fn get(&self, key: &CacheKey, now: Instant) -> Lookup {
+        let mut lru = self.lock();
+        let Some(slot) = lru.get(key) else {
+            return Lookup::Miss;
+        };
+        let age = now.saturating_duration_since(slot.stored);
+        let result = match &slot.value {
+            Cached::Accepted(u) if age < self.ttl => Lookup::Fresh(slot.value.clone(), age),
+            Cached::Accepted(u) if age < self.stale_ttl => Lookup::Stale(u.clone(), age),
+            Cached::Rejected | Cached::AccountState(_) if age < self.negative_ttl => {
+                Lookup::Fresh(slot.value.clone(), age)
+            }
+            _ => Lookup::Miss,
+        };
+        if matches!(result, Lookup::Miss) {
+            lru.pop(key);
+            self.metrics.cache_entries.set(lru.len() as i64);
+        }
+        result
+    }
+
+    pub fn put(&self, key: CacheKey, value: Cached, now: Instant) {
+        let ttl = match value {
+            Cached::Accepted(_) => self.ttl.max(self.stale_ttl),
+            _ => self.negative_ttl,
+        };
+        if ttl.is_zero() {
+            return;
+        }
+        let mut lru = self.lock();
+        if let Some((old, _)) = lru.push(key, Slot { value, stored: now }) {
+            if old != key {
+                self.metrics.cache_event("eviction");
+            }
+        }
+        self.metrics.cache_entries.set(lru.len() as i64);
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(capacity: usize) -> crate::config::Cache {
+        crate::config::Cache {
+            capacity,
+            ttl: Duration::from_secs(60),
+            negative_ttl: Duration::from_secs(10),
+            stale_ttl: Duration::from_secs(3600),
+            max_failures: 3,
+            failure_window: Duration::from_secs(300),
+        }
+    }
+
+    fn user() -> Arc<UserInfo> {
+        Arc::new(UserInfo {
+            username: "alice".into(),
+            uid: "1".into(),
+            groups: vec![],
+            extra: Default::default(),
+        })
+    }
+
+    #[test]
+    fn same_token_same_key_other_token_other_key() {
+        let k = Keyer::random();
+        assert!(k.key("a") == k.key("a"));
+        assert!(k.key("a") != k.key("b"));
+        assert!(Keyer::random().key("a") != k.key("a"), "keys differ per process");
+    }
+
+    #[test]
+    fn accepted_is_fresh_then_stale_then_gone() {
+        let c = AnswerCache::new(&cfg(10), Arc::new(Metrics::new()));
+        let k = Keyer::random().key("t");
+        let t0 = Instant::now();
+        c.put(k, Cached::Accepted(user()), t0);
+        assert!(matches!(c.get(&k, t0 + Duration::from_secs(59)), Lookup::Fresh(..)));
+        assert!(matches!(c.get(&k, t0 + Duration::from_secs(61)), Lookup::Stale(..)));
+        assert!(matches!(c.get(&k, t0 + Duration::from_secs(3601)), Lookup::Miss));
+        assert!(c.is_empty(), "expired entries are dropped on read");
+    }
+
+    #[test]
+    fn rejection_expires_after_negative_ttl_and_is_never_stale() {
+        let c = AnswerCache::new(&cfg(10), Arc::new(Metrics::new()));
+        let k = Keyer::random().key("t");
+        let t0 = Instant::now();
+        c.put(k, Cached::Rejected, t0);
+        assert!(matches!(c.get(&k, t0 + Duration::from_secs(9)), Lookup::Fresh(Cached::Rejected, _)));
+        assert!(matches!(c.get(&k, t0 + Duration::from_secs(11)), Lookup::Miss));
+    }
+
+    #[test]
+    fn capacity_bounds_the_cache() {
+        let c = AnswerCache::new(&cfg(100), Arc::new(Metrics::new()));
+        let keyer = Keyer::random();
+        let now = Instant::now();
+        for i in 0..1000 {
+            c.put(keyer.key(&i.to_string()), Cached::Rejected, now);
+        }
+        assert_eq!(c.len(), 100);
+    }
+}

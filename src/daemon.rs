@@ -1,0 +1,186 @@
+//! `serve` and `check-config`: logging, the runtime, signals, reload and shutdown.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{self, Config, LogFormat};
+use crate::directory::Directory;
+use crate::metrics::{EventLabels, Metrics};
+use crate::server::{self, Listeners, Runtime, ServeError, Shared};
+use crate::systemd;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("LDAP check failed: {0}")]
+    Connect(String),
+}
+
+/// Logs go to the journal under systemd (structured fields kept), to stderr otherwise.
+/// `RUST_LOG` overrides `log.level`.
+pub fn init_logging(level: &str, format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let journald = match format {
+        LogFormat::Journald => true,
+        LogFormat::Text => false,
+        LogFormat::Auto => systemd::stderr_is_journal(),
+    };
+    if journald {
+        if let Ok(layer) = tracing_journald::layer() {
+            let _ = tracing_subscriber::registry().with(filter).with(layer).try_init();
+            return;
+        }
+    }
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, DaemonError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(DaemonError::Runtime)
+}
+
+pub fn serve(path: &Path) -> Result<(), DaemonError> {
+    let config = config::load(path)?;
+    init_logging(&config.log.level, config.log.format);
+    crate::tls::install_default_provider();
+    runtime()?.block_on(run(config, path))
+}
+
+async fn run(config: Config, path: &Path) -> Result<(), DaemonError> {
+    let metrics = Arc::new(Metrics::new());
+    let runtime = Runtime::build(config, metrics.clone())?;
+    let listeners = Listeners::bind(&runtime.config).await?;
+    let (listen, ops) = (runtime.config.server.listen, runtime.config.server.ops_listen);
+    let shared = Arc::new(Shared {
+        current: ArcSwap::from_pointee(runtime),
+        metrics,
+    });
+    let mut hup = signal(SignalKind::hangup()).map_err(ServeError::Signal)?;
+    let mut term = signal(SignalKind::terminate()).map_err(ServeError::Signal)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Signal)?;
+
+    let (stop, stopped) = watch::channel(false);
+    let reviews = tokio::spawn(server::run_reviews(listeners.reviews, shared.clone(), stopped.clone()));
+    let ops_task = listeners
+        .ops
+        .map(|l| tokio::spawn(server::run_ops(l, shared.clone(), stopped.clone())));
+
+    tracing::info!(
+        %listen,
+        ops = %ops.map_or("disabled".to_string(), |a| a.to_string()),
+        config = %path.display(),
+        version = env!("CARGO_PKG_VERSION"),
+        "kube-ldap-webhook serving"
+    );
+    systemd::ready();
+    systemd::spawn_watchdog();
+    spawn_startup_probe(&shared);
+
+    loop {
+        tokio::select! {
+            _ = hup.recv() => reload(&shared, path).await,
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    tracing::info!("shutting down: no new connections, finishing in-flight reviews");
+    systemd::stopping();
+    let _ = stop.send(true);
+    let _ = reviews.await;
+    if let Some(t) = ops_task {
+        let _ = t.await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Says early in the log whether LDAP is reachable; serving does not wait for it.
+fn spawn_startup_probe(shared: &Arc<Shared>) {
+    let rt = shared.current.load_full();
+    tokio::spawn(async move {
+        let deadline = Instant::now() + rt.config.ldap.timeout + rt.config.ldap.connect_timeout;
+        match rt.authenticator.directory().probe(deadline).await {
+            Ok(url) => tracing::info!(server = %url, "LDAP reachable"),
+            Err(e) => tracing::warn!(error = %e, "no LDAP server reachable yet; reviews answer 'backend unavailable' until one is"),
+        }
+    });
+}
+
+/// Builds a complete new runtime from disk and swaps it in only if every part loaded.
+/// In-flight reviews finish on the old one; the answer cache starts empty.
+async fn reload(shared: &Shared, path: &Path) {
+    systemd::reloading();
+    let built = config::load(path)
+        .map_err(ServeError::from)
+        .and_then(|c| Runtime::build(c, shared.metrics.clone()));
+    match built {
+        Ok(new) => {
+            let old = shared.current.load();
+            if new.config.server.listen != old.config.server.listen
+                || new.config.server.ops_listen != old.config.server.ops_listen
+            {
+                tracing::warn!("server.listen and server.ops_listen changes take effect at the next restart");
+            }
+            let cleared = old.authenticator.cached_entries();
+            drop(old);
+            shared.current.store(Arc::new(new));
+            shared.metrics.reloads.get_or_create(&EventLabels { event: "ok" }).inc();
+            tracing::info!(cleared, "configuration, certificates and CAs reloaded; answer cache cleared");
+        }
+        Err(e) => {
+            shared.metrics.reloads.get_or_create(&EventLabels { event: "failed" }).inc();
+            tracing::error!(error = %e, "reload refused; still serving the previous configuration");
+        }
+    }
+    systemd::ready();
+}
+
+/// Validates the file (and the files it names); with `connect`, binds the service account
+/// and searches the user base on the first server that answers.
+pub fn check_config(path: &Path, connect: bool) -> Result<String, DaemonError> {
+    let config = config::load(path)?;
+    init_logging("warn", LogFormat::Text);
+    config.check_files()?;
+    crate::tls::server_config(
+        &config.server.tls_cert_file,
+        &config.server.tls_key_file,
+        &config.server.client_ca_file,
+    )?;
+    let ldap_tls = crate::tls::ldap_client_config(config.ldap.ca_file.as_deref())?;
+    let mut summary = format!("{}: configuration is valid", path.display());
+    if connect {
+        crate::tls::install_default_provider();
+        let directory = Directory::new(config.ldap.clone(), ldap_tls, Arc::new(Metrics::new()));
+        let budget = config.ldap.connect_timeout + config.ldap.timeout;
+        let url = runtime()?
+            .block_on(async { directory.probe(Instant::now() + budget + Duration::from_millis(100)).await })
+            .map_err(DaemonError::Connect)?;
+        let who = match &config.ldap.service {
+            Some(s) => format!("bound as {} and searched {}", s.bind_dn, config.ldap.user.base_dn),
+            None => "connected (direct bind: no service account to test)".to_string(),
+        };
+        summary.push_str(&format!("\n{url}: {who}"));
+    }
+    Ok(summary)
+}

@@ -1,0 +1,167 @@
+//! Identity mapping: a directory entry and its group names become the Kubernetes user.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::config;
+use crate::directory::Entry;
+
+/// `status.user` of a TokenReview.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UserInfo {
+    pub username: String,
+    pub uid: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: BTreeMap<String, Vec<String>>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum IdentityError {
+    #[error("the directory entry has no `{0}` attribute (ldap.user.username_attribute)")]
+    NoUsername(String),
+}
+
+/// Builds the user. `typed` is the login name as the user typed it: when the username
+/// attribute holds several values, the one matching it is the username.
+pub fn map(
+    entry: &Entry,
+    typed: &str,
+    groups: Vec<String>,
+    user_cfg: &config::User,
+    ident: &config::Identity,
+) -> Result<UserInfo, IdentityError> {
+    let names: Vec<&str> = entry
+        .values(&user_cfg.username_attribute)
+        .filter_map(|v| std::str::from_utf8(v).ok())
+        .collect();
+    let username = names
+        .iter()
+        .find(|n| n.eq_ignore_ascii_case(typed) || n.to_lowercase() == typed.to_lowercase())
+        .or(names.first())
+        .ok_or_else(|| IdentityError::NoUsername(user_cfg.username_attribute.clone()))?;
+
+    let uid = entry
+        .values(&user_cfg.uid_attribute)
+        .next()
+        .map(|v| render_uid(&user_cfg.uid_attribute, v))
+        .unwrap_or_else(|| entry.dn.clone());
+
+    let mut extra = BTreeMap::new();
+    for (key, attr) in &user_cfg.extra {
+        let vals: Vec<String> = entry
+            .values(attr)
+            .filter_map(|v| std::str::from_utf8(v).ok().map(str::to_string))
+            .collect();
+        if !vals.is_empty() {
+            extra.insert(key.clone(), vals);
+        }
+    }
+
+    let mut groups: Vec<String> = groups
+        .into_iter()
+        .map(|g| format!("{}{}", ident.group_prefix, g))
+        .collect();
+    groups.sort_unstable();
+    groups.dedup();
+
+    Ok(UserInfo {
+        username: format!("{}{}", ident.username_prefix, username),
+        uid,
+        groups,
+        extra,
+    })
+}
+
+/// Text values as they are; a 16-byte binary value (objectGUID, ipaUniqueID as bytes) as
+/// the canonical GUID text; other binary values as hex.
+fn render_uid(attr: &str, v: &[u8]) -> String {
+    let is_guid_attr = attr.eq_ignore_ascii_case("objectGUID");
+    match std::str::from_utf8(v) {
+        Ok(s) if !is_guid_attr || v.len() != 16 => s.to_string(),
+        _ if v.len() == 16 => guid_text(v),
+        _ => v.iter().map(|b| format!("{b:02x}")).collect(),
+    }
+}
+
+/// Microsoft's GUID layout: the first three fields are little-endian.
+pub fn guid_text(b: &[u8]) -> String {
+    let mut s = String::with_capacity(36);
+    let order = [3, 2, 1, 0, 5, 4, 7, 6, 8, 9, 10, 11, 12, 13, 14, 15];
+    for (i, &idx) in order.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            s.push('-');
+        }
+        s.push_str(&format!("{:02x}", b[idx]));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user_cfg() -> config::User {
+        config::User {
+            base_dn: "dc=x".into(),
+            filter: "(uid={username})".into(),
+            dn_template: None,
+            username_attribute: "uid".into(),
+            uid_attribute: "entryUUID".into(),
+            login: config::LoginForms::AsTyped,
+            extra: [("example.org/email".to_string(), "mail".to_string())].into(),
+        }
+    }
+
+    fn entry(attrs: &[(&str, &[&[u8]])]) -> Entry {
+        Entry {
+            dn: "uid=alice,dc=x".into(),
+            attrs: attrs
+                .iter()
+                .map(|(k, vs)| (k.to_string(), vs.iter().map(|v| v.to_vec()).collect()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn guid_renders_mixed_endian() {
+        let b = [
+            0x33, 0x22, 0x11, 0x00, 0x55, 0x44, 0x77, 0x66, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff,
+        ];
+        assert_eq!(guid_text(&b), "00112233-4455-6677-8899-aabbccddeeff");
+    }
+
+    #[test]
+    fn maps_username_uid_groups_and_extra_with_prefixes() {
+        let e = entry(&[
+            ("UID", &[b"Alice"]),
+            ("entryUUID", &[b"1234"]),
+            ("mail", &[b"alice@example.org"]),
+        ]);
+        let ident = config::Identity {
+            username_prefix: "ldap:".into(),
+            group_prefix: "ldap:".into(),
+        };
+        let u = map(&e, "alice", vec!["b".into(), "a".into(), "b".into()], &user_cfg(), &ident).unwrap();
+        assert_eq!(u.username, "ldap:Alice");
+        assert_eq!(u.uid, "1234");
+        assert_eq!(u.groups, vec!["ldap:a", "ldap:b"]);
+        assert_eq!(u.extra["example.org/email"], vec!["alice@example.org"]);
+    }
+
+    #[test]
+    fn picks_the_username_value_that_was_typed() {
+        let e = entry(&[("uid", &[b"asmith", b"alice"])]);
+        let u = map(&e, "ALICE", vec![], &user_cfg(), &Default::default()).unwrap();
+        assert_eq!(u.username, "alice");
+        assert_eq!(u.uid, "uid=alice,dc=x", "falls back to the DN without a uid attribute");
+    }
+
+    #[test]
+    fn missing_username_attribute_is_an_error() {
+        let e = entry(&[("cn", &[b"x"])]);
+        assert!(map(&e, "x", vec![], &user_cfg(), &Default::default()).is_err());
+    }
+}

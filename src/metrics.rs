@@ -1,0 +1,141 @@
+//! The one metrics registry. Label values come from small closed sets (outcome, server URL,
+//! operation, result): never a username or a token.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReviewLabels {
+    pub outcome: &'static str,
+    pub source: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabels {
+    pub event: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LdapOpLabels {
+    pub server: String,
+    pub operation: &'static str,
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabels {
+    pub operation: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConnLabels {
+    pub server: String,
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabels {
+    pub code: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    pub version: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub reviews: Family<ReviewLabels, Counter>,
+    pub review_seconds: Histogram,
+    pub cache_events: Family<EventLabels, Counter>,
+    pub cache_entries: Gauge<i64, std::sync::atomic::AtomicI64>,
+    pub stale_served_age_seconds: Histogram,
+    pub ldap_operations: Family<LdapOpLabels, Counter>,
+    pub ldap_seconds: Family<OperationLabels, Histogram>,
+    pub ldap_failovers: Counter,
+    pub ldap_connections: Family<ConnLabels, Gauge>,
+    pub lockout_refusals: Counter,
+    pub http_errors: Family<CodeLabels, Counter>,
+    pub reloads: Family<EventLabels, Counter>,
+    pub tls_handshake_failures: Counter<u64, AtomicU64>,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("kube_ldap_webhook");
+        let reviews = Family::<ReviewLabels, Counter>::default();
+        registry.register("reviews", "TokenReviews answered, by outcome and where the answer came from", reviews.clone());
+        let review_seconds = Histogram::new(exponential_buckets(0.000_025, 2.5, 14));
+        registry.register("review_duration_seconds", "Time to answer a TokenReview", review_seconds.clone());
+        let cache_events = Family::<EventLabels, Counter>::default();
+        registry.register("cache_events", "Answer cache hits, misses, stale answers, coalesced waits and evictions", cache_events.clone());
+        let cache_entries = Gauge::default();
+        registry.register("cache_entries", "Answers held in the cache", cache_entries.clone());
+        let stale_served_age_seconds = Histogram::new(exponential_buckets(1.0, 2.0, 14));
+        registry.register("cache_stale_age_seconds", "Age of accepted answers served while every LDAP server was down", stale_served_age_seconds.clone());
+        let ldap_operations = Family::<LdapOpLabels, Counter>::default();
+        registry.register("ldap_operations", "LDAP operations, by server, kind and result", ldap_operations.clone());
+        let ldap_seconds = Family::<OperationLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.000_1, 2.5, 12))
+        });
+        registry.register("ldap_operation_duration_seconds", "Time of LDAP operations", ldap_seconds.clone());
+        let ldap_failovers = Counter::default();
+        registry.register("ldap_failovers", "Times a review moved on to the next LDAP server", ldap_failovers.clone());
+        let ldap_connections = Family::<ConnLabels, Gauge>::default();
+        registry.register("ldap_connections", "Open LDAP connections, by server and kind (service, bind)", ldap_connections.clone());
+        let lockout_refusals = Counter::default();
+        registry.register("lockout_refusals", "Reviews refused locally to protect an account from directory lockout", lockout_refusals.clone());
+        let http_errors = Family::<CodeLabels, Counter>::default();
+        registry.register("http_errors", "Requests answered with an HTTP error status, by code", http_errors.clone());
+        let reloads = Family::<EventLabels, Counter>::default();
+        registry.register("reloads", "Configuration reloads, by result", reloads.clone());
+        let tls_handshake_failures = Counter::default();
+        registry.register("tls_handshake_failures", "TLS handshakes that failed or timed out", tls_handshake_failures.clone());
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        registry.register("build_info", "Build information", build_info);
+        Metrics {
+            registry,
+            reviews,
+            review_seconds,
+            cache_events,
+            cache_entries,
+            stale_served_age_seconds,
+            ldap_operations,
+            ldap_seconds,
+            ldap_failovers,
+            ldap_connections,
+            lockout_refusals,
+            http_errors,
+            reloads,
+            tls_handshake_failures,
+        }
+    }
+
+    pub fn cache_event(&self, event: &'static str) {
+        self.cache_events.get_or_create(&EventLabels { event }).inc();
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

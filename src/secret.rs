@@ -1,0 +1,41 @@
+//! Secrets in memory: zeroed on drop and never shown by `Debug`.
+
+use std::fmt;
+use zeroize::Zeroizing;
+
+/// A password (a user's or the service account's). The only way to read it is
+/// [`Password::expose`], so every use is easy to find.
+#[derive(Clone)]
+pub struct Password(Zeroizing<String>);
+
+impl Password {
+    pub fn new(s: String) -> Self {
+        Password(Zeroizing::new(s))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_password() {
+        let p = Password::new("hunter2".into());
+        assert!(!format!("{p:?}").contains("hunter2"));
+        assert!(!format!("{:#?}", Some(&p)).contains("hunter2"));
+    }
+}

@@ -1,0 +1,50 @@
+//! systemd integration: `Type=notify` readiness, reload and stop notices, the watchdog,
+//! and whether stderr goes to the journal. Every call is a no-op outside systemd.
+
+use std::time::Duration;
+
+use sd_notify::NotifyState;
+
+fn notify(states: &[NotifyState]) {
+    if let Err(e) = sd_notify::notify(false, states) {
+        tracing::warn!(error = %e, "sd_notify failed");
+    }
+}
+
+pub fn ready() {
+    notify(&[NotifyState::Ready, NotifyState::Status("serving")]);
+}
+
+/// systemd ≥ 253 wants MONOTONIC_USEC with RELOADING=1 to match the reload to its request.
+pub fn reloading() {
+    match NotifyState::monotonic_usec_now() {
+        Ok(usec) => notify(&[NotifyState::Reloading, usec]),
+        Err(_) => notify(&[NotifyState::Reloading]),
+    }
+}
+
+pub fn stopping() {
+    notify(&[NotifyState::Stopping]);
+}
+
+/// Pings the watchdog at half the interval systemd asks for (`WatchdogSec=`), from the
+/// runtime itself, so a wedged runtime stops the pings and systemd restarts the service.
+pub fn spawn_watchdog() {
+    let mut usec = 0u64;
+    if !sd_notify::watchdog_enabled(false, &mut usec) || usec == 0 {
+        return;
+    }
+    let period = Duration::from_micros(usec / 2);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        loop {
+            tick.tick().await;
+            notify(&[NotifyState::Watchdog]);
+        }
+    });
+}
+
+/// systemd sets JOURNAL_STREAM when stderr is connected to the journal.
+pub fn stderr_is_journal() -> bool {
+    std::env::var_os("JOURNAL_STREAM").is_some()
+}

@@ -1,0 +1,214 @@
+//! TokenReview in (`authentication.k8s.io/v1` or `v1beta1`) and out, in the request's version.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::identity::UserInfo;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    V1,
+    V1beta1,
+}
+
+impl Version {
+    pub fn api_version(self) -> &'static str {
+        match self {
+            Version::V1 => "authentication.k8s.io/v1",
+            Version::V1beta1 => "authentication.k8s.io/v1beta1",
+        }
+    }
+}
+
+/// The parts of a request this daemon uses; everything else is ignored, as Go's decoder would.
+#[derive(Deserialize)]
+struct Wire {
+    #[serde(rename = "apiVersion")]
+    api_version: Option<String>,
+    kind: Option<String>,
+    spec: Option<WireSpec>,
+}
+
+#[derive(Deserialize)]
+struct WireSpec {
+    token: Option<Zeroizing<String>>,
+    #[serde(default)]
+    audiences: Option<Vec<String>>,
+}
+
+pub struct Request {
+    pub version: Version,
+    pub token: Zeroizing<String>,
+    pub audiences: Vec<String>,
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("version", &self.version)
+            .field("token", &"<redacted>")
+            .field("audiences", &self.audiences)
+            .finish()
+    }
+}
+
+/// Why a body is not a usable TokenReview; the text goes back to the client (never the token).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ParseError {
+    #[error("request body is not valid JSON")]
+    Json,
+    #[error("kind must be TokenReview")]
+    Kind,
+    #[error("apiVersion must be authentication.k8s.io/v1 or authentication.k8s.io/v1beta1")]
+    ApiVersion,
+    #[error("spec.token is required")]
+    MissingToken,
+}
+
+pub fn parse(body: &[u8]) -> Result<Request, ParseError> {
+    let wire: Wire = serde_json::from_slice(body).map_err(|_| ParseError::Json)?;
+    if wire.kind.as_deref() != Some("TokenReview") {
+        return Err(ParseError::Kind);
+    }
+    let version = match wire.api_version.as_deref() {
+        Some("authentication.k8s.io/v1") => Version::V1,
+        Some("authentication.k8s.io/v1beta1") => Version::V1beta1,
+        _ => return Err(ParseError::ApiVersion),
+    };
+    let spec = wire.spec.ok_or(ParseError::MissingToken)?;
+    let token = spec.token.filter(|t| !t.is_empty()).ok_or(ParseError::MissingToken)?;
+    Ok(Request {
+        version,
+        token,
+        audiences: spec.audiences.unwrap_or_default(),
+    })
+}
+
+#[derive(Serialize)]
+struct Reply<'a> {
+    #[serde(rename = "apiVersion")]
+    api_version: &'static str,
+    kind: &'static str,
+    metadata: Metadata,
+    spec: Empty,
+    status: Status<'a>,
+}
+
+#[derive(Serialize)]
+struct Metadata {
+    #[serde(rename = "creationTimestamp")]
+    creation_timestamp: Option<()>,
+}
+
+#[derive(Serialize)]
+struct Empty {}
+
+#[derive(Serialize)]
+struct Status<'a> {
+    authenticated: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<&'a UserInfo>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    audiences: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+}
+
+/// The body of an answer. `user` is set for accepted reviews, `error` for failed ones;
+/// the request's audiences are echoed for accepted ones (the credential is not bound to
+/// an audience, so it is valid for every audience asked for).
+pub fn render(version: Version, user: Option<&UserInfo>, audiences: &[String], error: Option<&str>) -> Vec<u8> {
+    let reply = Reply {
+        api_version: version.api_version(),
+        kind: "TokenReview",
+        metadata: Metadata {
+            creation_timestamp: None,
+        },
+        spec: Empty {},
+        status: Status {
+            authenticated: user.is_some(),
+            user,
+            audiences: if user.is_some() { audiences } else { &[] },
+            error,
+        },
+    };
+    // Serialising plain structs of strings cannot fail.
+    serde_json::to_vec(&reply).unwrap_or_default()
+}
+
+/// A Kubernetes `Status` object for HTTP-level failures (400, 404, 405, 413, ...).
+pub fn render_status(code: u16, reason: &str, message: &str) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct StatusObj<'a> {
+        #[serde(rename = "apiVersion")]
+        api_version: &'static str,
+        kind: &'static str,
+        metadata: BTreeMap<String, String>,
+        status: &'static str,
+        message: &'a str,
+        reason: &'a str,
+        code: u16,
+    }
+    serde_json::to_vec(&StatusObj {
+        api_version: "v1",
+        kind: "Status",
+        metadata: BTreeMap::new(),
+        status: "Failure",
+        message,
+        reason,
+        code,
+    })
+    .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_what_go_sends_for_v1beta1() {
+        let body = br#"{"kind":"TokenReview","apiVersion":"authentication.k8s.io/v1beta1","metadata":{"creationTimestamp":null},"spec":{"token":"dG9rZW4=","audiences":["https://kubernetes.default.svc"]},"status":{"user":{}}}
+"#;
+        let r = parse(body).unwrap();
+        assert_eq!(r.version, Version::V1beta1);
+        assert_eq!(r.token.as_str(), "dG9rZW4=");
+        assert_eq!(r.audiences, vec!["https://kubernetes.default.svc".to_string()]);
+    }
+
+    #[test]
+    fn ignores_unknown_fields_and_empty_metadata() {
+        let body = br#"{"kind":"TokenReview","apiVersion":"authentication.k8s.io/v1","metadata":{},"spec":{"token":"x","future":1},"extra":true}"#;
+        assert_eq!(parse(body).unwrap().version, Version::V1);
+    }
+
+    #[test]
+    fn refuses_wrong_kind_version_and_missing_token() {
+        assert_eq!(parse(b"{").unwrap_err(), ParseError::Json);
+        assert_eq!(
+            parse(br#"{"kind":"SubjectAccessReview","apiVersion":"authentication.k8s.io/v1","spec":{"token":"x"}}"#).unwrap_err(),
+            ParseError::Kind
+        );
+        assert_eq!(
+            parse(br#"{"kind":"TokenReview","apiVersion":"v1","spec":{"token":"x"}}"#).unwrap_err(),
+            ParseError::ApiVersion
+        );
+        assert_eq!(
+            parse(br#"{"kind":"TokenReview","apiVersion":"authentication.k8s.io/v1","spec":{}}"#).unwrap_err(),
+            ParseError::MissingToken
+        );
+    }
+
+    #[test]
+    fn rejection_reply_carries_the_request_version_and_no_user() {
+        let body = render(Version::V1beta1, None, &["a".into()], Some("Credentials are expired"));
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["apiVersion"], "authentication.k8s.io/v1beta1");
+        assert_eq!(v["kind"], "TokenReview");
+        assert_eq!(v["status"]["authenticated"], false);
+        assert_eq!(v["status"]["error"], "Credentials are expired");
+        assert!(v["status"].get("user").is_none());
+        assert!(v["status"].get("audiences").is_none());
+    }
+}

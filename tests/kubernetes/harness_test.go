@@ -1,0 +1,678 @@
+package kubernetes
+
+// The test harness: a throwaway OpenLDAP (slapd) loaded with the repository's
+// fixture directory, a PKI generated in Go, and kube-ldap-webhook itself, all
+// started by TestMain and killed when it returns (or on SIGINT/SIGTERM; the
+// children also get SIGKILL from the kernel if the test binary dies).
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Fixture facts (tests/fixtures/openldap/directory.ldif, slapd.conf.in).
+const (
+	ldapSuffix      = "dc=example,dc=org"
+	ldapAdminDN     = "cn=admin,dc=example,dc=org"
+	ldapAdminPW     = "admin-secret"
+	serviceBindDN   = "cn=k8s-webhook,ou=services,dc=example,dc=org"
+	serviceBindPW   = "service-secret"
+	alicePassword   = "alice-password"
+	bobPassword     = "pa:ss:word"
+	josePassword    = "contraseña-ñ€"
+	webhookPath     = "/authenticate"
+	apiserverCN     = "kube-apiserver"
+	emailExtraKey   = "example.org/email"
+	jwtShapedToken  = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"
+	startupDeadline = 30 * time.Second
+)
+
+// suite is the shared state built by TestMain.
+type suite struct {
+	dir      string // scratch directory, removed at the end unless KEEP_TEST_DIR is set or a test failed
+	bin      string // absolute path of kube-ldap-webhook
+	fixtures string // absolute path of tests/fixtures/openldap
+
+	pki *pkiFiles
+
+	ldap     *slapdInstance // the LDAP server of the main daemon
+	aliceUID string         // alice's entryUUID, read back with ldapsearch
+	bobUID   string
+
+	daemon *daemonInstance // the main daemon, configured exactly as the brief says
+}
+
+var env *suite
+
+// ---------------------------------------------------------------------------
+// process bookkeeping
+
+// proc is a child process; a goroutine reaps it and closes done.
+type proc struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+var (
+	procMu sync.Mutex
+	procs  []*proc
+)
+
+// startProcess starts cmd with stdout and stderr going to logPath, tied to the
+// test binary's life (Pdeathsig), and remembers it for killAll.
+func startProcess(cmd *exec.Cmd, logPath string) (*proc, error) {
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	defer logFile.Close() // the child holds its own copy
+	cmd.Stdout = logFile
+	cmd.Stderr = logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &proc{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		close(p.done)
+	}()
+	procMu.Lock()
+	procs = append(procs, p)
+	procMu.Unlock()
+	return p, nil
+}
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// stop terminates this one child (SIGTERM, then SIGKILL after 5 s) and waits for it.
+func (p *proc) stop() {
+	if p == nil || p.exited() {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(5 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// killAll kills every child this harness started (and only those), by pid.
+func killAll() {
+	procMu.Lock()
+	defer procMu.Unlock()
+	for _, p := range procs {
+		if !p.exited() {
+			_ = p.cmd.Process.Kill()
+		}
+	}
+	for _, p := range procs {
+		select {
+		case <-p.done:
+		case <-time.After(5 * time.Second):
+		}
+	}
+	procs = nil
+}
+
+// cleanEnv is the process environment without any KUBE_LDAP_WEBHOOK_* override,
+// so a developer's shell cannot change what the daemon under test reads.
+func cleanEnv() []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "KUBE_LDAP_WEBHOOK_") {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
+}
+
+// ---------------------------------------------------------------------------
+// TestMain
+
+func TestMain(m *testing.M) {
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) (code int) {
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		s := <-sigs
+		killAll()
+		fmt.Fprintf(os.Stderr, "kube-ldap-webhook tests: %v, children killed\n", s)
+		os.Exit(2)
+	}()
+	defer killAll()
+	defer func() {
+		if r := recover(); r != nil {
+			fmt.Fprintf(os.Stderr, "kube-ldap-webhook tests: panic: %v\n", r)
+			code = 1
+		}
+	}()
+
+	s, err := setup()
+	if s != nil {
+		defer func() {
+			if code != 0 || os.Getenv("KEEP_TEST_DIR") != "" {
+				fmt.Fprintf(os.Stderr, "kube-ldap-webhook tests: scratch directory kept: %s\n", s.dir)
+				if s.daemon != nil {
+					fmt.Fprintf(os.Stderr, "---- tail of %s ----\n%s\n", s.daemon.logPath, tail(s.daemon.logPath, 40))
+				}
+				return
+			}
+			killAll()
+			_ = os.RemoveAll(s.dir)
+		}()
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "kube-ldap-webhook tests: setup failed: %v\n", err)
+		return 1
+	}
+	env = s
+	return m.Run()
+}
+
+func setup() (*suite, error) {
+	wd, err := os.Getwd()
+	if err != nil {
+		return nil, err
+	}
+	bin := os.Getenv("KUBE_LDAP_WEBHOOK_BIN")
+	if bin == "" {
+		bin = filepath.Join(wd, "..", "..", "target", "debug", "kube-ldap-webhook")
+	}
+	if bin, err = filepath.Abs(bin); err != nil {
+		return nil, err
+	}
+	if st, err := os.Stat(bin); err != nil || st.IsDir() {
+		return nil, fmt.Errorf("daemon binary %s not found (build it with `cargo build` or set KUBE_LDAP_WEBHOOK_BIN)", bin)
+	}
+	for _, tool := range []string{"slapd", "slapadd", "ldapsearch"} {
+		if _, err := lookTool(tool); err != nil {
+			return nil, fmt.Errorf("%s not found (install the Debian packages slapd and ldap-utils): %v", tool, err)
+		}
+	}
+	dir, err := os.MkdirTemp("", "kube-ldap-webhook-k8s-")
+	if err != nil {
+		return nil, err
+	}
+	s := &suite{
+		dir:      dir,
+		bin:      bin,
+		fixtures: filepath.Join(wd, "..", "fixtures", "openldap"),
+	}
+	if s.pki, err = writePKI(filepath.Join(dir, "pki")); err != nil {
+		return s, fmt.Errorf("pki: %w", err)
+	}
+	if s.ldap, err = startSlapd(s.fixtures, filepath.Join(dir, "ldap")); err != nil {
+		return s, fmt.Errorf("slapd: %w", err)
+	}
+	if s.aliceUID, err = s.ldap.entryUUID("alice"); err != nil {
+		return s, err
+	}
+	if s.bobUID, err = s.ldap.entryUUID("bob"); err != nil {
+		return s, err
+	}
+	if s.daemon, err = s.startDaemon(filepath.Join(dir, "daemon"), s.ldap.url()); err != nil {
+		return s, fmt.Errorf("daemon: %w", err)
+	}
+	return s, nil
+}
+
+func lookTool(name string) (string, error) {
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	for _, d := range []string{"/usr/sbin", "/usr/bin", "/sbin"} {
+		p := filepath.Join(d, name)
+		if st, err := os.Stat(p); err == nil && !st.IsDir() {
+			return p, nil
+		}
+	}
+	return "", exec.ErrNotFound
+}
+
+func tail(path string, lines int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Sprintf("(%v)", err)
+	}
+	all := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(all) > lines {
+		all = all[len(all)-lines:]
+	}
+	return strings.Join(all, "\n")
+}
+
+// freePort asks the kernel for a free TCP port on 127.0.0.1.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// ---------------------------------------------------------------------------
+// PKI
+
+type pkiFiles struct {
+	dir string
+
+	ServerCA, ServerCert, ServerKey string // the daemon's serving certificate (IP SAN 127.0.0.1) and its CA
+	ClientCA, ClientCert, ClientKey string // kube-apiserver's client certificate (CN kube-apiserver) and its CA
+
+	// A client certificate from a CA the daemon does not trust.
+	RogueClientCert, RogueClientKey string
+}
+
+type keyPair struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	der  []byte
+}
+
+func newSerial() *big.Int {
+	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
+	if err != nil {
+		panic(err)
+	}
+	return n
+}
+
+func newCA(cn string) (*keyPair, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          newSerial(),
+		Subject:               pkix.Name{CommonName: cn},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+	return &keyPair{cert: cert, key: key, der: der}, nil
+}
+
+func newLeaf(ca *keyPair, cn string, ips []net.IP, dns []string, usage x509.ExtKeyUsage) (*keyPair, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          newSerial(),
+		Subject:               pkix.Name{CommonName: cn},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(24 * time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{usage},
+		BasicConstraintsValid: true,
+		IPAddresses:           ips,
+		DNSNames:              dns,
+	}
+	parent, signer := tmpl, key
+	if ca != nil {
+		parent, signer = ca.cert, ca.key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, signer)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+	return &keyPair{cert: cert, key: key, der: der}, nil
+}
+
+func writeCert(path string, kp *keyPair) error {
+	return os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: kp.der}), 0o644)
+}
+
+func writeKey(path string, kp *keyPair) error {
+	der, err := x509.MarshalPKCS8PrivateKey(kp.key)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+}
+
+func writePKI(dir string) (*pkiFiles, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	p := &pkiFiles{
+		dir:             dir,
+		ServerCA:        filepath.Join(dir, "server-ca.crt"),
+		ServerCert:      filepath.Join(dir, "server.crt"),
+		ServerKey:       filepath.Join(dir, "server.key"),
+		ClientCA:        filepath.Join(dir, "client-ca.crt"),
+		ClientCert:      filepath.Join(dir, "client.crt"),
+		ClientKey:       filepath.Join(dir, "client.key"),
+		RogueClientCert: filepath.Join(dir, "rogue-client.crt"),
+		RogueClientKey:  filepath.Join(dir, "rogue-client.key"),
+	}
+	serverCA, err := newCA("kube-ldap-webhook test server CA")
+	if err != nil {
+		return nil, err
+	}
+	server, err := newLeaf(serverCA, "kube-ldap-webhook", []net.IP{net.ParseIP("127.0.0.1")}, []string{"localhost"}, x509.ExtKeyUsageServerAuth)
+	if err != nil {
+		return nil, err
+	}
+	clientCA, err := newCA("kube-ldap-webhook test client CA")
+	if err != nil {
+		return nil, err
+	}
+	client, err := newLeaf(clientCA, apiserverCN, nil, nil, x509.ExtKeyUsageClientAuth)
+	if err != nil {
+		return nil, err
+	}
+	rogueCA, err := newCA("some other CA")
+	if err != nil {
+		return nil, err
+	}
+	rogue, err := newLeaf(rogueCA, apiserverCN, nil, nil, x509.ExtKeyUsageClientAuth)
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range []struct {
+		path string
+		kp   *keyPair
+		key  bool
+	}{
+		{p.ServerCA, serverCA, false}, {p.ServerCert, server, false}, {p.ServerKey, server, true},
+		{p.ClientCA, clientCA, false}, {p.ClientCert, client, false}, {p.ClientKey, client, true},
+		{p.RogueClientCert, rogue, false}, {p.RogueClientKey, rogue, true},
+	} {
+		var err error
+		if w.key {
+			err = writeKey(w.path, w.kp)
+		} else {
+			err = writeCert(w.path, w.kp)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// ---------------------------------------------------------------------------
+// slapd
+
+type slapdInstance struct {
+	dir     string
+	port    int
+	conf    string
+	logPath string
+	proc    *proc
+}
+
+func (l *slapdInstance) url() string { return fmt.Sprintf("ldap://127.0.0.1:%d", l.port) }
+
+// startSlapd makes a fresh OpenLDAP in dir from the fixture config and LDIF and
+// starts it on a free port of 127.0.0.1.
+func startSlapd(fixtures, dir string) (*slapdInstance, error) {
+	if err := os.MkdirAll(filepath.Join(dir, "db"), 0o700); err != nil {
+		return nil, err
+	}
+	tmpl, err := os.ReadFile(filepath.Join(fixtures, "slapd.conf.in"))
+	if err != nil {
+		return nil, err
+	}
+	conf := filepath.Join(dir, "slapd.conf")
+	if err := os.WriteFile(conf, []byte(strings.ReplaceAll(string(tmpl), "@DIR@", dir)), 0o600); err != nil {
+		return nil, err
+	}
+	// The TLS lines of the config need a certificate; a self-signed one does.
+	self, err := newLeaf(nil, "127.0.0.1", []net.IP{net.ParseIP("127.0.0.1")}, []string{"localhost"}, x509.ExtKeyUsageServerAuth)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeCert(filepath.Join(dir, "server.crt"), self); err != nil {
+		return nil, err
+	}
+	if err := writeKey(filepath.Join(dir, "server.key"), self); err != nil {
+		return nil, err
+	}
+	slapadd, _ := lookTool("slapadd")
+	if out, err := exec.Command(slapadd, "-f", conf, "-l", filepath.Join(fixtures, "directory.ldif")).CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("slapadd: %v: %s", err, out)
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	l := &slapdInstance{dir: dir, port: port, conf: conf, logPath: filepath.Join(dir, "slapd.log")}
+	slapd, _ := lookTool("slapd")
+	l.proc, err = startProcess(exec.Command(slapd, "-f", conf, "-h", fmt.Sprintf("ldap://127.0.0.1:%d/", port), "-d", "0"), l.logPath)
+	if err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(startupDeadline)
+	for {
+		if _, err := l.search("(objectClass=dcObject)", "dc"); err == nil {
+			return l, nil
+		} else if time.Now().After(deadline) {
+			return nil, fmt.Errorf("slapd did not answer within %v: %v\n%s", startupDeadline, err, tail(l.logPath, 20))
+		}
+		select {
+		case <-l.proc.done:
+			return nil, fmt.Errorf("slapd exited at startup:\n%s", tail(l.logPath, 20))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (l *slapdInstance) search(filter string, attrs ...string) (string, error) {
+	ldapsearch, _ := lookTool("ldapsearch")
+	args := append([]string{"-x", "-LLL", "-o", "ldif-wrap=no", "-o", "nettimeout=2", "-H", l.url(),
+		"-D", ldapAdminDN, "-w", ldapAdminPW, "-b", ldapSuffix, filter}, attrs...)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, ldapsearch, args...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("ldapsearch %s: %v: %s", filter, err, stderr.String())
+	}
+	return stdout.String(), nil
+}
+
+func (l *slapdInstance) entryUUID(uid string) (string, error) {
+	out, err := l.search("(uid="+uid+")", "entryUUID")
+	if err != nil {
+		return "", err
+	}
+	for _, line := range strings.Split(out, "\n") {
+		if v, ok := strings.CutPrefix(line, "entryUUID: "); ok {
+			return strings.TrimSpace(v), nil
+		}
+	}
+	return "", fmt.Errorf("no entryUUID for uid=%s in:\n%s", uid, out)
+}
+
+func (l *slapdInstance) stop() { l.proc.stop() }
+
+// ---------------------------------------------------------------------------
+// the daemon
+
+type daemonInstance struct {
+	dir       string
+	listen    string // host:port of the TokenReview listener
+	ops       string // host:port of the ops listener
+	cfgPath   string
+	logPath   string
+	proc      *proc
+	serverURL string // https://listen/authenticate
+}
+
+const daemonConfig = `[server]
+listen = "%[1]s"
+tls_cert_file = "%[2]s"
+tls_key_file = "%[3]s"
+client_ca_file = "%[4]s"
+path = "/authenticate"
+ops_listen = "%[5]s"
+
+[ldap]
+urls = ["%[6]s"]
+bind_dn = "cn=k8s-webhook,ou=services,dc=example,dc=org"
+bind_password_file = "%[7]s"
+timeout = "2s"
+connect_timeout = "1s"
+directory = "openldap"
+
+[ldap.user]
+base_dn = "ou=people,dc=example,dc=org"
+filter = "(&(objectClass=inetOrgPerson)(uid={username}))"
+username_attribute = "uid"
+uid_attribute = "entryUUID"
+
+[ldap.user.extra]
+"example.org/email" = "mail"
+
+[ldap.group]
+base_dn = "ou=groups,dc=example,dc=org"
+filter = "(&(objectClass=groupOfNames)(member={dn}))"
+name_attribute = "cn"
+
+[cache]
+ttl = "2m"
+negative_ttl = "10s"
+`
+
+// startDaemon writes a config (the brief's, pointing at ldapURL) into dir and
+// runs `kube-ldap-webhook serve --config FILE` until /healthz answers 200.
+func (s *suite) startDaemon(dir, ldapURL string) (*daemonInstance, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	listenPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	opsPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	d := &daemonInstance{
+		dir:     dir,
+		listen:  fmt.Sprintf("127.0.0.1:%d", listenPort),
+		ops:     fmt.Sprintf("127.0.0.1:%d", opsPort),
+		cfgPath: filepath.Join(dir, "config.toml"),
+		logPath: filepath.Join(dir, "daemon.stderr"),
+	}
+	d.serverURL = "https://" + d.listen + webhookPath
+	pwFile := filepath.Join(dir, "bind-password")
+	if err := os.WriteFile(pwFile, []byte(serviceBindPW), 0o600); err != nil {
+		return nil, err
+	}
+	cfg := fmt.Sprintf(daemonConfig, d.listen, s.pki.ServerCert, s.pki.ServerKey, s.pki.ClientCA, d.ops, ldapURL, pwFile)
+	if err := os.WriteFile(d.cfgPath, []byte(cfg), 0o600); err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(s.bin, "serve", "--config", d.cfgPath)
+	cmd.Env = cleanEnv()
+	cmd.Dir = dir
+	if d.proc, err = startProcess(cmd, d.logPath); err != nil {
+		return nil, err
+	}
+	client := &http.Client{Timeout: time.Second}
+	deadline := time.Now().Add(startupDeadline)
+	for {
+		resp, err := client.Get("http://" + d.ops + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				// The TokenReview listener should be up too.
+				if c, err := net.DialTimeout("tcp", d.listen, time.Second); err == nil {
+					c.Close()
+					return d, nil
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("daemon did not answer GET http://%s/healthz with 200 within %v (last error %v)\n%s",
+				d.ops, startupDeadline, err, tail(d.logPath, 30))
+		}
+		select {
+		case <-d.proc.done:
+			return nil, fmt.Errorf("daemon exited at startup:\n%s", tail(d.logPath, 30))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (d *daemonInstance) stop() { d.proc.stop() }
+
+// logContains reports whether the daemon's captured stderr contains s.
+func (d *daemonInstance) logContains(s string) bool {
+	b, err := os.ReadFile(d.logPath)
+	return err == nil && bytes.Contains(b, []byte(s))
+}
+
+// ---------------------------------------------------------------------------
+// subcommands of the binary
+
+// runBin runs the binary with args and returns stdout; stderr is in the error.
+func runBin(ctx context.Context, extraEnv []string, args ...string) ([]byte, error) {
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, env.bin, args...)
+	cmd.Env = append(cleanEnv(), extraEnv...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.Stdin = nil // /dev/null: never a terminal
+	err := cmd.Run()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return stdout.Bytes(), fmt.Errorf("%s %s: exit %d: %s", filepath.Base(env.bin), strings.Join(args, " "), ee.ExitCode(), stderr.String())
+		}
+		return stdout.Bytes(), err
+	}
+	return stdout.Bytes(), nil
+}
