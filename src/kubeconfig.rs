@@ -52,26 +52,27 @@ pub fn render(o: &Options<'_>) -> Result<String, KubeconfigError> {
     let ca = file_ref("certificate-authority", o.ca_file, o.embed)?;
     let cert = file_ref("client-certificate", o.client_cert, o.embed)?;
     let key = file_ref("client-key", o.client_key, o.embed)?;
-    Ok(format!(
-        "# kube-apiserver --authentication-token-webhook-config-file\n\
-apiVersion: v1\n\
-kind: Config\n\
-clusters:\n\
-- name: kube-ldap-webhook\n\
-  cluster:\n\
-    server: {server}\n\
-    {ca}\n\
-users:\n\
-- name: kube-apiserver\n\
-  user:\n\
-    {cert}\n\
-    {key}\n\
-contexts:\n\
-- name: webhook\n\
-  context:\n\
-    cluster: kube-ldap-webhook\n\
-    user: kube-apiserver\n\
-current-context: webhook\n",
-        server = yaml_quote(o.server),
-    ))
+    let server = yaml_quote(o.server);
+    let lines = [
+        "# kube-apiserver --authentication-token-webhook-config-file".to_string(),
+        "apiVersion: v1".into(),
+        "kind: Config".into(),
+        "clusters:".into(),
+        "- name: kube-ldap-webhook".into(),
+        "  cluster:".into(),
+        format!("    server: {server}"),
+        format!("    {ca}"),
+        "users:".into(),
+        "- name: kube-apiserver".into(),
+        "  user:".into(),
+        format!("    {cert}"),
+        format!("    {key}"),
+        "contexts:".into(),
+        "- name: webhook".into(),
+        "  context:".into(),
+        "    cluster: kube-ldap-webhook".into(),
+        "    user: kube-apiserver".into(),
+        "current-context: webhook".into(),
+    ];
+    Ok(lines.join("\n") + "\n")
 }

@@ -17,6 +17,8 @@ import (
 	webhookutil "k8s.io/apiserver/pkg/util/webhook"
 	"k8s.io/apiserver/plugin/pkg/authenticator/token/webhook"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
 
 // kube-apiserver's defaults: --authentication-token-webhook-version=v1beta1,
@@ -42,16 +44,10 @@ var (
 	kubeconfigCache = map[string]string{}
 )
 
-// webhookKubeconfig runs `kube-ldap-webhook kubeconfig ...` (with --embed when
-// embed) for daemon d and returns the path of the file holding its stdout.
-func webhookKubeconfig(t *testing.T, d *daemonInstance, embed bool) string {
+// subcommandKubeconfig runs `kube-ldap-webhook kubeconfig ...` (with --embed
+// when embed) for daemon d and returns the path of the file holding its stdout.
+func subcommandKubeconfig(t *testing.T, d *daemonInstance, embed bool) string {
 	t.Helper()
-	key := fmt.Sprintf("%s/%v", d.dir, embed)
-	kubeconfigMu.Lock()
-	defer kubeconfigMu.Unlock()
-	if p, ok := kubeconfigCache[key]; ok {
-		return p
-	}
 	args := []string{"kubeconfig", "--server", d.serverURL, "--ca-file", env.pki.ServerCA,
 		"--client-cert", env.pki.ClientCert, "--client-key", env.pki.ClientKey}
 	name := "webhook-kubeconfig.yaml"
@@ -69,7 +65,59 @@ func webhookKubeconfig(t *testing.T, d *daemonInstance, embed bool) string {
 	if err := os.WriteFile(p, out, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return p
+}
+
+// webhookKubeconfig is the --authentication-token-webhook-config-file for
+// daemon d: the output of the daemon's own `kubeconfig` subcommand. Only when
+// that does not load (TestKubeconfigSubcommandPrintsAWebhookKubeconfig reports
+// it) the harness writes an equivalent one, so that the TokenReview tests
+// still say something about the endpoint itself.
+func webhookKubeconfig(t *testing.T, d *daemonInstance, embed bool) string {
+	t.Helper()
+	key := fmt.Sprintf("%s/%v", d.dir, embed)
+	kubeconfigMu.Lock()
+	defer kubeconfigMu.Unlock()
+	if p, ok := kubeconfigCache[key]; ok {
+		return p
+	}
+	p := subcommandKubeconfig(t, d, embed)
+	if cfg, err := webhookutil.LoadKubeconfig(p, nil); err != nil || cfg.Host == "" {
+		t.Logf("WARNING: the kubeconfig subcommand's output does not load (%v); using a harness-written kubeconfig instead", err)
+		p = harnessKubeconfig(t, d, embed)
+	}
 	kubeconfigCache[key] = p
+	return p
+}
+
+func harnessKubeconfig(t *testing.T, d *daemonInstance, embed bool) string {
+	t.Helper()
+	cfg := clientcmdapi.NewConfig()
+	cluster := &clientcmdapi.Cluster{Server: d.serverURL}
+	user := &clientcmdapi.AuthInfo{}
+	if embed {
+		var err error
+		if cluster.CertificateAuthorityData, err = os.ReadFile(env.pki.ServerCA); err != nil {
+			t.Fatal(err)
+		}
+		if user.ClientCertificateData, err = os.ReadFile(env.pki.ClientCert); err != nil {
+			t.Fatal(err)
+		}
+		if user.ClientKeyData, err = os.ReadFile(env.pki.ClientKey); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		cluster.CertificateAuthority = env.pki.ServerCA
+		user.ClientCertificate, user.ClientKey = env.pki.ClientCert, env.pki.ClientKey
+	}
+	cfg.Clusters["kube-ldap-webhook"] = cluster
+	cfg.AuthInfos["kube-apiserver"] = user
+	cfg.Contexts["webhook"] = &clientcmdapi.Context{Cluster: "kube-ldap-webhook", AuthInfo: "kube-apiserver"}
+	cfg.CurrentContext = "webhook"
+	p := filepath.Join(d.dir, fmt.Sprintf("harness-kubeconfig-%v.yaml", embed))
+	if err := clientcmd.WriteToFile(*cfg, p); err != nil {
+		t.Fatal(err)
+	}
 	return p
 }
 

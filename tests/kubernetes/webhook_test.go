@@ -5,6 +5,7 @@ package kubernetes
 // `kubeconfig` subcommand prints, wrapped in the API server's token cache.
 
 import (
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"k8s.io/apiserver/pkg/authentication/authenticator"
+	webhookutil "k8s.io/apiserver/pkg/util/webhook"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 )
@@ -23,7 +25,11 @@ func TestKubeconfigSubcommandPrintsAWebhookKubeconfig(t *testing.T) {
 			name = "embedded"
 		}
 		t.Run(name, func(t *testing.T) {
-			path := webhookKubeconfig(t, env.daemon, embed)
+			path := subcommandKubeconfig(t, env.daemon, embed)
+			if _, err := webhookutil.LoadKubeconfig(path, nil); err != nil {
+				b, _ := os.ReadFile(path)
+				t.Errorf("kube-apiserver cannot load it: webhookutil.LoadKubeconfig: %v\n--- output ---\n%s", err, b)
+			}
 			cfg, err := clientcmd.LoadFromFile(path)
 			if err != nil {
 				t.Fatalf("clientcmd.LoadFromFile: %v", err)

@@ -1,0 +1,631 @@
+//! Shared fixtures for the integration tests: a real slapd, certificates, the real daemon
+//! binary, and an HTTPS client with a client certificate.
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair, SanType};
+use serde_json::Value;
+
+pub const BASE_DN: &str = "dc=example,dc=org";
+pub const SERVICE_DN: &str = "cn=k8s-webhook,ou=services,dc=example,dc=org";
+pub const SERVICE_PASSWORD: &str = "service-secret";
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// Kills the child when the spawning thread (the test) ends, even if the test never gets
+/// to run its destructors.
+fn die_with_parent(cmd: &mut Command) {
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+}
+
+pub fn token(user: &str, password: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+}
+
+// -------------------------------------------------------------------------------------
+// Certificates
+// -------------------------------------------------------------------------------------
+
+pub struct Ca {
+    pub cert: rcgen::Certificate,
+    pub key: KeyPair,
+}
+
+impl Ca {
+    pub fn new(name: &str) -> Ca {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(rcgen::DnType::CommonName, name);
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let key = KeyPair::generate().unwrap();
+        let cert = p.self_signed(&key).unwrap();
+        Ca { cert, key }
+    }
+
+    /// A leaf certificate: server (SANs) or client (CN only).
+    pub fn issue(&self, cn: &str, server: bool) -> (String, String) {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        if server {
+            p.subject_alt_names = vec![
+                SanType::DnsName("localhost".try_into().unwrap()),
+                SanType::IpAddress("127.0.0.1".parse().unwrap()),
+            ];
+            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        } else {
+            p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        }
+        let key = KeyPair::generate().unwrap();
+        let cert = p.signed_by(&key, &self.cert, &self.key).unwrap();
+        (cert.pem(), key.serialize_pem())
+    }
+}
+
+/// Every certificate a test needs, written to `dir`.
+pub struct Pki {
+    pub dir: PathBuf,
+    pub server_ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+    pub client_ca: PathBuf,
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
+    /// A client certificate from a CA the daemon does not trust.
+    pub rogue_cert: PathBuf,
+    pub rogue_key: PathBuf,
+    server_ca_obj: Ca,
+}
+
+impl Pki {
+    pub fn new(dir: &Path) -> Pki {
+        let w = |name: &str, body: &str| {
+            let p = dir.join(name);
+            std::fs::write(&p, body).unwrap();
+            p
+        };
+        let server_ca = Ca::new("test server CA");
+        let client_ca = Ca::new("test client CA");
+        let rogue_ca = Ca::new("rogue CA");
+        let (sc, sk) = server_ca.issue("kube-ldap-webhook", true);
+        let (cc, ck) = client_ca.issue("kube-apiserver", false);
+        let (rc, rk) = rogue_ca.issue("kube-apiserver", false);
+        Pki {
+            dir: dir.to_path_buf(),
+            server_ca: w("server-ca.crt", &server_ca.cert.pem()),
+            server_cert: w("server.crt", &sc),
+            server_key: w("server.key", &sk),
+            client_ca: w("client-ca.crt", &client_ca.cert.pem()),
+            client_cert: w("client.crt", &cc),
+            client_key: w("client.key", &ck),
+            rogue_cert: w("rogue.crt", &rc),
+            rogue_key: w("rogue.key", &rk),
+            server_ca_obj: server_ca,
+        }
+    }
+
+    /// A new server certificate from the same CA (for reload tests).
+    pub fn reissue_server(&self, cn: &str) {
+        let (c, k) = self.server_ca_obj.issue(cn, true);
+        std::fs::write(&self.server_cert, c).unwrap();
+        std::fs::write(&self.server_key, k).unwrap();
+    }
+}
+
+// -------------------------------------------------------------------------------------
+// slapd
+// -------------------------------------------------------------------------------------
+
+pub struct Slapd {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub tls_port: u16,
+    pub ca_file: PathBuf,
+    child: Option<Child>,
+}
+
+impl Slapd {
+    /// A fresh slapd with the fixture directory plus `extra_ldif`, on free loopback ports.
+    pub fn start_with(extra_ldif: &str) -> Slapd {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let conf = std::fs::read_to_string(repo().join("tests/fixtures/openldap/slapd.conf.in"))
+            .unwrap()
+            .replace("@DIR@", d.to_str().unwrap());
+        std::fs::write(d.join("slapd.conf"), conf).unwrap();
+        std::fs::create_dir(d.join("db")).unwrap();
+        let ca = Ca::new("test LDAP CA");
+        let (cert, key) = ca.issue("localhost", true);
+        std::fs::write(d.join("server.crt"), cert).unwrap();
+        std::fs::write(d.join("server.key"), key).unwrap();
+        let ca_file = d.join("ldap-ca.crt");
+        std::fs::write(&ca_file, ca.cert.pem()).unwrap();
+        let mut ldif = std::fs::read_to_string(repo().join("tests/fixtures/openldap/directory.ldif")).unwrap();
+        ldif.push('\n');
+        ldif.push_str(extra_ldif);
+        std::fs::write(d.join("data.ldif"), ldif).unwrap();
+        let out = Command::new("slapadd")
+            .args(["-q", "-f"])
+            .arg(d.join("slapd.conf"))
+            .arg("-l")
+            .arg(d.join("data.ldif"))
+            .output()
+            .expect("slapadd (apt-get install slapd ldap-utils)");
+        assert!(out.status.success(), "slapadd: {}", String::from_utf8_lossy(&out.stderr));
+        let mut s = Slapd {
+            dir,
+            port: 0,
+            tls_port: 0,
+            ca_file,
+            child: None,
+        };
+        s.spawn();
+        s
+    }
+
+    pub fn start() -> Slapd {
+        Slapd::start_with("")
+    }
+
+    fn spawn(&mut self) {
+        let d = self.dir.path();
+        for _ in 0..5 {
+            let (port, tls_port) = if self.port == 0 {
+                (free_port(), free_port())
+            } else {
+                (self.port, self.tls_port)
+            };
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(d.join("slapd.log"))
+                .unwrap();
+            let mut cmd = Command::new("slapd");
+            cmd.arg("-f")
+                .arg(d.join("slapd.conf"))
+                .arg("-h")
+                .arg(format!("ldap://127.0.0.1:{port}/ ldaps://127.0.0.1:{tls_port}/"))
+                // stats: one line per connection and operation, which the tests count.
+                .args(["-d", "stats"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log);
+            die_with_parent(&mut cmd);
+            let mut child = cmd.spawn().expect("slapd (apt-get install slapd)");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    self.port = port;
+                    self.tls_port = tls_port;
+                    self.child = Some(child);
+                    return;
+                }
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("slapd did not start; log:\n{}", self.log());
+    }
+
+    pub fn url(&self) -> String {
+        format!("ldap://127.0.0.1:{}", self.port)
+    }
+
+    pub fn ldaps_url(&self) -> String {
+        format!("ldaps://127.0.0.1:{}", self.tls_port)
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same ports with the same data.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("slapd.log")).unwrap_or_default()
+    }
+
+    /// BIND operations slapd logged for `dn` (case-insensitive), excluding the service account.
+    pub fn binds_for(&self, dn: &str) -> usize {
+        let needle = format!("bind dn=\"{}\"", dn.to_lowercase());
+        self.log()
+            .lines()
+            .filter(|l| l.to_lowercase().contains(&needle))
+            .count()
+    }
+
+    /// BIND operations of anyone but the service account.
+    pub fn user_binds(&self) -> usize {
+        self.log()
+            .lines()
+            .filter(|l| l.contains(" BIND dn=\"") && !l.contains(SERVICE_DN))
+            .count()
+    }
+
+    /// Every LDAP operation slapd logged (BIND, SRCH, EXT ...).
+    pub fn operations(&self) -> usize {
+        self.log()
+            .lines()
+            .filter(|l| {
+                [" BIND ", " SRCH ", " EXT ", " CMP ", " MOD "]
+                    .iter()
+                    .any(|op| l.contains(op))
+            })
+            .count()
+    }
+
+    pub fn entry_uuid(&self, uid: &str) -> String {
+        let out = Command::new("ldapsearch")
+            .args(["-x", "-LLL", "-H", &self.url(), "-D", "cn=admin,dc=example,dc=org", "-w", "admin-secret", "-b", BASE_DN])
+            .arg(format!("(uid={uid})"))
+            .arg("entryUUID")
+            .output()
+            .expect("ldapsearch (apt-get install ldap-utils)");
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.lines()
+            .find_map(|l| l.strip_prefix("entryUUID: "))
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("no entryUUID for {uid}: {text}"))
+    }
+
+    /// Changes a user's password as the directory admin.
+    pub fn set_password(&self, dn: &str, password: &str) {
+        let out = Command::new("ldappasswd")
+            .args(["-x", "-H", &self.url(), "-D", "cn=admin,dc=example,dc=org", "-w", "admin-secret", "-s", password, dn])
+            .output()
+            .expect("ldappasswd");
+        assert!(out.status.success(), "ldappasswd: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+impl Drop for Slapd {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+// -------------------------------------------------------------------------------------
+// The daemon
+// -------------------------------------------------------------------------------------
+
+/// The daemon's configuration for a test: the fixture directory, with `extra` TOML lines
+/// appended to the sections named in it.
+pub fn config_toml(pki: &Pki, urls: &[String], listen: u16, ops: u16, sections: &[(&str, &str)]) -> String {
+    let pw = pki.dir.join("bind-password");
+    std::fs::write(&pw, format!("{SERVICE_PASSWORD}\n")).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let get = |name: &str| {
+        sections
+            .iter()
+            .filter(|(s, _)| *s == name)
+            .map(|(_, v)| format!("{v}\n"))
+            .collect::<String>()
+    };
+    let urls = urls.iter().map(|u| format!("\"{u}\"")).collect::<Vec<_>>().join(", ");
+    // ("omit", "service") leaves the service account out (direct bind).
+    let service = if sections.contains(&("omit", "service")) {
+        String::new()
+    } else {
+        format!("bind_dn = \"{SERVICE_DN}\"\nbind_password_file = \"{}\"", pw.display())
+    };
+    format!(
+        r#"[server]
+listen = "127.0.0.1:{listen}"
+tls_cert_file = "{cert}"
+tls_key_file = "{key}"
+client_ca_file = "{client_ca}"
+path = "/authenticate"
+ops_listen = "127.0.0.1:{ops}"
+{server}
+[ldap]
+urls = [{urls}]
+{service}
+connect_timeout = "1s"
+timeout = "2s"
+{ldap}
+[ldap.user]
+base_dn = "ou=people,dc=example,dc=org"
+{user}
+[ldap.user.extra]
+"example.org/email" = "mail"
+[ldap.group]
+base_dn = "ou=groups,dc=example,dc=org"
+{group}
+[cache]
+{cache}
+[log]
+level = "debug"
+"#,
+        cert = pki.server_cert.display(),
+        key = pki.server_key.display(),
+        client_ca = pki.client_ca.display(),
+        server = get("server"),
+        ldap = get("ldap"),
+        user = get("user"),
+        group = get("group"),
+        cache = get("cache"),
+    )
+}
+
+pub struct Daemon {
+    pub dir: tempfile::TempDir,
+    pub pki: Pki,
+    pub port: u16,
+    pub ops_port: u16,
+    pub config: PathBuf,
+    child: Option<Child>,
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_kube-ldap-webhook")
+}
+
+impl Daemon {
+    /// Starts the real binary against `urls` with extra config lines per section.
+    pub fn start(urls: &[String], sections: &[(&str, &str)]) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::new(dir.path());
+        let (port, ops_port) = (free_port(), free_port());
+        let config = dir.path().join("config.toml");
+        std::fs::write(&config, config_toml(&pki, urls, port, ops_port, sections)).unwrap();
+        let mut d = Daemon {
+            dir,
+            pki,
+            port,
+            ops_port,
+            config,
+            child: None,
+        };
+        d.spawn(&[]);
+        d
+    }
+
+    pub fn spawn(&mut self, env: &[(&str, &str)]) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap();
+        let mut cmd = Command::new(bin());
+        cmd.args(["serve", "--config"])
+            .arg(&self.config)
+            .env_remove("RUST_LOG")
+            .env_remove("NOTIFY_SOCKET")
+            .env_remove("JOURNAL_STREAM")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        die_with_parent(&mut cmd);
+        let mut child = cmd.spawn().expect("the daemon binary");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("daemon exited with {status}; log:\n{}", self.log());
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", self.ops_port)).is_ok()
+                && std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            {
+                self.child = Some(child);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        panic!("daemon did not start; log:\n{}", self.log());
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("daemon.log")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://127.0.0.1:{}/authenticate", self.port)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0)
+    }
+
+    pub fn signal(&self, sig: i32) {
+        unsafe {
+            libc::kill(self.pid(), sig);
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        self.signal(libc::SIGTERM);
+        let mut child = self.child.take().expect("running daemon");
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            if let Ok(Some(s)) = child.try_wait() {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "daemon did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn client(&self) -> Https {
+        Https::new(&self.pki, Some((&self.pki.client_cert, &self.pki.client_key)), false)
+    }
+
+    pub fn ops(&self, path: &str) -> (u16, String) {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", self.ops_port)).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        let code = out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+        let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        (code, body)
+    }
+
+    /// Waits until the log has a line containing `needle`.
+    pub fn wait_for_log(&self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.log().contains(needle) {
+            assert!(Instant::now() < deadline, "log never said {needle:?}:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+// -------------------------------------------------------------------------------------
+// HTTPS client
+// -------------------------------------------------------------------------------------
+
+pub fn client_tls(pki: &Pki, identity: Option<(&Path, &Path)>) -> rustls::ClientConfig {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut std::fs::read(&pki.server_ca).unwrap().as_slice()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let b = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    match identity {
+        Some((cert, key)) => {
+            let certs = rustls_pemfile::certs(&mut std::fs::read(cert).unwrap().as_slice())
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap();
+            let key = rustls_pemfile::private_key(&mut std::fs::read(key).unwrap().as_slice())
+                .unwrap()
+                .unwrap();
+            b.with_client_auth_cert(certs, key).unwrap()
+        }
+        None => b.with_no_client_auth(),
+    }
+}
+
+type Connector = hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
+
+pub struct Https {
+    client: Client<Connector, Full<Bytes>>,
+}
+
+pub struct Answer {
+    pub status: u16,
+    pub body: Value,
+    pub raw: String,
+}
+
+impl Https {
+    pub fn new(pki: &Pki, identity: Option<(&Path, &Path)>, http2: bool) -> Https {
+        let b = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(client_tls(pki, identity))
+            .https_only();
+        let connector = if http2 {
+            b.enable_http2().build()
+        } else {
+            b.enable_http1().build()
+        };
+        let mut cb = Client::builder(TokioExecutor::new());
+        if http2 {
+            cb.http2_only(true);
+        }
+        Https {
+            client: cb.build(connector),
+        }
+    }
+
+    pub async fn request(&self, method: &str, url: &str, body: Vec<u8>) -> Result<Answer, String> {
+        let req = hyper::Request::builder()
+            .method(method)
+            .uri(url)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap();
+        let resp = self.client.request(req).await.map_err(|e| format!("{e:?}"))?;
+        let status = resp.status().as_u16();
+        let bytes = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+        let raw = String::from_utf8_lossy(&bytes).to_string();
+        Ok(Answer {
+            status,
+            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            raw,
+        })
+    }
+
+    /// POSTs a TokenReview of `version` ("v1" or "v1beta1") for `token`.
+    pub async fn review(&self, url: &str, version: &str, token: &str) -> Answer {
+        let body = serde_json::json!({
+            "apiVersion": format!("authentication.k8s.io/{version}"),
+            "kind": "TokenReview",
+            "metadata": {"creationTimestamp": null},
+            "spec": {"token": token, "audiences": ["https://kubernetes.default.svc"]},
+            "status": {"user": {}},
+        });
+        let mut bytes = serde_json::to_vec(&body).unwrap();
+        bytes.push(b'\n');
+        self.request("POST", &format!("{url}?timeout=30s"), bytes).await.expect("HTTPS request")
+    }
+}
+
+/// A directory with one user in `groups` groups, as extra LDIF for [`Slapd::start_with`].
+pub fn many_users_ldif(n: usize, password: &str) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "dn: uid=user{i},ou=people,dc=example,dc=org\nobjectClass: inetOrgPerson\nuid: user{i}\ncn: User {i}\nsn: {i}\nuserPassword: {password}\n\n"
+            )
+        })
+        .collect()
+}
