@@ -264,7 +264,8 @@ impl Slapd {
         let needle = format!("bind dn=\"{}\"", dn.to_lowercase());
         self.log()
             .lines()
-            .filter(|l| l.to_lowercase().contains(&needle))
+            // slapd logs a successful bind twice (method=, then mech=): count the request.
+            .filter(|l| l.contains(" method=") && l.to_lowercase().contains(&needle))
             .count()
     }
 
@@ -272,7 +273,7 @@ impl Slapd {
     pub fn user_binds(&self) -> usize {
         self.log()
             .lines()
-            .filter(|l| l.contains(" BIND dn=\"") && !l.contains(SERVICE_DN))
+            .filter(|l| l.contains(" BIND dn=\"") && l.contains(" method=") && !l.contains(SERVICE_DN))
             .count()
     }
 
