@@ -415,8 +415,11 @@ fn preset_defaults(p: Preset) -> Option<PresetDefaults> {
         Preset::ActiveDirectory => Some(PresetDefaults {
             // Computers are users in AD too (objectCategory tells them apart). Disabled
             // accounts are found on purpose: their bind fails with a distinct reason
-            // (data 533) that the user is told.
-            user_filter: "(&(objectCategory=person)(objectClass=user)(sAMAccountName={username}))",
+            // (data 533) that the user is told. `alice`, `EXAMPLE\alice` and
+            // `alice@example.test` all reach sAMAccountName through {username} (domain
+            // stripped); {login} (as typed) also finds a userPrincipalName whose name part
+            // is not the sAMAccountName.
+            user_filter: "(&(objectCategory=person)(objectClass=user)(|(sAMAccountName={username})(userPrincipalName={login})))",
             username_attribute: "sAMAccountName",
             uid_attribute: "objectGUID",
             login: LoginForms::StripDomain,
@@ -521,7 +524,7 @@ fn resolve(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
             if dn.trim().is_empty() {
                 return Err(invalid(p, "ldap.bind_dn", "must not be empty"));
             }
-            let password = read_password_file(file)
+            let password = read_password_file(file, p.parent().unwrap_or(Path::new(".")))
                 .map_err(|m| invalid(p, "ldap.bind_password_file", m))?;
             Some(ServiceAccount {
                 bind_dn: dn.clone(),
@@ -562,8 +565,8 @@ fn resolve(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
         .filter(|b| !b.trim().is_empty())
         .ok_or_else(|| invalid(p, "ldap.user.base_dn", "is required"))?;
     let filter = need(u.filter, d.map(|d| d.user_filter), "ldap.user.filter")?;
-    if !filter.contains("{username}") {
-        return Err(invalid(p, "ldap.user.filter", "must contain {username}"));
+    if !filter.contains("{username}") && !filter.contains("{login}") {
+        return Err(invalid(p, "ldap.user.filter", "must contain {username} or {login}"));
     }
     check_filter_shape(&filter).map_err(|m| invalid(p, "ldap.user.filter", m))?;
     if let Some(t) = &u.dn_template {
@@ -607,7 +610,13 @@ fn resolve(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
 
     let g = l.group;
     let nested = g.nested.unwrap_or(false);
-    let server_side_nesting = nested && l.directory == Preset::ActiveDirectory && g.filter.is_none();
+    let membership_attribute = g.membership_attribute.filter(|m| !m.trim().is_empty());
+    // With a membership attribute the direct groups come from the user entry, and the walk
+    // above them needs the plain member filter: the in-chain rule would skip it.
+    let server_side_nesting = nested
+        && l.directory == Preset::ActiveDirectory
+        && g.filter.is_none()
+        && membership_attribute.is_none();
     let group_default = d.map(|d| {
         if server_side_nesting {
             d.nested_group_filter
@@ -615,7 +624,6 @@ fn resolve(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
             d.group_filter
         }
     });
-    let membership_attribute = g.membership_attribute.filter(|m| !m.trim().is_empty());
     let group_filter = match membership_attribute {
         // The filter is still used for nested walks above the directly listed groups.
         Some(_) => g.filter.or(group_default.map(str::to_string)).unwrap_or_default(),
@@ -715,13 +723,15 @@ fn check_filter_shape(filter: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Reads a secret file: relative paths are looked up in systemd's `$CREDENTIALS_DIRECTORY`
-/// (`LoadCredential=`). One trailing newline is dropped; the content is never echoed.
-pub fn read_password_file(file: &Path) -> Result<Password, String> {
+/// Reads a secret file. A relative path is looked up in systemd's `$CREDENTIALS_DIRECTORY`
+/// (`LoadCredential=`) when there is one, else next to the config file, so the same config
+/// works under the hardened unit and when run by hand. One trailing newline is dropped; the
+/// content is never echoed.
+pub fn read_password_file(file: &Path, config_dir: &Path) -> Result<Password, String> {
     let resolved = if file.is_relative() {
         match std::env::var_os("CREDENTIALS_DIRECTORY") {
             Some(dir) => Path::new(&dir).join(file),
-            None => file.to_path_buf(),
+            None => config_dir.join(file),
         }
     } else {
         file.to_path_buf()
@@ -835,6 +845,30 @@ base_dn = "ou=people,dc=example,dc=org"
     }
 
     #[test]
+    fn active_directory_preset_fills_the_ad_defaults() {
+        let d = tempfile::tempdir().unwrap();
+        let ad = minimal(d.path()).replace("[ldap.user]", "directory = \"active-directory\"\n[ldap.user]");
+        let c = load(&write(d.path(), &ad)).unwrap();
+        assert!(c.ldap.user.filter.contains("(sAMAccountName={username})"), "{}", c.ldap.user.filter);
+        assert!(c.ldap.user.filter.contains("(userPrincipalName={login})"), "{}", c.ldap.user.filter);
+        assert_eq!(c.ldap.user.username_attribute, "sAMAccountName");
+        assert_eq!(c.ldap.user.uid_attribute, "objectGUID");
+        assert_eq!(c.ldap.user.login, LoginForms::StripDomain);
+        assert!(!c.ldap.group.server_side_nesting);
+
+        let nested = format!("{ad}[ldap.group]\nnested = true\n");
+        let c = load(&write(d.path(), &nested)).unwrap();
+        assert!(c.ldap.group.server_side_nesting);
+        assert!(c.ldap.group.filter.contains(":1.2.840.113556.1.4.1941:="), "{}", c.ldap.group.filter);
+
+        // memberOf lists only direct groups: nesting is then walked with the plain filter.
+        let member_of = format!("{nested}membership_attribute = \"memberOf\"\n");
+        let c = load(&write(d.path(), &member_of)).unwrap();
+        assert!(!c.ldap.group.server_side_nesting);
+        assert_eq!(c.ldap.group.filter, "(&(objectClass=group)(member={dn}))");
+    }
+
+    #[test]
     fn custom_preset_requires_the_filter() {
         let d = tempfile::tempdir().unwrap();
         let body = minimal(d.path()).replace("[ldap.user]", "directory = \"custom\"\n[ldap.user]");
@@ -867,5 +901,50 @@ base_dn = "ou=people,dc=example,dc=org"
             .unwrap_err()
             .to_string();
         assert!(e.contains("/nonexistent/kube-ldap-webhook.toml"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod example_config {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../etc/kube-ldap-webhook/config.toml");
+
+    #[test]
+    fn example_config_parses_with_every_key_known() {
+        let raw: RawConfig = Figment::new()
+            .merge(Toml::string(EXAMPLE))
+            .extract()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(raw.ldap.urls.len(), 2);
+    }
+
+    #[test]
+    fn example_config_documents_every_key() {
+        // Every key the code knows appears in the example, set or commented out.
+        let keys = [
+            "listen", "tls_cert_file", "tls_key_file", "client_ca_file", "path", "ops_listen",
+            "handshake_timeout", "request_timeout", "max_connections", "urls", "start_tls",
+            "ca_file", "bind_dn", "bind_password_file", "connect_timeout", "timeout",
+            "directory", "base_dn", "filter", "dn_template", "username_attribute",
+            "uid_attribute", "login", "name_attribute", "membership_attribute", "nested",
+            "max_nested_depth", "username_prefix", "group_prefix", "capacity", "ttl",
+            "negative_ttl", "stale_ttl", "max_failures", "failure_window", "level", "format",
+        ];
+        for k in keys {
+            let set = format!("\n{k} = ");
+            let commented = format!("\n# {k} = ");
+            assert!(EXAMPLE.contains(&set) || EXAMPLE.contains(&commented), "{k} is not documented");
+        }
+    }
+
+    #[test]
+    fn relative_password_file_is_read_next_to_the_config() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("bind-password"), "pw\n").unwrap();
+        if std::env::var_os("CREDENTIALS_DIRECTORY").is_none() {
+            let p = read_password_file(Path::new("bind-password"), d.path()).unwrap();
+            assert_eq!(p.expose(), "pw");
+        }
     }
 }
