@@ -17,8 +17,6 @@ import (
 	webhookutil "k8s.io/apiserver/pkg/util/webhook"
 	"k8s.io/apiserver/plugin/pkg/authenticator/token/webhook"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
 
 // kube-apiserver's defaults: --authentication-token-webhook-version=v1beta1,
@@ -69,10 +67,8 @@ func subcommandKubeconfig(t *testing.T, d *daemonInstance, embed bool) string {
 }
 
 // webhookKubeconfig is the --authentication-token-webhook-config-file for
-// daemon d: the output of the daemon's own `kubeconfig` subcommand. Only when
-// that does not load (TestKubeconfigSubcommandPrintsAWebhookKubeconfig reports
-// it) the harness writes an equivalent one, so that the TokenReview tests
-// still say something about the endpoint itself.
+// daemon d: the output of the daemon's own `kubeconfig` subcommand, which must
+// load with kube-apiserver's own loader.
 func webhookKubeconfig(t *testing.T, d *daemonInstance, embed bool) string {
 	t.Helper()
 	key := fmt.Sprintf("%s/%v", d.dir, embed)
@@ -83,41 +79,9 @@ func webhookKubeconfig(t *testing.T, d *daemonInstance, embed bool) string {
 	}
 	p := subcommandKubeconfig(t, d, embed)
 	if cfg, err := webhookutil.LoadKubeconfig(p, nil); err != nil || cfg.Host == "" {
-		t.Logf("WARNING: the kubeconfig subcommand's output does not load (%v); using a harness-written kubeconfig instead", err)
-		p = harnessKubeconfig(t, d, embed)
+		t.Fatalf("the kubeconfig subcommand's output does not load: %v", err)
 	}
 	kubeconfigCache[key] = p
-	return p
-}
-
-func harnessKubeconfig(t *testing.T, d *daemonInstance, embed bool) string {
-	t.Helper()
-	cfg := clientcmdapi.NewConfig()
-	cluster := &clientcmdapi.Cluster{Server: d.serverURL}
-	user := &clientcmdapi.AuthInfo{}
-	if embed {
-		var err error
-		if cluster.CertificateAuthorityData, err = os.ReadFile(env.pki.ServerCA); err != nil {
-			t.Fatal(err)
-		}
-		if user.ClientCertificateData, err = os.ReadFile(env.pki.ClientCert); err != nil {
-			t.Fatal(err)
-		}
-		if user.ClientKeyData, err = os.ReadFile(env.pki.ClientKey); err != nil {
-			t.Fatal(err)
-		}
-	} else {
-		cluster.CertificateAuthority = env.pki.ServerCA
-		user.ClientCertificate, user.ClientKey = env.pki.ClientCert, env.pki.ClientKey
-	}
-	cfg.Clusters["kube-ldap-webhook"] = cluster
-	cfg.AuthInfos["kube-apiserver"] = user
-	cfg.Contexts["webhook"] = &clientcmdapi.Context{Cluster: "kube-ldap-webhook", AuthInfo: "kube-apiserver"}
-	cfg.CurrentContext = "webhook"
-	p := filepath.Join(d.dir, fmt.Sprintf("harness-kubeconfig-%v.yaml", embed))
-	if err := clientcmd.WriteToFile(*cfg, p); err != nil {
-		t.Fatal(err)
-	}
 	return p
 }
 
