@@ -409,3 +409,69 @@ async fn readyz_follows_ldap() {
     assert_eq!(d.ops("/readyz").0, 503);
     assert_eq!(d.ops("/healthz").0, 200);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn non_base64_token_is_not_ours() {
+    let (slapd, d) = setup();
+    std::thread::sleep(Duration::from_millis(300));
+    let before = slapd.operations();
+    for t in ["not base64!", "%%%%", "dG9rZW4", "a b c"] {
+        let a = d.client().review(&d.url(), "v1", t).await;
+        assert_eq!(a.body["status"]["authenticated"], false, "{t:?}");
+        assert!(a.body["status"].get("error").is_none(), "{t:?}: {}", a.raw);
+    }
+    assert_eq!(slapd.operations(), before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kube_apiserver_timeout_is_honoured_as_the_deadline() {
+    // An "LDAP server" that accepts connections and never answers.
+    let blackhole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ldap://{}", blackhole.local_addr().unwrap());
+    let mut d = Daemon::start(&[url], &[]);
+    d.terminate();
+    d.spawn(&[("KUBE_LDAP_WEBHOOK_LDAP__TIMEOUT", "20s"), ("KUBE_LDAP_WEBHOOK_LDAP__CONNECT_TIMEOUT", "20s")]);
+    let body = serde_json::json!({
+        "apiVersion": "authentication.k8s.io/v1beta1", "kind": "TokenReview",
+        "spec": {"token": token("alice", "alice-password")}
+    });
+    let started = std::time::Instant::now();
+    let a = d
+        .client()
+        .request("POST", &format!("{}?timeout=2s", d.url()), serde_json::to_vec(&body).unwrap())
+        .await
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(a.body["status"]["error"], "Authentication backend unavailable");
+    assert!(took < Duration::from_secs(10), "answered within the caller's 2s deadline, not the 20s LDAP timeout: {took:?}");
+    drop(blackhole);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn environment_overrides_config_keys() {
+    let slapd = Slapd::start();
+    let mut d = Daemon::start(&[slapd.url()], &[]);
+    d.terminate();
+    d.spawn(&[("KUBE_LDAP_WEBHOOK_SERVER__PATH", "/from-env")]);
+    let c = d.client();
+    let url = format!("https://127.0.0.1:{}/from-env", d.port);
+    let a = c.review(&url, "v1", &token("alice", "alice-password")).await;
+    assert_eq!(a.body["status"]["authenticated"], true, "{}", a.raw);
+    assert_eq!(c.review(&d.url(), "v1", &token("alice", "alice-password")).await.status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_input_changes_nothing() {
+    // After a barrage of bad requests, the daemon answers exactly as before.
+    let (slapd, d) = setup();
+    let c = d.client();
+    let good = token("alice", "alice-password");
+    let first = c.review(&d.url(), "v1", &good).await;
+    for body in [&b"{"[..], b"[]", b"null", br#"{"kind":"TokenReview"}"#, &[0xff, 0xfe, 0x00][..]] {
+        assert_eq!(c.request("POST", &d.url(), body.to_vec()).await.unwrap().status, 400);
+    }
+    let _ = c.request("POST", &d.url(), vec![b'x'; 200_000]).await;
+    let again = c.review(&d.url(), "v1", &good).await;
+    assert_eq!(first.raw, again.raw);
+    assert_eq!(slapd.binds_for(ALICE_DN), 1, "the cached answer survived");
+}
