@@ -254,6 +254,9 @@ pub struct Config {
     pub identity: Identity,
     pub cache: Cache,
     pub log: Log,
+    /// Things worth telling the operator that do not stop the daemon. Logged by `serve`
+    /// (and on reload) once logging is set up; printed by `check-config`.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -447,6 +450,7 @@ fn parse_addr(path: &Path, key: &'static str, s: &str) -> Result<SocketAddr, Con
 
 fn resolve(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
     let p = path;
+    let mut warnings = Vec::new();
 
     // --- server
     let s = raw.server;
@@ -514,18 +518,19 @@ fn resolve(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
         ));
     }
     if any_plain && !l.start_tls {
-        tracing::warn!(
-            file = %p.display(),
-            "ldap.urls has ldap:// without start_tls: passwords cross the network in clear text"
-        );
+        warnings.push(format!(
+            "{}: ldap.urls has ldap:// without ldap.start_tls: passwords cross the network in clear text",
+            p.display()
+        ));
     }
     let service = match (&l.bind_dn, &l.bind_password_file) {
         (Some(dn), Some(file)) => {
             if dn.trim().is_empty() {
                 return Err(invalid(p, "ldap.bind_dn", "must not be empty"));
             }
-            let password = read_password_file(file, p.parent().unwrap_or(Path::new(".")))
+            let (password, warning) = read_password_file(file, p.parent().unwrap_or(Path::new(".")))
                 .map_err(|m| invalid(p, "ldap.bind_password_file", m))?;
+            warnings.extend(warning);
             Some(ServiceAccount {
                 bind_dn: dn.clone(),
                 password,
@@ -699,6 +704,7 @@ fn resolve(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
         identity: raw.identity,
         cache,
         log,
+        warnings,
     })
 }
 
@@ -726,8 +732,8 @@ fn check_filter_shape(filter: &str) -> Result<(), String> {
 /// Reads a secret file. A relative path is looked up in systemd's `$CREDENTIALS_DIRECTORY`
 /// (`LoadCredential=`) when there is one, else next to the config file, so the same config
 /// works under the hardened unit and when run by hand. One trailing newline is dropped; the
-/// content is never echoed.
-pub fn read_password_file(file: &Path, config_dir: &Path) -> Result<Password, String> {
+/// content is never echoed. Also returns a warning when others may read the file.
+pub fn read_password_file(file: &Path, config_dir: &Path) -> Result<(Password, Option<String>), String> {
     let resolved = if file.is_relative() {
         match std::env::var_os("CREDENTIALS_DIRECTORY") {
             Some(dir) => Path::new(&dir).join(file),
@@ -739,15 +745,16 @@ pub fn read_password_file(file: &Path, config_dir: &Path) -> Result<Password, St
     let bytes = zeroize::Zeroizing::new(
         std::fs::read(&resolved).map_err(|e| format!("cannot read {}: {e}", resolved.display()))?,
     );
+    let mut warning = None;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         if let Ok(meta) = std::fs::metadata(&resolved) {
             if meta.permissions().mode() & 0o044 != 0 {
-                tracing::warn!(
-                    file = %resolved.display(),
-                    "the bind password file is readable by group or others; chmod 600 it"
-                );
+                warning = Some(format!(
+                    "{}: the bind password file is readable by group or others; chmod 600 it",
+                    resolved.display()
+                ));
             }
         }
     }
@@ -758,7 +765,7 @@ pub fn read_password_file(file: &Path, config_dir: &Path) -> Result<Password, St
     if text.is_empty() {
         return Err(format!("{} is empty", resolved.display()));
     }
-    Ok(Password::new(text.to_string()))
+    Ok((Password::new(text.to_string()), warning))
 }
 
 impl Config {
@@ -943,8 +950,10 @@ mod example_config {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join("bind-password"), "pw\n").unwrap();
         if std::env::var_os("CREDENTIALS_DIRECTORY").is_none() {
-            let p = read_password_file(Path::new("bind-password"), d.path()).unwrap();
+            std::fs::set_permissions(d.path().join("bind-password"), std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+            let (p, warning) = read_password_file(Path::new("bind-password"), d.path()).unwrap();
             assert_eq!(p.expose(), "pw");
+            assert!(warning.unwrap().contains("chmod 600"), "a readable secret is warned about");
         }
     }
 }

@@ -64,6 +64,9 @@ fn runtime() -> Result<tokio::runtime::Runtime, DaemonError> {
 pub fn serve(path: &Path) -> Result<(), DaemonError> {
     let config = config::load(path)?;
     init_logging(&config.log.level, config.log.format);
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
     crate::tls::install_default_provider();
     runtime()?.block_on(run(config, path))
 }
@@ -137,6 +140,9 @@ async fn reload(shared: &Shared, path: &Path) {
         .and_then(|c| Runtime::build(c, shared.metrics.clone()));
     match built {
         Ok(new) => {
+            for w in &new.config.warnings {
+                tracing::warn!("{w}");
+            }
             let old = shared.current.load();
             if new.config.server.listen != old.config.server.listen
                 || new.config.server.ops_listen != old.config.server.ops_listen
@@ -170,6 +176,9 @@ pub fn check_config(path: &Path, connect: bool) -> Result<String, DaemonError> {
     )?;
     let ldap_tls = crate::tls::ldap_client_config(config.ldap.ca_file.as_deref())?;
     let mut summary = format!("{}: configuration is valid", path.display());
+    for w in &config.warnings {
+        summary.push_str(&format!("\nwarning: {w}"));
+    }
     if connect {
         crate::tls::install_default_provider();
         let directory = Directory::new(config.ldap.clone(), ldap_tls, Arc::new(Metrics::new()));
