@@ -121,12 +121,20 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    pub fn new(config: Arc<Config>, directory: Arc<Directory>, metrics: Arc<Metrics>) -> Authenticator {
+    pub fn new(
+        config: Arc<Config>,
+        directory: Arc<Directory>,
+        metrics: Arc<Metrics>,
+    ) -> Authenticator {
         let c = &config.cache;
         Authenticator {
             cache: AnswerCache::new(c, metrics.clone()),
             keyer: Keyer::random(),
-            lockout: Arc::new(Lockout::new(c.max_failures, c.failure_window, c.capacity.max(1024))),
+            lockout: Arc::new(Lockout::new(
+                c.max_failures,
+                c.failure_window,
+                c.capacity.max(1024),
+            )),
             inflight: Mutex::new(HashMap::new()),
             config,
             directory,
@@ -149,7 +157,9 @@ impl Authenticator {
                 source: review.source.label(),
             })
             .inc();
-        self.metrics.review_seconds.observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .review_seconds
+            .observe(started.elapsed().as_secs_f64());
         review
     }
 
@@ -157,7 +167,9 @@ impl Authenticator {
         let creds = match token::decode(token) {
             Ok(c) => c,
             Err(Refusal::NotOurs) => return local(Outcome::NotOurs, "not a basic token"),
-            Err(Refusal::Invalid) => return local(Outcome::Rejected, "empty or malformed username or password"),
+            Err(Refusal::Invalid) => {
+                return local(Outcome::Rejected, "empty or malformed username or password")
+            }
         };
 
         let key = self.keyer.key(token);
@@ -184,11 +196,15 @@ impl Authenticator {
 
         let (flight, leader) = self.join_or_lead(key, creds.username, creds.password, deadline);
         let resolved = wait(flight, deadline).await;
-        let source = if leader { Source::Directory } else { Source::Coalesced };
+        let source = if leader {
+            Source::Directory
+        } else {
+            Source::Coalesced
+        };
         if !leader {
             self.metrics.cache_event("coalesced");
         }
-        let resolved = resolved.unwrap_or_else(|| Resolved {
+        let resolved = resolved.unwrap_or(Resolved {
             outcome: Outcome::Unavailable,
             username: None,
             detail: Cow::Borrowed("deadline reached waiting for LDAP"),
@@ -197,18 +213,27 @@ impl Authenticator {
 
         if let (Outcome::Unavailable, Some((user, age))) = (&resolved.outcome, stale) {
             self.metrics.cache_event("stale");
-            self.metrics.stale_served_age_seconds.observe(age.as_secs_f64());
+            self.metrics
+                .stale_served_age_seconds
+                .observe(age.as_secs_f64());
             let username = Some(user.username.clone());
             return Review {
                 outcome: Outcome::Accepted(user),
                 source: Source::Stale(age),
                 username,
-                detail: Cow::Owned(format!("LDAP unavailable ({}); served a stale answer", resolved.detail)),
+                detail: Cow::Owned(format!(
+                    "LDAP unavailable ({}); served a stale answer",
+                    resolved.detail
+                )),
             };
         }
         Review {
             outcome: resolved.outcome,
-            source: if resolved.local { Source::Local } else { source },
+            source: if resolved.local {
+                Source::Local
+            } else {
+                source
+            },
             username: resolved.username,
             detail: resolved.detail,
         }
@@ -217,7 +242,13 @@ impl Authenticator {
     /// Joins the directory round trip already running for this token, or starts one. The
     /// round trip runs in its own task: a client that goes away cannot cancel a bind halfway
     /// and leave the other waiters, the cache or the lockout count behind.
-    fn join_or_lead(self: &Arc<Self>, key: CacheKey, login: String, password: Password, deadline: Instant) -> (Flight, bool) {
+    fn join_or_lead(
+        self: &Arc<Self>,
+        key: CacheKey,
+        login: String,
+        password: Password,
+        deadline: Instant,
+    ) -> (Flight, bool) {
         let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(rx) = inflight.get(&key) {
             return (rx.clone(), false);
@@ -233,7 +264,10 @@ impl Authenticator {
             }
             // Cache first, then leave the in-flight table: a review arriving in between
             // finds the answer in one place or the other.
-            this.inflight.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
+            this.inflight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&key);
             let _ = tx.send(Some(resolved));
         });
         (rx, true)
@@ -256,7 +290,9 @@ impl Authenticator {
                 return Resolved {
                     outcome: Outcome::Unavailable,
                     username: None,
-                    detail: Cow::Borrowed("deadline reached waiting for other attempts of this user"),
+                    detail: Cow::Borrowed(
+                        "deadline reached waiting for other attempts of this user",
+                    ),
                     local: false,
                 }
             }
@@ -264,7 +300,13 @@ impl Authenticator {
         match self.directory.authenticate(login, password, deadline).await {
             Ok(found) => {
                 attempt.succeeded();
-                match identity::map(&found.entry, &canonical, found.groups, &self.config.ldap.user, &self.config.identity) {
+                match identity::map(
+                    &found.entry,
+                    &canonical,
+                    found.groups,
+                    &self.config.ldap.user,
+                    &self.config.identity,
+                ) {
                     Ok(user) => Resolved {
                         outcome: Outcome::Accepted(Arc::new(user)),
                         username: Some(login.to_string()),

@@ -51,7 +51,8 @@ impl Keyer {
         rand::rngs::OsRng.fill_bytes(key.as_mut());
         Keyer {
             // HMAC takes keys of any length: this cannot fail.
-            mac: <Hmac<Sha256> as Mac>::new_from_slice(key.as_ref()).unwrap_or_else(|_| unreachable!()),
+            mac: <Hmac<Sha256> as Mac>::new_from_slice(key.as_ref())
+                .unwrap_or_else(|_| unreachable!()),
         }
     }
 
@@ -186,7 +187,10 @@ mod tests {
         let k = Keyer::random();
         assert!(k.key("a") == k.key("a"));
         assert!(k.key("a") != k.key("b"));
-        assert!(Keyer::random().key("a") != k.key("a"), "keys differ per process");
+        assert!(
+            Keyer::random().key("a") != k.key("a"),
+            "keys differ per process"
+        );
     }
 
     #[test]
@@ -195,9 +199,18 @@ mod tests {
         let k = Keyer::random().key("t");
         let t0 = Instant::now();
         c.put(k, Cached::Accepted(user()), t0);
-        assert!(matches!(c.get(&k, t0 + Duration::from_secs(59)), Lookup::Fresh(..)));
-        assert!(matches!(c.get(&k, t0 + Duration::from_secs(61)), Lookup::Stale(..)));
-        assert!(matches!(c.get(&k, t0 + Duration::from_secs(3601)), Lookup::Miss));
+        assert!(matches!(
+            c.get(&k, t0 + Duration::from_secs(59)),
+            Lookup::Fresh(..)
+        ));
+        assert!(matches!(
+            c.get(&k, t0 + Duration::from_secs(61)),
+            Lookup::Stale(..)
+        ));
+        assert!(matches!(
+            c.get(&k, t0 + Duration::from_secs(3601)),
+            Lookup::Miss
+        ));
         assert!(c.is_empty(), "expired entries are dropped on read");
     }
 
@@ -207,8 +220,14 @@ mod tests {
         let k = Keyer::random().key("t");
         let t0 = Instant::now();
         c.put(k, Cached::Rejected, t0);
-        assert!(matches!(c.get(&k, t0 + Duration::from_secs(9)), Lookup::Fresh(Cached::Rejected, _)));
-        assert!(matches!(c.get(&k, t0 + Duration::from_secs(11)), Lookup::Miss));
+        assert!(matches!(
+            c.get(&k, t0 + Duration::from_secs(9)),
+            Lookup::Fresh(Cached::Rejected, _)
+        ));
+        assert!(matches!(
+            c.get(&k, t0 + Duration::from_secs(11)),
+            Lookup::Miss
+        ));
     }
 
     #[test]

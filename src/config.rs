@@ -46,9 +46,9 @@ impl fmt::Debug for Dur {
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        humantime::parse_duration(s.trim())
-            .map(Dur)
-            .map_err(|e| serde::de::Error::custom(format!("`{s}` is not a duration like \"5s\": {e}")))
+        humantime::parse_duration(s.trim()).map(Dur).map_err(|e| {
+            serde::de::Error::custom(format!("`{s}` is not a duration like \"5s\": {e}"))
+        })
     }
 }
 
@@ -444,8 +444,13 @@ fn preset_defaults(p: Preset) -> Option<PresetDefaults> {
 }
 
 fn parse_addr(path: &Path, key: &'static str, s: &str) -> Result<SocketAddr, ConfigError> {
-    s.parse()
-        .map_err(|_| invalid(path, key, format!("`{s}` is not an address like 0.0.0.0:8443")))
+    s.parse().map_err(|_| {
+        invalid(
+            path,
+            key,
+            format!("`{s}` is not an address like 0.0.0.0:8443"),
+        )
+    })
 }
 
 fn resolve(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
@@ -480,7 +485,11 @@ fn resolve(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
         max_connections: s.max_connections.unwrap_or(1024),
     };
     if server.handshake_timeout.is_zero() {
-        return Err(invalid(p, "server.handshake_timeout", "must be more than 0s"));
+        return Err(invalid(
+            p,
+            "server.handshake_timeout",
+            "must be more than 0s",
+        ));
     }
     if server.request_timeout.is_zero() {
         return Err(invalid(p, "server.request_timeout", "must be more than 0s"));
@@ -528,8 +537,9 @@ fn resolve(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
             if dn.trim().is_empty() {
                 return Err(invalid(p, "ldap.bind_dn", "must not be empty"));
             }
-            let (password, warning) = read_password_file(file, p.parent().unwrap_or(Path::new(".")))
-                .map_err(|m| invalid(p, "ldap.bind_password_file", m))?;
+            let (password, warning) =
+                read_password_file(file, p.parent().unwrap_or(Path::new(".")))
+                    .map_err(|m| invalid(p, "ldap.bind_password_file", m))?;
             warnings.extend(warning);
             Some(ServiceAccount {
                 bind_dn: dn.clone(),
@@ -544,7 +554,11 @@ fn resolve(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
             ))
         }
         (None, Some(_)) => {
-            return Err(invalid(p, "ldap.bind_dn", "is required with ldap.bind_password_file"))
+            return Err(invalid(
+                p,
+                "ldap.bind_dn",
+                "is required with ldap.bind_password_file",
+            ))
         }
         (None, None) => None,
     };
@@ -571,12 +585,20 @@ fn resolve(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
         .ok_or_else(|| invalid(p, "ldap.user.base_dn", "is required"))?;
     let filter = need(u.filter, d.map(|d| d.user_filter), "ldap.user.filter")?;
     if !filter.contains("{username}") && !filter.contains("{login}") {
-        return Err(invalid(p, "ldap.user.filter", "must contain {username} or {login}"));
+        return Err(invalid(
+            p,
+            "ldap.user.filter",
+            "must contain {username} or {login}",
+        ));
     }
     check_filter_shape(&filter).map_err(|m| invalid(p, "ldap.user.filter", m))?;
     if let Some(t) = &u.dn_template {
         if !t.contains("{username}") {
-            return Err(invalid(p, "ldap.user.dn_template", "must contain {username}"));
+            return Err(invalid(
+                p,
+                "ldap.user.dn_template",
+                "must contain {username}",
+            ));
         }
     }
     if service.is_none() && u.dn_template.is_none() {
@@ -586,12 +608,14 @@ fn resolve(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
             "set ldap.bind_dn (search then bind) or ldap.user.dn_template (direct bind)",
         ));
     }
-    for (k, _) in &u.extra {
+    for k in u.extra.keys() {
         if k != &k.to_lowercase() || !k.contains('/') || k.starts_with('/') {
             return Err(invalid(
                 p,
                 "ldap.user.extra",
-                format!("key `{k}` must be lowercase and domain-prefixed, like \"example.org/email\""),
+                format!(
+                    "key `{k}` must be lowercase and domain-prefixed, like \"example.org/email\""
+                ),
             ));
         }
     }
@@ -631,19 +655,33 @@ fn resolve(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
     });
     let group_filter = match membership_attribute {
         // The filter is still used for nested walks above the directly listed groups.
-        Some(_) => g.filter.or(group_default.map(str::to_string)).unwrap_or_default(),
+        Some(_) => g
+            .filter
+            .or(group_default.map(str::to_string))
+            .unwrap_or_default(),
         None => need(g.filter, group_default, "ldap.group.filter")?,
     };
     if !group_filter.is_empty() {
         if !group_filter.contains("{dn}") && !group_filter.contains("{username}") {
-            return Err(invalid(p, "ldap.group.filter", "must contain {dn} or {username}"));
+            return Err(invalid(
+                p,
+                "ldap.group.filter",
+                "must contain {dn} or {username}",
+            ));
         }
         check_filter_shape(&group_filter).map_err(|m| invalid(p, "ldap.group.filter", m))?;
     }
     let group = Group {
-        base_dn: g.base_dn.filter(|b| !b.trim().is_empty()).unwrap_or(base_dn),
+        base_dn: g
+            .base_dn
+            .filter(|b| !b.trim().is_empty())
+            .unwrap_or(base_dn),
         filter: group_filter,
-        name_attribute: need(g.name_attribute, d.map(|d| d.name_attribute), "ldap.group.name_attribute")?,
+        name_attribute: need(
+            g.name_attribute,
+            d.map(|d| d.name_attribute),
+            "ldap.group.name_attribute",
+        )?,
         membership_attribute,
         nested,
         max_nested_depth: g.max_nested_depth.unwrap_or(10),
@@ -694,7 +732,11 @@ fn resolve(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
         format: raw.log.format,
     };
     if tracing_subscriber::EnvFilter::try_new(&log.level).is_err() {
-        return Err(invalid(p, "log.level", format!("`{}` is not a log level or filter", log.level)));
+        return Err(invalid(
+            p,
+            "log.level",
+            format!("`{}` is not a log level or filter", log.level),
+        ));
     }
 
     Ok(Config {
@@ -733,7 +775,10 @@ fn check_filter_shape(filter: &str) -> Result<(), String> {
 /// (`LoadCredential=`) when there is one, else next to the config file, so the same config
 /// works under the hardened unit and when run by hand. One trailing newline is dropped; the
 /// content is never echoed. Also returns a warning when others may read the file.
-pub fn read_password_file(file: &Path, config_dir: &Path) -> Result<(Password, Option<String>), String> {
+pub fn read_password_file(
+    file: &Path,
+    config_dir: &Path,
+) -> Result<(Password, Option<String>), String> {
     let resolved = if file.is_relative() {
         match std::env::var_os("CREDENTIALS_DIRECTORY") {
             Some(dir) => Path::new(&dir).join(file),
@@ -827,7 +872,10 @@ base_dn = "ou=people,dc=example,dc=org"
     #[test]
     fn unknown_key_is_named_with_the_file() {
         let d = tempfile::tempdir().unwrap();
-        let f = write(d.path(), &format!("{}\ntimeoutt = \"3s\"\n", minimal(d.path())));
+        let f = write(
+            d.path(),
+            &format!("{}\ntimeoutt = \"3s\"\n", minimal(d.path())),
+        );
         let e = load(&f).unwrap_err().to_string();
         assert!(e.contains("timeoutt"), "{e}");
         assert!(e.contains("config.toml"), "{e}");
@@ -846,7 +894,10 @@ base_dn = "ou=people,dc=example,dc=org"
         let d = tempfile::tempdir().unwrap();
         let body = minimal(d.path())
             .replace("ldaps://ldap.example.org", "ldap://dc.example.org")
-            .replace("[ldap.user]", "directory = \"active-directory\"\n[ldap.user]");
+            .replace(
+                "[ldap.user]",
+                "directory = \"active-directory\"\n[ldap.user]",
+            );
         let e = load(&write(d.path(), &body)).unwrap_err().to_string();
         assert!(e.contains("ldap.start_tls"), "{e}");
     }
@@ -854,10 +905,21 @@ base_dn = "ou=people,dc=example,dc=org"
     #[test]
     fn active_directory_preset_fills_the_ad_defaults() {
         let d = tempfile::tempdir().unwrap();
-        let ad = minimal(d.path()).replace("[ldap.user]", "directory = \"active-directory\"\n[ldap.user]");
+        let ad = minimal(d.path()).replace(
+            "[ldap.user]",
+            "directory = \"active-directory\"\n[ldap.user]",
+        );
         let c = load(&write(d.path(), &ad)).unwrap();
-        assert!(c.ldap.user.filter.contains("(sAMAccountName={username})"), "{}", c.ldap.user.filter);
-        assert!(c.ldap.user.filter.contains("(userPrincipalName={login})"), "{}", c.ldap.user.filter);
+        assert!(
+            c.ldap.user.filter.contains("(sAMAccountName={username})"),
+            "{}",
+            c.ldap.user.filter
+        );
+        assert!(
+            c.ldap.user.filter.contains("(userPrincipalName={login})"),
+            "{}",
+            c.ldap.user.filter
+        );
         assert_eq!(c.ldap.user.username_attribute, "sAMAccountName");
         assert_eq!(c.ldap.user.uid_attribute, "objectGUID");
         assert_eq!(c.ldap.user.login, LoginForms::StripDomain);
@@ -866,7 +928,11 @@ base_dn = "ou=people,dc=example,dc=org"
         let nested = format!("{ad}[ldap.group]\nnested = true\n");
         let c = load(&write(d.path(), &nested)).unwrap();
         assert!(c.ldap.group.server_side_nesting);
-        assert!(c.ldap.group.filter.contains(":1.2.840.113556.1.4.1941:="), "{}", c.ldap.group.filter);
+        assert!(
+            c.ldap.group.filter.contains(":1.2.840.113556.1.4.1941:="),
+            "{}",
+            c.ldap.group.filter
+        );
 
         // memberOf lists only direct groups: nesting is then walked with the plain filter.
         let member_of = format!("{nested}membership_attribute = \"memberOf\"\n");
@@ -886,7 +952,10 @@ base_dn = "ou=people,dc=example,dc=org"
     #[test]
     fn extra_keys_must_be_domain_prefixed() {
         let d = tempfile::tempdir().unwrap();
-        let body = format!("{}\n[ldap.user.extra]\nEmail = \"mail\"\n", minimal(d.path()));
+        let body = format!(
+            "{}\n[ldap.user.extra]\nEmail = \"mail\"\n",
+            minimal(d.path())
+        );
         let e = load(&write(d.path(), &body)).unwrap_err().to_string();
         assert!(e.contains("ldap.user.extra"), "{e}");
     }
@@ -930,18 +999,51 @@ mod example_config {
     fn example_config_documents_every_key() {
         // Every key the code knows appears in the example, set or commented out.
         let keys = [
-            "listen", "tls_cert_file", "tls_key_file", "client_ca_file", "path", "ops_listen",
-            "handshake_timeout", "request_timeout", "max_connections", "urls", "start_tls",
-            "ca_file", "bind_dn", "bind_password_file", "connect_timeout", "timeout",
-            "directory", "base_dn", "filter", "dn_template", "username_attribute",
-            "uid_attribute", "login", "name_attribute", "membership_attribute", "nested",
-            "max_nested_depth", "username_prefix", "group_prefix", "capacity", "ttl",
-            "negative_ttl", "stale_ttl", "max_failures", "failure_window", "level", "format",
+            "listen",
+            "tls_cert_file",
+            "tls_key_file",
+            "client_ca_file",
+            "path",
+            "ops_listen",
+            "handshake_timeout",
+            "request_timeout",
+            "max_connections",
+            "urls",
+            "start_tls",
+            "ca_file",
+            "bind_dn",
+            "bind_password_file",
+            "connect_timeout",
+            "timeout",
+            "directory",
+            "base_dn",
+            "filter",
+            "dn_template",
+            "username_attribute",
+            "uid_attribute",
+            "login",
+            "name_attribute",
+            "membership_attribute",
+            "nested",
+            "max_nested_depth",
+            "username_prefix",
+            "group_prefix",
+            "capacity",
+            "ttl",
+            "negative_ttl",
+            "stale_ttl",
+            "max_failures",
+            "failure_window",
+            "level",
+            "format",
         ];
         for k in keys {
             let set = format!("\n{k} = ");
             let commented = format!("\n# {k} = ");
-            assert!(EXAMPLE.contains(&set) || EXAMPLE.contains(&commented), "{k} is not documented");
+            assert!(
+                EXAMPLE.contains(&set) || EXAMPLE.contains(&commented),
+                "{k} is not documented"
+            );
         }
     }
 
@@ -950,10 +1052,17 @@ mod example_config {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join("bind-password"), "pw\n").unwrap();
         if std::env::var_os("CREDENTIALS_DIRECTORY").is_none() {
-            std::fs::set_permissions(d.path().join("bind-password"), std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+            std::fs::set_permissions(
+                d.path().join("bind-password"),
+                std::os::unix::fs::PermissionsExt::from_mode(0o644),
+            )
+            .unwrap();
             let (p, warning) = read_password_file(Path::new("bind-password"), d.path()).unwrap();
             assert_eq!(p.expose(), "pw");
-            assert!(warning.unwrap().contains("chmod 600"), "a readable secret is warned about");
+            assert!(
+                warning.unwrap().contains("chmod 600"),
+                "a readable secret is warned about"
+            );
         }
     }
 }

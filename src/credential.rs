@@ -19,7 +19,9 @@ pub enum CredentialError {
     ApiVersion(String),
     #[error("no username: pass --username or set KUBE_LDAP_WEBHOOK_USERNAME (kubectl is not interactive here)")]
     NoUsername,
-    #[error("no password: pass --password-file or --password-fd (kubectl is not interactive here)")]
+    #[error(
+        "no password: pass --password-file or --password-fd (kubectl is not interactive here)"
+    )]
     NoPassword,
     #[error("the username must not be empty or contain `:` or control characters")]
     BadUsername,
@@ -84,12 +86,13 @@ pub fn run(o: Options<'_>) -> Result<Zeroizing<String>, CredentialError> {
     } else if let Some(fd) = o.password_fd {
         read_fd(fd)?
     } else if interactive {
-        let p = rpassword::prompt_password(format!("Password for {username}: ")).map_err(|source| {
-            CredentialError::Read {
-                what: "the terminal".into(),
-                source,
-            }
-        })?;
+        let p =
+            rpassword::prompt_password(format!("Password for {username}: ")).map_err(|source| {
+                CredentialError::Read {
+                    what: "the terminal".into(),
+                    source,
+                }
+            })?;
         Password::new(p)
     } else {
         return Err(CredentialError::NoPassword);
@@ -98,7 +101,9 @@ pub fn run(o: Options<'_>) -> Result<Zeroizing<String>, CredentialError> {
         return Err(CredentialError::BadPassword);
     }
 
-    let mut plain = Zeroizing::new(String::with_capacity(username.len() + password.expose().len() + 1));
+    let mut plain = Zeroizing::new(String::with_capacity(
+        username.len() + password.expose().len() + 1,
+    ));
     plain.push_str(&username);
     plain.push(':');
     plain.push_str(password.expose());
@@ -115,14 +120,19 @@ fn prompt_line(prompt: &str) -> Result<String, CredentialError> {
     // The prompt goes to the terminal (stderr): stdout belongs to kubectl.
     eprint!("{prompt}");
     let mut line = String::new();
-    std::io::stdin().read_line(&mut line).map_err(|source| CredentialError::Read {
-        what: "the terminal".into(),
-        source,
-    })?;
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|source| CredentialError::Read {
+            what: "the terminal".into(),
+            source,
+        })?;
     Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 
-fn read_secret(file: std::io::Result<std::fs::File>, what: &str) -> Result<Password, CredentialError> {
+fn read_secret(
+    file: std::io::Result<std::fs::File>,
+    what: &str,
+) -> Result<Password, CredentialError> {
     let err = |source| CredentialError::Read {
         what: what.to_string(),
         source,

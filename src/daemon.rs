@@ -42,7 +42,10 @@ pub fn init_logging(level: &str, format: LogFormat) {
     };
     if journald {
         if let Ok(layer) = tracing_journald::layer() {
-            let _ = tracing_subscriber::registry().with(filter).with(layer).try_init();
+            let _ = tracing_subscriber::registry()
+                .with(filter)
+                .with(layer)
+                .try_init();
             return;
         }
     }
@@ -75,7 +78,10 @@ async fn run(config: Config, path: &Path) -> Result<(), DaemonError> {
     let metrics = Arc::new(Metrics::new());
     let runtime = Runtime::build(config, metrics.clone())?;
     let listeners = Listeners::bind(&runtime.config).await?;
-    let (listen, ops) = (runtime.config.server.listen, runtime.config.server.ops_listen);
+    let (listen, ops) = (
+        runtime.config.server.listen,
+        runtime.config.server.ops_listen,
+    );
     let shared = Arc::new(Shared {
         current: ArcSwap::from_pointee(runtime),
         metrics,
@@ -85,7 +91,11 @@ async fn run(config: Config, path: &Path) -> Result<(), DaemonError> {
     let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Signal)?;
 
     let (stop, stopped) = watch::channel(false);
-    let reviews = tokio::spawn(server::run_reviews(listeners.reviews, shared.clone(), stopped.clone()));
+    let reviews = tokio::spawn(server::run_reviews(
+        listeners.reviews,
+        shared.clone(),
+        stopped.clone(),
+    ));
     let ops_task = listeners
         .ops
         .map(|l| tokio::spawn(server::run_ops(l, shared.clone(), stopped.clone())));
@@ -126,7 +136,9 @@ fn spawn_startup_probe(shared: &Arc<Shared>) {
         let deadline = Instant::now() + rt.config.ldap.timeout + rt.config.ldap.connect_timeout;
         match rt.authenticator.directory().probe(deadline).await {
             Ok(url) => tracing::info!(server = %url, "LDAP reachable"),
-            Err(e) => tracing::warn!(error = %e, "no LDAP server reachable yet; reviews answer 'backend unavailable' until one is"),
+            Err(e) => {
+                tracing::warn!(error = %e, "no LDAP server reachable yet; reviews answer 'backend unavailable' until one is")
+            }
         }
     });
 }
@@ -147,16 +159,29 @@ async fn reload(shared: &Shared, path: &Path) {
             if new.config.server.listen != old.config.server.listen
                 || new.config.server.ops_listen != old.config.server.ops_listen
             {
-                tracing::warn!("server.listen and server.ops_listen changes take effect at the next restart");
+                tracing::warn!(
+                    "server.listen and server.ops_listen changes take effect at the next restart"
+                );
             }
             let cleared = old.authenticator.cached_entries();
             drop(old);
             shared.current.store(Arc::new(new));
-            shared.metrics.reloads.get_or_create(&EventLabels { event: "ok" }).inc();
-            tracing::info!(cleared, "configuration, certificates and CAs reloaded; answer cache cleared");
+            shared
+                .metrics
+                .reloads
+                .get_or_create(&EventLabels { event: "ok" })
+                .inc();
+            tracing::info!(
+                cleared,
+                "configuration, certificates and CAs reloaded; answer cache cleared"
+            );
         }
         Err(e) => {
-            shared.metrics.reloads.get_or_create(&EventLabels { event: "failed" }).inc();
+            shared
+                .metrics
+                .reloads
+                .get_or_create(&EventLabels { event: "failed" })
+                .inc();
             tracing::error!(error = %e, "reload refused; still serving the previous configuration");
         }
     }
@@ -184,10 +209,17 @@ pub fn check_config(path: &Path, connect: bool) -> Result<String, DaemonError> {
         let directory = Directory::new(config.ldap.clone(), ldap_tls, Arc::new(Metrics::new()));
         let budget = config.ldap.connect_timeout + config.ldap.timeout;
         let url = runtime()?
-            .block_on(async { directory.probe(Instant::now() + budget + Duration::from_millis(100)).await })
+            .block_on(async {
+                directory
+                    .probe(Instant::now() + budget + Duration::from_millis(100))
+                    .await
+            })
             .map_err(DaemonError::Connect)?;
         let who = match &config.ldap.service {
-            Some(s) => format!("bound as {} and searched {}", s.bind_dn, config.ldap.user.base_dn),
+            Some(s) => format!(
+                "bound as {} and searched {}",
+                s.bind_dn, config.ldap.user.base_dn
+            ),
             None => "connected (direct bind: no service account to test)".to_string(),
         };
         summary.push_str(&format!("\n{url}: {who}"));

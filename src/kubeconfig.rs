@@ -30,7 +30,10 @@ fn file_ref(key: &str, path: &Path, embed: bool) -> Result<String, KubeconfigErr
             path: path.display().to_string(),
             source,
         })?;
-        Ok(format!("{key}-data: {}", base64::engine::general_purpose::STANDARD.encode(data)))
+        Ok(format!(
+            "{key}-data: {}",
+            base64::engine::general_purpose::STANDARD.encode(data)
+        ))
     } else {
         let abs = std::fs::canonicalize(path).map_err(|source| KubeconfigError::Read {
             path: path.display().to_string(),

@@ -44,7 +44,9 @@ pub enum Refused {
 impl Lockout {
     pub fn new(max_failures: u32, window: Duration, users: usize) -> Lockout {
         Lockout {
-            users: Mutex::new(LruCache::new(NonZeroUsize::new(users.max(1)).unwrap_or(NonZeroUsize::MIN))),
+            users: Mutex::new(LruCache::new(
+                NonZeroUsize::new(users.max(1)).unwrap_or(NonZeroUsize::MIN),
+            )),
             max_failures,
             window,
         }
@@ -60,10 +62,18 @@ impl Lockout {
     }
 
     /// Asks to send one bind for `user` to the directory.
-    pub async fn begin(self: &Arc<Self>, user: &str, deadline: Instant) -> Result<Attempt, Refused> {
+    pub async fn begin(
+        self: &Arc<Self>,
+        user: &str,
+        deadline: Instant,
+    ) -> Result<Attempt, Refused> {
         let user = Self::normalize(user);
         if self.max_failures == 0 {
-            return Ok(Attempt { lockout: self.clone(), user, failed: None });
+            return Ok(Attempt {
+                lockout: self.clone(),
+                user,
+                failed: None,
+            });
         }
         loop {
             let wait = {
@@ -75,7 +85,9 @@ impl Lockout {
                     in_flight: 0,
                     changed: Arc::new(Notify::new()),
                 });
-                if state.failures > 0 && now.saturating_duration_since(state.window_start) >= self.window {
+                if state.failures > 0
+                    && now.saturating_duration_since(state.window_start) >= self.window
+                {
                     state.failures = 0;
                 }
                 if state.failures >= self.max_failures {
@@ -83,12 +95,14 @@ impl Lockout {
                 }
                 if state.failures + state.in_flight < self.max_failures {
                     state.in_flight += 1;
-                    return Ok(Attempt { lockout: self.clone(), user, failed: None });
+                    return Ok(Attempt {
+                        lockout: self.clone(),
+                        user,
+                        failed: None,
+                    });
                 }
-                let changed = state.changed.clone();
                 // Register before releasing the lock so that no notification is missed.
-                let notified = changed.notified_owned();
-                notified
+                state.changed.clone().notified_owned()
             };
             let left = deadline.saturating_duration_since(Instant::now());
             if tokio::time::timeout(left, wait).await.is_err() {
@@ -100,7 +114,9 @@ impl Lockout {
     pub fn is_locked(&self, user: &str) -> bool {
         let users = self.lock();
         users.peek(&Self::normalize(user)).is_some_and(|s| {
-            s.failures >= self.max_failures && s.window_start.elapsed() < self.window && self.max_failures > 0
+            s.failures >= self.max_failures
+                && s.window_start.elapsed() < self.window
+                && self.max_failures > 0
         })
     }
 
@@ -111,7 +127,9 @@ impl Lockout {
             match failed {
                 Some(true) => {
                     let now = Instant::now();
-                    if state.failures == 0 || now.saturating_duration_since(state.window_start) >= self.window {
+                    if state.failures == 0
+                        || now.saturating_duration_since(state.window_start) >= self.window
+                    {
                         state.failures = 0;
                         state.window_start = now;
                     }
@@ -160,7 +178,10 @@ mod tests {
         }
         assert_eq!(l.begin("alice", later()).await.err(), Some(Refused::Locked));
         assert!(l.is_locked("ALICE"));
-        assert!(l.begin("bob", later()).await.is_ok(), "other users are unaffected");
+        assert!(
+            l.begin("bob", later()).await.is_ok(),
+            "other users are unaffected"
+        );
     }
 
     #[tokio::test]

@@ -70,33 +70,85 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("kube_ldap_webhook");
         let reviews = Family::<ReviewLabels, Counter>::default();
-        registry.register("reviews", "TokenReviews answered, by outcome and where the answer came from", reviews.clone());
+        registry.register(
+            "reviews",
+            "TokenReviews answered, by outcome and where the answer came from",
+            reviews.clone(),
+        );
         let review_seconds = Histogram::new(exponential_buckets(0.000_025, 2.5, 14));
-        registry.register("review_duration_seconds", "Time to answer a TokenReview", review_seconds.clone());
+        registry.register(
+            "review_duration_seconds",
+            "Time to answer a TokenReview",
+            review_seconds.clone(),
+        );
         let cache_events = Family::<EventLabels, Counter>::default();
-        registry.register("cache_events", "Answer cache hits, misses, stale answers, coalesced waits and evictions", cache_events.clone());
+        registry.register(
+            "cache_events",
+            "Answer cache hits, misses, stale answers, coalesced waits and evictions",
+            cache_events.clone(),
+        );
         let cache_entries = Gauge::default();
-        registry.register("cache_entries", "Answers held in the cache", cache_entries.clone());
+        registry.register(
+            "cache_entries",
+            "Answers held in the cache",
+            cache_entries.clone(),
+        );
         let stale_served_age_seconds = Histogram::new(exponential_buckets(1.0, 2.0, 14));
-        registry.register("cache_stale_age_seconds", "Age of accepted answers served while every LDAP server was down", stale_served_age_seconds.clone());
+        registry.register(
+            "cache_stale_age_seconds",
+            "Age of accepted answers served while every LDAP server was down",
+            stale_served_age_seconds.clone(),
+        );
         let ldap_operations = Family::<LdapOpLabels, Counter>::default();
-        registry.register("ldap_operations", "LDAP operations, by server, kind and result", ldap_operations.clone());
+        registry.register(
+            "ldap_operations",
+            "LDAP operations, by server, kind and result",
+            ldap_operations.clone(),
+        );
         let ldap_seconds = Family::<OperationLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.000_1, 2.5, 12))
         });
-        registry.register("ldap_operation_duration_seconds", "Time of LDAP operations", ldap_seconds.clone());
+        registry.register(
+            "ldap_operation_duration_seconds",
+            "Time of LDAP operations",
+            ldap_seconds.clone(),
+        );
         let ldap_failovers = Counter::default();
-        registry.register("ldap_failovers", "Times a review moved on to the next LDAP server", ldap_failovers.clone());
+        registry.register(
+            "ldap_failovers",
+            "Times a review moved on to the next LDAP server",
+            ldap_failovers.clone(),
+        );
         let ldap_connections = Family::<ConnLabels, Gauge>::default();
-        registry.register("ldap_connections", "Open LDAP connections, by server and kind (service, bind)", ldap_connections.clone());
+        registry.register(
+            "ldap_connections",
+            "Open LDAP connections, by server and kind (service, bind)",
+            ldap_connections.clone(),
+        );
         let lockout_refusals = Counter::default();
-        registry.register("lockout_refusals", "Reviews refused locally to protect an account from directory lockout", lockout_refusals.clone());
+        registry.register(
+            "lockout_refusals",
+            "Reviews refused locally to protect an account from directory lockout",
+            lockout_refusals.clone(),
+        );
         let http_errors = Family::<CodeLabels, Counter>::default();
-        registry.register("http_errors", "Requests answered with an HTTP error status, by code", http_errors.clone());
+        registry.register(
+            "http_errors",
+            "Requests answered with an HTTP error status, by code",
+            http_errors.clone(),
+        );
         let reloads = Family::<EventLabels, Counter>::default();
-        registry.register("reloads", "Configuration reloads, by result", reloads.clone());
+        registry.register(
+            "reloads",
+            "Configuration reloads, by result",
+            reloads.clone(),
+        );
         let tls_handshake_failures = Counter::default();
-        registry.register("tls_handshake_failures", "TLS handshakes that failed or timed out", tls_handshake_failures.clone());
+        registry.register(
+            "tls_handshake_failures",
+            "TLS handshakes that failed or timed out",
+            tls_handshake_failures.clone(),
+        );
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info
             .get_or_create(&BuildLabels {
@@ -104,6 +156,29 @@ impl Metrics {
             })
             .set(1);
         registry.register("build_info", "Build information", build_info);
+        // Series that exist from the start, so that rates and alerts work before the first
+        // event: the closed sets known here (LDAP series by server appear with the first use).
+        for event in ["hit", "miss", "stale", "coalesced", "eviction"] {
+            cache_events.get_or_create(&EventLabels { event });
+        }
+        for (outcome, source) in [
+            ("accepted", "ldap"),
+            ("accepted", "cache"),
+            ("accepted", "stale"),
+            ("rejected", "ldap"),
+            ("rejected", "cache"),
+            ("rejected", "local"),
+            ("not_ours", "local"),
+            ("unavailable", "ldap"),
+        ] {
+            reviews.get_or_create(&ReviewLabels { outcome, source });
+        }
+        for operation in ["connect", "service_bind", "search_user", "bind", "search_groups", "probe"] {
+            ldap_seconds.get_or_create(&OperationLabels { operation });
+        }
+        for event in ["ok", "failed"] {
+            reloads.get_or_create(&EventLabels { event });
+        }
         Metrics {
             registry,
             reviews,
@@ -123,7 +198,9 @@ impl Metrics {
     }
 
     pub fn cache_event(&self, event: &'static str) {
-        self.cache_events.get_or_create(&EventLabels { event }).inc();
+        self.cache_events
+            .get_or_create(&EventLabels { event })
+            .inc();
     }
 
     pub fn encode(&self) -> String {

@@ -68,7 +68,11 @@ impl Runtime {
         )?;
         let ldap_tls = crate::tls::ldap_client_config(config.ldap.ca_file.as_deref())?;
         let config = Arc::new(config);
-        let directory = Arc::new(Directory::new(config.ldap.clone(), ldap_tls, metrics.clone()));
+        let directory = Arc::new(Directory::new(
+            config.ldap.clone(),
+            ldap_tls,
+            metrics.clone(),
+        ));
         let authenticator = Arc::new(Authenticator::new(config.clone(), directory, metrics));
         Ok(Runtime {
             config,
@@ -92,7 +96,9 @@ pub struct Listeners {
 impl Listeners {
     pub async fn bind(config: &Config) -> Result<Listeners, ServeError> {
         let bind = |addr: SocketAddr| async move {
-            TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { addr, source })
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServeError::Bind { addr, source })
         };
         let reviews = bind(config.server.listen).await?;
         let ops = match config.server.ops_listen {
@@ -104,7 +110,11 @@ impl Listeners {
 }
 
 /// Accepts TokenReview connections until `shutdown` turns true, then drains.
-pub async fn run_reviews(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run_reviews(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let graceful = GracefulShutdown::new();
     let max = shared.current.load().config.server.max_connections;
     let limit = Arc::new(Semaphore::new(max));
@@ -149,7 +159,11 @@ pub async fn run_reviews(listener: TcpListener, shared: Arc<Shared>, mut shutdow
             };
             // The verifier has already checked any certificate presented against
             // client_ca_file; here we only learn whether there was one.
-            let client_cert = tls.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty());
+            let client_cert = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .is_some_and(|c| !c.is_empty());
             let svc = service_fn(move |req| {
                 let shared = shared.clone();
                 async move { Ok::<_, Infallible>(handle_review(&shared, client_cert, req).await) }
@@ -173,7 +187,10 @@ pub async fn run_reviews(listener: TcpListener, shared: Arc<Shared>, mut shutdow
         });
     }
     drop(listener);
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("in-flight reviews did not finish within {DRAIN_TIMEOUT:?}; exiting anyway");
     }
 }
@@ -201,7 +218,10 @@ fn http_error(shared: &Shared, status: StatusCode, reason: &str, message: &str) 
             code: status.as_u16(),
         })
         .inc();
-    json(status, tokenreview::render_status(status.as_u16(), reason, message))
+    json(
+        status,
+        tokenreview::render_status(status.as_u16(), reason, message),
+    )
 }
 
 /// Go's `time.Duration` text, as kube-apiserver writes it in `?timeout=30s` ("1m30s", "500ms").
@@ -212,13 +232,17 @@ pub fn parse_go_duration(s: &str) -> Option<Duration> {
         return None;
     }
     while !rest.is_empty() {
-        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
         if num_len == 0 {
             return None;
         }
         let n: f64 = rest[..num_len].parse().ok()?;
         rest = &rest[num_len..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let scale = match &rest[..unit_len] {
             "ns" => 1e-9,
             "us" | "µs" => 1e-6,
@@ -270,7 +294,8 @@ async fn handle_review(shared: &Shared, client_cert: bool, req: Request<Incoming
             "MethodNotAllowed",
             "only POST is allowed",
         );
-        r.headers_mut().insert(ALLOW, HeaderValue::from_static("POST"));
+        r.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("POST"));
         return r;
     }
     let too_large = || {
@@ -296,7 +321,12 @@ async fn handle_review(shared: &Shared, client_cert: bool, req: Request<Incoming
         Ok(Ok(b)) => b.to_bytes(),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
         Ok(Err(_)) => {
-            return http_error(shared, StatusCode::BAD_REQUEST, "BadRequest", "could not read the request body")
+            return http_error(
+                shared,
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                "could not read the request body",
+            )
         }
         Err(_) => {
             return http_error(
@@ -309,7 +339,14 @@ async fn handle_review(shared: &Shared, client_cert: bool, req: Request<Incoming
     };
     let review_req = match tokenreview::parse(&bytes) {
         Ok(r) => r,
-        Err(e) => return http_error(shared, StatusCode::BAD_REQUEST, "BadRequest", &e.to_string()),
+        Err(e) => {
+            return http_error(
+                shared,
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                &e.to_string(),
+            )
+        }
     };
     drop(bytes);
 
@@ -341,7 +378,11 @@ async fn handle_review(shared: &Shared, client_cert: bool, req: Request<Incoming
 }
 
 /// The operations listener: `/healthz`, `/readyz`, `/metrics`, plain HTTP/1.1.
-pub async fn run_ops(listener: TcpListener, shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run_ops(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     loop {
         let (tcp, _) = tokio::select! {
             r = listener.accept() => match r {
@@ -371,13 +412,18 @@ pub async fn run_ops(listener: TcpListener, shared: Arc<Shared>, mut shutdown: w
 fn text(status: StatusCode, content_type: &'static str, body: String) -> Reply {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
-    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
 }
 
 async fn handle_ops(shared: &Shared, req: Request<Incoming>) -> Reply {
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        return text(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "only GET\n".into());
+        return text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "only GET\n".into(),
+        );
     }
     match req.uri().path() {
         "/healthz" => text(StatusCode::OK, "text/plain", "ok\n".into()),

@@ -85,7 +85,11 @@ pub fn load_roots(path: &Path) -> Result<RootCertStore, TlsError> {
 /// The TokenReview listener: TLS 1.2+, h2 and http/1.1, client certificates verified against
 /// `client_ca` when presented. A connection without one is still accepted so that it can be
 /// told plainly (HTTP 403) why nothing is evaluated; the handler checks for the certificate.
-pub fn server_config(cert: &Path, key: &Path, client_ca: &Path) -> Result<Arc<ServerConfig>, TlsError> {
+pub fn server_config(
+    cert: &Path,
+    key: &Path,
+    client_ca: &Path,
+) -> Result<Arc<ServerConfig>, TlsError> {
     let certs = load_certs(cert)?;
     let key = load_key(key)?;
     let roots = Arc::new(load_roots(client_ca)?);

@@ -91,7 +91,11 @@ mod tests {
     #[test]
     fn accepts_url_safe_and_unpadded() {
         let raw = "j\u{f6}rg:\u{1f511}?>>~";
-        for t in [STD.encode(raw), URL_SAFE_NO_PAD.encode(raw), STD.encode(raw).trim_end_matches('=').to_string()] {
+        for t in [
+            STD.encode(raw),
+            URL_SAFE_NO_PAD.encode(raw),
+            STD.encode(raw).trim_end_matches('=').to_string(),
+        ] {
             let c = decode(&t).unwrap();
             assert_eq!(c.username, "j\u{f6}rg");
             assert_eq!(c.password.expose(), "\u{1f511}?>>~");
@@ -108,7 +112,10 @@ mod tests {
     fn random_text_is_not_ours() {
         assert_eq!(decode("not base64 at all!").unwrap_err(), Refusal::NotOurs);
         assert_eq!(decode(&enc("no-colon-here")).unwrap_err(), Refusal::NotOurs);
-        assert_eq!(decode(&STD.encode([0xff, 0xfe, b':', b'x'])).unwrap_err(), Refusal::NotOurs);
+        assert_eq!(
+            decode(&STD.encode([0xff, 0xfe, b':', b'x'])).unwrap_err(),
+            Refusal::NotOurs
+        );
     }
 
     #[test]

@@ -78,7 +78,10 @@ pub fn parse(body: &[u8]) -> Result<Request, ParseError> {
         _ => return Err(ParseError::ApiVersion),
     };
     let spec = wire.spec.ok_or(ParseError::MissingToken)?;
-    let token = spec.token.filter(|t| !t.is_empty()).ok_or(ParseError::MissingToken)?;
+    let token = spec
+        .token
+        .filter(|t| !t.is_empty())
+        .ok_or(ParseError::MissingToken)?;
     Ok(Request {
         version,
         token,
@@ -119,7 +122,12 @@ struct Status<'a> {
 /// The body of an answer. `user` is set for accepted reviews, `error` for failed ones;
 /// the request's audiences are echoed for accepted ones (the credential is not bound to
 /// an audience, so it is valid for every audience asked for).
-pub fn render(version: Version, user: Option<&UserInfo>, audiences: &[String], error: Option<&str>) -> Vec<u8> {
+pub fn render(
+    version: Version,
+    user: Option<&UserInfo>,
+    audiences: &[String],
+    error: Option<&str>,
+) -> Vec<u8> {
     let reply = Reply {
         api_version: version.api_version(),
         kind: "TokenReview",
@@ -174,7 +182,10 @@ mod tests {
         let r = parse(body).unwrap();
         assert_eq!(r.version, Version::V1beta1);
         assert_eq!(r.token.as_str(), "dG9rZW4=");
-        assert_eq!(r.audiences, vec!["https://kubernetes.default.svc".to_string()]);
+        assert_eq!(
+            r.audiences,
+            vec!["https://kubernetes.default.svc".to_string()]
+        );
     }
 
     #[test]
@@ -195,14 +206,20 @@ mod tests {
             ParseError::ApiVersion
         );
         assert_eq!(
-            parse(br#"{"kind":"TokenReview","apiVersion":"authentication.k8s.io/v1","spec":{}}"#).unwrap_err(),
+            parse(br#"{"kind":"TokenReview","apiVersion":"authentication.k8s.io/v1","spec":{}}"#)
+                .unwrap_err(),
             ParseError::MissingToken
         );
     }
 
     #[test]
     fn rejection_reply_carries_the_request_version_and_no_user() {
-        let body = render(Version::V1beta1, None, &["a".into()], Some("Credentials are expired"));
+        let body = render(
+            Version::V1beta1,
+            None,
+            &["a".into()],
+            Some("Credentials are expired"),
+        );
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["apiVersion"], "authentication.k8s.io/v1beta1");
         assert_eq!(v["kind"], "TokenReview");

@@ -32,14 +32,27 @@ async fn second_identical_review_makes_no_ldap_operation() {
     let (slapd, d) = start("");
     let c = d.client();
     let t = token("alice", "alice-password");
-    assert_eq!(c.review(&d.url(), "v1", &t).await.body["status"]["authenticated"], true);
+    assert_eq!(
+        c.review(&d.url(), "v1", &t).await.body["status"]["authenticated"],
+        true
+    );
     let before = slapd.operations();
     let again = c.review(&d.url(), "v1", &t).await;
     assert_eq!(again.body["status"]["authenticated"], true);
-    assert_eq!(again.body["status"]["user"]["groups"], serde_json::json!(["admins", "developers"]));
+    assert_eq!(
+        again.body["status"]["user"]["groups"],
+        serde_json::json!(["admins", "developers"])
+    );
     std::thread::sleep(Duration::from_millis(100));
-    assert_eq!(slapd.operations(), before, "a cached answer touches no LDAP");
-    assert_eq!(metric(&d, "kube_ldap_webhook_cache_events_total{event=\"hit\"}"), 1.0);
+    assert_eq!(
+        slapd.operations(),
+        before,
+        "a cached answer touches no LDAP"
+    );
+    assert_eq!(
+        metric(&d, "kube_ldap_webhook_cache_events_total{event=\"hit\"}"),
+        1.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -63,8 +76,15 @@ async fn accepted_answer_expires_after_ttl() {
     c.review(&d.url(), "v1", &t).await;
     assert_eq!(slapd.binds_for(ALICE_DN), 1);
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    assert_eq!(c.review(&d.url(), "v1", &t).await.body["status"]["authenticated"], true);
-    assert_eq!(slapd.binds_for(ALICE_DN), 2, "after ttl the directory is asked again");
+    assert_eq!(
+        c.review(&d.url(), "v1", &t).await.body["status"]["authenticated"],
+        true
+    );
+    assert_eq!(
+        slapd.binds_for(ALICE_DN),
+        2,
+        "after ttl the directory is asked again"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -74,7 +94,10 @@ async fn rejection_expires_after_negative_ttl() {
     let t = token("alice", "wrong");
     c.review(&d.url(), "v1", &t).await;
     let a = c.review(&d.url(), "v1", &t).await;
-    assert_eq!(a.body["status"]["error"], GENERIC, "the cached rejection reads the same");
+    assert_eq!(
+        a.body["status"]["error"], GENERIC,
+        "the cached rejection reads the same"
+    );
     assert_eq!(slapd.binds_for(ALICE_DN), 1);
     tokio::time::sleep(Duration::from_millis(1200)).await;
     c.review(&d.url(), "v1", &t).await;
@@ -85,9 +108,13 @@ async fn rejection_expires_after_negative_ttl() {
 async fn correct_password_right_after_a_wrong_one_works_at_once() {
     let (_slapd, d) = start("negative_ttl = \"1h\"");
     let c = d.client();
-    let a = c.review(&d.url(), "v1", &token("alice", "alice-passwort")).await;
+    let a = c
+        .review(&d.url(), "v1", &token("alice", "alice-passwort"))
+        .await;
     assert_eq!(a.body["status"]["authenticated"], false);
-    let a = c.review(&d.url(), "v1", &token("alice", "alice-password")).await;
+    let a = c
+        .review(&d.url(), "v1", &token("alice", "alice-password"))
+        .await;
     assert_eq!(a.body["status"]["authenticated"], true, "{}", a.raw);
 }
 
@@ -97,11 +124,19 @@ async fn capacity_bound_holds_under_ten_times_capacity_distinct_tokens() {
     let d = Daemon::start(&[slapd.url()], &[("cache", "capacity = 10")]);
     let c = d.client();
     for i in 0..100 {
-        let a = c.review(&d.url(), "v1", &token(&format!("user{i}"), "secret")).await;
+        let a = c
+            .review(&d.url(), "v1", &token(&format!("user{i}"), "secret"))
+            .await;
         assert_eq!(a.body["status"]["authenticated"], true, "{}", a.raw);
     }
     assert_eq!(metric(&d, "kube_ldap_webhook_cache_entries "), 10.0);
-    assert_eq!(metric(&d, "kube_ldap_webhook_cache_events_total{event=\"eviction\"}"), 90.0);
+    assert_eq!(
+        metric(
+            &d,
+            "kube_ldap_webhook_cache_events_total{event=\"eviction\"}"
+        ),
+        90.0
+    );
     // The most recent tokens are still there; the oldest were evicted.
     let before = slapd.user_binds();
     c.review(&d.url(), "v1", &token("user99", "secret")).await;
@@ -113,7 +148,11 @@ async fn capacity_bound_holds_under_ten_times_capacity_distinct_tokens() {
 #[tokio::test(flavor = "multi_thread")]
 async fn two_hundred_concurrent_reviews_of_a_fresh_token_cause_one_bind() {
     let (slapd, d) = start("");
-    let c = Arc::new(Https::new(&d.pki, Some((&d.pki.client_cert, &d.pki.client_key)), true));
+    let c = Arc::new(Https::new(
+        &d.pki,
+        Some((&d.pki.client_cert, &d.pki.client_key)),
+        true,
+    ));
     let t = token("alice", "alice-password");
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..200 {
@@ -138,20 +177,32 @@ async fn stale_answer_is_served_while_ldap_is_down() {
     assert_eq!(a.body["status"]["authenticated"], true, "{}", a.raw);
     assert_eq!(a.body["status"]["user"]["username"], "alice");
     d.wait_for_log("source=\"stale\"");
-    assert!(d.log().contains("stale_secs=1"), "the staleness is in the log line");
-    assert_eq!(metric(&d, "kube_ldap_webhook_cache_events_total{event=\"stale\"}"), 1.0);
+    assert!(
+        d.log().contains("stale_secs=1"),
+        "the staleness is in the log line"
+    );
+    assert_eq!(
+        metric(&d, "kube_ldap_webhook_cache_events_total{event=\"stale\"}"),
+        1.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_token_during_an_outage_gets_the_backend_error() {
     let (mut slapd, d) = start("");
     let c = d.client();
-    c.review(&d.url(), "v1", &token("alice", "alice-password")).await;
+    c.review(&d.url(), "v1", &token("alice", "alice-password"))
+        .await;
     slapd.stop();
     let a = c.review(&d.url(), "v1", &token("bob", "pa:ss:word")).await;
     assert_eq!(a.body["status"]["error"], UNAVAILABLE);
-    let a = c.review(&d.url(), "v1", &token("alice", "another-password")).await;
-    assert_eq!(a.body["status"]["error"], UNAVAILABLE, "a rejection is never made up while down");
+    let a = c
+        .review(&d.url(), "v1", &token("alice", "another-password"))
+        .await;
+    assert_eq!(
+        a.body["status"]["error"], UNAVAILABLE,
+        "a rejection is never made up while down"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -183,35 +234,70 @@ async fn lockout_protection_stops_binds_after_max_failures_while_a_cached_token_
     let (slapd, d) = start("max_failures = 3\nfailure_window = \"5m\"");
     let c = d.client();
     let good = token("alice", "alice-password");
-    assert_eq!(c.review(&d.url(), "v1", &good).await.body["status"]["authenticated"], true);
+    assert_eq!(
+        c.review(&d.url(), "v1", &good).await.body["status"]["authenticated"],
+        true
+    );
     for i in 0..6 {
-        let a = c.review(&d.url(), "v1", &token("ALICE", &format!("guess-{i}"))).await;
-        assert_eq!(a.body["status"]["error"], GENERIC, "refusals look like any rejection");
+        let a = c
+            .review(&d.url(), "v1", &token("ALICE", &format!("guess-{i}")))
+            .await;
+        assert_eq!(
+            a.body["status"]["error"], GENERIC,
+            "refusals look like any rejection"
+        );
     }
-    assert_eq!(slapd.binds_for(ALICE_DN), 1 + 3, "only max_failures wrong passwords reached LDAP");
+    assert_eq!(
+        slapd.binds_for(ALICE_DN),
+        1 + 3,
+        "only max_failures wrong passwords reached LDAP"
+    );
     assert_eq!(metric(&d, "kube_ldap_webhook_lockout_refusals_total"), 3.0);
     let a = c.review(&d.url(), "v1", &good).await;
-    assert_eq!(a.body["status"]["authenticated"], true, "the cached good token keeps working");
-    let a = c.review(&d.url(), "v1", &token("alice", "alice-password\u{20ac}")).await;
+    assert_eq!(
+        a.body["status"]["authenticated"], true,
+        "the cached good token keeps working"
+    );
+    let a = c
+        .review(&d.url(), "v1", &token("alice", "alice-password\u{20ac}"))
+        .await;
     assert_eq!(a.body["status"]["authenticated"], false);
-    assert_eq!(slapd.binds_for(ALICE_DN), 4, "no new token for alice reaches LDAP");
+    assert_eq!(
+        slapd.binds_for(ALICE_DN),
+        4,
+        "no new token for alice reaches LDAP"
+    );
     let a = c.review(&d.url(), "v1", &token("bob", "pa:ss:word")).await;
-    assert_eq!(a.body["status"]["authenticated"], true, "other users are unaffected");
+    assert_eq!(
+        a.body["status"]["authenticated"], true,
+        "other users are unaffected"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_burst_of_concurrent_wrong_passwords_binds_at_most_max_failures_times() {
     let (slapd, d) = start("max_failures = 3");
-    let c = Arc::new(Https::new(&d.pki, Some((&d.pki.client_cert, &d.pki.client_key)), true));
+    let c = Arc::new(Https::new(
+        &d.pki,
+        Some((&d.pki.client_cert, &d.pki.client_key)),
+        true,
+    ));
     let mut set = tokio::task::JoinSet::new();
     for i in 0..50 {
         let (c, url) = (c.clone(), d.url());
-        set.spawn(async move { c.review(&url, "v1", &token("alice", &format!("burst-{i}"))).await });
+        set.spawn(async move {
+            c.review(&url, "v1", &token("alice", &format!("burst-{i}")))
+                .await
+        });
     }
     while let Some(a) = set.join_next().await {
         assert_eq!(a.unwrap().body["status"]["authenticated"], false);
     }
-    assert!(slapd.binds_for(ALICE_DN) <= 3, "binds: {}", slapd.binds_for(ALICE_DN));
+    assert!(
+        slapd.binds_for(ALICE_DN) <= 3,
+        "binds: {}",
+        slapd.binds_for(ALICE_DN)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -219,11 +305,14 @@ async fn lockout_protection_ends_with_the_window() {
     let (slapd, d) = start("max_failures = 2\nfailure_window = \"1s\"\nnegative_ttl = \"0s\"");
     let c = d.client();
     for i in 0..3 {
-        c.review(&d.url(), "v1", &token("alice", &format!("no-{i}"))).await;
+        c.review(&d.url(), "v1", &token("alice", &format!("no-{i}")))
+            .await;
     }
     assert_eq!(slapd.binds_for(ALICE_DN), 2);
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let a = c.review(&d.url(), "v1", &token("alice", "alice-password")).await;
+    let a = c
+        .review(&d.url(), "v1", &token("alice", "alice-password"))
+        .await;
     assert_eq!(a.body["status"]["authenticated"], true, "{}", a.raw);
 }
 
@@ -232,7 +321,10 @@ async fn password_change_takes_effect_once_ttl_has_passed() {
     let (slapd, d) = start("ttl = \"1s\"");
     let c = d.client();
     let old = token("alice", "alice-password");
-    assert_eq!(c.review(&d.url(), "v1", &old).await.body["status"]["authenticated"], true);
+    assert_eq!(
+        c.review(&d.url(), "v1", &old).await.body["status"]["authenticated"],
+        true
+    );
     slapd.set_password(ALICE_DN, "new-password");
     assert_eq!(
         c.review(&d.url(), "v1", &old).await.body["status"]["authenticated"],
@@ -241,8 +333,13 @@ async fn password_change_takes_effect_once_ttl_has_passed() {
     );
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let a = c.review(&d.url(), "v1", &old).await;
-    assert_eq!(a.body["status"]["error"], GENERIC, "after ttl the old password is refused");
-    let a = c.review(&d.url(), "v1", &token("alice", "new-password")).await;
+    assert_eq!(
+        a.body["status"]["error"], GENERIC,
+        "after ttl the old password is refused"
+    );
+    let a = c
+        .review(&d.url(), "v1", &token("alice", "new-password"))
+        .await;
     assert_eq!(a.body["status"]["authenticated"], true);
 }
 
@@ -256,5 +353,9 @@ async fn sighup_clears_the_cache() {
     d.wait_for_log("answer cache cleared");
     let a = c.review(&d.url(), "v1", &t).await;
     assert_eq!(a.body["status"]["authenticated"], true);
-    assert_eq!(slapd.binds_for(ALICE_DN), 2, "the reviewed token was forgotten");
+    assert_eq!(
+        slapd.binds_for(ALICE_DN),
+        2,
+        "the reviewed token was forgotten"
+    );
 }

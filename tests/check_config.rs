@@ -20,7 +20,11 @@ fn check(config: &std::path::Path, connect: bool) -> (bool, String, String) {
     )
 }
 
-fn write_config(dir: &std::path::Path, urls: &[String], extra: &[(&str, &str)]) -> (Pki, std::path::PathBuf) {
+fn write_config(
+    dir: &std::path::Path,
+    urls: &[String],
+    extra: &[(&str, &str)],
+) -> (Pki, std::path::PathBuf) {
     let pki = Pki::new(dir);
     let f = dir.join("config.toml");
     std::fs::write(&f, config_toml(&pki, urls, free_port(), free_port(), extra)).unwrap();
@@ -39,7 +43,11 @@ fn a_valid_file_passes() {
 #[test]
 fn a_bad_key_is_named_with_the_file() {
     let d = tempfile::tempdir().unwrap();
-    let (_pki, f) = write_config(d.path(), &["ldap://127.0.0.1:1".into()], &[("cache", "ttl = \"forever\"")]);
+    let (_pki, f) = write_config(
+        d.path(),
+        &["ldap://127.0.0.1:1".into()],
+        &[("cache", "ttl = \"forever\"")],
+    );
     let (ok, _, err) = check(&f, false);
     assert!(!ok);
     assert!(err.contains("cache.ttl"), "{err}");
@@ -60,7 +68,11 @@ fn a_missing_certificate_is_named() {
 fn serve_refuses_to_start_with_the_same_message() {
     let d = tempfile::tempdir().unwrap();
     let (_pki, f) = write_config(d.path(), &["ftp://127.0.0.1:1".into()], &[]);
-    let out = Command::new(bin()).args(["serve", "--config"]).arg(&f).output().unwrap();
+    let out = Command::new(bin())
+        .args(["serve", "--config"])
+        .arg(&f)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("ldap.urls"), "{err}");
@@ -87,13 +99,20 @@ fn connect_fails_clearly_with_a_wrong_bind_password() {
     let (ok, _, err) = check(&f, true);
     assert!(!ok);
     assert!(err.contains("service bind"), "{err}");
-    assert!(!err.contains("not-the-password"), "the bind password is never printed");
+    assert!(
+        !err.contains("not-the-password"),
+        "the bind password is never printed"
+    );
 }
 
 #[test]
 fn connect_fails_clearly_when_ldap_is_down() {
     let d = tempfile::tempdir().unwrap();
-    let (_pki, f) = write_config(d.path(), &[format!("ldap://127.0.0.1:{}", free_port())], &[]);
+    let (_pki, f) = write_config(
+        d.path(),
+        &[format!("ldap://127.0.0.1:{}", free_port())],
+        &[],
+    );
     let (ok, _, err) = check(&f, true);
     assert!(!ok);
     assert!(err.contains("LDAP check failed"), "{err}");

@@ -8,7 +8,9 @@ use std::process::{Command, Output, Stdio};
 use base64::Engine;
 
 fn exec_info(version: &str, interactive: bool) -> String {
-    format!(r#"{{"apiVersion":"client.authentication.k8s.io/{version}","kind":"ExecCredential","spec":{{"interactive":{interactive}}}}}"#)
+    format!(
+        r#"{{"apiVersion":"client.authentication.k8s.io/{version}","kind":"ExecCredential","spec":{{"interactive":{interactive}}}}}"#
+    )
 }
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
@@ -32,7 +34,9 @@ fn password_file(dir: &std::path::Path, pw: &str) -> String {
 fn decoded_token(out: &Output) -> (serde_json::Value, String) {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let t = v["status"]["token"].as_str().unwrap().to_string();
-    let plain = base64::engine::general_purpose::STANDARD.decode(&t).unwrap();
+    let plain = base64::engine::general_purpose::STANDARD
+        .decode(&t)
+        .unwrap();
     (v, String::from_utf8(plain).unwrap())
 }
 
@@ -40,8 +44,15 @@ fn decoded_token(out: &Output) -> (serde_json::Value, String) {
 fn answers_v1_with_the_token_of_username_and_password_file() {
     let d = tempfile::tempdir().unwrap();
     let pw = password_file(d.path(), "pa:ss wörd");
-    let out = run(&["--username", "alice", "--password-file", &pw], &[("KUBERNETES_EXEC_INFO", &exec_info("v1", false))]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(
+        &["--username", "alice", "--password-file", &pw],
+        &[("KUBERNETES_EXEC_INFO", &exec_info("v1", false))],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (v, plain) = decoded_token(&out);
     assert_eq!(v["apiVersion"], "client.authentication.k8s.io/v1");
     assert_eq!(v["kind"], "ExecCredential");
@@ -55,7 +66,10 @@ fn answers_in_v1beta1_when_asked_in_v1beta1() {
     let pw = password_file(d.path(), "x");
     let out = run(
         &["--password-file", &pw],
-        &[("KUBERNETES_EXEC_INFO", &exec_info("v1beta1", false)), ("KUBE_LDAP_WEBHOOK_USERNAME", "bob")],
+        &[
+            ("KUBERNETES_EXEC_INFO", &exec_info("v1beta1", false)),
+            ("KUBE_LDAP_WEBHOOK_USERNAME", "bob"),
+        ],
     );
     assert!(out.status.success());
     let (v, plain) = decoded_token(&out);
@@ -71,9 +85,15 @@ fn reads_the_password_from_a_file_descriptor() {
     drop(w);
     let fd = r.as_raw_fd();
     let mut cmd = Command::new(support::bin());
-    cmd.args(["credential", "--username", "alice", "--password-fd", &fd.to_string()])
-        .env("KUBERNETES_EXEC_INFO", exec_info("v1", false))
-        .stdin(Stdio::null());
+    cmd.args([
+        "credential",
+        "--username",
+        "alice",
+        "--password-fd",
+        &fd.to_string(),
+    ])
+    .env("KUBERNETES_EXEC_INFO", exec_info("v1", false))
+    .stdin(Stdio::null());
     // The pipe's read end is inherited: clear close-on-exec for it in the child.
     unsafe {
         use std::os::unix::process::CommandExt;
@@ -83,7 +103,11 @@ fn reads_the_password_from_a_file_descriptor() {
         });
     }
     let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(decoded_token(&out).1, "alice:from-a-pipe");
 }
 
@@ -91,13 +115,19 @@ fn reads_the_password_from_a_file_descriptor() {
 fn non_interactive_without_username_fails_clearly() {
     let out = run(&[], &[("KUBERNETES_EXEC_INFO", &exec_info("v1", false))]);
     assert!(!out.status.success());
-    assert!(out.stdout.is_empty(), "nothing on stdout for kubectl to misread");
+    assert!(
+        out.stdout.is_empty(),
+        "nothing on stdout for kubectl to misread"
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("--username"));
 }
 
 #[test]
 fn non_interactive_without_password_fails_clearly() {
-    let out = run(&["--username", "alice"], &[("KUBERNETES_EXEC_INFO", &exec_info("v1", false))]);
+    let out = run(
+        &["--username", "alice"],
+        &[("KUBERNETES_EXEC_INFO", &exec_info("v1", false))],
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--password-file"));
 }
@@ -111,14 +141,20 @@ fn a_password_on_the_command_line_is_refused() {
 
 #[test]
 fn unknown_exec_api_version_is_refused() {
-    let out = run(&["--username", "alice"], &[("KUBERNETES_EXEC_INFO", &exec_info("v2", false))]);
+    let out = run(
+        &["--username", "alice"],
+        &[("KUBERNETES_EXEC_INFO", &exec_info("v2", false))],
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("apiVersion"));
 }
 
 #[test]
 fn malformed_exec_info_is_refused() {
-    let out = run(&["--username", "alice"], &[("KUBERNETES_EXEC_INFO", "{not json")]);
+    let out = run(
+        &["--username", "alice"],
+        &[("KUBERNETES_EXEC_INFO", "{not json")],
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("KUBERNETES_EXEC_INFO"));
 }
@@ -127,10 +163,16 @@ fn malformed_exec_info_is_refused() {
 fn username_with_a_colon_and_empty_password_are_refused() {
     let d = tempfile::tempdir().unwrap();
     let pw = password_file(d.path(), "x");
-    let out = run(&["--username", "a:b", "--password-file", &pw], &[("KUBERNETES_EXEC_INFO", &exec_info("v1", false))]);
+    let out = run(
+        &["--username", "a:b", "--password-file", &pw],
+        &[("KUBERNETES_EXEC_INFO", &exec_info("v1", false))],
+    );
     assert!(!out.status.success());
     let empty = password_file(d.path(), "");
-    let out = run(&["--username", "alice", "--password-file", &empty], &[("KUBERNETES_EXEC_INFO", &exec_info("v1", false))]);
+    let out = run(
+        &["--username", "alice", "--password-file", &empty],
+        &[("KUBERNETES_EXEC_INFO", &exec_info("v1", false))],
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("empty"));
 }
@@ -139,7 +181,11 @@ fn username_with_a_colon_and_empty_password_are_refused() {
 fn interactive_use_prompts_on_the_terminal() {
     // `script` gives the plugin a real terminal, as kubectl does when interactive.
     let mut child = Command::new("script")
-        .args(["-qec", &format!("{} credential", support::bin()), "/dev/null"])
+        .args([
+            "-qec",
+            &format!("{} credential", support::bin()),
+            "/dev/null",
+        ])
         .env("KUBERNETES_EXEC_INFO", exec_info("v1", true))
         .env_remove("KUBE_LDAP_WEBHOOK_USERNAME")
         .stdin(Stdio::piped())

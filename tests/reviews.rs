@@ -20,7 +20,10 @@ fn setup() -> (Slapd, Daemon) {
 #[tokio::test(flavor = "multi_thread")]
 async fn valid_login_v1_returns_username_uid_groups_and_extra() {
     let (slapd, d) = setup();
-    let a = d.client().review(&d.url(), "v1", &token("alice", "alice-password")).await;
+    let a = d
+        .client()
+        .review(&d.url(), "v1", &token("alice", "alice-password"))
+        .await;
     assert_eq!(a.status, 200, "{}", a.raw);
     assert_eq!(a.body["apiVersion"], "authentication.k8s.io/v1");
     assert_eq!(a.body["kind"], "TokenReview");
@@ -28,16 +31,28 @@ async fn valid_login_v1_returns_username_uid_groups_and_extra() {
     assert_eq!(s["authenticated"], true, "{}", a.raw);
     assert_eq!(s["user"]["username"], "alice");
     assert_eq!(s["user"]["uid"], slapd.entry_uuid("alice"));
-    assert_eq!(s["user"]["groups"], serde_json::json!(["admins", "developers"]));
-    assert_eq!(s["user"]["extra"]["example.org/email"], serde_json::json!(["alice@example.org"]));
-    assert_eq!(s["audiences"], serde_json::json!(["https://kubernetes.default.svc"]));
+    assert_eq!(
+        s["user"]["groups"],
+        serde_json::json!(["admins", "developers"])
+    );
+    assert_eq!(
+        s["user"]["extra"]["example.org/email"],
+        serde_json::json!(["alice@example.org"])
+    );
+    assert_eq!(
+        s["audiences"],
+        serde_json::json!(["https://kubernetes.default.svc"])
+    );
     assert!(s.get("error").is_none());
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn valid_login_v1beta1_is_answered_in_v1beta1() {
     let (_slapd, d) = setup();
-    let a = d.client().review(&d.url(), "v1beta1", &token("alice", "alice-password")).await;
+    let a = d
+        .client()
+        .review(&d.url(), "v1beta1", &token("alice", "alice-password"))
+        .await;
     assert_eq!(a.body["apiVersion"], "authentication.k8s.io/v1beta1");
     assert_eq!(a.body["status"]["authenticated"], true, "{}", a.raw);
 }
@@ -46,14 +61,19 @@ async fn valid_login_v1beta1_is_answered_in_v1beta1() {
 async fn http2_is_served() {
     let (_slapd, d) = setup();
     let c = Https::new(&d.pki, Some((&d.pki.client_cert, &d.pki.client_key)), true);
-    let a = c.review(&d.url(), "v1", &token("alice", "alice-password")).await;
+    let a = c
+        .review(&d.url(), "v1", &token("alice", "alice-password"))
+        .await;
     assert_eq!(a.body["status"]["authenticated"], true, "{}", a.raw);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn wrong_password_gets_the_generic_error() {
     let (_slapd, d) = setup();
-    let a = d.client().review(&d.url(), "v1", &token("alice", "wrong")).await;
+    let a = d
+        .client()
+        .review(&d.url(), "v1", &token("alice", "wrong"))
+        .await;
     assert_eq!(a.status, 200);
     assert_eq!(a.body["status"]["authenticated"], false);
     assert_eq!(a.body["status"]["error"], GENERIC);
@@ -75,21 +95,34 @@ async fn empty_password_never_reaches_ldap() {
     let a = d.client().review(&d.url(), "v1", &token("alice", "")).await;
     assert_eq!(a.body["status"]["authenticated"], false);
     assert_eq!(a.body["status"]["error"], GENERIC);
-    assert_eq!(slapd.binds_for(ALICE_DN), 0, "an empty password is an unauthenticated bind");
+    assert_eq!(
+        slapd.binds_for(ALICE_DN),
+        0,
+        "an empty password is an unauthenticated bind"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn password_containing_colons_is_kept_whole() {
     let (_slapd, d) = setup();
-    let a = d.client().review(&d.url(), "v1", &token("bob", "pa:ss:word")).await;
+    let a = d
+        .client()
+        .review(&d.url(), "v1", &token("bob", "pa:ss:word"))
+        .await;
     assert_eq!(a.body["status"]["authenticated"], true, "{}", a.raw);
-    assert_eq!(a.body["status"]["user"]["groups"], serde_json::json!(["developers"]));
+    assert_eq!(
+        a.body["status"]["user"]["groups"],
+        serde_json::json!(["developers"])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn non_ascii_username_and_password_work() {
     let (_slapd, d) = setup();
-    let a = d.client().review(&d.url(), "v1", &token("josé", "contraseña-ñ€")).await;
+    let a = d
+        .client()
+        .review(&d.url(), "v1", &token("josé", "contraseña-ñ€"))
+        .await;
     assert_eq!(a.body["status"]["authenticated"], true, "{}", a.raw);
     assert_eq!(a.body["status"]["user"]["username"], "josé");
 }
@@ -109,19 +142,44 @@ async fn filter_metacharacters_in_usernames_never_authenticate_anyone() {
     let c = d.client();
     // Each of these would match alice (or everyone) if pasted into the filter unescaped;
     // alice's real password is used so that an injection would show as a success.
-    for name in ["*", "ali*", "alice)(uid=*", "*)(uid=*", "al\\69ce", "(alice)", "alice\\", "alice\u{0}"] {
-        let a = c.review(&d.url(), "v1", &token(name, "alice-password")).await;
-        assert_eq!(a.body["status"]["authenticated"], false, "{name:?}: {}", a.raw);
+    for name in [
+        "*",
+        "ali*",
+        "alice)(uid=*",
+        "*)(uid=*",
+        "al\\69ce",
+        "(alice)",
+        "alice\\",
+        "alice\u{0}",
+    ] {
+        let a = c
+            .review(&d.url(), "v1", &token(name, "alice-password"))
+            .await;
+        assert_eq!(
+            a.body["status"]["authenticated"], false,
+            "{name:?}: {}",
+            a.raw
+        );
         assert_eq!(a.body["status"]["error"], GENERIC, "{name:?}");
     }
-    assert_eq!(slapd.binds_for(ALICE_DN), 0, "no injected filter found alice");
-    assert!(slapd.log().contains("(uid=\\2A)"), "the filter reached slapd escaped");
+    assert_eq!(
+        slapd.binds_for(ALICE_DN),
+        0,
+        "no injected filter found alice"
+    );
+    assert!(
+        slapd.log().contains("(uid=\\2A)"),
+        "the filter reached slapd escaped"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_matching_entries_are_refused() {
     let (slapd, d) = setup();
-    let a = d.client().review(&d.url(), "v1", &token("twin", "twin-password")).await;
+    let a = d
+        .client()
+        .review(&d.url(), "v1", &token("twin", "twin-password"))
+        .await;
     assert_eq!(a.body["status"]["authenticated"], false);
     assert_eq!(a.body["status"]["error"], GENERIC);
     assert_eq!(slapd.user_binds(), 0, "ambiguous users are never bound");
@@ -139,13 +197,20 @@ async fn jwt_is_not_ours_and_causes_no_ldap_traffic() {
     assert_eq!(a.body["status"]["authenticated"], false);
     assert!(a.body["status"].get("error").is_none(), "{}", a.raw);
     assert_eq!(slapd.operations(), before);
-    assert!(!d.log().contains("c2lnbmF0dXJl"), "the token is never logged");
+    assert!(
+        !d.log().contains("c2lnbmF0dXJl"),
+        "the token is never logged"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn malformed_json_is_a_400_status() {
     let (_slapd, d) = setup();
-    let a = d.client().request("POST", &d.url(), b"{not json".to_vec()).await.unwrap();
+    let a = d
+        .client()
+        .request("POST", &d.url(), b"{not json".to_vec())
+        .await
+        .unwrap();
     assert_eq!(a.status, 400);
     assert_eq!(a.body["kind"], "Status");
     assert_eq!(a.body["code"], 400);
@@ -155,7 +220,11 @@ async fn malformed_json_is_a_400_status() {
 async fn wrong_kind_is_a_400_status() {
     let (_slapd, d) = setup();
     let body = br#"{"apiVersion":"authentication.k8s.io/v1","kind":"SubjectAccessReview","spec":{"token":"x"}}"#;
-    let a = d.client().request("POST", &d.url(), body.to_vec()).await.unwrap();
+    let a = d
+        .client()
+        .request("POST", &d.url(), body.to_vec())
+        .await
+        .unwrap();
     assert_eq!(a.status, 400);
     assert!(a.body["message"].as_str().unwrap().contains("kind"));
 }
@@ -163,8 +232,13 @@ async fn wrong_kind_is_a_400_status() {
 #[tokio::test(flavor = "multi_thread")]
 async fn wrong_api_version_is_a_400_status() {
     let (_slapd, d) = setup();
-    let body = br#"{"apiVersion":"authentication.k8s.io/v2","kind":"TokenReview","spec":{"token":"x"}}"#;
-    let a = d.client().request("POST", &d.url(), body.to_vec()).await.unwrap();
+    let body =
+        br#"{"apiVersion":"authentication.k8s.io/v2","kind":"TokenReview","spec":{"token":"x"}}"#;
+    let a = d
+        .client()
+        .request("POST", &d.url(), body.to_vec())
+        .await
+        .unwrap();
     assert_eq!(a.status, 400);
 }
 
@@ -172,7 +246,11 @@ async fn wrong_api_version_is_a_400_status() {
 async fn missing_token_is_a_400_status() {
     let (_slapd, d) = setup();
     let body = br#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{}}"#;
-    let a = d.client().request("POST", &d.url(), body.to_vec()).await.unwrap();
+    let a = d
+        .client()
+        .request("POST", &d.url(), body.to_vec())
+        .await
+        .unwrap();
     assert_eq!(a.status, 400);
     assert!(a.body["message"].as_str().unwrap().contains("spec.token"));
 }
@@ -180,7 +258,11 @@ async fn missing_token_is_a_400_status() {
 #[tokio::test(flavor = "multi_thread")]
 async fn one_mebibyte_body_is_a_413() {
     let (_slapd, d) = setup();
-    let a = d.client().request("POST", &d.url(), vec![b' '; 1 << 20]).await.unwrap();
+    let a = d
+        .client()
+        .request("POST", &d.url(), vec![b' '; 1 << 20])
+        .await
+        .unwrap();
     assert_eq!(a.status, 413);
 }
 
@@ -188,7 +270,10 @@ async fn one_mebibyte_body_is_a_413() {
 async fn get_is_a_405_and_other_paths_404() {
     let (_slapd, d) = setup();
     let c = d.client();
-    assert_eq!(c.request("GET", &d.url(), vec![]).await.unwrap().status, 405);
+    assert_eq!(
+        c.request("GET", &d.url(), vec![]).await.unwrap().status,
+        405
+    );
     let other = format!("https://127.0.0.1:{}/other", d.port);
     assert_eq!(c.request("POST", &other, vec![]).await.unwrap().status, 404);
 }
@@ -199,7 +284,9 @@ async fn no_client_certificate_gets_403_and_the_token_is_never_looked_at() {
     std::thread::sleep(Duration::from_millis(300));
     let before = slapd.operations();
     let c = Https::new(&d.pki, None, false);
-    let a = c.review(&d.url(), "v1", &token("alice", "alice-password")).await;
+    let a = c
+        .review(&d.url(), "v1", &token("alice", "alice-password"))
+        .await;
     assert_eq!(a.status, 403);
     assert_eq!(a.body["kind"], "Status");
     assert_eq!(slapd.operations(), before);
@@ -209,9 +296,13 @@ async fn no_client_certificate_gets_403_and_the_token_is_never_looked_at() {
 async fn certificate_from_another_ca_fails_the_handshake() {
     let (_slapd, d) = setup();
     let c = Https::new(&d.pki, Some((&d.pki.rogue_cert, &d.pki.rogue_key)), false);
-    let body = br#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"x"}}"#;
+    let body =
+        br#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"x"}}"#;
     let r = c.request("POST", &d.url(), body.to_vec()).await;
-    assert!(r.is_err(), "a rogue client certificate must not get an answer");
+    assert!(
+        r.is_err(),
+        "a rogue client certificate must not get an answer"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -228,11 +319,20 @@ async fn plain_http_gets_no_review() {
 #[tokio::test(flavor = "multi_thread")]
 async fn slow_handshake_is_cut_off_and_others_are_served_meanwhile() {
     let slapd = Slapd::start();
-    let d = Daemon::start(&[slapd.url()], &[("server", "handshake_timeout = \"500ms\"")]);
+    let d = Daemon::start(
+        &[slapd.url()],
+        &[("server", "handshake_timeout = \"500ms\"")],
+    );
     // A client that connects and says nothing.
     let mut idle = std::net::TcpStream::connect(d.addr()).unwrap();
-    let a = d.client().review(&d.url(), "v1", &token("alice", "alice-password")).await;
-    assert_eq!(a.body["status"]["authenticated"], true, "served while a handshake hangs");
+    let a = d
+        .client()
+        .review(&d.url(), "v1", &token("alice", "alice-password"))
+        .await;
+    assert_eq!(
+        a.body["status"]["authenticated"], true,
+        "served while a handshake hangs"
+    );
     idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut buf = [0u8; 16];
     let n = idle.read(&mut buf).unwrap_or(0);
@@ -243,15 +343,20 @@ async fn slow_handshake_is_cut_off_and_others_are_served_meanwhile() {
 async fn slow_body_is_answered_with_a_timeout() {
     let slapd = Slapd::start();
     let d = Daemon::start(&[slapd.url()], &[("server", "request_timeout = \"1s\"")]);
-    let config = Arc::new(client_tls(&d.pki, Some((&d.pki.client_cert, &d.pki.client_key))));
+    let config = Arc::new(client_tls(
+        &d.pki,
+        Some((&d.pki.client_cert, &d.pki.client_key)),
+    ));
     let connector = tokio_rustls::TlsConnector::from(config);
     let tcp = tokio::net::TcpStream::connect(d.addr()).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
     let mut tls = connector.connect(name, tcp).await.unwrap();
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    tls.write_all(b"POST /authenticate HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"kind\"")
-        .await
-        .unwrap();
+    tls.write_all(
+        b"POST /authenticate HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"kind\"",
+    )
+    .await
+    .unwrap();
     let mut out = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut out)).await;
     let text = String::from_utf8_lossy(&out);
@@ -263,10 +368,16 @@ async fn failover_to_the_second_url_when_the_first_is_dead() {
     let slapd = Slapd::start();
     let dead = format!("ldap://127.0.0.1:{}", free_port());
     let d = Daemon::start(&[dead, slapd.url()], &[]);
-    let a = d.client().review(&d.url(), "v1", &token("alice", "alice-password")).await;
+    let a = d
+        .client()
+        .review(&d.url(), "v1", &token("alice", "alice-password"))
+        .await;
     assert_eq!(a.body["status"]["authenticated"], true, "{}", a.raw);
     let (_, metrics) = d.ops("/metrics");
-    assert!(metrics.contains("kube_ldap_webhook_ldap_failovers_total 1"), "{metrics}");
+    assert!(
+        metrics.contains("kube_ldap_webhook_ldap_failovers_total 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -275,12 +386,23 @@ async fn ldap_down_is_an_error_not_a_rejection_and_is_not_cached() {
     let d = Daemon::start(&[slapd.url()], &[]);
     slapd.stop();
     let c = d.client();
-    let a = c.review(&d.url(), "v1", &token("alice", "alice-password")).await;
+    let a = c
+        .review(&d.url(), "v1", &token("alice", "alice-password"))
+        .await;
     assert_eq!(a.body["status"]["authenticated"], false);
-    assert_eq!(a.body["status"]["error"], "Authentication backend unavailable");
+    assert_eq!(
+        a.body["status"]["error"],
+        "Authentication backend unavailable"
+    );
     slapd.restart();
-    let a = c.review(&d.url(), "v1", &token("alice", "alice-password")).await;
-    assert_eq!(a.body["status"]["authenticated"], true, "the outage was not cached: {}", a.raw);
+    let a = c
+        .review(&d.url(), "v1", &token("alice", "alice-password"))
+        .await;
+    assert_eq!(
+        a.body["status"]["authenticated"], true,
+        "the outage was not cached: {}",
+        a.raw
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -288,18 +410,30 @@ async fn ldaps_with_a_custom_ca_works() {
     let slapd = Slapd::start();
     let ca = format!("ca_file = \"{}\"", slapd.ca_file.display());
     let d = Daemon::start(&[slapd.ldaps_url()], &[("ldap", &ca)]);
-    let a = d.client().review(&d.url(), "v1", &token("alice", "alice-password")).await;
+    let a = d
+        .client()
+        .review(&d.url(), "v1", &token("alice", "alice-password"))
+        .await;
     assert_eq!(a.body["status"]["authenticated"], true, "{}", a.raw);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn starttls_with_a_custom_ca_works() {
     let slapd = Slapd::start();
-    let ca = format!("ca_file = \"{}\"\nstart_tls = true", slapd.ca_file.display());
+    let ca = format!(
+        "ca_file = \"{}\"\nstart_tls = true",
+        slapd.ca_file.display()
+    );
     let d = Daemon::start(&[slapd.url()], &[("ldap", &ca)]);
-    let a = d.client().review(&d.url(), "v1", &token("alice", "alice-password")).await;
+    let a = d
+        .client()
+        .review(&d.url(), "v1", &token("alice", "alice-password"))
+        .await;
     assert_eq!(a.body["status"]["authenticated"], true, "{}", a.raw);
-    assert!(slapd.log().contains("oid=1.3.6.1.4.1.1466.20037"), "StartTLS was used");
+    assert!(
+        slapd.log().contains("oid=1.3.6.1.4.1.1466.20037"),
+        "StartTLS was used"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -308,9 +442,18 @@ async fn untrusted_ldap_certificate_is_unavailable_not_accepted() {
     let other = Ca::new("someone else");
     let ca = std::env::temp_dir().join(format!("other-ca-{}.crt", std::process::id()));
     std::fs::write(&ca, other.cert.pem()).unwrap();
-    let d = Daemon::start(&[slapd.ldaps_url()], &[("ldap", &format!("ca_file = \"{}\"", ca.display()))]);
-    let a = d.client().review(&d.url(), "v1", &token("alice", "alice-password")).await;
-    assert_eq!(a.body["status"]["error"], "Authentication backend unavailable");
+    let d = Daemon::start(
+        &[slapd.ldaps_url()],
+        &[("ldap", &format!("ca_file = \"{}\"", ca.display()))],
+    );
+    let a = d
+        .client()
+        .review(&d.url(), "v1", &token("alice", "alice-password"))
+        .await;
+    assert_eq!(
+        a.body["status"]["error"],
+        "Authentication backend unavailable"
+    );
     let _ = std::fs::remove_file(ca);
 }
 
@@ -319,33 +462,72 @@ async fn direct_bind_without_a_service_account() {
     let slapd = Slapd::start();
     let d = Daemon::start(
         &[slapd.url()],
-        &[("omit", "service"), ("user", "dn_template = \"uid={username},ou=people,dc=example,dc=org\"")],
+        &[
+            ("omit", "service"),
+            (
+                "user",
+                "dn_template = \"uid={username},ou=people,dc=example,dc=org\"",
+            ),
+        ],
     );
     let c = d.client();
-    let a = c.review(&d.url(), "v1", &token("alice", "alice-password")).await;
+    let a = c
+        .review(&d.url(), "v1", &token("alice", "alice-password"))
+        .await;
     assert_eq!(a.body["status"]["authenticated"], true, "{}", a.raw);
-    assert_eq!(a.body["status"]["user"]["groups"], serde_json::json!(["admins", "developers"]));
+    assert_eq!(
+        a.body["status"]["user"]["groups"],
+        serde_json::json!(["admins", "developers"])
+    );
     let a = c.review(&d.url(), "v1", &token("alice", "nope")).await;
     assert_eq!(a.body["status"]["error"], GENERIC);
-    let a = c.review(&d.url(), "v1", &token("alice,ou=x", "alice-password")).await;
-    assert_eq!(a.body["status"]["error"], GENERIC, "DN metacharacters are escaped");
-    assert_eq!(slapd.binds_for(SERVICE_DN), 0, "no service account was used");
+    let a = c
+        .review(&d.url(), "v1", &token("alice,ou=x", "alice-password"))
+        .await;
+    assert_eq!(
+        a.body["status"]["error"], GENERIC,
+        "DN metacharacters are escaped"
+    );
+    assert_eq!(
+        slapd.binds_for(SERVICE_DN),
+        0,
+        "no service account was used"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn groups_from_member_of_attribute() {
     let slapd = Slapd::start();
-    let d = Daemon::start(&[slapd.url()], &[("group", "membership_attribute = \"memberOf\"")]);
-    let a = d.client().review(&d.url(), "v1", &token("alice", "alice-password")).await;
-    assert_eq!(a.body["status"]["user"]["groups"], serde_json::json!(["admins", "developers"]), "{}", a.raw);
+    let d = Daemon::start(
+        &[slapd.url()],
+        &[("group", "membership_attribute = \"memberOf\"")],
+    );
+    let a = d
+        .client()
+        .review(&d.url(), "v1", &token("alice", "alice-password"))
+        .await;
+    assert_eq!(
+        a.body["status"]["user"]["groups"],
+        serde_json::json!(["admins", "developers"]),
+        "{}",
+        a.raw
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn nested_groups_are_walked_on_openldap() {
     let slapd = Slapd::start();
     let d = Daemon::start(&[slapd.url()], &[("group", "nested = true")]);
-    let a = d.client().review(&d.url(), "v1", &token("bob", "pa:ss:word")).await;
-    assert_eq!(a.body["status"]["user"]["groups"], serde_json::json!(["developers", "everyone"]), "{}", a.raw);
+    let a = d
+        .client()
+        .review(&d.url(), "v1", &token("bob", "pa:ss:word"))
+        .await;
+    assert_eq!(
+        a.body["status"]["user"]["groups"],
+        serde_json::json!(["developers", "everyone"]),
+        "{}",
+        a.raw
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -358,21 +540,34 @@ async fn prefixes_are_applied() {
     let mut d = d;
     d.terminate();
     d.spawn(&[]);
-    let a = d.client().review(&d.url(), "v1", &token("bob", "pa:ss:word")).await;
+    let a = d
+        .client()
+        .review(&d.url(), "v1", &token("bob", "pa:ss:word"))
+        .await;
     assert_eq!(a.body["status"]["user"]["username"], "ldap:bob");
-    assert_eq!(a.body["status"]["user"]["groups"], serde_json::json!(["ldap:developers"]));
+    assert_eq!(
+        a.body["status"]["user"]["groups"],
+        serde_json::json!(["ldap:developers"])
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn no_password_ever_appears_in_the_log() {
     let (_slapd, d) = setup();
     let c = d.client();
-    let secrets = ["alice-password", "wrong-secret-1", "pa:ss:word", "contraseña-ñ€"];
+    let secrets = [
+        "alice-password",
+        "wrong-secret-1",
+        "pa:ss:word",
+        "contraseña-ñ€",
+    ];
     c.review(&d.url(), "v1", &token("alice", secrets[0])).await;
     c.review(&d.url(), "v1", &token("alice", secrets[1])).await;
-    c.review(&d.url(), "v1beta1", &token("bob", secrets[2])).await;
+    c.review(&d.url(), "v1beta1", &token("bob", secrets[2]))
+        .await;
     c.review(&d.url(), "v1", &token("josé", secrets[3])).await;
-    c.review(&d.url(), "v1", &token("nobody", "nobody-secret")).await;
+    c.review(&d.url(), "v1", &token("nobody", "nobody-secret"))
+        .await;
     let log = d.log();
     assert!(log.contains("review"), "the log has review lines: {log}");
     for s in secrets.iter().chain([&"nobody-secret", &SERVICE_PASSWORD]) {
@@ -391,9 +586,16 @@ async fn no_password_ever_appears_in_the_log() {
 #[tokio::test(flavor = "multi_thread")]
 async fn every_review_is_logged_with_outcome_user_groups_and_latency() {
     let (_slapd, d) = setup();
-    d.client().review(&d.url(), "v1", &token("alice", "alice-password")).await;
+    d.client()
+        .review(&d.url(), "v1", &token("alice", "alice-password"))
+        .await;
     d.wait_for_log("outcome=\"accepted\"");
-    let line = d.log().lines().find(|l| l.contains("outcome=\"accepted\"")).unwrap().to_string();
+    let line = d
+        .log()
+        .lines()
+        .find(|l| l.contains("outcome=\"accepted\""))
+        .unwrap()
+        .to_string();
     assert!(line.contains("user=\"alice\""), "{line}");
     assert!(line.contains("groups=2"), "{line}");
     assert!(line.contains("latency_us="), "{line}");
@@ -430,7 +632,10 @@ async fn kube_apiserver_timeout_is_honoured_as_the_deadline() {
     let url = format!("ldap://{}", blackhole.local_addr().unwrap());
     let mut d = Daemon::start(&[url], &[]);
     d.terminate();
-    d.spawn(&[("KUBE_LDAP_WEBHOOK_LDAP__TIMEOUT", "20s"), ("KUBE_LDAP_WEBHOOK_LDAP__CONNECT_TIMEOUT", "20s")]);
+    d.spawn(&[
+        ("KUBE_LDAP_WEBHOOK_LDAP__TIMEOUT", "20s"),
+        ("KUBE_LDAP_WEBHOOK_LDAP__CONNECT_TIMEOUT", "20s"),
+    ]);
     let body = serde_json::json!({
         "apiVersion": "authentication.k8s.io/v1beta1", "kind": "TokenReview",
         "spec": {"token": token("alice", "alice-password")}
@@ -438,12 +643,22 @@ async fn kube_apiserver_timeout_is_honoured_as_the_deadline() {
     let started = std::time::Instant::now();
     let a = d
         .client()
-        .request("POST", &format!("{}?timeout=2s", d.url()), serde_json::to_vec(&body).unwrap())
+        .request(
+            "POST",
+            &format!("{}?timeout=2s", d.url()),
+            serde_json::to_vec(&body).unwrap(),
+        )
         .await
         .unwrap();
     let took = started.elapsed();
-    assert_eq!(a.body["status"]["error"], "Authentication backend unavailable");
-    assert!(took < Duration::from_secs(10), "answered within the caller's 2s deadline, not the 20s LDAP timeout: {took:?}");
+    assert_eq!(
+        a.body["status"]["error"],
+        "Authentication backend unavailable"
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "answered within the caller's 2s deadline, not the 20s LDAP timeout: {took:?}"
+    );
     drop(blackhole);
 }
 
@@ -455,9 +670,16 @@ async fn environment_overrides_config_keys() {
     d.spawn(&[("KUBE_LDAP_WEBHOOK_SERVER__PATH", "/from-env")]);
     let c = d.client();
     let url = format!("https://127.0.0.1:{}/from-env", d.port);
-    let a = c.review(&url, "v1", &token("alice", "alice-password")).await;
+    let a = c
+        .review(&url, "v1", &token("alice", "alice-password"))
+        .await;
     assert_eq!(a.body["status"]["authenticated"], true, "{}", a.raw);
-    assert_eq!(c.review(&d.url(), "v1", &token("alice", "alice-password")).await.status, 404);
+    assert_eq!(
+        c.review(&d.url(), "v1", &token("alice", "alice-password"))
+            .await
+            .status,
+        404
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -467,8 +689,20 @@ async fn bad_input_changes_nothing() {
     let c = d.client();
     let good = token("alice", "alice-password");
     let first = c.review(&d.url(), "v1", &good).await;
-    for body in [&b"{"[..], b"[]", b"null", br#"{"kind":"TokenReview"}"#, &[0xff, 0xfe, 0x00][..]] {
-        assert_eq!(c.request("POST", &d.url(), body.to_vec()).await.unwrap().status, 400);
+    for body in [
+        &b"{"[..],
+        b"[]",
+        b"null",
+        br#"{"kind":"TokenReview"}"#,
+        &[0xff, 0xfe, 0x00][..],
+    ] {
+        assert_eq!(
+            c.request("POST", &d.url(), body.to_vec())
+                .await
+                .unwrap()
+                .status,
+            400
+        );
     }
     let _ = c.request("POST", &d.url(), vec![b'x'; 200_000]).await;
     let again = c.review(&d.url(), "v1", &good).await;
