@@ -14,7 +14,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ldap3::adapters::PagedResults;
-use ldap3::{dn_escape, ldap_escape, Ldap, LdapConnAsync, LdapConnSettings, LdapError, Scope, SearchEntry, SearchOptions};
+use ldap3::{
+    dn_escape, ldap_escape, Ldap, LdapConnAsync, LdapConnSettings, LdapError, Scope, SearchEntry,
+    SearchOptions,
+};
 use rustls::ClientConfig;
 use tokio::sync::Semaphore;
 
@@ -161,7 +164,9 @@ impl OpError {
         match self {
             OpError::Transport(m) => Attempt::ServerDown(format!("{what}: {m}")),
             // busy, unavailable, unwilling, other: the server cannot serve now.
-            OpError::Result { rc, text } => Attempt::ServerDown(format!("{what}: result {rc} {}", text.trim())),
+            OpError::Result { rc, text } => {
+                Attempt::ServerDown(format!("{what}: result {rc} {}", text.trim()))
+            }
         }
     }
 }
@@ -197,7 +202,10 @@ fn remaining(deadline: Instant) -> Duration {
 /// AD (and Samba) put `data NNN` (hex) in the diagnostic text of a failed bind.
 fn ad_data_code(text: &str) -> Option<u32> {
     let i = text.find("data ")?;
-    let hex: String = text[i + 5..].chars().take_while(|c| c.is_ascii_hexdigit()).collect();
+    let hex: String = text[i + 5..]
+        .chars()
+        .take_while(|c| c.is_ascii_hexdigit())
+        .collect();
     u32::from_str_radix(&hex, 16).ok()
 }
 
@@ -232,7 +240,9 @@ pub fn first_rdn_value(dn: &str, attr: &str) -> Option<String> {
     while i < bytes.len() {
         match bytes[i] {
             b'\\' => {
-                let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok());
                 match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
                     Some(b) => {
                         out.push(b);
@@ -254,6 +264,15 @@ pub fn first_rdn_value(dn: &str, attr: &str) -> Option<String> {
     String::from_utf8(out).ok().map(|s| s.trim().to_string())
 }
 
+/// Whether `entry` holds `attr` only as an AD range slice (`attr;range=0-1499`).
+fn is_ranged(entry: &Entry, attr: &str) -> bool {
+    entry.attrs.iter().any(|(k, _)| {
+        k.split_once(';').is_some_and(|(name, opts)| {
+            name.eq_ignore_ascii_case(attr) && opts.to_ascii_lowercase().starts_with("range=")
+        })
+    })
+}
+
 /// Reduces `DOMAIN\name` and `name@domain` to `name`.
 fn strip_domain(login: &str) -> &str {
     if let Some((_, name)) = login.rsplit_once('\\') {
@@ -273,7 +292,10 @@ impl Directory {
             .map(|u| {
                 let label = url::Url::parse(u)
                     .ok()
-                    .and_then(|p| p.host_str().map(|h| format!("{h}:{}", p.port().unwrap_or(0))))
+                    .and_then(|p| {
+                        p.host_str()
+                            .map(|h| format!("{h}:{}", p.port().unwrap_or(0)))
+                    })
                     .unwrap_or_else(|| u.clone());
                 Server {
                     url: u.clone(),
@@ -325,7 +347,11 @@ impl Directory {
         tracing::warn!(server = %s.label, reason = %why, "LDAP server failed; trying the next one");
     }
 
-    fn conn_gauge(&self, s: &Server, kind: &'static str) -> prometheus_client::metrics::gauge::Gauge {
+    fn conn_gauge(
+        &self,
+        s: &Server,
+        kind: &'static str,
+    ) -> prometheus_client::metrics::gauge::Gauge {
         self.metrics
             .ldap_connections
             .get_or_create(&ConnLabels {
@@ -352,7 +378,13 @@ impl Directory {
 
     /// Runs one LDAP operation under the smaller of `ldap.timeout` and the review's deadline,
     /// and records it.
-    async fn op<T, F>(&self, s: &Server, operation: &'static str, deadline: Instant, fut: F) -> Result<T, OpError>
+    async fn op<T, F>(
+        &self,
+        s: &Server,
+        operation: &'static str,
+        deadline: Instant,
+        fut: F,
+    ) -> Result<T, OpError>
     where
         F: std::future::Future<Output = Result<T, LdapError>>,
     {
@@ -361,7 +393,9 @@ impl Directory {
         let r = match tokio::time::timeout(t, fut).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(OpError::from(e)),
-            Err(_) => Err(OpError::Transport(format!("{operation} timed out after {t:?}"))),
+            Err(_) => Err(OpError::Transport(format!(
+                "{operation} timed out after {t:?}"
+            ))),
         };
         let result = match &r {
             Ok(_) => "ok",
@@ -409,7 +443,9 @@ impl Directory {
         }
         let _guard = tokio::time::timeout(remaining(deadline), s.connecting.lock())
             .await
-            .map_err(|_| Attempt::ServerDown("waiting for the service connection timed out".into()))?;
+            .map_err(|_| {
+                Attempt::ServerDown("waiting for the service connection timed out".into())
+            })?;
         {
             let mut slot = lock(&s.service);
             if let Some(mut l) = slot.clone() {
@@ -420,10 +456,18 @@ impl Directory {
                 self.conn_gauge(s, "service").dec();
             }
         }
-        let mut ldap = self.connect(s, deadline).await.map_err(|e| e.into_attempt("connect"))?;
+        let mut ldap = self
+            .connect(s, deadline)
+            .await
+            .map_err(|e| e.into_attempt("connect"))?;
         if let Some(sa) = &self.cfg.service {
             let r = self
-                .op(s, "service_bind", deadline, ldap.simple_bind(&sa.bind_dn, sa.password.expose()))
+                .op(
+                    s,
+                    "service_bind",
+                    deadline,
+                    ldap.simple_bind(&sa.bind_dn, sa.password.expose()),
+                )
                 .await
                 .map_err(|e| e.into_attempt("service bind"))?;
             if r.rc != 0 {
@@ -439,7 +483,11 @@ impl Directory {
     }
 
     /// A connection for one user bind, from the idle pool or new.
-    async fn checkout<'s>(&self, s: &'s Server, deadline: Instant) -> Result<(Ldap, tokio::sync::SemaphorePermit<'s>), Attempt> {
+    async fn checkout<'s>(
+        &self,
+        s: &'s Server,
+        deadline: Instant,
+    ) -> Result<(Ldap, tokio::sync::SemaphorePermit<'s>), Attempt> {
         let permit = tokio::time::timeout(remaining(deadline), s.permits.acquire())
             .await
             .map_err(|_| Attempt::ServerDown("no free LDAP connection before the deadline".into()))?
@@ -456,7 +504,10 @@ impl Directory {
                 None => break,
             }
         }
-        let l = self.connect(s, deadline).await.map_err(|e| e.into_attempt("connect"))?;
+        let l = self
+            .connect(s, deadline)
+            .await
+            .map_err(|e| e.into_attempt("connect"))?;
         self.conn_gauge(s, "bind").inc();
         Ok((l, permit))
     }
@@ -475,11 +526,21 @@ impl Directory {
     }
 
     /// Finds the user, binds as the user with `password`, and collects the groups.
-    pub async fn authenticate(&self, login: &str, password: &Password, deadline: Instant) -> Result<Found, Failure> {
+    pub async fn authenticate(
+        &self,
+        login: &str,
+        password: &Password,
+        deadline: Instant,
+    ) -> Result<Found, Failure> {
         // An empty password is an unauthenticated bind (RFC 4513 5.1.2) that some servers,
         // AD among them, report as success. It never reaches a server.
         if password.is_empty() {
             return Err(Failure::Rejected(RejectReason::EmptyPassword));
+        }
+        // `EXAMPLE\` or `@example.test` name nobody once the domain is stripped; an empty
+        // value in the filter would only ask the directory to confirm that.
+        if self.canonical_login(login).is_empty() {
+            return Err(Failure::Rejected(RejectReason::UnknownUser));
         }
         let mut last = String::from("no LDAP server configured");
         for (n, i) in self.order().into_iter().enumerate() {
@@ -536,36 +597,87 @@ impl Directory {
         attrs
     }
 
-    async fn find_user(&self, s: &Server, ldap: &mut Ldap, base: &str, scope: Scope, filter: &str, deadline: Instant) -> Result<Entry, Attempt> {
+    async fn find_user(
+        &self,
+        s: &Server,
+        ldap: &mut Ldap,
+        base: &str,
+        scope: Scope,
+        filter: &str,
+        deadline: Instant,
+    ) -> Result<Entry, Attempt> {
         let attrs = self.user_attrs();
         let t = self.cfg.timeout.min(remaining(deadline));
-        ldap.with_search_options(SearchOptions::new().sizelimit(2)).with_timeout(t);
-        let res = self.op(s, "search_user", deadline, ldap.search(base, scope, filter, attrs)).await;
+        ldap.with_search_options(SearchOptions::new().sizelimit(2))
+            .with_timeout(t);
+        let res = self
+            .op(
+                s,
+                "search_user",
+                deadline,
+                ldap.search(base, scope, filter, attrs),
+            )
+            .await;
         let ldap3::SearchResult(entries, result) = match res {
             Ok(r) => r,
-            Err(OpError::Result { rc: 32, .. }) => return Err(Attempt::Final(Failure::Rejected(RejectReason::UnknownUser))),
+            Err(OpError::Result { rc: 32, .. }) => {
+                return Err(Attempt::Final(Failure::Rejected(RejectReason::UnknownUser)))
+            }
             Err(e) => return Err(e.into_attempt("user search")),
         };
-        let mut entries: Vec<_> = entries.into_iter().filter(|e| !e.is_ref() && !e.is_intermediate()).collect();
+        let mut entries: Vec<_> = entries
+            .into_iter()
+            .filter(|e| !e.is_ref() && !e.is_intermediate())
+            .collect();
         match result.rc {
             // success, sizeLimitExceeded (two matches), referral, noSuchObject
             0 | 4 | 10 | 32 => {}
-            rc => return Err(OpError::Result { rc, text: result.text }.into_attempt("user search")),
+            rc => {
+                return Err(OpError::Result {
+                    rc,
+                    text: result.text,
+                }
+                .into_attempt("user search"))
+            }
         }
         match entries.len() {
             0 => Err(Attempt::Final(Failure::Rejected(RejectReason::UnknownUser))),
-            1 => Ok(Entry::from_search(SearchEntry::construct(entries.remove(0)))),
+            1 => Ok(Entry::from_search(SearchEntry::construct(
+                entries.remove(0),
+            ))),
             _ => Err(Attempt::Final(Failure::Rejected(RejectReason::Ambiguous))),
         }
     }
 
-    async fn search_then_bind(&self, s: &Server, login: &str, password: &Password, deadline: Instant) -> Result<Found, Attempt> {
+    async fn search_then_bind(
+        &self,
+        s: &Server,
+        login: &str,
+        password: &Password,
+        deadline: Instant,
+    ) -> Result<Found, Attempt> {
         let mut svc = self.service(s, deadline).await?;
         let filter = self.user_filter(login);
-        let entry = self.find_user(s, &mut svc, &self.cfg.user.base_dn, Scope::Subtree, &filter, deadline).await?;
+        let entry = self
+            .find_user(
+                s,
+                &mut svc,
+                &self.cfg.user.base_dn,
+                Scope::Subtree,
+                &filter,
+                deadline,
+            )
+            .await?;
 
         let (mut conn, _permit) = self.checkout(s, deadline).await?;
-        let bound = self.op(s, "bind", deadline, conn.simple_bind(&entry.dn, password.expose())).await;
+        let bound = self
+            .op(
+                s,
+                "bind",
+                deadline,
+                conn.simple_bind(&entry.dn, password.expose()),
+            )
+            .await;
         match bound {
             Ok(r) => {
                 self.checkin(s, conn);
@@ -588,11 +700,25 @@ impl Directory {
 
     /// Direct bind: no service account; the user binds by a DN made from a template and then
     /// reads their own entry and groups on that same connection.
-    async fn direct(&self, s: &Server, login: &str, password: &Password, deadline: Instant) -> Result<Found, Attempt> {
+    async fn direct(
+        &self,
+        s: &Server,
+        login: &str,
+        password: &Password,
+        deadline: Instant,
+    ) -> Result<Found, Attempt> {
         let template = self.cfg.user.dn_template.as_deref().unwrap_or_default();
         let dn = template.replace("{username}", &dn_escape(self.canonical_login(login)));
         let (mut conn, _permit) = self.checkout(s, deadline).await?;
-        let r = match self.op(s, "bind", deadline, conn.simple_bind(&dn, password.expose())).await {
+        let r = match self
+            .op(
+                s,
+                "bind",
+                deadline,
+                conn.simple_bind(&dn, password.expose()),
+            )
+            .await
+        {
             Ok(r) => r,
             Err(e) => {
                 self.discard(s);
@@ -607,7 +733,9 @@ impl Directory {
             });
         }
         let result = async {
-            let entry = self.find_user(s, &mut conn, &dn, Scope::Base, "(objectClass=*)", deadline).await?;
+            let entry = self
+                .find_user(s, &mut conn, &dn, Scope::Base, "(objectClass=*)", deadline)
+                .await?;
             let groups = self.groups(s, &mut conn, &entry, login, deadline).await?;
             Ok(Found { entry, groups })
         }
@@ -617,12 +745,26 @@ impl Directory {
     }
 
     /// Runs a paged subtree search and returns the entries, skipping continuation references.
-    async fn paged_search(&self, s: &Server, ldap: &mut Ldap, base: &str, filter: &str, attrs: Vec<String>, deadline: Instant) -> Result<Vec<Entry>, OpError> {
+    async fn paged_search(
+        &self,
+        s: &Server,
+        ldap: &mut Ldap,
+        base: &str,
+        filter: &str,
+        attrs: Vec<String>,
+        deadline: Instant,
+    ) -> Result<Vec<Entry>, OpError> {
         let started = Instant::now();
         let t = self.cfg.timeout.min(remaining(deadline));
         let work = async {
             let mut stream = ldap
-                .streaming_search_with(PagedResults::new(PAGE_SIZE), base, Scope::Subtree, filter, attrs)
+                .streaming_search_with(
+                    PagedResults::new(PAGE_SIZE),
+                    base,
+                    Scope::Subtree,
+                    filter,
+                    attrs,
+                )
                 .await?;
             let mut out = Vec::new();
             while let Some(re) = stream.next().await? {
@@ -643,7 +785,9 @@ impl Directory {
                 rc => Err(OpError::Result { rc, text: res.text }),
             },
             Ok(Err(e)) => Err(OpError::from(e)),
-            Err(_) => Err(OpError::Transport(format!("group search timed out after {t:?}"))),
+            Err(_) => Err(OpError::Transport(format!(
+                "group search timed out after {t:?}"
+            ))),
         };
         let result = match &r {
             Ok(_) => "ok",
@@ -670,7 +814,14 @@ impl Directory {
             .replace("{login}", &ldap_escape(login))
     }
 
-    async fn groups(&self, s: &Server, ldap: &mut Ldap, user: &Entry, login: &str, deadline: Instant) -> Result<Vec<String>, Attempt> {
+    async fn groups(
+        &self,
+        s: &Server,
+        ldap: &mut Ldap,
+        user: &Entry,
+        login: &str,
+        deadline: Instant,
+    ) -> Result<Vec<String>, Attempt> {
         let g = &self.cfg.group;
         let attrs = vec![g.name_attribute.clone()];
         // (lowercased DN) of every group seen, and the names collected.
@@ -678,7 +829,25 @@ impl Directory {
         let mut names = Vec::new();
         let mut frontier: Vec<String> = Vec::new();
 
-        if let Some(m) = &g.membership_attribute {
+        // AD returns a multi-valued attribute in slices (`memberOf;range=0-1499`) once it
+        // has more values than MaxValRange, and then none under the plain name: search for
+        // the groups instead of reporting a silently short list.
+        let ranged = g
+            .membership_attribute
+            .as_deref()
+            .is_some_and(|m| is_ranged(user, m));
+        if ranged {
+            if g.filter.is_empty() {
+                tracing::warn!(attribute = ?g.membership_attribute, "the membership attribute is returned in ranges and ldap.group.filter is empty: groups are incomplete");
+            } else {
+                tracing::debug!(attribute = ?g.membership_attribute, "the membership attribute is returned in ranges; searching for the groups");
+            }
+        }
+        let from_entry = g
+            .membership_attribute
+            .as_ref()
+            .filter(|_| !ranged || g.filter.is_empty());
+        if let Some(m) = from_entry {
             for dn in user.values(m).filter_map(|v| std::str::from_utf8(v).ok()) {
                 if !seen.insert(dn.to_lowercase()) {
                     continue;
@@ -722,7 +891,10 @@ impl Directory {
                 depth += 1;
                 let mut next = Vec::new();
                 for chunk in frontier.chunks(NESTED_BATCH) {
-                    let parts: String = chunk.iter().map(|dn| self.group_filter_for(dn, login)).collect();
+                    let parts: String = chunk
+                        .iter()
+                        .map(|dn| self.group_filter_for(dn, login))
+                        .collect();
                     let filter = format!("(|{parts})");
                     let found = self
                         .paged_search(s, ldap, &g.base_dn, &filter, attrs.clone(), deadline)
@@ -752,7 +924,10 @@ impl Directory {
             let attempt = async {
                 let mut ldap = match self.cfg.service {
                     Some(_) => self.service(s, deadline).await?,
-                    None => self.connect(s, deadline).await.map_err(|e| e.into_attempt("connect"))?,
+                    None => self
+                        .connect(s, deadline)
+                        .await
+                        .map_err(|e| e.into_attempt("connect"))?,
                 };
                 let base = match self.cfg.service {
                     Some(_) => self.cfg.user.base_dn.clone(),
@@ -760,11 +935,20 @@ impl Directory {
                 };
                 ldap.with_timeout(self.cfg.timeout.min(remaining(deadline)));
                 let r = self
-                    .op(s, "probe", deadline, ldap.search(&base, Scope::Base, "(objectClass=*)", vec!["1.1"]))
+                    .op(
+                        s,
+                        "probe",
+                        deadline,
+                        ldap.search(&base, Scope::Base, "(objectClass=*)", vec!["1.1"]),
+                    )
                     .await
                     .map_err(|e| e.into_attempt("probe search"))?;
                 if r.1.rc != 0 {
-                    return Err(Attempt::ServerDown(format!("search of {base:?}: result {} {}", r.1.rc, r.1.text.trim())));
+                    return Err(Attempt::ServerDown(format!(
+                        "search of {base:?}: result {} {}",
+                        r.1.rc,
+                        r.1.text.trim()
+                    )));
                 }
                 Ok::<_, Attempt>(())
             };
@@ -786,23 +970,58 @@ mod tests {
 
     #[test]
     fn ad_bind_codes_are_classified() {
-        let t = |code: &str| format!("80090308: LdapErr: DSID-0C09044E, comment: AcceptSecurityContext error, data {code}, v4563");
-        assert_eq!(classify_bind(49, &t("52e")), Some(Failure::Rejected(RejectReason::WrongPassword)));
-        assert_eq!(classify_bind(49, &t("525")), Some(Failure::Rejected(RejectReason::UnknownUser)));
-        assert_eq!(classify_bind(49, &t("532")), Some(Failure::AccountState(AccountState::PasswordExpired)));
-        assert_eq!(classify_bind(49, &t("533")), Some(Failure::AccountState(AccountState::Disabled)));
-        assert_eq!(classify_bind(49, &t("701")), Some(Failure::AccountState(AccountState::AccountExpired)));
-        assert_eq!(classify_bind(49, &t("773")), Some(Failure::AccountState(AccountState::MustChangePassword)));
-        assert_eq!(classify_bind(49, &t("775")), Some(Failure::AccountState(AccountState::Locked)));
-        assert_eq!(classify_bind(49, ""), Some(Failure::Rejected(RejectReason::WrongPassword)));
+        let t = |code: &str| {
+            format!("80090308: LdapErr: DSID-0C09044E, comment: AcceptSecurityContext error, data {code}, v4563")
+        };
+        assert_eq!(
+            classify_bind(49, &t("52e")),
+            Some(Failure::Rejected(RejectReason::WrongPassword))
+        );
+        assert_eq!(
+            classify_bind(49, &t("525")),
+            Some(Failure::Rejected(RejectReason::UnknownUser))
+        );
+        assert_eq!(
+            classify_bind(49, &t("532")),
+            Some(Failure::AccountState(AccountState::PasswordExpired))
+        );
+        assert_eq!(
+            classify_bind(49, &t("533")),
+            Some(Failure::AccountState(AccountState::Disabled))
+        );
+        assert_eq!(
+            classify_bind(49, &t("701")),
+            Some(Failure::AccountState(AccountState::AccountExpired))
+        );
+        assert_eq!(
+            classify_bind(49, &t("773")),
+            Some(Failure::AccountState(AccountState::MustChangePassword))
+        );
+        assert_eq!(
+            classify_bind(49, &t("775")),
+            Some(Failure::AccountState(AccountState::Locked))
+        );
+        assert_eq!(
+            classify_bind(49, ""),
+            Some(Failure::Rejected(RejectReason::WrongPassword))
+        );
         assert_eq!(classify_bind(0, ""), None);
     }
 
     #[test]
     fn first_rdn_is_unescaped() {
-        assert_eq!(first_rdn_value("cn=dev\\2c ops,ou=g,dc=x", "cn").as_deref(), Some("dev, ops"));
-        assert_eq!(first_rdn_value("CN=Domain Users,CN=Users,DC=x", "cn").as_deref(), Some("Domain Users"));
-        assert_eq!(first_rdn_value("cn=a\\,b,dc=x", "cn").as_deref(), Some("a,b"));
+        assert_eq!(
+            first_rdn_value("cn=dev\\2c ops,ou=g,dc=x", "cn").as_deref(),
+            Some("dev, ops")
+        );
+        assert_eq!(
+            first_rdn_value("CN=Domain Users,CN=Users,DC=x", "cn").as_deref(),
+            Some("Domain Users")
+        );
+        assert_eq!(
+            first_rdn_value("cn=a\\,b,dc=x", "cn").as_deref(),
+            Some("a,b")
+        );
         assert_eq!(first_rdn_value("uid=x,dc=x", "cn"), None);
     }
 
@@ -811,5 +1030,19 @@ mod tests {
         assert_eq!(strip_domain("EXAMPLE\\alice"), "alice");
         assert_eq!(strip_domain("alice@example.test"), "alice");
         assert_eq!(strip_domain("alice"), "alice");
+        assert_eq!(strip_domain("EXAMPLE\\"), "");
+        assert_eq!(strip_domain("@example.test"), "");
+    }
+
+    #[test]
+    fn ranged_attributes_are_recognised() {
+        let e = |name: &str| Entry {
+            dn: "CN=x".into(),
+            attrs: vec![(name.to_string(), vec![b"CN=g".to_vec()])],
+        };
+        assert!(is_ranged(&e("memberOf;range=0-1499"), "memberOf"));
+        assert!(is_ranged(&e("MEMBEROF;Range=0-*"), "memberOf"));
+        assert!(!is_ranged(&e("memberOf"), "memberOf"));
+        assert!(!is_ranged(&e("member;range=0-1499"), "memberOf"));
     }
 }

@@ -78,16 +78,19 @@ pub fn map(
 /// Text values as they are; a 16-byte binary value (objectGUID, ipaUniqueID as bytes) as
 /// the canonical GUID text; other binary values as hex.
 fn render_uid(attr: &str, v: &[u8]) -> String {
+    // ldap3 hands an objectGUID whose bytes happen to be valid UTF-8 over as text, so the
+    // attribute name decides, not the encoding.
     let is_guid_attr = attr.eq_ignore_ascii_case("objectGUID");
-    match std::str::from_utf8(v) {
-        Ok(s) if !is_guid_attr || v.len() != 16 => s.to_string(),
-        _ if v.len() == 16 => guid_text(v),
+    let guid = <&[u8; 16]>::try_from(v).ok();
+    match (std::str::from_utf8(v), guid) {
+        (Ok(s), _) if !is_guid_attr || guid.is_none() => s.to_string(),
+        (_, Some(g)) => guid_text(g),
         _ => v.iter().map(|b| format!("{b:02x}")).collect(),
     }
 }
 
 /// Microsoft's GUID layout: the first three fields are little-endian.
-pub fn guid_text(b: &[u8]) -> String {
+pub fn guid_text(b: &[u8; 16]) -> String {
     let mut s = String::with_capacity(36);
     let order = [3, 2, 1, 0, 5, 4, 7, 6, 8, 9, 10, 11, 12, 13, 14, 15];
     for (i, &idx) in order.iter().enumerate() {
@@ -128,7 +131,8 @@ mod tests {
     #[test]
     fn guid_renders_mixed_endian() {
         let b = [
-            0x33, 0x22, 0x11, 0x00, 0x55, 0x44, 0x77, 0x66, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff,
+            0x33, 0x22, 0x11, 0x00, 0x55, 0x44, 0x77, 0x66, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd,
+            0xee, 0xff,
         ];
         assert_eq!(guid_text(&b), "00112233-4455-6677-8899-aabbccddeeff");
     }
@@ -144,7 +148,14 @@ mod tests {
             username_prefix: "ldap:".into(),
             group_prefix: "ldap:".into(),
         };
-        let u = map(&e, "alice", vec!["b".into(), "a".into(), "b".into()], &user_cfg(), &ident).unwrap();
+        let u = map(
+            &e,
+            "alice",
+            vec!["b".into(), "a".into(), "b".into()],
+            &user_cfg(),
+            &ident,
+        )
+        .unwrap();
         assert_eq!(u.username, "ldap:Alice");
         assert_eq!(u.uid, "1234");
         assert_eq!(u.groups, vec!["ldap:a", "ldap:b"]);
@@ -156,7 +167,36 @@ mod tests {
         let e = entry(&[("uid", &[b"asmith", b"alice"])]);
         let u = map(&e, "ALICE", vec![], &user_cfg(), &Default::default()).unwrap();
         assert_eq!(u.username, "alice");
-        assert_eq!(u.uid, "uid=alice,dc=x", "falls back to the DN without a uid attribute");
+        assert_eq!(
+            u.uid, "uid=alice,dc=x",
+            "falls back to the DN without a uid attribute"
+        );
+    }
+
+    #[test]
+    fn active_directory_entry_gives_sam_account_name_and_guid_text() {
+        let cfg = config::User {
+            username_attribute: "sAMAccountName".into(),
+            uid_attribute: "objectGUID".into(),
+            login: config::LoginForms::StripDomain,
+            ..user_cfg()
+        };
+        // alice of the Samba fixture, as ldapsearch shows it (AOAcoTQSvEqN7wEjRWeJqw==).
+        let guid: &[u8] = &[
+            0x00, 0xe0, 0x1c, 0xa1, 0x34, 0x12, 0xbc, 0x4a, 0x8d, 0xef, 0x01, 0x23, 0x45, 0x67,
+            0x89, 0xab,
+        ];
+        let e = entry(&[("sAMAccountName", &[b"Alice"]), ("objectGUID", &[guid])]);
+        let u = map(&e, "alice", vec![], &cfg, &Default::default()).unwrap();
+        assert_eq!(u.username, "Alice", "as the directory spells it");
+        assert_eq!(u.uid, "a11ce000-1234-4abc-8def-0123456789ab");
+        // A GUID that is valid UTF-8 is still a GUID.
+        let e = entry(&[
+            ("sAMAccountName", &[b"bob"]),
+            ("objectGUID", &[b"0123456789abcdef"]),
+        ]);
+        let u = map(&e, "bob", vec![], &cfg, &Default::default()).unwrap();
+        assert_eq!(u.uid, "33323130-3534-3736-3839-616263646566");
     }
 
     #[test]

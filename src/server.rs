@@ -224,6 +224,14 @@ fn http_error(shared: &Shared, status: StatusCode, reason: &str, message: &str) 
     )
 }
 
+/// The rest of an unread body is still on the wire: the connection cannot carry another
+/// request, and saying so keeps the client from reusing it.
+fn closing(mut r: Reply) -> Reply {
+    r.headers_mut()
+        .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
 /// Go's `time.Duration` text, as kube-apiserver writes it in `?timeout=30s` ("1m30s", "500ms").
 pub fn parse_go_duration(s: &str) -> Option<Duration> {
     let mut total = 0f64;
@@ -299,12 +307,12 @@ async fn handle_review(shared: &Shared, client_cert: bool, req: Request<Incoming
         return r;
     }
     let too_large = || {
-        http_error(
+        closing(http_error(
             shared,
             StatusCode::PAYLOAD_TOO_LARGE,
             "RequestEntityTooLarge",
             "request body is larger than 64 KiB",
-        )
+        ))
     };
     let declared = req
         .headers()
@@ -329,12 +337,12 @@ async fn handle_review(shared: &Shared, client_cert: bool, req: Request<Incoming
             )
         }
         Err(_) => {
-            return http_error(
+            return closing(http_error(
                 shared,
                 StatusCode::REQUEST_TIMEOUT,
                 "Timeout",
                 "the request body did not arrive in time",
-            )
+            ))
         }
     };
     let review_req = match tokenreview::parse(&bytes) {

@@ -163,7 +163,8 @@ impl Slapd {
         std::fs::write(d.join("server.key"), key).unwrap();
         let ca_file = d.join("ldap-ca.crt");
         std::fs::write(&ca_file, ca.cert.pem()).unwrap();
-        let mut ldif = std::fs::read_to_string(repo().join("tests/fixtures/openldap/directory.ldif")).unwrap();
+        let mut ldif =
+            std::fs::read_to_string(repo().join("tests/fixtures/openldap/directory.ldif")).unwrap();
         ldif.push('\n');
         ldif.push_str(extra_ldif);
         std::fs::write(d.join("data.ldif"), ldif).unwrap();
@@ -174,7 +175,11 @@ impl Slapd {
             .arg(d.join("data.ldif"))
             .output()
             .expect("slapadd (apt-get install slapd ldap-utils)");
-        assert!(out.status.success(), "slapadd: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "slapadd: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let mut s = Slapd {
             dir,
             port: 0,
@@ -207,7 +212,9 @@ impl Slapd {
             cmd.arg("-f")
                 .arg(d.join("slapd.conf"))
                 .arg("-h")
-                .arg(format!("ldap://127.0.0.1:{port}/ ldaps://127.0.0.1:{tls_port}/"))
+                .arg(format!(
+                    "ldap://127.0.0.1:{port}/ ldaps://127.0.0.1:{tls_port}/"
+                ))
                 // stats: one line per connection and operation, which the tests count.
                 .args(["-d", "stats"])
                 .stdin(Stdio::null())
@@ -273,7 +280,9 @@ impl Slapd {
     pub fn user_binds(&self) -> usize {
         self.log()
             .lines()
-            .filter(|l| l.contains(" BIND dn=\"") && l.contains(" method=") && !l.contains(SERVICE_DN))
+            .filter(|l| {
+                l.contains(" BIND dn=\"") && l.contains(" method=") && !l.contains(SERVICE_DN)
+            })
             .count()
     }
 
@@ -291,7 +300,18 @@ impl Slapd {
 
     pub fn entry_uuid(&self, uid: &str) -> String {
         let out = Command::new("ldapsearch")
-            .args(["-x", "-LLL", "-H", &self.url(), "-D", "cn=admin,dc=example,dc=org", "-w", "admin-secret", "-b", BASE_DN])
+            .args([
+                "-x",
+                "-LLL",
+                "-H",
+                &self.url(),
+                "-D",
+                "cn=admin,dc=example,dc=org",
+                "-w",
+                "admin-secret",
+                "-b",
+                BASE_DN,
+            ])
             .arg(format!("(uid={uid})"))
             .arg("entryUUID")
             .output()
@@ -306,10 +326,25 @@ impl Slapd {
     /// Changes a user's password as the directory admin.
     pub fn set_password(&self, dn: &str, password: &str) {
         let out = Command::new("ldappasswd")
-            .args(["-x", "-H", &self.url(), "-D", "cn=admin,dc=example,dc=org", "-w", "admin-secret", "-s", password, dn])
+            .args([
+                "-x",
+                "-H",
+                &self.url(),
+                "-D",
+                "cn=admin,dc=example,dc=org",
+                "-w",
+                "admin-secret",
+                "-s",
+                password,
+                dn,
+            ])
             .output()
             .expect("ldappasswd");
-        assert!(out.status.success(), "ldappasswd: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "ldappasswd: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -323,11 +358,50 @@ impl Drop for Slapd {
 // The daemon
 // -------------------------------------------------------------------------------------
 
+/// Where a directory keeps its users and groups, and its service account.
+#[derive(Debug, Clone)]
+pub struct Site {
+    pub user_base_dn: String,
+    pub group_base_dn: String,
+    pub bind_dn: String,
+    pub bind_password: String,
+}
+
+impl Site {
+    /// The OpenLDAP fixture directory.
+    pub fn openldap() -> Site {
+        Site {
+            user_base_dn: "ou=people,dc=example,dc=org".into(),
+            group_base_dn: "ou=groups,dc=example,dc=org".into(),
+            bind_dn: SERVICE_DN.into(),
+            bind_password: SERVICE_PASSWORD.into(),
+        }
+    }
+}
+
 /// The daemon's configuration for a test: the fixture directory, with `extra` TOML lines
 /// appended to the sections named in it.
-pub fn config_toml(pki: &Pki, urls: &[String], listen: u16, ops: u16, sections: &[(&str, &str)]) -> String {
+pub fn config_toml(
+    pki: &Pki,
+    urls: &[String],
+    listen: u16,
+    ops: u16,
+    sections: &[(&str, &str)],
+) -> String {
+    config_toml_for(&Site::openldap(), pki, urls, listen, ops, sections)
+}
+
+/// [`config_toml`] for another directory.
+pub fn config_toml_for(
+    site: &Site,
+    pki: &Pki,
+    urls: &[String],
+    listen: u16,
+    ops: u16,
+    sections: &[(&str, &str)],
+) -> String {
     let pw = pki.dir.join("bind-password");
-    std::fs::write(&pw, format!("{SERVICE_PASSWORD}\n")).unwrap();
+    std::fs::write(&pw, format!("{}\n", site.bind_password)).unwrap();
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -340,12 +414,20 @@ pub fn config_toml(pki: &Pki, urls: &[String], listen: u16, ops: u16, sections: 
             .map(|(_, v)| format!("{v}\n"))
             .collect::<String>()
     };
-    let urls = urls.iter().map(|u| format!("\"{u}\"")).collect::<Vec<_>>().join(", ");
+    let urls = urls
+        .iter()
+        .map(|u| format!("\"{u}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
     // ("omit", "service") leaves the service account out (direct bind).
     let service = if sections.contains(&("omit", "service")) {
         String::new()
     } else {
-        format!("bind_dn = \"{SERVICE_DN}\"\nbind_password_file = \"{}\"", pw.display())
+        format!(
+            "bind_dn = \"{}\"\nbind_password_file = \"{}\"",
+            site.bind_dn,
+            pw.display()
+        )
     };
     format!(
         r#"[server]
@@ -363,12 +445,12 @@ connect_timeout = "1s"
 timeout = "2s"
 {ldap}
 [ldap.user]
-base_dn = "ou=people,dc=example,dc=org"
+base_dn = "{user_base_dn}"
 {user}
 [ldap.user.extra]
 "example.org/email" = "mail"
 [ldap.group]
-base_dn = "ou=groups,dc=example,dc=org"
+base_dn = "{group_base_dn}"
 {group}
 [cache]
 {cache}
@@ -383,6 +465,8 @@ level = "debug"
         user = get("user"),
         group = get("group"),
         cache = get("cache"),
+        user_base_dn = site.user_base_dn,
+        group_base_dn = site.group_base_dn,
     )
 }
 
@@ -402,11 +486,39 @@ pub fn bin() -> &'static str {
 impl Daemon {
     /// Starts the real binary against `urls` with extra config lines per section.
     pub fn start(urls: &[String], sections: &[(&str, &str)]) -> Daemon {
+        Daemon::start_for(&Site::openldap(), urls, sections)
+    }
+
+    /// [`Daemon::start`] against another directory.
+    pub fn start_for(site: &Site, urls: &[String], sections: &[(&str, &str)]) -> Daemon {
+        Daemon::start_for_with_env(site, urls, sections, &[])
+    }
+
+    /// [`Daemon::start`] with variables added to the daemon's environment (NOTIFY_SOCKET,
+    /// WATCHDOG_USEC, CREDENTIALS_DIRECTORY ...).
+    pub fn start_with_env(
+        urls: &[String],
+        sections: &[(&str, &str)],
+        env: &[(&str, &str)],
+    ) -> Daemon {
+        Daemon::start_for_with_env(&Site::openldap(), urls, sections, env)
+    }
+
+    pub fn start_for_with_env(
+        site: &Site,
+        urls: &[String],
+        sections: &[(&str, &str)],
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let pki = Pki::new(dir.path());
         let (port, ops_port) = (free_port(), free_port());
         let config = dir.path().join("config.toml");
-        std::fs::write(&config, config_toml(&pki, urls, port, ops_port, sections)).unwrap();
+        std::fs::write(
+            &config,
+            config_toml_for(site, &pki, urls, port, ops_port, sections),
+        )
+        .unwrap();
         let mut d = Daemon {
             dir,
             pki,
@@ -415,7 +527,7 @@ impl Daemon {
             config,
             child: None,
         };
-        d.spawn(&[]);
+        d.spawn(env);
         d
     }
 
@@ -451,6 +563,7 @@ impl Daemon {
             std::thread::sleep(Duration::from_millis(20));
         }
         let _ = child.kill();
+        let _ = child.wait();
         panic!("daemon did not start; log:\n{}", self.log());
     }
 
@@ -480,6 +593,26 @@ impl Daemon {
         }
     }
 
+    /// Waits for the daemon to exit on its own (after a signal the test sent).
+    pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running daemon");
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(Some(s)) = child.try_wait() {
+                return s;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "daemon did not exit within {within:?}; log:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         self.signal(libc::SIGTERM);
@@ -489,23 +622,37 @@ impl Daemon {
             if let Ok(Some(s)) = child.try_wait() {
                 return s;
             }
-            assert!(Instant::now() < deadline, "daemon did not exit after SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "daemon did not exit after SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
 
     pub fn client(&self) -> Https {
-        Https::new(&self.pki, Some((&self.pki.client_cert, &self.pki.client_key)), false)
+        Https::new(
+            &self.pki,
+            Some((&self.pki.client_cert, &self.pki.client_key)),
+            false,
+        )
     }
 
     pub fn ops(&self, path: &str) -> (u16, String) {
         use std::io::{Read, Write};
         let mut s = std::net::TcpStream::connect(("127.0.0.1", self.ops_port)).unwrap();
-        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).unwrap();
         let code = out.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-        let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        let body = out
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
         (code, body)
     }
 
@@ -513,7 +660,11 @@ impl Daemon {
     pub fn wait_for_log(&self, needle: &str) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while !self.log().contains(needle) {
-            assert!(Instant::now() < deadline, "log never said {needle:?}:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "log never said {needle:?}:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -594,9 +745,18 @@ impl Https {
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(body)))
             .unwrap();
-        let resp = self.client.request(req).await.map_err(|e| format!("{e:?}"))?;
+        let resp = self
+            .client
+            .request(req)
+            .await
+            .map_err(|e| format!("{e:?}"))?;
         let status = resp.status().as_u16();
-        let bytes = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
         let raw = String::from_utf8_lossy(&bytes).to_string();
         Ok(Answer {
             status,
@@ -616,7 +776,9 @@ impl Https {
         });
         let mut bytes = serde_json::to_vec(&body).unwrap();
         bytes.push(b'\n');
-        self.request("POST", &format!("{url}?timeout=30s"), bytes).await.expect("HTTPS request")
+        self.request("POST", &format!("{url}?timeout=30s"), bytes)
+            .await
+            .expect("HTTPS request")
     }
 }
 

@@ -1,0 +1,681 @@
+//! TokenReviews through the real daemon against a real Samba Active Directory domain
+//! controller (tests/fixtures/samba/samba-dc.sh; its behaviour: tests/fixtures/samba/FACTS.md).
+//!
+//! The domain is provisioned once per test binary and shared by every test; each test starts
+//! its own daemon. Apart from one user added at start, the tests only read the directory
+//! (wrong passwords never lock anyone: the domain's lockoutThreshold is 0), so they run in
+//! parallel. Nothing is skipped: without root and network namespaces the DC cannot start
+//! and every test fails saying so.
+
+mod support;
+
+use std::collections::{BTreeSet, HashMap};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use serde_json::{json, Value};
+use support::*;
+
+const GENERIC: &str = "Invalid username or password";
+const ALICE_PASSWORD: &str = "Passw0rd!alice";
+
+// -------------------------------------------------------------------------------------
+// The shared domain controller
+// -------------------------------------------------------------------------------------
+
+struct Dc {
+    env: HashMap<String, String>,
+}
+
+static DC: OnceLock<Result<Dc, String>> = OnceLock::new();
+
+fn dc() -> &'static Dc {
+    match DC.get_or_init(start_dc) {
+        Ok(dc) => dc,
+        Err(e) => panic!(
+            "the Samba AD DC did not start (samba-dc.sh needs root and network namespaces):\n{e}"
+        ),
+    }
+}
+
+/// Starts the DC through a guardian process in its own session: the guardian runs
+/// `samba-dc.sh start`, waits for this test binary to exit, however it exits, then runs
+/// `samba-dc.sh stop` and removes the directory. A `static` is never dropped, and a test
+/// binary killed halfway runs no destructors, so the test process itself cannot be trusted
+/// to clean up. Since the guardian also does the start, an exit during provisioning still
+/// ends in a stop once the start is done.
+fn start_dc() -> Result<Dc, String> {
+    let dir = std::env::temp_dir().join(format!("kube-ldap-webhook-samba-{}", std::process::id()));
+    let sibling = |ext: &str| PathBuf::from(format!("{}.{ext}", dir.display()));
+    let (env_file, log_file, rc_file) = (sibling("env"), sibling("log"), sibling("rc"));
+    for f in [&env_file, &log_file, &rc_file] {
+        let _ = std::fs::remove_file(f);
+    }
+    let script = repo().join("tests/fixtures/samba/samba-dc.sh");
+    let guardian = r#"S=$1 D=$2 T=$3
+"$S" start "$D" >"$D.env" 2>"$D.log"
+echo $? >"$D.rc.tmp" && mv "$D.rc.tmp" "$D.rc"
+while kill -0 "$T" 2>/dev/null; do sleep 0.2; done
+"$S" stop "$D" >/dev/null 2>&1
+rm -rf "$D" "$D.env" "$D.log" "$D.rc""#;
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", guardian, "samba-dc-guardian"])
+        .arg(&script)
+        .arg(&dir)
+        .arg(std::process::id().to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // Its own session: a Ctrl-C to cargo's process group does not stop the cleanup.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut guardian = cmd.spawn().map_err(|e| format!("cannot run sh: {e}"))?;
+    // Provisioning takes about 8 s; a first run may also apt-get install Samba.
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let started = Instant::now();
+    let rc = loop {
+        if let Ok(rc) = std::fs::read_to_string(&rc_file) {
+            break rc.trim().to_string();
+        }
+        if let Ok(Some(status)) = guardian.try_wait() {
+            return Err(format!(
+                "the guardian exited with {status} before the DC was up"
+            ));
+        }
+        if Instant::now() > deadline {
+            return Err(format!("not ready in 600 s; log:\n{}", read(&log_file)));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    if rc != "0" {
+        return Err(format!(
+            "samba-dc.sh start exited with {rc}; log ({}):\n{}",
+            log_file.display(),
+            read(&log_file)
+        ));
+    }
+    let env: HashMap<String, String> = read(&env_file)
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    if !env.contains_key("SAMBA_LDAPS_URL") {
+        return Err(format!(
+            "samba-dc.sh printed no SAMBA_LDAPS_URL; log:\n{}",
+            read(&log_file)
+        ));
+    }
+    let dc = Dc { env };
+    dc.add_asmith()?;
+    eprintln!(
+        "Samba AD DC up in {:?} at {}",
+        started.elapsed(),
+        dc.var("SAMBA_LDAPS_URL")
+    );
+    Ok(dc)
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_default()
+}
+
+impl Dc {
+    fn var(&self, k: &str) -> &str {
+        self.env
+            .get(k)
+            .map(String::as_str)
+            .unwrap_or_else(|| panic!("samba-dc.sh printed no {k}"))
+    }
+
+    /// Users in CN=Users and groups in OU=Groups: base DNs below which AD returns no
+    /// continuation references.
+    fn site(&self) -> Site {
+        Site {
+            user_base_dn: self.var("SAMBA_USERS_DN").into(),
+            group_base_dn: self.var("SAMBA_GROUPS_DN").into(),
+            bind_dn: self.var("SAMBA_BIND_DN").into(),
+            bind_password: self.var("SAMBA_BIND_PASSWORD").into(),
+        }
+    }
+
+    /// A user whose userPrincipalName is not built from the sAMAccountName, which the
+    /// fixture does not have: `asmith`, UPN `alice.smith@example.test`.
+    fn add_asmith(&self) -> Result<(), String> {
+        let pw: Vec<u8> = "\"Passw0rd!asmith\""
+            .encode_utf16()
+            .flat_map(u16::to_le_bytes)
+            .collect();
+        let ldif = format!(
+            "dn: CN=Alice Smith,{}\nobjectClass: user\nsAMAccountName: asmith\n\
+             userPrincipalName: alice.smith@example.test\nuserAccountControl: 512\nunicodePwd:: {}\n",
+            self.var("SAMBA_USERS_DN"),
+            base64::engine::general_purpose::STANDARD.encode(pw)
+        );
+        let mut child = Command::new("ldapadd")
+            .env("LDAPCONF", "/dev/null")
+            .env("LDAPTLS_CACERT", self.var("SAMBA_CA_FILE"))
+            .args(["-x", "-H", self.var("SAMBA_LDAPS_URL")])
+            .args([
+                "-D",
+                self.var("SAMBA_ADMIN_DN"),
+                "-w",
+                self.var("SAMBA_ADMIN_PASSWORD"),
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("ldapadd (apt-get install ldap-utils): {e}"))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            use std::io::Write;
+            stdin
+                .write_all(ldif.as_bytes())
+                .map_err(|e| format!("ldapadd: {e}"))?;
+        }
+        let out = child
+            .wait_with_output()
+            .map_err(|e| format!("ldapadd: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "ldapadd asmith: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(())
+    }
+
+    /// ldapsearch over LDAPS as the service account; LDIF without line wrapping.
+    fn ldapsearch(&self, base: &str, filter: &str, attrs: &[&str]) -> String {
+        let out = Command::new("ldapsearch")
+            .env("LDAPCONF", "/dev/null")
+            .env("LDAPTLS_CACERT", self.var("SAMBA_CA_FILE"))
+            .args([
+                "-x",
+                "-o",
+                "ldif-wrap=no",
+                "-H",
+                self.var("SAMBA_LDAPS_URL"),
+            ])
+            .args([
+                "-D",
+                self.var("SAMBA_BIND_DN"),
+                "-w",
+                self.var("SAMBA_BIND_PASSWORD"),
+            ])
+            .args(["-b", base, filter])
+            .args(attrs)
+            .output()
+            .expect("ldapsearch (apt-get install ldap-utils)");
+        assert!(
+            out.status.success(),
+            "ldapsearch: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// A daemon with `directory = "active-directory"` over LDAPS, plus `sections`.
+fn daemon(sections: &[(&str, &str)]) -> Daemon {
+    daemon_for(
+        &dc().site(),
+        &[dc().var("SAMBA_LDAPS_URL").to_string()],
+        sections,
+    )
+}
+
+fn daemon_for(site: &Site, urls: &[String], sections: &[(&str, &str)]) -> Daemon {
+    let ldap = format!(
+        "directory = \"active-directory\"\nca_file = \"{}\"",
+        dc().var("SAMBA_CA_FILE")
+    );
+    let mut all = vec![("ldap", ldap.as_str())];
+    all.extend_from_slice(sections);
+    Daemon::start_for(site, urls, &all)
+}
+
+async fn review(d: &Daemon, user: &str, password: &str) -> Answer {
+    let a = d
+        .client()
+        .review(&d.url(), "v1", &token(user, password))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.raw);
+    a
+}
+
+fn groups(a: &Answer) -> Vec<String> {
+    serde_json::from_value(a.body["status"]["user"]["groups"].clone()).unwrap_or_default()
+}
+
+/// Microsoft's GUID text from the 16 bytes AD stores, written out independently of the
+/// crate: the first three fields little-endian, the rest as stored.
+fn guid_from_ldif(ldif: &str) -> String {
+    let b64 = ldif
+        .lines()
+        .find_map(|l| l.strip_prefix("objectGUID:: "))
+        .unwrap_or_else(|| panic!("no objectGUID in {ldif}"));
+    let b = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .unwrap();
+    assert_eq!(b.len(), 16);
+    let hex = |r: &[u8]| r.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let rev = |r: &[u8]| hex(&r.iter().rev().copied().collect::<Vec<_>>());
+    format!(
+        "{}-{}-{}-{}-{}",
+        rev(&b[0..4]),
+        rev(&b[4..6]),
+        rev(&b[6..8]),
+        hex(&b[8..10]),
+        hex(&b[10..16])
+    )
+}
+
+// -------------------------------------------------------------------------------------
+// Tests
+// -------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_login_spellings_reach_the_same_user() {
+    let d = daemon(&[]);
+    let mut users = Vec::new();
+    for login in [
+        "alice",
+        "alice@example.test",
+        "EXAMPLE\\alice",
+        "ALICE@EXAMPLE.TEST",
+        "example\\Alice",
+    ] {
+        let a = review(&d, login, ALICE_PASSWORD).await;
+        let s = &a.body["status"];
+        assert_eq!(s["authenticated"], true, "{login}: {}", a.raw);
+        assert_eq!(
+            s["user"]["username"], "alice",
+            "{login}: the sAMAccountName as the directory spells it"
+        );
+        users.push(s["user"].clone());
+    }
+    assert!(users.iter().all(|u| *u == users[0]), "{users:#?}");
+    assert_eq!(users[0]["uid"], dc().var("SAMBA_ALICE_GUID"));
+    assert_eq!(users[0]["groups"], json!(["dev-team"]));
+    assert_eq!(
+        users[0]["extra"]["example.org/email"],
+        json!(["alice@example.test"])
+    );
+
+    // A CN that needs escaping as a DN (comma) and in a filter (parentheses).
+    let a = review(&d, "carl@example.test", "Passw0rd!carl").await;
+    assert_eq!(a.body["status"]["user"]["username"], "carl", "{}", a.raw);
+    assert_eq!(groups(&a), ["dev-team"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_principal_name_unlike_the_account_name_finds_the_user() {
+    let d = daemon(&[]);
+    for login in [
+        "alice.smith@example.test",
+        "asmith",
+        "EXAMPLE\\asmith",
+        "asmith@example.test",
+    ] {
+        let a = review(&d, login, "Passw0rd!asmith").await;
+        assert_eq!(
+            a.body["status"]["authenticated"], true,
+            "{login}: {}",
+            a.raw
+        );
+        assert_eq!(a.body["status"]["user"]["username"], "asmith", "{login}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn user_principal_name_can_be_the_username() {
+    let d = daemon(&[("user", "username_attribute = \"userPrincipalName\"")]);
+    for login in ["alice", "alice@example.test", "EXAMPLE\\alice"] {
+        let a = review(&d, login, ALICE_PASSWORD).await;
+        assert_eq!(
+            a.body["status"]["user"]["username"], "alice@example.test",
+            "{login}: {}",
+            a.raw
+        );
+    }
+    let a = review(&d, "asmith", "Passw0rd!asmith").await;
+    assert_eq!(
+        a.body["status"]["user"]["username"], "alice.smith@example.test",
+        "{}",
+        a.raw
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nested_groups_are_resolved_two_levels_deep() {
+    // LDAP_MATCHING_RULE_IN_CHAIN, which the preset selects for nested = true.
+    let d = daemon(&[("group", "nested = true")]);
+    let all = ["all-staff", "dev-team", "engineering"];
+    assert_eq!(groups(&review(&d, "alice", ALICE_PASSWORD).await), all);
+    assert_eq!(
+        groups(&review(&d, "EXAMPLE\\carl", "Passw0rd!carl").await),
+        all,
+        "escaped DN in the in-chain filter"
+    );
+    assert_eq!(
+        groups(&review(&d, "bob", "pa:ss:W0rd!bob").await),
+        ["all-staff", "engineering"]
+    );
+
+    // memberOf lists direct groups only; the walk above them finds the rest.
+    let d = daemon(&[(
+        "group",
+        "nested = true\nmembership_attribute = \"memberOf\"",
+    )]);
+    assert_eq!(
+        groups(&review(&d, "alice@example.test", ALICE_PASSWORD).await),
+        all
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn account_states_have_distinct_errors_and_metric_labels() {
+    let d = daemon(&[]);
+    let cases = [
+        ("disabled-user", "Account is disabled", "account_disabled"),
+        ("expired-user", "Account has expired", "account_expired"),
+        (
+            "mustchange-user",
+            "Password must be changed before logging in",
+            "must_change_password",
+        ),
+        (
+            "pwexpired-user",
+            "Credentials are expired",
+            "password_expired",
+        ),
+        ("locked-user", "Account is locked", "account_locked"),
+    ];
+    let mut texts = BTreeSet::new();
+    for (user, text, _) in cases {
+        let a = review(&d, user, &format!("Passw0rd!{user}")).await;
+        assert_eq!(
+            a.body["status"]["authenticated"], false,
+            "{user}: {}",
+            a.raw
+        );
+        assert_eq!(a.body["status"]["error"], text, "{user}");
+        assert!(a.body["status"].get("user").is_none(), "{user}");
+        texts.insert(text);
+    }
+    assert_eq!(texts.len(), cases.len());
+    assert!(!texts.contains(GENERIC));
+
+    let (_, metrics) = d.ops("/metrics");
+    for (user, _, label) in cases {
+        assert!(
+            metrics.contains(&format!("outcome=\"{label}\"")),
+            "{user}: no {label} in\n{metrics}"
+        );
+    }
+
+    // AD tells the state only after the password checked out; a locked account it reports
+    // whatever the password.
+    for (user, _, _) in &cases[..4] {
+        let a = review(&d, user, "Wrong-passw0rd").await;
+        assert_eq!(a.body["status"]["error"], GENERIC, "{user}: {}", a.raw);
+    }
+    let a = review(&d, "locked-user", "Wrong-passw0rd").await;
+    assert_eq!(a.body["status"]["error"], "Account is locked", "{}", a.raw);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_user_and_wrong_password_give_identical_answers() {
+    let d = daemon(&[]);
+    let pairs = [
+        ("nobody", "alice"),
+        ("nobody@example.test", "alice@example.test"),
+        ("EXAMPLE\\nobody", "EXAMPLE\\alice"),
+    ];
+    for (unknown, known) in pairs {
+        let u = review(&d, unknown, "Some-passw0rd").await;
+        let w = review(&d, known, "Some-passw0rd").await;
+        assert_eq!(u.body["status"]["error"], GENERIC, "{}", u.raw);
+        assert_eq!(u.raw, w.raw, "{unknown} vs {known}");
+    }
+    // Nothing left once the domain is stripped.
+    for name in ["EXAMPLE\\", "@example.test"] {
+        let a = review(&d, name, "Some-passw0rd").await;
+        assert_eq!(a.body["status"]["error"], GENERIC, "{name}: {}", a.raw);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lockout_protection_counts_every_spelling_as_one_user() {
+    let d = daemon(&[("cache", "max_failures = 3")]);
+    for login in ["alice", "alice@example.test", "EXAMPLE\\alice"] {
+        let a = review(&d, login, "Wrong-passw0rd").await;
+        assert_eq!(a.body["status"]["error"], GENERIC, "{login}: {}", a.raw);
+    }
+    // The right password in a fourth spelling is refused here, without a bind.
+    let a = review(&d, "ALICE@example.test", ALICE_PASSWORD).await;
+    assert_eq!(a.body["status"]["authenticated"], false, "{}", a.raw);
+    assert_eq!(a.body["status"]["error"], GENERIC);
+    let (_, metrics) = d.ops("/metrics");
+    assert!(
+        metrics.contains("kube_ldap_webhook_lockout_refusals_total 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_in_1100_groups_gets_them_all() {
+    let want: Vec<String> = (1..=1100).map(|i| format!("bulk-{i:04}")).collect();
+    for group in ["", "nested = true", "membership_attribute = \"memberOf\""] {
+        let d = daemon(&[("group", group)]);
+        let a = review(&d, "many-groups-user", "Passw0rd!many-groups-user").await;
+        assert_eq!(
+            a.body["status"]["authenticated"],
+            true,
+            "[{group}]: {}",
+            &a.raw[..a.raw.len().min(500)]
+        );
+        assert_eq!(groups(&a), want, "[{group}]");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn object_guid_uid_matches_ldapsearch() {
+    let d = daemon(&[]);
+    let base = dc().var("SAMBA_BASE_DN");
+    for (user, password) in [("alice", ALICE_PASSWORD), ("bob", "pa:ss:W0rd!bob")] {
+        let shown = guid_from_ldif(&dc().ldapsearch(
+            base,
+            &format!("(sAMAccountName={user})"),
+            &["objectGUID"],
+        ));
+        let a = review(&d, user, password).await;
+        assert_eq!(
+            a.body["status"]["user"]["uid"],
+            shown.as_str(),
+            "{user}: {}",
+            a.raw
+        );
+        if user == "alice" {
+            assert_eq!(
+                shown,
+                dc().var("SAMBA_ALICE_GUID"),
+                "the fixture's fixed GUID"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ldaps_and_starttls_both_work() {
+    let site = dc().site();
+    for (url, extra) in [
+        ("SAMBA_LDAPS_URL", ""),
+        ("SAMBA_LDAP_URL", "start_tls = true"),
+    ] {
+        let d = daemon_for(&site, &[dc().var(url).to_string()], &[("ldap", extra)]);
+        let a = review(&d, "alice", ALICE_PASSWORD).await;
+        assert_eq!(a.body["status"]["authenticated"], true, "{url}: {}", a.raw);
+        assert_eq!(
+            a.body["status"]["user"]["uid"],
+            dc().var("SAMBA_ALICE_GUID")
+        );
+        assert_eq!(d.ops("/readyz").0, 200, "{url}");
+    }
+}
+
+#[test]
+fn plain_ldap_without_starttls_is_refused_by_check_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let check = |start_tls: &str, connect: bool| {
+        let ldap = format!(
+            "directory = \"active-directory\"\nca_file = \"{}\"\n{start_tls}",
+            dc().var("SAMBA_CA_FILE")
+        );
+        let toml = config_toml_for(
+            &dc().site(),
+            &pki,
+            &[dc().var("SAMBA_LDAP_URL").to_string()],
+            free_port(),
+            free_port(),
+            &[("ldap", &ldap)],
+        );
+        let config = dir.path().join("config.toml");
+        std::fs::write(&config, toml).unwrap();
+        let mut cmd = Command::new(bin());
+        cmd.arg("check-config").arg("--config").arg(&config);
+        if connect {
+            cmd.arg("--connect");
+        }
+        let out = cmd
+            .env_remove("RUST_LOG")
+            .output()
+            .expect("the daemon binary");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    let (ok, text) = check("", false);
+    assert!(!ok, "plain ldap:// to AD must be refused: {text}");
+    assert!(text.contains("ldap.start_tls"), "{text}");
+    assert!(text.contains("config.toml"), "names the file: {text}");
+
+    // The same URL with StartTLS passes, and really binds.
+    let (ok, text) = check("start_tls = true", true);
+    assert!(ok, "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn continuation_references_from_the_domain_base_are_skipped() {
+    let base = dc().var("SAMBA_BASE_DN");
+    // The precondition: a subtree search from the domain base returns a reference.
+    let ldif = dc().ldapsearch(base, "(sAMAccountName=alice)", &["1.1"]);
+    assert!(
+        ldif.lines().any(|l| l.starts_with("ref: ")),
+        "no continuation reference:\n{ldif}"
+    );
+
+    let site = Site {
+        user_base_dn: base.into(),
+        group_base_dn: base.into(),
+        ..dc().site()
+    };
+    let url = [dc().var("SAMBA_LDAPS_URL").to_string()];
+    for (group, want) in [
+        ("", json!(["dev-team"])),
+        (
+            "nested = true",
+            json!(["all-staff", "dev-team", "engineering"]),
+        ),
+    ] {
+        let d = daemon_for(&site, &url, &[("group", group)]);
+        let a = review(&d, "alice@example.test", ALICE_PASSWORD).await;
+        let s: &Value = &a.body["status"];
+        assert_eq!(s["authenticated"], true, "[{group}]: {}", a.raw);
+        assert_eq!(s["user"]["groups"], want, "[{group}]");
+        assert_eq!(d.ops("/readyz").0, 200);
+    }
+}
+
+/// The README's Active Directory config, with only the hosts, CA and files of this test
+/// swapped in, binds, finds alice and her nested groups: the documented config works.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_readme_config_works() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let section = readme
+        .split("\n## Active Directory\n")
+        .nth(1)
+        .expect("README.md has a `## Active Directory` section");
+    let toml = section
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|s| s.split("\n```").next())
+        .expect("a ```toml block in the Active Directory section");
+
+    let mut d = daemon(&[]);
+    d.terminate();
+    let dir = d.config.parent().unwrap().to_path_buf();
+    std::fs::write(dir.join("bind-password"), dc().var("SAMBA_BIND_PASSWORD")).unwrap();
+    let mut config = toml.to_string();
+    for (from, to) in [
+        (
+            "[server]\n".to_string(),
+            format!(
+                "[server]\nlisten = \"127.0.0.1:{}\"\nops_listen = \"127.0.0.1:{}\"\n",
+                d.port, d.ops_port
+            ),
+        ),
+        (
+            "/etc/kube-ldap-webhook/tls/server.crt".into(),
+            d.pki.server_cert.display().to_string(),
+        ),
+        (
+            "/etc/kube-ldap-webhook/tls/server.key".into(),
+            d.pki.server_key.display().to_string(),
+        ),
+        (
+            "/etc/kube-ldap-webhook/tls/client-ca.crt".into(),
+            d.pki.client_ca.display().to_string(),
+        ),
+        (
+            "/etc/kube-ldap-webhook/ad-ca.crt".into(),
+            dc().var("SAMBA_CA_FILE").into(),
+        ),
+        (
+            "\"ldaps://dc1.example.test\", \"ldaps://dc2.example.test\"".into(),
+            format!("\"{}\"", dc().var("SAMBA_LDAPS_URL")),
+        ),
+    ] {
+        assert!(
+            config.contains(&from),
+            "the README config has no {from:?}:\n{toml}"
+        );
+        config = config.replace(&from, &to);
+    }
+    std::fs::write(&d.config, &config).unwrap();
+    d.spawn(&[]);
+    let a = review(&d, "EXAMPLE\\alice", ALICE_PASSWORD).await;
+    assert_eq!(
+        a.body["status"]["authenticated"], true,
+        "{}\n{config}",
+        a.raw
+    );
+    assert_eq!(a.body["status"]["user"]["username"], "alice");
+    assert_eq!(
+        groups(&a),
+        ["all-staff", "dev-team", "engineering"],
+        "{config}"
+    );
+}
