@@ -102,6 +102,8 @@ impl AccountState {
 pub enum RejectReason {
     UnknownUser,
     WrongPassword,
+    /// A direct bind failed: the name may not exist, so it is not confirmed (nor logged).
+    BadCredentials,
     Ambiguous,
     EmptyPassword,
 }
@@ -111,6 +113,7 @@ impl RejectReason {
         match self {
             RejectReason::UnknownUser => "unknown_user",
             RejectReason::WrongPassword => "wrong_password",
+            RejectReason::BadCredentials => "bad_credentials",
             RejectReason::Ambiguous => "ambiguous_user",
             RejectReason::EmptyPassword => "empty_password",
         }
@@ -729,6 +732,10 @@ impl Directory {
             self.checkin(s, conn);
             return Err(match f {
                 Failure::Unavailable(m) => Attempt::ServerDown(m),
+                // Without a search first, "wrong password" may be "no such user".
+                Failure::Rejected(_) => {
+                    Attempt::Final(Failure::Rejected(RejectReason::BadCredentials))
+                }
                 f => Attempt::Final(f),
             });
         }
@@ -961,6 +968,19 @@ impl Directory {
             }
         }
         Err(errors.join("; "))
+    }
+}
+
+/// A directory replaced by a reload closes its connections: take them off the gauges.
+impl Drop for Directory {
+    fn drop(&mut self) {
+        for s in &self.servers {
+            if lock(&s.service).take().is_some() {
+                self.conn_gauge(s, "service").dec();
+            }
+            let idle = std::mem::take(&mut *lock(&s.idle));
+            self.conn_gauge(s, "bind").dec_by(idle.len() as i64);
+        }
     }
 }
 
