@@ -2,6 +2,8 @@
 #   make demo    run the daemon against a throwaway demo directory
 #   make test    install test dependencies when missing, lint, run every test
 #   make bench   benchmarks (see BENCHMARKS.md)
+#   make install / make uninstall   (PREFIX=/usr/local, DESTDIR=) after `make`
+#   make deb     a Debian package in target/debian/
 
 CARGO ?= cargo
 PREFIX ?= /usr/local
@@ -9,7 +11,8 @@ DESTDIR ?=
 
 BIN := target/release/kube-ldap-webhook
 
-.PHONY: all build release demo test test-deps lint unit integration conformance bench clean
+.PHONY: all build release demo test test-deps lint unit integration conformance bench clean \
+	install uninstall deb
 
 all: release
 
@@ -43,3 +46,46 @@ bench: release
 
 clean:
 	$(CARGO) clean
+
+# --- install -------------------------------------------------------------------------
+# `make && sudo make install`. The config in /etc is installed only when there is none:
+# an existing one is never overwritten (nor removed by uninstall). The unit's ExecStart
+# is pointed at $(BINDIR). With DESTDIR empty, the system user is created right away.
+BINDIR ?= $(PREFIX)/bin
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+SYSCONFDIR ?= /etc
+UNIT := systemd/kube-ldap-webhook.service
+CONF := $(DESTDIR)$(SYSCONFDIR)/kube-ldap-webhook/config.toml
+
+install:
+	@test -x $(BIN) || { echo "$(BIN) is not built: run make (or make release) first" >&2; exit 1; }
+	install -d -m 0755 $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSUSERSDIR) \
+		$(DESTDIR)$(SYSCONFDIR)/kube-ldap-webhook
+	install -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/kube-ldap-webhook
+	sed -e 's|/usr/bin/kube-ldap-webhook|$(BINDIR)/kube-ldap-webhook|g' \
+		-e 's|/etc/kube-ldap-webhook/|$(SYSCONFDIR)/kube-ldap-webhook/|g' $(UNIT) \
+		> $(DESTDIR)$(UNITDIR)/kube-ldap-webhook.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/kube-ldap-webhook.service
+	install -m 0644 systemd/kube-ldap-webhook.sysusers $(DESTDIR)$(SYSUSERSDIR)/kube-ldap-webhook.conf
+	@if [ -e $(CONF) ]; then \
+		echo "keeping the existing $(CONF)"; \
+	else \
+		echo "install -m 0644 etc/kube-ldap-webhook/config.toml $(CONF)"; \
+		install -m 0644 etc/kube-ldap-webhook/config.toml $(CONF); \
+	fi
+	@if [ -z "$(DESTDIR)" ] && command -v systemd-sysusers >/dev/null 2>&1; then \
+		echo "systemd-sysusers $(SYSUSERSDIR)/kube-ldap-webhook.conf"; \
+		systemd-sysusers $(SYSUSERSDIR)/kube-ldap-webhook.conf; \
+	fi
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/kube-ldap-webhook $(DESTDIR)$(UNITDIR)/kube-ldap-webhook.service \
+		$(DESTDIR)$(SYSUSERSDIR)/kube-ldap-webhook.conf
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+	@echo "kept $(CONF) and the kube-ldap-webhook user; remove them by hand if wanted"
+
+# A .deb (binary, unit, sysusers file, example config as a conffile) in target/debian/.
+deb: release
+	scripts/build-deb.sh --bin $(BIN) --out target/debian

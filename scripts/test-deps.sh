@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs, from Debian's packages, what the tests, the demo and the benchmarks need
-# and this machine lacks: a real OpenLDAP, a real Samba AD DC, systemd's analyzer.
+# and this machine lacks: a real OpenLDAP, a real Samba AD DC, systemd's analyzer,
+# dpkg-deb, the Prometheus text parser.
 # Does nothing when everything is there. Needs root to install.
 set -euo pipefail
 
@@ -16,6 +17,11 @@ if [ "${1:-}" != "--ldap-only" ]; then
     have ldbadd || need+=(ldb-tools)
     have ip || need+=(iproute2)
     have systemd-analyze || need+=(systemd)
+    [ -x /bin/kill ] || need+=(procps)
+    have dpkg-deb || need+=(dpkg)
+    have strip || need+=(binutils)
+    # /metrics is checked with the Prometheus project's own parser (tests/ops.rs).
+    /usr/bin/python3 -c 'import prometheus_client' >/dev/null 2>&1 || need+=(python3-prometheus-client)
     have flock || need+=(util-linux)
 fi
 [ "${#need[@]}" -eq 0 ] && exit 0

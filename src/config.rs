@@ -372,10 +372,11 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     }
     let raw: RawConfig = Figment::new()
         .merge(Toml::file_exact(path))
-        // CONFIG and USERNAME are this program's own variables, not config keys.
+        // Every key lives in a section, so an override always has `__` (LDAP__TIMEOUT);
+        // variables without one (CONFIG, USERNAME, a script's BIN) are not config keys.
         .merge(
             Env::prefixed(ENV_PREFIX)
-                .ignore(&["config", "username"])
+                .filter(|k| k.as_str().contains("__"))
                 .split("__"),
         )
         .extract()

@@ -159,7 +159,7 @@ impl Metrics {
         // Series that exist from the start, so that rates and alerts work before the first
         // event: the closed sets known here (LDAP series by server appear with the first use).
         for event in ["hit", "miss", "stale", "coalesced", "eviction"] {
-            cache_events.get_or_create(&EventLabels { event });
+            let _ = cache_events.get_or_create(&EventLabels { event });
         }
         for (outcome, source) in [
             ("accepted", "ldap"),
@@ -171,13 +171,20 @@ impl Metrics {
             ("not_ours", "local"),
             ("unavailable", "ldap"),
         ] {
-            reviews.get_or_create(&ReviewLabels { outcome, source });
+            let _ = reviews.get_or_create(&ReviewLabels { outcome, source });
         }
-        for operation in ["connect", "service_bind", "search_user", "bind", "search_groups", "probe"] {
-            ldap_seconds.get_or_create(&OperationLabels { operation });
+        for operation in [
+            "connect",
+            "service_bind",
+            "search_user",
+            "bind",
+            "search_groups",
+            "probe",
+        ] {
+            let _ = ldap_seconds.get_or_create(&OperationLabels { operation });
         }
         for event in ["ok", "failed"] {
-            reloads.get_or_create(&EventLabels { event });
+            let _ = reloads.get_or_create(&EventLabels { event });
         }
         Metrics {
             registry,

@@ -30,10 +30,9 @@ pub fn stopping() {
 /// Pings the watchdog at half the interval systemd asks for (`WatchdogSec=`), from the
 /// runtime itself, so a wedged runtime stops the pings and systemd restarts the service.
 pub fn spawn_watchdog() {
-    let mut usec = 0u64;
-    if !sd_notify::watchdog_enabled(false, &mut usec) || usec == 0 {
+    let Some(usec) = watchdog_usec() else {
         return;
-    }
+    };
     let period = Duration::from_micros(usec / 2);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(period);
@@ -42,6 +41,24 @@ pub fn spawn_watchdog() {
             notify(&[NotifyState::Watchdog]);
         }
     });
+}
+
+/// The watchdog interval systemd asks for, with sd_watchdog_enabled(3)'s rules:
+/// `WATCHDOG_USEC` set and positive, and `WATCHDOG_PID`, when set, naming this process.
+/// (The sd-notify crate also insists on `WATCHDOG_PID` being set, which libsystemd does not.)
+fn watchdog_usec() -> Option<u64> {
+    let usec = std::env::var("WATCHDOG_USEC")
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    if usec == 0 {
+        return None;
+    }
+    match std::env::var("WATCHDOG_PID") {
+        Ok(pid) if pid.trim().parse::<u32>().ok() != Some(std::process::id()) => None,
+        _ => Some(usec),
+    }
 }
 
 /// systemd sets JOURNAL_STREAM when stderr is connected to the journal.
