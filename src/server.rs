@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ALLOW, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::service::service_fn;
@@ -224,6 +224,58 @@ fn http_error(shared: &Shared, status: StatusCode, reason: &str, message: &str) 
     )
 }
 
+/// Oversized bodies up to this size are read and thrown away before the 413, so that a
+/// client still writing its body sees the answer instead of a broken pipe; larger ones
+/// are cut off at once.
+const DRAIN_MAX: usize = 4 * 1024 * 1024;
+
+enum BodyError {
+    TooLarge,
+    Timeout,
+    Read,
+}
+
+/// Reads a body of at most [`MAX_BODY`] bytes before `deadline`. A body that arrives in one
+/// frame, as it usually does, is not copied.
+async fn read_body(mut body: Incoming, deadline: Instant) -> Result<Bytes, BodyError> {
+    let mut first: Option<Bytes> = None;
+    let mut rest = bytes::BytesMut::new();
+    let mut total = 0usize;
+    loop {
+        let frame = match tokio::time::timeout_at(deadline.into(), body.frame()).await {
+            Err(_) => return Err(BodyError::Timeout),
+            Ok(None) => break,
+            Ok(Some(Err(_))) => return Err(BodyError::Read),
+            Ok(Some(Ok(f))) => f,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        total += data.len();
+        if total > DRAIN_MAX {
+            return Err(BodyError::TooLarge);
+        }
+        if total > MAX_BODY {
+            // Keep reading (and dropping) to the end, then answer 413.
+            first = None;
+            rest.clear();
+            continue;
+        }
+        match first.take() {
+            None if rest.is_empty() => first = Some(data),
+            Some(f) => {
+                rest.extend_from_slice(&f);
+                rest.extend_from_slice(&data);
+            }
+            None => rest.extend_from_slice(&data),
+        }
+    }
+    if total > MAX_BODY {
+        return Err(BodyError::TooLarge);
+    }
+    Ok(first.unwrap_or_else(|| rest.freeze()))
+}
+
 /// The rest of an unread body is still on the wire: the connection cannot carry another
 /// request, and saying so keeps the client from reusing it.
 fn closing(mut r: Reply) -> Reply {
@@ -319,16 +371,14 @@ async fn handle_review(shared: &Shared, client_cert: bool, req: Request<Incoming
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+    if declared.is_some_and(|n| n > DRAIN_MAX as u64) {
         return too_large();
     }
     let deadline = deadline_for(&req, cfg.request_timeout, started);
-    let body = Limited::new(req.into_body(), MAX_BODY);
-    let left = deadline.saturating_duration_since(Instant::now());
-    let bytes = match tokio::time::timeout(left, body.collect()).await {
-        Ok(Ok(b)) => b.to_bytes(),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => return too_large(),
-        Ok(Err(_)) => {
+    let bytes = match read_body(req.into_body(), deadline).await {
+        Ok(b) => b,
+        Err(BodyError::TooLarge) => return too_large(),
+        Err(BodyError::Read) => {
             return http_error(
                 shared,
                 StatusCode::BAD_REQUEST,
@@ -336,7 +386,7 @@ async fn handle_review(shared: &Shared, client_cert: bool, req: Request<Incoming
                 "could not read the request body",
             )
         }
-        Err(_) => {
+        Err(BodyError::Timeout) => {
             return closing(http_error(
                 shared,
                 StatusCode::REQUEST_TIMEOUT,

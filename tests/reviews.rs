@@ -709,3 +709,33 @@ async fn bad_input_changes_nothing() {
     assert_eq!(first.raw, again.raw);
     assert_eq!(slapd.binds_for(ALICE_DN), 1, "the cached answer survived");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oversized_chunked_body_without_length_is_a_413() {
+    let (_slapd, d) = setup();
+    let config = Arc::new(client_tls(
+        &d.pki,
+        Some((&d.pki.client_cert, &d.pki.client_key)),
+    ));
+    let connector = tokio_rustls::TlsConnector::from(config);
+    let tcp = tokio::net::TcpStream::connect(d.addr()).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tls.write_all(b"POST /authenticate HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .await
+        .unwrap();
+    let chunk = vec![b' '; 10_000];
+    for _ in 0..8 {
+        tls.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .await
+            .unwrap();
+        tls.write_all(&chunk).await.unwrap();
+        tls.write_all(b"\r\n").await.unwrap();
+    }
+    tls.write_all(b"0\r\n\r\n").await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+}
