@@ -41,10 +41,11 @@ DESCRIPTION=$(sed -n 's/^description = "\(.*\)"/\1/p' "$ROOT/Cargo.toml" | head 
 # glibc symbol version it uses as libc6's lower bound.
 depends=()
 while read -r lib; do
-    path=$(ldconfig -p | awk -v l="$lib" '$1 == l { print $NF; exit }')
+    # No early exit in awk: with pipefail, ldconfig dying of SIGPIPE would fail the script.
+    path=$(ldconfig -p | awk -v l="$lib" '$1 == l && !found { print $NF; found = 1 }')
     [ -n "$path" ] || { echo "build-deb: $BIN needs $lib, which ldconfig does not know" >&2; exit 1; }
-    pkg=$(dpkg -S "$(readlink -f "$path")" 2>/dev/null | head -n1 | cut -d: -f1) \
-        || pkg=$(dpkg -S "$path" 2>/dev/null | head -n1 | cut -d: -f1) || true
+    pkg=$(dpkg -S "$(readlink -f "$path")" 2>/dev/null | sed -n '1s/:.*//p') \
+        || pkg=$(dpkg -S "$path" 2>/dev/null | sed -n '1s/:.*//p') || true
     [ -n "$pkg" ] || { echo "build-deb: no package owns $path ($lib)" >&2; exit 1; }
     if [ "$pkg" = libc6 ]; then
         glibc=$(readelf --dyn-syms --wide "$BIN" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -n1)

@@ -4,19 +4,21 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::watch;
 
 use crate::cache::{AnswerCache, CacheKey, Cached, Keyer, Lookup};
 use crate::config::Config;
 use crate::directory::{AccountState, Directory, Failure, RejectReason};
-use crate::identity::{self, UserInfo};
+use crate::identity;
 use crate::lockout::{Lockout, Refused};
-use crate::metrics::{Metrics, ReviewLabels};
+use crate::metrics::{EventLabels, Metrics, ReviewLabels};
 use crate::secret::Password;
 use crate::token::{self, Refusal};
+use crate::tokenreview::User;
 
 /// The same text for every plain rejection, so that nobody can tell an unknown user from a
 /// wrong password.
@@ -25,7 +27,7 @@ pub const UNAVAILABLE: &str = "Authentication backend unavailable";
 
 #[derive(Debug, Clone)]
 pub enum Outcome {
-    Accepted(Arc<UserInfo>),
+    Accepted(Arc<User>),
     /// Not a token of ours; answered without an error so kube-apiserver caches it.
     NotOurs,
     Rejected,
@@ -55,7 +57,7 @@ impl Outcome {
         }
     }
 
-    pub fn user(&self) -> Option<&UserInfo> {
+    pub fn user(&self) -> Option<&User> {
         match self {
             Outcome::Accepted(u) => Some(u),
             _ => None,
@@ -118,6 +120,11 @@ pub struct Authenticator {
     lockout: Arc<Lockout>,
     inflight: Mutex<HashMap<CacheKey, Flight>>,
     metrics: Arc<Metrics>,
+    /// The counters of the common case, an accepted token found in the cache, looked up in
+    /// their families once rather than at every review (each lookup hashes a label set
+    /// under a lock). Created at first use, so /metrics shows the same series as before.
+    accepted_from_cache: OnceLock<Counter>,
+    cache_hits: OnceLock<Counter>,
 }
 
 impl Authenticator {
@@ -139,6 +146,8 @@ impl Authenticator {
             config,
             directory,
             metrics,
+            accepted_from_cache: OnceLock::new(),
+            cache_hits: OnceLock::new(),
         }
     }
 
@@ -149,21 +158,31 @@ impl Authenticator {
     /// Answers one review before `deadline`.
     pub async fn review(self: &Arc<Self>, token: &str, deadline: Instant) -> Review {
         let started = Instant::now();
-        let review = self.decide(token, deadline).await;
-        self.metrics
-            .reviews
-            .get_or_create(&ReviewLabels {
-                outcome: review.outcome.label(),
-                source: review.source.label(),
-            })
-            .inc();
+        let review = self.decide(token, deadline, started).await;
+        if let (Outcome::Accepted(_), Source::Cache) = (&review.outcome, review.source) {
+            self.accepted_from_cache
+                .get_or_init(|| self.review_counter(&review))
+                .inc();
+        } else {
+            self.review_counter(&review).inc();
+        }
         self.metrics
             .review_seconds
             .observe(started.elapsed().as_secs_f64());
         review
     }
 
-    async fn decide(self: &Arc<Self>, token: &str, deadline: Instant) -> Review {
+    fn review_counter(&self, review: &Review) -> Counter {
+        self.metrics
+            .reviews
+            .get_or_create(&ReviewLabels {
+                outcome: review.outcome.label(),
+                source: review.source.label(),
+            })
+            .clone()
+    }
+
+    async fn decide(self: &Arc<Self>, token: &str, deadline: Instant, now: Instant) -> Review {
         let creds = match token::decode(token) {
             Ok(c) => c,
             Err(Refusal::NotOurs) => return local(Outcome::NotOurs, "not a basic token"),
@@ -174,9 +193,16 @@ impl Authenticator {
 
         let key = self.keyer.key(token);
         let mut stale = None;
-        match self.cache.get(&key, Instant::now()) {
+        match self.cache.get(&key, now) {
             Lookup::Fresh(cached, _) => {
-                self.metrics.cache_event("hit");
+                self.cache_hits
+                    .get_or_init(|| {
+                        self.metrics
+                            .cache_events
+                            .get_or_create(&EventLabels { event: "hit" })
+                            .clone()
+                    })
+                    .inc();
                 let (outcome, username) = match cached {
                     Cached::Accepted(u) => (Outcome::Accepted(u), Some(creds.username)),
                     Cached::Rejected => (Outcome::Rejected, None),
@@ -216,7 +242,7 @@ impl Authenticator {
             self.metrics
                 .stale_served_age_seconds
                 .observe(age.as_secs_f64());
-            let username = Some(user.username.clone());
+            let username = Some(user.username().to_string());
             return Review {
                 outcome: Outcome::Accepted(user),
                 source: Source::Stale(age),
@@ -308,7 +334,7 @@ impl Authenticator {
                     &self.config.identity,
                 ) {
                     Ok(user) => Resolved {
-                        outcome: Outcome::Accepted(Arc::new(user)),
+                        outcome: Outcome::Accepted(Arc::new(User::new(&user))),
                         username: Some(login.to_string()),
                         detail: Cow::Borrowed("bound"),
                         local: false,

@@ -14,8 +14,8 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use crate::directory::AccountState;
-use crate::identity::UserInfo;
 use crate::metrics::Metrics;
+use crate::tokenreview::User;
 
 #[derive(Clone, Copy)]
 pub struct CacheKey([u8; 32]);
@@ -66,7 +66,7 @@ impl Keyer {
 /// A cacheable answer. Backend errors are never cached, so they have no variant here.
 #[derive(Debug, Clone)]
 pub enum Cached {
-    Accepted(Arc<UserInfo>),
+    Accepted(Arc<User>),
     Rejected,
     AccountState(AccountState),
 }
@@ -81,7 +81,7 @@ pub enum Lookup {
     Fresh(Cached, Duration),
     /// An accepted answer past `ttl` but within `stale_ttl`: usable only while every LDAP
     /// server is down.
-    Stale(Arc<UserInfo>, Duration),
+    Stale(Arc<User>, Duration),
     Miss,
 }
 
@@ -173,13 +173,13 @@ mod tests {
         }
     }
 
-    fn user() -> Arc<UserInfo> {
-        Arc::new(UserInfo {
+    fn user() -> Arc<User> {
+        Arc::new(User::new(&crate::identity::UserInfo {
             username: "alice".into(),
             uid: "1".into(),
             groups: vec![],
             extra: Default::default(),
-        })
+        }))
     }
 
     #[test]

@@ -140,6 +140,11 @@ impl Lockout {
                 None => {}
             }
             state.changed.notify_waiters();
+            // No failures and nothing in flight is what a missing entry means too: keep
+            // state only for users who need it, not for everyone who ever logged in.
+            if state.failures == 0 && state.in_flight == 0 {
+                users.pop(user);
+            }
         }
     }
 }
@@ -182,6 +187,17 @@ mod tests {
             l.begin("bob", later()).await.is_ok(),
             "other users are unaffected"
         );
+    }
+
+    #[tokio::test]
+    async fn users_without_failures_leave_no_state_behind() {
+        let l = Arc::new(Lockout::new(3, Duration::from_secs(300), 100));
+        l.begin("alice", later()).await.unwrap().succeeded();
+        drop(l.begin("bob", later()).await.unwrap());
+        l.begin("carol", later()).await.unwrap().failed();
+        assert_eq!(l.lock().len(), 1, "only carol's failure is kept");
+        l.begin("carol", later()).await.unwrap().succeeded();
+        assert_eq!(l.lock().len(), 0);
     }
 
     #[tokio::test]

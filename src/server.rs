@@ -409,7 +409,7 @@ async fn handle_review(shared: &Shared, client_cert: bool, req: Request<Incoming
     drop(bytes);
 
     let review = rt.authenticator.review(&review_req.token, deadline).await;
-    let groups = review.outcome.user().map_or(0, |u| u.groups.len());
+    let groups = review.outcome.user().map_or(0, |u| u.group_count());
     let stale_secs = match review.source {
         crate::authenticator::Source::Stale(age) => Some(age.as_secs()),
         _ => None,
