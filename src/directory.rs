@@ -672,32 +672,41 @@ impl Directory {
             )
             .await?;
 
-        let (mut conn, _permit) = self.checkout(s, deadline).await?;
-        let bound = self
-            .op(
-                s,
-                "bind",
-                deadline,
-                conn.simple_bind(&entry.dn, password.expose()),
-            )
-            .await;
-        match bound {
-            Ok(r) => {
-                self.checkin(s, conn);
-                if let Some(f) = classify_bind(r.rc, &r.text) {
-                    return Err(match f {
-                        Failure::Unavailable(m) => Attempt::ServerDown(m),
-                        f => Attempt::Final(f),
-                    });
+        // The group search does not depend on the bind's answer, so both go out at once: a
+        // miss costs the user search plus the slower of bind and group search, not all three
+        // in a row. A wrong password wastes one group search; lockout protection bounds those.
+        let bind = async {
+            let (mut conn, _permit) = self.checkout(s, deadline).await?;
+            let bound = self
+                .op(
+                    s,
+                    "bind",
+                    deadline,
+                    conn.simple_bind(&entry.dn, password.expose()),
+                )
+                .await;
+            match bound {
+                Ok(r) => {
+                    self.checkin(s, conn);
+                    match classify_bind(r.rc, &r.text) {
+                        None => Ok(()),
+                        Some(Failure::Unavailable(m)) => Err(Attempt::ServerDown(m)),
+                        Some(f) => Err(Attempt::Final(f)),
+                    }
+                }
+                Err(e) => {
+                    self.discard(s);
+                    Err(e.into_attempt("user bind"))
                 }
             }
-            Err(e) => {
-                self.discard(s);
-                return Err(e.into_attempt("user bind"));
-            }
-        }
-        drop(_permit);
-        let groups = self.groups(s, &mut svc, &entry, login, deadline).await?;
+        };
+        let mut group_conn = svc.clone();
+        let groups = self.groups(s, &mut group_conn, &entry, login, deadline);
+        // Both run to completion (nothing is cancelled halfway), and the bind's verdict
+        // comes first: a wrong password is a rejection whatever the group search did.
+        let (bound, groups) = tokio::join!(bind, groups);
+        bound?;
+        let groups = groups?;
         Ok(Found { entry, groups })
     }
 
