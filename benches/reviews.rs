@@ -38,7 +38,7 @@ use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{json, Value};
 
 use support::{Pki, Slapd};
@@ -491,18 +491,7 @@ fn baseline_main() {
                         Ok::<_, Infallible>(r)
                     }
                 });
-                let mut builder =
-                    hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                builder
-                    .http1()
-                    .timer(TokioTimer::new())
-                    .header_read_timeout(Duration::from_secs(10))
-                    .keep_alive(true);
-                builder
-                    .http2()
-                    .timer(TokioTimer::new())
-                    .max_concurrent_streams(256)
-                    .keep_alive_interval(Some(Duration::from_secs(30)));
+                let builder = kube_ldap_webhook::server::connection_builder();
                 let _ = builder.serve_connection(TokioIo::new(tls), svc).await;
             });
         }

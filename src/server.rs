@@ -168,17 +168,7 @@ pub async fn run_reviews(
                 let shared = shared.clone();
                 async move { Ok::<_, Infallible>(handle_review(&shared, client_cert, req).await) }
             });
-            let mut builder = auto::Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .keep_alive(true);
-            builder
-                .http2()
-                .timer(TokioTimer::new())
-                .max_concurrent_streams(256)
-                .keep_alive_interval(Some(Duration::from_secs(30)));
+            let builder = connection_builder();
             let conn = builder.serve_connection(TokioIo::new(tls), svc);
             if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
@@ -193,6 +183,23 @@ pub async fn run_reviews(
     {
         tracing::warn!("in-flight reviews did not finish within {DRAIN_TIMEOUT:?}; exiting anyway");
     }
+}
+
+/// HTTP/1.1 and HTTP/2 settings of a TokenReview connection (also used by the benchmark's
+/// baseline server, so that both stand on the same stack).
+pub fn connection_builder() -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    builder
 }
 
 type Reply = Response<Full<Bytes>>;
