@@ -243,10 +243,7 @@ fn daemon_for(site: &Site, urls: &[String], sections: &[(&str, &str)]) -> Daemon
 }
 
 async fn review(d: &Daemon, user: &str, password: &str) -> Answer {
-    let a = d
-        .client()
-        .review(&d.url(), "v1", &token(user, password))
-        .await;
+    let a = d.login(user, password).await;
     assert_eq!(a.status, 200, "{}", a.raw);
     a
 }

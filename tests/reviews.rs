@@ -20,10 +20,7 @@ fn setup() -> (Slapd, Daemon) {
 #[tokio::test(flavor = "multi_thread")]
 async fn valid_login_v1_returns_username_uid_groups_and_extra() {
     let (slapd, d) = setup();
-    let a = d
-        .client()
-        .review(&d.url(), "v1", &token("alice", "alice-password"))
-        .await;
+    let a = d.login("alice", "alice-password").await;
     assert_eq!(a.status, 200, "{}", a.raw);
     assert_eq!(a.body["apiVersion"], "authentication.k8s.io/v1");
     assert_eq!(a.body["kind"], "TokenReview");
@@ -70,10 +67,7 @@ async fn http2_is_served() {
 #[tokio::test(flavor = "multi_thread")]
 async fn wrong_password_gets_the_generic_error() {
     let (_slapd, d) = setup();
-    let a = d
-        .client()
-        .review(&d.url(), "v1", &token("alice", "wrong"))
-        .await;
+    let a = d.login("alice", "wrong").await;
     assert_eq!(a.status, 200);
     assert_eq!(a.body["status"]["authenticated"], false);
     assert_eq!(a.body["status"]["error"], GENERIC);
@@ -92,7 +86,7 @@ async fn unknown_user_reads_exactly_like_a_wrong_password() {
 #[tokio::test(flavor = "multi_thread")]
 async fn empty_password_never_reaches_ldap() {
     let (slapd, d) = setup();
-    let a = d.client().review(&d.url(), "v1", &token("alice", "")).await;
+    let a = d.login("alice", "").await;
     assert_eq!(a.body["status"]["authenticated"], false);
     assert_eq!(a.body["status"]["error"], GENERIC);
     assert_eq!(
@@ -105,10 +99,7 @@ async fn empty_password_never_reaches_ldap() {
 #[tokio::test(flavor = "multi_thread")]
 async fn password_containing_colons_is_kept_whole() {
     let (_slapd, d) = setup();
-    let a = d
-        .client()
-        .review(&d.url(), "v1", &token("bob", "pa:ss:word"))
-        .await;
+    let a = d.login("bob", "pa:ss:word").await;
     assert_eq!(a.body["status"]["authenticated"], true, "{}", a.raw);
     assert_eq!(
         a.body["status"]["user"]["groups"],
@@ -119,10 +110,7 @@ async fn password_containing_colons_is_kept_whole() {
 #[tokio::test(flavor = "multi_thread")]
 async fn non_ascii_username_and_password_work() {
     let (_slapd, d) = setup();
-    let a = d
-        .client()
-        .review(&d.url(), "v1", &token("josé", "contraseña-ñ€"))
-        .await;
+    let a = d.login("josé", "contraseña-ñ€").await;
     assert_eq!(a.body["status"]["authenticated"], true, "{}", a.raw);
     assert_eq!(a.body["status"]["user"]["username"], "josé");
 }
@@ -176,10 +164,7 @@ async fn filter_metacharacters_in_usernames_never_authenticate_anyone() {
 #[tokio::test(flavor = "multi_thread")]
 async fn two_matching_entries_are_refused() {
     let (slapd, d) = setup();
-    let a = d
-        .client()
-        .review(&d.url(), "v1", &token("twin", "twin-password"))
-        .await;
+    let a = d.login("twin", "twin-password").await;
     assert_eq!(a.body["status"]["authenticated"], false);
     assert_eq!(a.body["status"]["error"], GENERIC);
     assert_eq!(slapd.user_binds(), 0, "ambiguous users are never bound");
@@ -325,10 +310,7 @@ async fn slow_handshake_is_cut_off_and_others_are_served_meanwhile() {
     );
     // A client that connects and says nothing.
     let mut idle = std::net::TcpStream::connect(d.addr()).unwrap();
-    let a = d
-        .client()
-        .review(&d.url(), "v1", &token("alice", "alice-password"))
-        .await;
+    let a = d.login("alice", "alice-password").await;
     assert_eq!(
         a.body["status"]["authenticated"], true,
         "served while a handshake hangs"
@@ -368,10 +350,7 @@ async fn failover_to_the_second_url_when_the_first_is_dead() {
     let slapd = Slapd::start();
     let dead = format!("ldap://127.0.0.1:{}", free_port());
     let d = Daemon::start(&[dead, slapd.url()], &[]);
-    let a = d
-        .client()
-        .review(&d.url(), "v1", &token("alice", "alice-password"))
-        .await;
+    let a = d.login("alice", "alice-password").await;
     assert_eq!(a.body["status"]["authenticated"], true, "{}", a.raw);
     let (_, metrics) = d.ops("/metrics");
     assert!(
@@ -410,10 +389,7 @@ async fn ldaps_with_a_custom_ca_works() {
     let slapd = Slapd::start();
     let ca = format!("ca_file = \"{}\"", slapd.ca_file.display());
     let d = Daemon::start(&[slapd.ldaps_url()], &[("ldap", &ca)]);
-    let a = d
-        .client()
-        .review(&d.url(), "v1", &token("alice", "alice-password"))
-        .await;
+    let a = d.login("alice", "alice-password").await;
     assert_eq!(a.body["status"]["authenticated"], true, "{}", a.raw);
 }
 
@@ -425,10 +401,7 @@ async fn starttls_with_a_custom_ca_works() {
         slapd.ca_file.display()
     );
     let d = Daemon::start(&[slapd.url()], &[("ldap", &ca)]);
-    let a = d
-        .client()
-        .review(&d.url(), "v1", &token("alice", "alice-password"))
-        .await;
+    let a = d.login("alice", "alice-password").await;
     assert_eq!(a.body["status"]["authenticated"], true, "{}", a.raw);
     assert!(
         slapd.log().contains("oid=1.3.6.1.4.1.1466.20037"),
@@ -446,10 +419,7 @@ async fn untrusted_ldap_certificate_is_unavailable_not_accepted() {
         &[slapd.ldaps_url()],
         &[("ldap", &format!("ca_file = \"{}\"", ca.display()))],
     );
-    let a = d
-        .client()
-        .review(&d.url(), "v1", &token("alice", "alice-password"))
-        .await;
+    let a = d.login("alice", "alice-password").await;
     assert_eq!(
         a.body["status"]["error"],
         "Authentication backend unavailable"
@@ -502,10 +472,7 @@ async fn groups_from_member_of_attribute() {
         &[slapd.url()],
         &[("group", "membership_attribute = \"memberOf\"")],
     );
-    let a = d
-        .client()
-        .review(&d.url(), "v1", &token("alice", "alice-password"))
-        .await;
+    let a = d.login("alice", "alice-password").await;
     assert_eq!(
         a.body["status"]["user"]["groups"],
         serde_json::json!(["admins", "developers"]),
@@ -518,10 +485,7 @@ async fn groups_from_member_of_attribute() {
 async fn nested_groups_are_walked_on_openldap() {
     let slapd = Slapd::start();
     let d = Daemon::start(&[slapd.url()], &[("group", "nested = true")]);
-    let a = d
-        .client()
-        .review(&d.url(), "v1", &token("bob", "pa:ss:word"))
-        .await;
+    let a = d.login("bob", "pa:ss:word").await;
     assert_eq!(
         a.body["status"]["user"]["groups"],
         serde_json::json!(["developers", "everyone"]),
@@ -540,10 +504,7 @@ async fn prefixes_are_applied() {
     let mut d = d;
     d.terminate();
     d.spawn(&[]);
-    let a = d
-        .client()
-        .review(&d.url(), "v1", &token("bob", "pa:ss:word"))
-        .await;
+    let a = d.login("bob", "pa:ss:word").await;
     assert_eq!(a.body["status"]["user"]["username"], "ldap:bob");
     assert_eq!(
         a.body["status"]["user"]["groups"],
@@ -586,9 +547,7 @@ async fn no_password_ever_appears_in_the_log() {
 #[tokio::test(flavor = "multi_thread")]
 async fn every_review_is_logged_with_outcome_user_groups_and_latency() {
     let (_slapd, d) = setup();
-    d.client()
-        .review(&d.url(), "v1", &token("alice", "alice-password"))
-        .await;
+    d.login("alice", "alice-password").await;
     d.wait_for_log("outcome=\"accepted\"");
     let line = d
         .log()

@@ -630,6 +630,13 @@ impl Daemon {
         }
     }
 
+    /// A v1 TokenReview of `username:password`, as kube-apiserver would send it.
+    pub async fn login(&self, username: &str, password: &str) -> Answer {
+        self.client()
+            .review(&self.url(), "v1", &token(username, password))
+            .await
+    }
+
     pub fn client(&self) -> Https {
         Https::new(
             &self.pki,
