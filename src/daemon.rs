@@ -1,7 +1,7 @@
 //! `serve` and `check-config`: logging, the runtime, signals, reload and shutdown.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -9,7 +9,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::{reload, EnvFilter, Registry};
 
 use crate::config::{self, Config, LogFormat};
 use crate::directory::Directory;
@@ -31,30 +31,51 @@ pub enum DaemonError {
     Connect(String),
 }
 
+/// The running log filter, swapped on reload when `log.level` changes.
+static LOG_FILTER: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new();
+
 /// Logs go to the journal under systemd (structured fields kept), to stderr otherwise.
 /// `RUST_LOG` overrides `log.level`.
 pub fn init_logging(level: &str, format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let (filter, handle) = reload::Layer::new(filter);
     let journald = match format {
         LogFormat::Journald => true,
         LogFormat::Text => false,
         LogFormat::Auto => systemd::stderr_is_journal(),
     };
-    if journald {
-        if let Ok(layer) = tracing_journald::layer() {
-            let _ = tracing_subscriber::registry()
-                .with(filter)
-                .with(layer)
-                .try_init();
-            return;
+    let journal = if journald {
+        tracing_journald::layer().ok()
+    } else {
+        None
+    };
+    let text = journal.is_none().then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_target(false)
+    });
+    let installed = tracing_subscriber::registry()
+        .with(filter)
+        .with(journal)
+        .with(text)
+        .try_init();
+    if installed.is_ok() {
+        let _ = LOG_FILTER.set(handle);
+    }
+}
+
+/// Applies a reloaded `log.level`, unless `RUST_LOG` decides the level.
+fn reload_log_level(level: &str) {
+    if std::env::var_os("RUST_LOG").is_some() {
+        return;
+    }
+    if let Some(handle) = LOG_FILTER.get() {
+        // The level was validated with the rest of the config.
+        if handle.modify(|f| *f = EnvFilter::new(level)).is_err() {
+            tracing::warn!("could not apply the new log.level");
         }
     }
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .try_init();
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, DaemonError> {
@@ -156,6 +177,9 @@ async fn reload(shared: &Shared, path: &Path) {
                 tracing::warn!("{w}");
             }
             let old = shared.current.load();
+            if new.config.log.level != old.config.log.level {
+                reload_log_level(&new.config.log.level);
+            }
             if new.config.server.listen != old.config.server.listen
                 || new.config.server.ops_listen != old.config.server.ops_listen
             {

@@ -1029,3 +1029,34 @@ fn the_deb_installs_runs_and_removes_cleanly() {
     );
     assert!(!package_installed());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_applies_a_new_log_level() {
+    let slapd = Slapd::start();
+    let d = Daemon::start(&[slapd.url()], &[]);
+    d.login("alice", "alice-password").await;
+    d.wait_for_log("outcome=\"accepted\"");
+    let cfg = std::fs::read_to_string(&d.config)
+        .unwrap()
+        .replace("level = \"debug\"", "level = \"warn\"");
+    std::fs::write(&d.config, cfg).unwrap();
+    d.signal(libc::SIGHUP);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !d
+        .ops("/metrics")
+        .1
+        .contains("kube_ldap_webhook_reloads_total{event=\"ok\"} 1")
+    {
+        assert!(std::time::Instant::now() < deadline, "no reload");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let before = d.log().matches("outcome=").count();
+    d.login("bob", "pa:ss:word").await;
+    d.login("alice", "wrong").await;
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        d.log().matches("outcome=").count(),
+        before,
+        "info lines stopped at warn"
+    );
+}
