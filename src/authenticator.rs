@@ -351,7 +351,7 @@ impl Authenticator {
                 }
             }
             Err(Failure::Rejected(reason)) => {
-                if reason != RejectReason::EmptyPassword {
+                if reason.checked_a_password() {
                     attempt.failed();
                 }
                 Resolved {

@@ -155,6 +155,8 @@ struct RawUser {
     uid_attribute: Option<String>,
     login: Option<LoginForms>,
     #[serde(default)]
+    domains: Vec<String>,
+    #[serde(default)]
     extra: BTreeMap<String, String>,
 }
 
@@ -311,6 +313,9 @@ pub struct User {
     pub username_attribute: String,
     pub uid_attribute: String,
     pub login: LoginForms,
+    /// With `login = "strip-domain"`: the domain parts accepted in `DOMAIN\name` and
+    /// `name@domain` (case-insensitive). Empty: any.
+    pub domains: Vec<String>,
     pub extra: BTreeMap<String, String>,
 }
 
@@ -620,6 +625,13 @@ fn resolve(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
             ));
         }
     }
+    if u.domains.iter().any(|d| d.trim().is_empty()) {
+        return Err(invalid(
+            p,
+            "ldap.user.domains",
+            "must not hold an empty domain",
+        ));
+    }
     let user = User {
         base_dn: base_dn.clone(),
         filter,
@@ -635,6 +647,7 @@ fn resolve(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
             "ldap.user.uid_attribute",
         )?,
         login: u.login.or(d.map(|d| d.login)).unwrap_or_default(),
+        domains: u.domains,
         extra: u.extra,
     };
 

@@ -106,9 +106,20 @@ pub enum RejectReason {
     BadCredentials,
     Ambiguous,
     EmptyPassword,
+    /// `OTHER\name` or `name@other` where `ldap.user.domains` does not list the domain.
+    ForeignDomain,
 }
 
 impl RejectReason {
+    /// Whether the directory judged a password: only those count towards lockout
+    /// protection (refusals decided here cannot lock anyone out of the directory).
+    pub fn checked_a_password(self) -> bool {
+        !matches!(
+            self,
+            RejectReason::EmptyPassword | RejectReason::ForeignDomain
+        )
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             RejectReason::UnknownUser => "unknown_user",
@@ -116,6 +127,7 @@ impl RejectReason {
             RejectReason::BadCredentials => "bad_credentials",
             RejectReason::Ambiguous => "ambiguous_user",
             RejectReason::EmptyPassword => "empty_password",
+            RejectReason::ForeignDomain => "foreign_domain",
         }
     }
 }
@@ -327,6 +339,20 @@ impl Directory {
             LoginForms::AsTyped => login,
             LoginForms::StripDomain => strip_domain(login),
         }
+    }
+
+    /// With `ldap.user.domains`, `DOMAIN\name` and `name@domain` must name a listed domain;
+    /// otherwise `alice@anywhere` would reach the account `alice`.
+    fn domain_allowed(&self, login: &str) -> bool {
+        let u = &self.cfg.user;
+        if u.login != LoginForms::StripDomain || u.domains.is_empty() {
+            return true;
+        }
+        let domain = match login.rsplit_once('\\') {
+            Some((d, _)) => Some(d),
+            None => login.split_once('@').map(|(_, d)| d),
+        };
+        domain.is_none_or(|d| u.domains.iter().any(|x| x.eq_ignore_ascii_case(d)))
     }
 
     /// Servers in the order to try: the last one that worked first, servers in back-off last.
@@ -544,6 +570,9 @@ impl Directory {
         // value in the filter would only ask the directory to confirm that.
         if self.canonical_login(login).is_empty() {
             return Err(Failure::Rejected(RejectReason::UnknownUser));
+        }
+        if !self.domain_allowed(login) {
+            return Err(Failure::Rejected(RejectReason::ForeignDomain));
         }
         let mut last = String::from("no LDAP server configured");
         for (n, i) in self.order().into_iter().enumerate() {

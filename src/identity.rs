@@ -114,6 +114,7 @@ mod tests {
             username_attribute: "uid".into(),
             uid_attribute: "entryUUID".into(),
             login: config::LoginForms::AsTyped,
+            domains: vec![],
             extra: [("example.org/email".to_string(), "mail".to_string())].into(),
         }
     }

@@ -676,3 +676,22 @@ async fn the_readme_config_works() {
         "{config}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn listed_domains_are_the_only_domain_spellings_accepted() {
+    let d = daemon(&[("user", "domains = [\"EXAMPLE\", \"example.test\"]")]);
+    for login in ["alice", "example\\alice", "alice@EXAMPLE.test"] {
+        let a = review(&d, login, ALICE_PASSWORD).await;
+        assert_eq!(
+            a.body["status"]["authenticated"], true,
+            "{login}: {}",
+            a.raw
+        );
+    }
+    for login in ["OTHER\\alice", "alice@elsewhere.org"] {
+        let a = review(&d, login, ALICE_PASSWORD).await;
+        assert_eq!(a.body["status"]["authenticated"], false, "{login}");
+        assert_eq!(a.body["status"]["error"], "Invalid username or password");
+    }
+    d.wait_for_log("foreign_domain");
+}
