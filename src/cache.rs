@@ -7,6 +7,7 @@ use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use hmac::digest::KeyInit;
 use hmac::{Hmac, Mac};
 use lru::LruCache;
 use rand::RngCore;
@@ -47,12 +48,11 @@ pub struct Keyer {
 
 impl Keyer {
     pub fn random() -> Keyer {
-        let mut key = zeroize::Zeroizing::new([0u8; 32]);
+        // A key of HMAC-SHA256's block size: the fixed-size constructor, which cannot fail.
+        let mut key = zeroize::Zeroizing::new([0u8; 64]);
         rand::rngs::OsRng.fill_bytes(key.as_mut());
         Keyer {
-            // HMAC takes keys of any length: this cannot fail.
-            mac: <Hmac<Sha256> as Mac>::new_from_slice(key.as_ref())
-                .unwrap_or_else(|_| unreachable!()),
+            mac: <Hmac<Sha256> as KeyInit>::new(&(*key).into()),
         }
     }
 
