@@ -432,8 +432,11 @@ fn preset_defaults(p: Preset) -> Option<PresetDefaults> {
             username_attribute: "sAMAccountName",
             uid_attribute: "objectGUID",
             login: LoginForms::StripDomain,
-            group_filter: "(&(objectClass=group)(member={dn}))",
-            nested_group_filter: "(&(objectClass=group)(member:1.2.840.113556.1.4.1941:={dn}))",
+            // Security groups only (groupType bit 0x80000000): distribution lists are
+            // mail lists that mailbox owners and Exchange self-service can often edit, so
+            // they must not grant anything in Kubernetes.
+            group_filter: "(&(objectClass=group)(groupType:1.2.840.113556.1.4.803:=2147483648)(member={dn}))",
+            nested_group_filter: "(&(objectClass=group)(groupType:1.2.840.113556.1.4.803:=2147483648)(member:1.2.840.113556.1.4.1941:={dn}))",
             name_attribute: "cn",
         }),
         Preset::Freeipa => Some(PresetDefaults {
@@ -952,7 +955,11 @@ base_dn = "ou=people,dc=example,dc=org"
         let member_of = format!("{nested}membership_attribute = \"memberOf\"\n");
         let c = load(&write(d.path(), &member_of)).unwrap();
         assert!(!c.ldap.group.server_side_nesting);
-        assert_eq!(c.ldap.group.filter, "(&(objectClass=group)(member={dn}))");
+        assert_eq!(
+            c.ldap.group.filter,
+            "(&(objectClass=group)(groupType:1.2.840.113556.1.4.803:=2147483648)(member={dn}))",
+            "security groups only"
+        );
     }
 
     #[test]

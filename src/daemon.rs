@@ -13,6 +13,7 @@ use tracing_subscriber::{reload, EnvFilter, Registry};
 
 use crate::config::{self, Config, LogFormat};
 use crate::directory::Directory;
+use crate::lockout::Lockout;
 use crate::metrics::{EventLabels, Metrics};
 use crate::server::{self, Listeners, Runtime, ServeError, Shared};
 use crate::systemd;
@@ -97,7 +98,11 @@ pub fn serve(path: &Path) -> Result<(), DaemonError> {
 
 async fn run(config: Config, path: &Path) -> Result<(), DaemonError> {
     let metrics = Arc::new(Metrics::new());
-    let runtime = Runtime::build(config, metrics.clone())?;
+    let lockout = Arc::new(Lockout::new(
+        config.cache.max_failures,
+        config.cache.failure_window,
+    ));
+    let runtime = Runtime::build(config, metrics.clone(), lockout.clone())?;
     let listeners = Listeners::bind(&runtime.config).await?;
     let (listen, ops) = (
         runtime.config.server.listen,
@@ -106,6 +111,7 @@ async fn run(config: Config, path: &Path) -> Result<(), DaemonError> {
     let shared = Arc::new(Shared {
         current: ArcSwap::from_pointee(runtime),
         metrics,
+        lockout,
     });
     let mut hup = signal(SignalKind::hangup()).map_err(ServeError::Signal)?;
     let mut term = signal(SignalKind::terminate()).map_err(ServeError::Signal)?;
@@ -170,7 +176,7 @@ async fn reload(shared: &Shared, path: &Path) {
     systemd::reloading();
     let built = config::load(path)
         .map_err(ServeError::from)
-        .and_then(|c| Runtime::build(c, shared.metrics.clone()));
+        .and_then(|c| Runtime::build(c, shared.metrics.clone(), shared.lockout.clone()));
     match built {
         Ok(new) => {
             for w in &new.config.warnings {
@@ -188,6 +194,9 @@ async fn reload(shared: &Shared, path: &Path) {
                 );
             }
             let cleared = old.authenticator.cached_entries();
+            // Lockout counts survive the reload; only its settings change.
+            let c = &new.config.cache;
+            shared.lockout.configure(c.max_failures, c.failure_window);
             drop(old);
             shared.current.store(Arc::new(new));
             shared

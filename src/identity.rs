@@ -22,17 +22,36 @@ pub struct UserInfo {
 pub enum IdentityError {
     #[error("the directory entry has no `{0}` attribute (ldap.user.username_attribute)")]
     NoUsername(String),
+    /// Kubernetes gives `system:` names powers no directory should grant (`system:masters`
+    /// is cluster-admin that RBAC cannot take away).
+    #[error("the username would be the reserved Kubernetes name `{0}`")]
+    ReservedUsername(String),
+}
+
+/// Names Kubernetes reserves for itself, compared without regard to case.
+fn is_reserved(name: &str) -> bool {
+    name.get(..7)
+        .is_some_and(|p| p.eq_ignore_ascii_case("system:"))
+}
+
+/// The user, and the groups the directory offered that were dropped as reserved.
+#[derive(Debug)]
+pub struct Mapped {
+    pub user: UserInfo,
+    pub reserved_groups: Vec<String>,
 }
 
 /// Builds the user. `typed` is the login name as the user typed it: when the username
-/// attribute holds several values, the one matching it is the username.
+/// attribute holds several values, the one matching it is the username. No name that
+/// begins with `system:` after the prefixes leaves here: such a group is dropped, such a
+/// username is an error.
 pub fn map(
     entry: &Entry,
     typed: &str,
     groups: Vec<String>,
     user_cfg: &config::User,
     ident: &config::Identity,
-) -> Result<UserInfo, IdentityError> {
+) -> Result<Mapped, IdentityError> {
     let names: Vec<&str> = entry
         .values(&user_cfg.username_attribute)
         .filter_map(|v| std::str::from_utf8(v).ok())
@@ -60,18 +79,25 @@ pub fn map(
         }
     }
 
-    let mut groups: Vec<String> = groups
+    let username = format!("{}{}", ident.username_prefix, username);
+    if is_reserved(&username) {
+        return Err(IdentityError::ReservedUsername(username));
+    }
+    let (reserved_groups, mut groups): (Vec<String>, Vec<String>) = groups
         .into_iter()
         .map(|g| format!("{}{}", ident.group_prefix, g))
-        .collect();
+        .partition(|g| is_reserved(g));
     groups.sort_unstable();
     groups.dedup();
 
-    Ok(UserInfo {
-        username: format!("{}{}", ident.username_prefix, username),
-        uid,
-        groups,
-        extra,
+    Ok(Mapped {
+        user: UserInfo {
+            username,
+            uid,
+            groups,
+            extra,
+        },
+        reserved_groups,
     })
 }
 
@@ -156,7 +182,8 @@ mod tests {
             &user_cfg(),
             &ident,
         )
-        .unwrap();
+        .unwrap()
+        .user;
         assert_eq!(u.username, "ldap:Alice");
         assert_eq!(u.uid, "1234");
         assert_eq!(u.groups, vec!["ldap:a", "ldap:b"]);
@@ -166,7 +193,9 @@ mod tests {
     #[test]
     fn picks_the_username_value_that_was_typed() {
         let e = entry(&[("uid", &[b"asmith", b"alice"])]);
-        let u = map(&e, "ALICE", vec![], &user_cfg(), &Default::default()).unwrap();
+        let u = map(&e, "ALICE", vec![], &user_cfg(), &Default::default())
+            .unwrap()
+            .user;
         assert_eq!(u.username, "alice");
         assert_eq!(
             u.uid, "uid=alice,dc=x",
@@ -188,7 +217,9 @@ mod tests {
             0x89, 0xab,
         ];
         let e = entry(&[("sAMAccountName", &[b"Alice"]), ("objectGUID", &[guid])]);
-        let u = map(&e, "alice", vec![], &cfg, &Default::default()).unwrap();
+        let u = map(&e, "alice", vec![], &cfg, &Default::default())
+            .unwrap()
+            .user;
         assert_eq!(u.username, "Alice", "as the directory spells it");
         assert_eq!(u.uid, "a11ce000-1234-4abc-8def-0123456789ab");
         // A GUID that is valid UTF-8 is still a GUID.
@@ -196,7 +227,9 @@ mod tests {
             ("sAMAccountName", &[b"bob"]),
             ("objectGUID", &[b"0123456789abcdef"]),
         ]);
-        let u = map(&e, "bob", vec![], &cfg, &Default::default()).unwrap();
+        let u = map(&e, "bob", vec![], &cfg, &Default::default())
+            .unwrap()
+            .user;
         assert_eq!(u.uid, "33323130-3534-3736-3839-616263646566");
     }
 
@@ -204,5 +237,46 @@ mod tests {
     fn missing_username_attribute_is_an_error() {
         let e = entry(&[("cn", &[b"x"])]);
         assert!(map(&e, "x", vec![], &user_cfg(), &Default::default()).is_err());
+    }
+
+    #[test]
+    fn system_groups_from_the_directory_are_dropped() {
+        let e = entry(&[("uid", &[b"alice"])]);
+        let groups = vec![
+            "system:masters".into(),
+            "SYSTEM:nodes".into(),
+            "devs".into(),
+        ];
+        let m = map(&e, "alice", groups, &user_cfg(), &Default::default()).unwrap();
+        assert_eq!(m.user.groups, vec!["devs"]);
+        assert_eq!(m.reserved_groups, vec!["system:masters", "SYSTEM:nodes"]);
+    }
+
+    #[test]
+    fn a_prefix_keeps_directory_groups_out_of_system() {
+        let e = entry(&[("uid", &[b"alice"])]);
+        let ident = config::Identity {
+            username_prefix: String::new(),
+            group_prefix: "ldap:".into(),
+        };
+        let m = map(
+            &e,
+            "alice",
+            vec!["system:masters".into()],
+            &user_cfg(),
+            &ident,
+        )
+        .unwrap();
+        assert_eq!(m.user.groups, vec!["ldap:system:masters"]);
+        assert!(m.reserved_groups.is_empty());
+    }
+
+    #[test]
+    fn a_system_username_is_refused() {
+        let e = entry(&[("uid", &[b"system:admin"])]);
+        assert_eq!(
+            map(&e, "system:admin", vec![], &user_cfg(), &Default::default()).err(),
+            Some(IdentityError::ReservedUsername("system:admin".into()))
+        );
     }
 }

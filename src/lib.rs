@@ -3,6 +3,7 @@
 
 pub mod authenticator;
 pub mod cache;
+pub mod clock;
 pub mod config;
 pub mod credential;
 pub mod daemon;
@@ -10,10 +11,13 @@ pub mod directory;
 pub mod identity;
 pub mod kubeconfig;
 pub mod lockout;
+pub mod login;
 pub mod metrics;
+pub mod outcome;
 pub mod secret;
 pub mod server;
 pub mod systemd;
+pub mod throttle;
 pub mod tls;
 pub mod token;
 pub mod tokenreview;

@@ -64,6 +64,10 @@ pub struct Metrics {
     pub http_errors: Family<CodeLabels, Counter>,
     pub reloads: Family<EventLabels, Counter>,
     pub tls_handshake_failures: Counter<u64, AtomicU64>,
+    /// Accepted logins whose bind carried a password-policy warning, by kind.
+    pub password_warnings: Family<EventLabels, Counter>,
+    /// Names the directory offered that would be `system:` names in Kubernetes, by kind.
+    pub reserved_names: Family<EventLabels, Counter>,
 }
 
 impl Metrics {
@@ -149,6 +153,18 @@ impl Metrics {
             "TLS handshakes that failed or timed out",
             tls_handshake_failures.clone(),
         );
+        let password_warnings = Family::<EventLabels, Counter>::default();
+        registry.register(
+            "password_policy_warnings",
+            "Accepted logins the directory warned about: password_expiring, grace_login",
+            password_warnings.clone(),
+        );
+        let reserved_names = Family::<EventLabels, Counter>::default();
+        registry.register(
+            "reserved_names",
+            "Directory names refused because they would be system: names: username (login refused), group (group dropped)",
+            reserved_names.clone(),
+        );
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info
             .get_or_create(&BuildLabels {
@@ -186,6 +202,12 @@ impl Metrics {
         for event in ["ok", "failed"] {
             let _ = reloads.get_or_create(&EventLabels { event });
         }
+        for event in ["password_expiring", "grace_login"] {
+            let _ = password_warnings.get_or_create(&EventLabels { event });
+        }
+        for event in ["username", "group"] {
+            let _ = reserved_names.get_or_create(&EventLabels { event });
+        }
         Metrics {
             registry,
             reviews,
@@ -201,6 +223,8 @@ impl Metrics {
             http_errors,
             reloads,
             tls_handshake_failures,
+            password_warnings,
+            reserved_names,
         }
     }
 

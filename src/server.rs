@@ -26,6 +26,7 @@ use tokio_rustls::TlsAcceptor;
 use crate::authenticator::Authenticator;
 use crate::config::Config;
 use crate::directory::Directory;
+use crate::lockout::Lockout;
 use crate::metrics::{CodeLabels, Metrics};
 use crate::tokenreview;
 
@@ -59,7 +60,12 @@ pub struct Runtime {
 
 impl Runtime {
     /// Builds a complete runtime from a loaded config, or fails without side effects.
-    pub fn build(config: Config, metrics: Arc<Metrics>) -> Result<Runtime, ServeError> {
+    /// `lockout` is the daemon's one lockout state, which outlives reloads.
+    pub fn build(
+        config: Config,
+        metrics: Arc<Metrics>,
+        lockout: Arc<Lockout>,
+    ) -> Result<Runtime, ServeError> {
         config.check_files()?;
         let server_tls = crate::tls::server_config(
             &config.server.tls_cert_file,
@@ -73,7 +79,12 @@ impl Runtime {
             ldap_tls,
             metrics.clone(),
         ));
-        let authenticator = Arc::new(Authenticator::new(config.clone(), directory, metrics));
+        let authenticator = Arc::new(Authenticator::new(
+            config.clone(),
+            directory,
+            lockout,
+            metrics,
+        ));
         Ok(Runtime {
             config,
             acceptor: TlsAcceptor::from(server_tls),
@@ -85,6 +96,8 @@ impl Runtime {
 pub struct Shared {
     pub current: ArcSwap<Runtime>,
     pub metrics: Arc<Metrics>,
+    /// Lockout protection's counts, kept across reloads.
+    pub lockout: Arc<Lockout>,
 }
 
 /// Bound listeners, ready to serve; binding happens before READY=1 is sent.
@@ -418,7 +431,7 @@ async fn handle_review(shared: &Shared, client_cert: bool, req: Request<Incoming
     let review = rt.authenticator.review(&review_req.token, deadline).await;
     let groups = review.outcome.user().map_or(0, |u| u.group_count());
     let stale_secs = match review.source {
-        crate::authenticator::Source::Stale(age) => Some(age.as_secs()),
+        crate::outcome::Source::Stale(age) => Some(age.as_secs()),
         _ => None,
     };
     tracing::info!(

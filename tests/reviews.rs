@@ -168,6 +168,11 @@ async fn two_matching_entries_are_refused() {
     assert_eq!(a.body["status"]["authenticated"], false);
     assert_eq!(a.body["status"]["error"], GENERIC);
     assert_eq!(slapd.user_binds(), 0, "ambiguous users are never bound");
+    assert_eq!(
+        slapd.decoy_binds(),
+        1,
+        "it costs what a wrong password costs"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

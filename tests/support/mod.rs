@@ -19,6 +19,8 @@ use serde_json::Value;
 
 pub const BASE_DN: &str = "dc=example,dc=org";
 pub const SERVICE_DN: &str = "cn=k8s-webhook,ou=services,dc=example,dc=org";
+/// The first RDN of the DN the daemon binds to for names that matched nothing.
+pub const DECOY: &str = "cn=kube-ldap-webhook-decoy-";
 pub const SERVICE_PASSWORD: &str = "service-secret";
 
 pub fn repo() -> PathBuf {
@@ -276,13 +278,24 @@ impl Slapd {
             .count()
     }
 
-    /// BIND operations of anyone but the service account.
+    /// BIND operations of anyone but the service account and the decoy.
     pub fn user_binds(&self) -> usize {
         self.log()
             .lines()
             .filter(|l| {
-                l.contains(" BIND dn=\"") && l.contains(" method=") && !l.contains(SERVICE_DN)
+                l.contains(" BIND dn=\"")
+                    && l.contains(" method=")
+                    && !l.contains(SERVICE_DN)
+                    && !l.contains(DECOY)
             })
+            .count()
+    }
+
+    /// Binds to the decoy DN: what a name that matched nothing costs.
+    pub fn decoy_binds(&self) -> usize {
+        self.log()
+            .lines()
+            .filter(|l| l.contains(" BIND dn=\"") && l.contains(" method=") && l.contains(DECOY))
             .count()
     }
 

@@ -1,0 +1,336 @@
+//! The review policy against a fake directory, on tokio's paused clock: single flight,
+//! lockout budgets, stale answers only for outages, cache expiry. The same behaviours are
+//! proven against real slapd and Samba by the integration tests; these pin the policy down
+//! in milliseconds.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+
+use super::*;
+use crate::directory::{Account, AccountState, Entry, PasswordWarning};
+
+/// What the fake directory does on `verify`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Mode {
+    Normal,
+    Outage,
+    Error,
+    Panic,
+}
+
+/// A directory of a few users, keyed by folded name, that counts what it was asked.
+struct Fake {
+    users: HashMap<String, (String, String, Vec<String>)>,
+    mode: Mutex<Mode>,
+    /// Time each verify takes (on the paused clock).
+    latency: Duration,
+    finds: AtomicUsize,
+    verifies: AtomicUsize,
+    decoys: AtomicUsize,
+}
+
+impl Fake {
+    fn new() -> Fake {
+        let mut users = HashMap::new();
+        users.insert(
+            "alice".to_string(),
+            (
+                "uid=alice,ou=people".to_string(),
+                "alice-pw".to_string(),
+                vec!["devs".to_string(), "system:masters".to_string()],
+            ),
+        );
+        users.insert(
+            "bob".to_string(),
+            (
+                "uid=bob,ou=people".to_string(),
+                "bob-pw".to_string(),
+                vec![],
+            ),
+        );
+        Fake {
+            users,
+            mode: Mutex::new(Mode::Normal),
+            latency: Duration::from_millis(5),
+            finds: AtomicUsize::new(0),
+            verifies: AtomicUsize::new(0),
+            decoys: AtomicUsize::new(0),
+        }
+    }
+
+    fn set(&self, m: Mode) {
+        *self.mode.lock().unwrap() = m;
+    }
+
+    fn count(c: &AtomicUsize) -> usize {
+        c.load(Ordering::SeqCst)
+    }
+}
+
+impl Backend for Fake {
+    async fn find(&self, login: &Login, _deadline: Instant) -> Result<Account, Failure> {
+        self.finds.fetch_add(1, Ordering::SeqCst);
+        match self.users.get(&login.key()) {
+            Some((dn, _, _)) => Ok(Account::by_dn(dn.clone())),
+            None => Err(Failure::Rejected(RejectReason::UnknownUser)),
+        }
+    }
+
+    async fn verify(
+        &self,
+        account: &Account,
+        login: &Login,
+        password: &Password,
+        _deadline: Instant,
+    ) -> Result<Found, Failure> {
+        self.verifies.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(self.latency).await;
+        let mode = *self.mode.lock().unwrap();
+        match mode {
+            Mode::Outage => return Err(Failure::Outage("connection refused".into())),
+            Mode::Error => return Err(Failure::Error("search result 80".into())),
+            Mode::Panic => panic!("a bug in the directory client"),
+            Mode::Normal => {}
+        }
+        let (_, pw, groups) = &self.users[&login.key()];
+        if password.expose() != pw {
+            return Err(Failure::Rejected(RejectReason::WrongPassword));
+        }
+        Ok(Found {
+            entry: Entry {
+                dn: account.dn.clone(),
+                attrs: vec![("uid".into(), vec![login.key().into_bytes()])],
+            },
+            groups: groups.clone(),
+            warning: None,
+        })
+    }
+
+    async fn decoy(&self, _login: &Login, _password: &Password, _deadline: Instant) {
+        self.decoys.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(self.latency).await;
+    }
+}
+
+fn config(extra: &str) -> Arc<Config> {
+    let d = tempfile::tempdir().unwrap();
+    let f = d.path().join("config.toml");
+    let body = format!(
+        r#"
+[ldap]
+urls = ["ldap://127.0.0.1:1"]
+[ldap.user]
+base_dn = "ou=people"
+dn_template = "uid={{username}},ou=people"
+[cache]
+ttl = "2m"
+negative_ttl = "10s"
+stale_ttl = "1h"
+max_failures = 3
+failure_window = "5m"
+{extra}
+"#
+    );
+    std::fs::write(&f, body).unwrap();
+    Arc::new(crate::config::load(&f).unwrap())
+}
+
+fn authenticator(fake: Arc<Fake>) -> Arc<Authenticator<Fake>> {
+    Arc::new(Authenticator::new(
+        config(""),
+        fake,
+        Arc::new(Lockout::new(3, Duration::from_secs(300))),
+        Arc::new(Metrics::new()),
+    ))
+}
+
+fn token(user: &str, password: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+}
+
+fn deadline() -> Instant {
+    now() + Duration::from_secs(30)
+}
+
+async fn review(a: &Arc<Authenticator<Fake>>, user: &str, password: &str) -> Review {
+    a.review(&token(user, password), deadline()).await
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_reviews_of_one_token_share_one_directory_round_trip() {
+    let fake = Arc::new(Fake::new());
+    let a = authenticator(fake.clone());
+    let reviews: Vec<_> = (0..50)
+        .map(|_| {
+            let a = a.clone();
+            tokio::spawn(async move { review(&a, "alice", "alice-pw").await })
+        })
+        .collect();
+    let mut sources = Vec::new();
+    for r in reviews {
+        let r = r.await.unwrap();
+        assert!(matches!(r.outcome, Outcome::Accepted(_)));
+        sources.push(r.source);
+    }
+    assert_eq!(Fake::count(&fake.verifies), 1);
+    assert_eq!(
+        sources.iter().filter(|s| **s == Source::Directory).count(),
+        1
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_accepted_answer_is_served_from_the_cache_until_ttl() {
+    let fake = Arc::new(Fake::new());
+    let a = authenticator(fake.clone());
+    assert_eq!(
+        review(&a, "alice", "alice-pw").await.source,
+        Source::Directory
+    );
+    tokio::time::advance(Duration::from_secs(119)).await;
+    assert_eq!(review(&a, "alice", "alice-pw").await.source, Source::Cache);
+    tokio::time::advance(Duration::from_secs(2)).await;
+    assert_eq!(
+        review(&a, "alice", "alice-pw").await.source,
+        Source::Directory
+    );
+    assert_eq!(Fake::count(&fake.verifies), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn reserved_groups_never_reach_the_answer() {
+    let a = authenticator(Arc::new(Fake::new()));
+    let r = review(&a, "alice", "alice-pw").await;
+    let user = r.outcome.user().unwrap();
+    assert_eq!(
+        user.group_count(),
+        1,
+        "system:masters is dropped, devs kept"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stale_answer_bridges_an_outage_only() {
+    let fake = Arc::new(Fake::new());
+    let a = authenticator(fake.clone());
+    review(&a, "alice", "alice-pw").await;
+    tokio::time::advance(Duration::from_secs(600)).await;
+
+    fake.set(Mode::Error);
+    let r = review(&a, "alice", "alice-pw").await;
+    assert!(matches!(r.outcome, Outcome::BackendError), "{r:?}");
+
+    fake.set(Mode::Outage);
+    let r = review(&a, "alice", "alice-pw").await;
+    assert!(matches!(r.outcome, Outcome::Accepted(_)), "{r:?}");
+    assert!(matches!(r.source, Source::Stale(age) if age >= Duration::from_secs(600)));
+
+    tokio::time::advance(Duration::from_secs(3600)).await;
+    let r = review(&a, "alice", "alice-pw").await;
+    assert!(
+        matches!(r.outcome, Outcome::Unavailable),
+        "past stale_ttl: {r:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rejection_is_cached_for_negative_ttl() {
+    let fake = Arc::new(Fake::new());
+    let a = authenticator(fake.clone());
+    assert!(matches!(
+        review(&a, "bob", "wrong").await.outcome,
+        Outcome::Rejected
+    ));
+    let r = review(&a, "bob", "wrong").await;
+    assert_eq!((r.source, Fake::count(&fake.verifies)), (Source::Cache, 1));
+    tokio::time::advance(Duration::from_secs(11)).await;
+    assert_eq!(review(&a, "bob", "wrong").await.source, Source::Directory);
+}
+
+#[tokio::test(start_paused = true)]
+async fn wrong_passwords_in_any_spelling_draw_on_one_budget() {
+    let fake = Arc::new(Fake::new());
+    let a = authenticator(fake.clone());
+    for spelling in ["alice", "ALICE", "ａｌｉｃｅ"] {
+        let r = review(&a, spelling, "guess").await;
+        assert!(matches!(r.outcome, Outcome::Rejected));
+    }
+    assert_eq!(Fake::count(&fake.verifies), 3);
+    for spelling in ["Alice", "ＡＬＩＣＥ", "\u{1d41a}lice"] {
+        let r = review(&a, spelling, "alice-pw").await;
+        assert!(matches!(r.outcome, Outcome::Rejected), "{spelling}: {r:?}");
+        assert_eq!(r.source, Source::Local);
+    }
+    assert_eq!(Fake::count(&fake.verifies), 3, "no bind once locked");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_token_accepted_before_is_not_locked_out_by_someone_elses_guesses() {
+    let fake = Arc::new(Fake::new());
+    let a = authenticator(fake.clone());
+    review(&a, "alice", "alice-pw").await;
+    tokio::time::advance(Duration::from_secs(180)).await;
+    for i in 0..3 {
+        review(&a, "alice", &format!("guess{i}")).await;
+    }
+    let r = review(&a, "alice", "alice-pw").await;
+    assert!(matches!(r.outcome, Outcome::Accepted(_)), "{r:?}");
+    assert_eq!(r.source, Source::Directory, "the directory decided");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unknown_name_costs_a_decoy_and_reads_like_a_wrong_password() {
+    let fake = Arc::new(Fake::new());
+    let a = authenticator(fake.clone());
+    let unknown = review(&a, "mallory", "x").await;
+    let wrong = review(&a, "bob", "x").await;
+    assert_eq!(Fake::count(&fake.decoys), 1);
+    assert_eq!(unknown.outcome.error(), wrong.outcome.error());
+    assert_eq!(unknown.username, None, "an unconfirmed name is not logged");
+}
+
+#[tokio::test(start_paused = true)]
+async fn unknown_names_are_locked_out_like_accounts() {
+    let fake = Arc::new(Fake::new());
+    let a = authenticator(fake.clone());
+    for i in 0..5 {
+        review(&a, "mallory", &format!("guess{i}")).await;
+    }
+    assert_eq!(Fake::count(&fake.decoys), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_round_trip_does_not_leave_the_token_stuck() {
+    let fake = Arc::new(Fake::new());
+    let a = authenticator(fake.clone());
+    fake.set(Mode::Panic);
+    let r = review(&a, "alice", "alice-pw").await;
+    assert!(matches!(r.outcome, Outcome::BackendError), "{r:?}");
+    fake.set(Mode::Normal);
+    let r = review(&a, "alice", "alice-pw").await;
+    assert!(matches!(r.outcome, Outcome::Accepted(_)), "{r:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn account_states_and_warnings_keep_their_meaning() {
+    // Exercised through `failed` and `accept`, the two places that give them meaning.
+    let login = Login::parse("alice", crate::config::LoginForms::AsTyped);
+    let r = failed(Failure::AccountState(AccountState::PasswordExpired), &login);
+    assert_eq!(r.outcome.error(), Some("Credentials are expired"));
+    let a = authenticator(Arc::new(Fake::new()));
+    let found = Found {
+        entry: Entry {
+            dn: "uid=alice".into(),
+            attrs: vec![("uid".into(), vec![b"alice".to_vec()])],
+        },
+        groups: vec![],
+        warning: Some(PasswordWarning::GraceLogins(1)),
+    };
+    let r = a.accept(found, &login);
+    assert!(matches!(r.outcome, Outcome::Accepted(_)));
+    assert!(r.detail.contains("GraceLogins"), "{}", r.detail);
+}

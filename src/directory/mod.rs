@@ -1,0 +1,315 @@
+//! The LDAP directory client: find the user, bind as the user, collect the groups.
+//!
+//! The review policy talks to a directory through [`Backend`] in three steps, so that it can
+//! key lockout protection on the account the search found (not on the string typed) and
+//! make a name that matches nothing cost what a wrong password costs:
+//! [`Backend::find`] the account, [`Backend::verify`] its password and read its groups, or
+//! [`Backend::decoy`] the same work for a name that matched nothing.
+//!
+//! Every failure is classified once, in [`classify`], into a [`Failure`]: the authenticator
+//! maps those to outcomes and cache policy without looking at LDAP result codes.
+
+mod classify;
+mod groups;
+mod pool;
+mod users;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ldap3::{Scope, SearchEntry};
+use rand::RngCore;
+use rustls::ClientConfig;
+
+pub use classify::{
+    classify_bind, parse_ppolicy_value, policy_from_controls, AccountState, BindVerdict, Failure,
+    PasswordWarning, PolicyResponse, RejectReason,
+};
+pub use groups::first_rdn_value;
+
+use classify::Attempt;
+use pool::{remaining, Pool};
+
+use crate::config;
+use crate::login::Login;
+use crate::metrics::Metrics;
+use crate::secret::Password;
+
+/// A directory entry with attribute names as the server spelled them and raw values.
+#[derive(Debug, Clone, Default)]
+pub struct Entry {
+    pub dn: String,
+    pub attrs: Vec<(String, Vec<Vec<u8>>)>,
+}
+
+impl Entry {
+    /// Values of an attribute, matched case-insensitively as LDAP does.
+    pub fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        self.attrs
+            .iter()
+            .filter(move |(k, _)| k.eq_ignore_ascii_case(name))
+            .flat_map(|(_, vs)| vs.iter().map(Vec::as_slice))
+    }
+
+    fn from_search(se: SearchEntry) -> Entry {
+        let mut attrs: Vec<(String, Vec<Vec<u8>>)> = se
+            .attrs
+            .into_iter()
+            .map(|(k, vs)| (k, vs.into_iter().map(String::into_bytes).collect()))
+            .collect();
+        attrs.extend(se.bin_attrs);
+        Entry { dn: se.dn, attrs }
+    }
+}
+
+/// The account a login names, before its password is checked.
+#[derive(Debug, Clone)]
+pub struct Account {
+    /// The entry's DN as the directory spells it: the lockout key.
+    pub dn: String,
+    /// The entry the search found; `None` with direct bind, which reads it after the bind.
+    entry: Option<Entry>,
+}
+
+impl Account {
+    /// An account known only by its DN (direct bind; fakes in tests).
+    pub fn by_dn(dn: String) -> Account {
+        Account { dn, entry: None }
+    }
+}
+
+/// A confirmed user: the entry found, the names of their groups, and what the password
+/// policy said on the way.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub entry: Entry,
+    pub groups: Vec<String>,
+    pub warning: Option<PasswordWarning>,
+}
+
+/// What the review policy needs from a directory (the seam its unit tests fake).
+pub trait Backend: Send + Sync + 'static {
+    /// The one account `login` names. No password is involved yet.
+    fn find(
+        &self,
+        login: &Login,
+        deadline: Instant,
+    ) -> impl Future<Output = Result<Account, Failure>> + Send;
+
+    /// Binds as the account with `password` and reads its groups.
+    fn verify(
+        &self,
+        account: &Account,
+        login: &Login,
+        password: &Password,
+        deadline: Instant,
+    ) -> impl Future<Output = Result<Found, Failure>> + Send;
+
+    /// The LDAP work of [`Backend::verify`], spent on a name that matched nothing, so that
+    /// an unknown name and a wrong password take the same round trips. Always a rejection.
+    fn decoy(
+        &self,
+        login: &Login,
+        password: &Password,
+        deadline: Instant,
+    ) -> impl Future<Output = ()> + Send;
+}
+
+/// The LDAP client of one configured directory.
+pub struct Directory {
+    cfg: Arc<config::Ldap>,
+    pool: Pool,
+    /// A DN under the user base that no entry has: the decoy binds to it.
+    decoy_dn: String,
+}
+
+impl Directory {
+    pub fn new(cfg: config::Ldap, tls: Arc<ClientConfig>, metrics: Arc<Metrics>) -> Directory {
+        let mut nonce = [0u8; 12];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let nonce: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
+        let decoy_dn = format!("cn=kube-ldap-webhook-decoy-{nonce},{}", cfg.user.base_dn);
+        let cfg = Arc::new(cfg);
+        Directory {
+            pool: Pool::new(cfg.clone(), tls, metrics),
+            cfg,
+            decoy_dn,
+        }
+    }
+
+    /// How logins are spelled for this directory.
+    pub fn login(&self, raw: &str) -> Login {
+        Login::parse(raw, self.cfg.user.login)
+    }
+
+    /// Runs `step` on each server in failover order until one gives an answer. A server
+    /// that is down is marked so and the next is tried; an answer (even a failure) ends it.
+    async fn on_some_server<'a, T, F, Fut>(
+        &'a self,
+        deadline: Instant,
+        step: F,
+    ) -> Result<T, Failure>
+    where
+        F: Fn(&'a pool::Server) -> Fut,
+        Fut: Future<Output = Result<T, Attempt>> + 'a,
+    {
+        let mut last = String::from("no LDAP server configured");
+        for (n, i) in self.pool.order().into_iter().enumerate() {
+            if remaining(deadline).is_zero() {
+                last = "deadline reached".into();
+                break;
+            }
+            if n > 0 {
+                self.pool.failover();
+            }
+            match step(&self.pool.servers[i]).await {
+                Ok(v) => {
+                    self.pool.answered(i);
+                    return Ok(v);
+                }
+                Err(Attempt::Final(f)) => {
+                    self.pool.answered(i);
+                    return Err(f);
+                }
+                Err(Attempt::ServerDown(why)) => {
+                    self.pool.mark_down(i, &why);
+                    last = why;
+                }
+            }
+        }
+        Err(Failure::Outage(last))
+    }
+
+    /// Whether some server answers: connects (and binds the service account) and reads the
+    /// root DSE or the user base. Used by /readyz and `check-config --connect`.
+    pub async fn probe(&self, deadline: Instant) -> Result<String, String> {
+        let mut errors = Vec::new();
+        for i in self.pool.order() {
+            let s = &self.pool.servers[i];
+            let attempt = async {
+                let (mut ldap, base) = match self.cfg.service {
+                    Some(_) => (
+                        self.pool.service(s, deadline).await?,
+                        self.cfg.user.base_dn.as_str(),
+                    ),
+                    None => (self.pool.anonymous(s, deadline).await?, ""),
+                };
+                ldap.with_timeout(self.pool.op_timeout(deadline));
+                let search = ldap.search(base, Scope::Base, "(objectClass=*)", vec!["1.1"]);
+                let r = self
+                    .pool
+                    .op(s, "probe", deadline, search)
+                    .await
+                    .map_err(|e| e.into_attempt("probe search"))?;
+                if r.1.rc != 0 {
+                    return Err(Attempt::error(format!(
+                        "search of {base:?}: result {} {}",
+                        r.1.rc,
+                        r.1.text.trim()
+                    )));
+                }
+                Ok::<_, Attempt>(())
+            };
+            match attempt.await {
+                Ok(()) => return Ok(s.url.clone()),
+                Err(Attempt::ServerDown(m))
+                | Err(Attempt::Final(Failure::Outage(m)))
+                | Err(Attempt::Final(Failure::Error(m))) => errors.push(format!("{}: {m}", s.url)),
+                Err(Attempt::Final(f)) => errors.push(format!("{}: {f:?}", s.url)),
+            }
+        }
+        Err(errors.join("; "))
+    }
+}
+
+impl Backend for Directory {
+    async fn find(&self, login: &Login, deadline: Instant) -> Result<Account, Failure> {
+        // `EXAMPLE\` or `@example.test` name nobody once the domain is stripped; an empty
+        // value in the filter would only ask the directory to confirm that.
+        if login.name().is_empty() {
+            return Err(Failure::Rejected(RejectReason::UnknownUser));
+        }
+        if !login.domain_allowed(&self.cfg.user.domains) {
+            return Err(Failure::Rejected(RejectReason::ForeignDomain));
+        }
+        if let Some(dn) = self.template_dn(login) {
+            return Ok(Account::by_dn(dn));
+        }
+        let filter = self.user_filter(login);
+        let base = self.cfg.user.base_dn.as_str();
+        self.on_some_server(deadline, |s| {
+            let filter = filter.as_str();
+            async move {
+                let mut svc = self.pool.service(s, deadline).await?;
+                let entry = self
+                    .find_user(s, &mut svc, base, Scope::Subtree, filter, deadline)
+                    .await?;
+                Ok(Account {
+                    dn: entry.dn.clone(),
+                    entry: Some(entry),
+                })
+            }
+        })
+        .await
+    }
+
+    async fn verify(
+        &self,
+        account: &Account,
+        login: &Login,
+        password: &Password,
+        deadline: Instant,
+    ) -> Result<Found, Failure> {
+        // An empty password is an unauthenticated bind (RFC 4513 5.1.2) that some servers,
+        // AD among them, report as success. It never reaches a server.
+        if password.is_empty() {
+            return Err(Failure::Rejected(RejectReason::EmptyPassword));
+        }
+        self.on_some_server(deadline, |s| async move {
+            match &account.entry {
+                None => self.direct(s, &account.dn, login, password, deadline).await,
+                Some(entry) => {
+                    let (warning, groups) = self
+                        .bind_and_groups(s, entry, login, password, deadline)
+                        .await?;
+                    Ok(Found {
+                        entry: entry.clone(),
+                        groups,
+                        warning,
+                    })
+                }
+            }
+        })
+        .await
+    }
+
+    async fn decoy(&self, login: &Login, password: &Password, deadline: Instant) {
+        if self.cfg.user.dn_template.is_some() || password.is_empty() {
+            return;
+        }
+        let entry = Entry {
+            dn: self.decoy_dn.clone(),
+            attrs: Vec::new(),
+        };
+        // Whatever the decoy's bind says (it cannot succeed: nothing has this DN), the
+        // answer stays a rejection; only its cost matters.
+        let spent = self
+            .on_some_server(deadline, |s| {
+                let entry = &entry;
+                async move {
+                    match self
+                        .bind_and_groups(s, entry, login, password, deadline)
+                        .await
+                    {
+                        Err(Attempt::ServerDown(m)) => Err(Attempt::ServerDown(m)),
+                        _ => Ok(()),
+                    }
+                }
+            })
+            .await;
+        if let Err(f) = spent {
+            tracing::debug!(failure = ?f, "decoy bind did not complete");
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! Finding the user and checking the password: the user search, the user bind (with the
+//! password policy control), the direct bind, and the decoy that makes an unknown name
+//! cost what a wrong password costs.
+
+use std::time::Instant;
+
+use ldap3::{dn_escape, ldap_escape, Ldap, Scope, SearchEntry, SearchOptions};
+
+use super::classify::{
+    classify_bind, ppolicy_request, raw_controls, Attempt, BindVerdict, Failure, OpError,
+    PasswordWarning, RejectReason,
+};
+use super::pool::Server;
+use super::{Directory, Entry};
+use crate::login::Login;
+use crate::secret::Password;
+
+impl Directory {
+    pub(crate) fn user_filter(&self, login: &Login) -> String {
+        self.cfg
+            .user
+            .filter
+            .replace("{username}", &ldap_escape(login.name()))
+            .replace("{login}", &ldap_escape(login.typed()))
+    }
+
+    /// The DN a direct bind uses for this login.
+    pub(crate) fn template_dn(&self, login: &Login) -> Option<String> {
+        let template = self.cfg.user.dn_template.as_deref()?;
+        Some(template.replace("{username}", &dn_escape(login.name())))
+    }
+
+    fn user_attrs(&self) -> Vec<String> {
+        let u = &self.cfg.user;
+        let mut attrs = vec![u.username_attribute.clone(), u.uid_attribute.clone()];
+        attrs.extend(u.extra.values().cloned());
+        if let Some(m) = &self.cfg.group.membership_attribute {
+            attrs.push(m.clone());
+        }
+        attrs.sort();
+        attrs.dedup();
+        attrs
+    }
+
+    /// Reads exactly one entry. Two or more, or a search the server cut at its size limit,
+    /// is ambiguous: two people must never become one Kubernetes user.
+    pub(crate) async fn find_user(
+        &self,
+        s: &Server,
+        ldap: &mut Ldap,
+        base: &str,
+        scope: Scope,
+        filter: &str,
+        deadline: Instant,
+    ) -> Result<Entry, Attempt> {
+        let attrs = self.user_attrs();
+        ldap.with_search_options(SearchOptions::new().sizelimit(2))
+            .with_timeout(self.pool.op_timeout(deadline));
+        let search = ldap.search(base, scope, filter, attrs);
+        let res = self.pool.op(s, "search_user", deadline, search).await;
+        let ldap3::SearchResult(entries, result) = match res {
+            Ok(r) => r,
+            Err(OpError::Result { rc: 4, .. }) => {
+                return Err(Attempt::Final(Failure::Rejected(RejectReason::Ambiguous)))
+            }
+            Err(e) => return Err(e.into_attempt("user search")),
+        };
+        let mut entries: Vec<_> = entries
+            .into_iter()
+            .filter(|e| !e.is_ref() && !e.is_intermediate())
+            .collect();
+        match result.rc {
+            0 => {}
+            4 => return Err(Attempt::Final(Failure::Rejected(RejectReason::Ambiguous))),
+            rc => {
+                return Err(OpError::Result {
+                    rc,
+                    text: result.text,
+                }
+                .into_attempt("user search"))
+            }
+        }
+        match entries.len() {
+            0 => Err(Attempt::Final(Failure::Rejected(RejectReason::UnknownUser))),
+            1 => Ok(Entry::from_search(SearchEntry::construct(
+                entries.remove(0),
+            ))),
+            _ => Err(Attempt::Final(Failure::Rejected(RejectReason::Ambiguous))),
+        }
+    }
+
+    /// Binds as `dn` on a pool connection, asking for the password policy state. A
+    /// connection whose bind failed in transit is not reused.
+    pub(crate) async fn bind_user(
+        &self,
+        s: &Server,
+        dn: &str,
+        password: &Password,
+        deadline: Instant,
+    ) -> Result<Option<PasswordWarning>, Attempt> {
+        let mut conn = self.pool.checkout(s, deadline).await?;
+        let bind = conn
+            .ldap
+            .with_controls(ppolicy_request())
+            .simple_bind(dn, password.expose());
+        match self.pool.op(s, "bind", deadline, bind).await {
+            Ok(r) => {
+                self.pool.checkin(s, conn);
+                match classify_bind(r.rc, &r.text, &raw_controls(r.ctrls)) {
+                    BindVerdict::Bound(w) => Ok(w),
+                    BindVerdict::Failed(f) => Err(Attempt::Final(f)),
+                    BindVerdict::ServerDown(m) => Err(Attempt::ServerDown(m)),
+                }
+            }
+            Err(e) => {
+                self.pool.discard(s, conn);
+                Err(e.into_attempt("user bind"))
+            }
+        }
+    }
+
+    /// Direct bind: no service account; the user binds by a DN made from a template and then
+    /// reads their own entry and groups on that same connection.
+    pub(crate) async fn direct(
+        &self,
+        s: &Server,
+        dn: &str,
+        login: &Login,
+        password: &Password,
+        deadline: Instant,
+    ) -> Result<super::Found, Attempt> {
+        let mut conn = self.pool.checkout(s, deadline).await?;
+        let bind = conn
+            .ldap
+            .with_controls(ppolicy_request())
+            .simple_bind(dn, password.expose());
+        let r = match self.pool.op(s, "bind", deadline, bind).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.pool.discard(s, conn);
+                return Err(e.into_attempt("user bind"));
+            }
+        };
+        let warning = match classify_bind(r.rc, &r.text, &raw_controls(r.ctrls)) {
+            BindVerdict::Bound(w) => w,
+            BindVerdict::ServerDown(m) => {
+                self.pool.checkin(s, conn);
+                return Err(Attempt::ServerDown(m));
+            }
+            BindVerdict::Failed(f) => {
+                self.pool.checkin(s, conn);
+                // Without a search first, "wrong password" may be "no such user".
+                return Err(Attempt::Final(match f {
+                    Failure::Rejected(_) => Failure::Rejected(RejectReason::BadCredentials),
+                    f => f,
+                }));
+            }
+        };
+        let result = async {
+            let entry = self
+                .find_user(
+                    s,
+                    &mut conn.ldap,
+                    dn,
+                    Scope::Base,
+                    "(objectClass=*)",
+                    deadline,
+                )
+                .await?;
+            let groups = self
+                .groups(s, &mut conn.ldap, &entry, login, deadline)
+                .await?;
+            Ok(super::Found {
+                entry,
+                groups,
+                warning,
+            })
+        }
+        .await;
+        self.pool.checkin(s, conn);
+        result
+    }
+
+    /// Search-then-bind for an entry already found: the bind on a pool connection and the
+    /// group search on the service connection go out together (the group search needs only
+    /// the DN), so a miss costs the user search plus the slower of the two. The bind's
+    /// verdict comes first: a wrong password is a rejection whatever the groups said.
+    pub(crate) async fn bind_and_groups(
+        &self,
+        s: &Server,
+        entry: &Entry,
+        login: &Login,
+        password: &Password,
+        deadline: Instant,
+    ) -> Result<(Option<PasswordWarning>, Vec<String>), Attempt> {
+        let mut svc = self.pool.service(s, deadline).await?;
+        let bind = self.bind_user(s, &entry.dn, password, deadline);
+        let groups = self.groups(s, &mut svc, entry, login, deadline);
+        let (bound, groups) = tokio::join!(bind, groups);
+        let warning = bound?;
+        Ok((warning, groups?))
+    }
+}

@@ -1,0 +1,150 @@
+//! A login name, parsed once before anything else looks at it.
+//!
+//! Directories fold what they compare: slapd's `uid` matching and AD both find `alice` for
+//! `ａｌｉｃｅ` (fullwidth), `ALICE` or compatibility forms such as `ª`. Anything that keys
+//! on the name (lockout budgets, the filters) must see the name as the directory will, or
+//! one account gets one budget per spelling. So the login is NFKC-normalised first, and
+//! keys are additionally case-folded.
+
+use unicode_normalization::UnicodeNormalization;
+
+use crate::config::LoginForms;
+
+/// A login name in its three readings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Login {
+    /// The whole name as typed, NFKC-normalised: `{login}` in filters.
+    typed: String,
+    /// The account name: `typed` without `DOMAIN\` or `@domain` when the directory's
+    /// login forms strip them; `{username}` in filters and templates.
+    name: String,
+    /// The domain part, when the name had one and domains are stripped.
+    domain: Option<String>,
+}
+
+impl Login {
+    pub fn parse(raw: &str, forms: LoginForms) -> Login {
+        let typed: String = raw.nfkc().collect();
+        let (name, domain) = match forms {
+            LoginForms::AsTyped => (typed.clone(), None),
+            LoginForms::StripDomain => match split_domain(&typed) {
+                Some((name, domain)) => (name.to_string(), Some(domain.to_string())),
+                None => (typed.clone(), None),
+            },
+        };
+        Login {
+            typed,
+            name,
+            domain,
+        }
+    }
+
+    pub fn typed(&self) -> &str {
+        &self.typed
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn domain(&self) -> Option<&str> {
+        self.domain.as_deref()
+    }
+
+    /// The account name folded as directories compare it: the key under which names that
+    /// matched nothing share one lockout budget, whatever their spelling.
+    pub fn key(&self) -> String {
+        fold(&self.name)
+    }
+
+    /// Whether the domain part (if any) is one of `domains`; an empty list allows any.
+    pub fn domain_allowed(&self, domains: &[String]) -> bool {
+        match &self.domain {
+            None => true,
+            Some(_) if domains.is_empty() => true,
+            Some(d) => domains.iter().any(|x| fold(x) == fold(d)),
+        }
+    }
+}
+
+/// NFKC, lower case, NFKC again: the closure of what directories fold (compatibility forms,
+/// width, case), so that two spellings the directory treats as one get one key.
+pub fn fold(s: &str) -> String {
+    let lower: String = s.nfkc().collect::<String>().to_lowercase();
+    lower.nfkc().collect()
+}
+
+/// `DOMAIN\name` -> (name, DOMAIN); `name@domain` -> (name, domain).
+fn split_domain(login: &str) -> Option<(&str, &str)> {
+    if let Some((domain, name)) = login.rsplit_once('\\') {
+        return Some((name, domain));
+    }
+    login.split_once('@')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strip(s: &str) -> Login {
+        Login::parse(s, LoginForms::StripDomain)
+    }
+
+    #[test]
+    fn domain_forms_reduce_to_the_account_name() {
+        assert_eq!(strip("EXAMPLE\\alice").name(), "alice");
+        assert_eq!(strip("EXAMPLE\\alice").domain(), Some("EXAMPLE"));
+        assert_eq!(strip("alice@example.test").name(), "alice");
+        assert_eq!(strip("alice@example.test").domain(), Some("example.test"));
+        assert_eq!(strip("alice").name(), "alice");
+        assert_eq!(strip("EXAMPLE\\").name(), "");
+        assert_eq!(strip("@example.test").name(), "");
+    }
+
+    #[test]
+    fn names_are_kept_as_typed_without_domain_stripping() {
+        let l = Login::parse("alice@example.test", LoginForms::AsTyped);
+        assert_eq!(l.name(), "alice@example.test");
+        assert_eq!(l.domain(), None);
+    }
+
+    #[test]
+    fn spellings_the_directory_folds_share_one_key() {
+        let key = Login::parse("alice", LoginForms::AsTyped).key();
+        for spelling in [
+            "ALICE",
+            "Alice",
+            "ａｌｉｃｅ",
+            "ＡＬＩＣＥ",
+            "\u{1d41a}lice",
+            "ⓐlice",
+        ] {
+            assert_eq!(
+                Login::parse(spelling, LoginForms::AsTyped).key(),
+                key,
+                "{spelling}"
+            );
+        }
+        assert_eq!(fold("ª"), "a");
+        assert_ne!(Login::parse("alicia", LoginForms::AsTyped).key(), key);
+    }
+
+    #[test]
+    fn the_filter_sees_the_normalised_name() {
+        assert_eq!(
+            Login::parse("ａｌｉｃｅ", LoginForms::AsTyped).name(),
+            "alice"
+        );
+        assert_eq!(strip("ＥＸＡＭＰＬＥ＼alice").name(), "alice");
+    }
+
+    #[test]
+    fn listed_domains_compare_folded() {
+        let domains = vec!["EXAMPLE".to_string(), "example.test".to_string()];
+        assert!(strip("example\\alice").domain_allowed(&domains));
+        assert!(strip("alice@EXAMPLE.TEST").domain_allowed(&domains));
+        assert!(strip("alice").domain_allowed(&domains));
+        assert!(!strip("OTHER\\alice").domain_allowed(&domains));
+        assert!(strip("OTHER\\alice").domain_allowed(&[]));
+    }
+}

@@ -1,0 +1,96 @@
+//! How a review ended: one [`Outcome`] with its reply and cache policy, where the answer
+//! came from, and the log line's facts.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::directory::AccountState;
+use crate::tokenreview::User;
+
+/// The same text for every plain rejection, so that nobody can tell an unknown user from a
+/// wrong password.
+pub const REJECTED: &str = "Invalid username or password";
+pub const UNAVAILABLE: &str = "Authentication backend unavailable";
+
+/// Every review ends in exactly one of these.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Accepted(Arc<User>),
+    /// Not a token of ours; answered without an error so kube-apiserver caches it.
+    NotOurs,
+    Rejected,
+    AccountState(AccountState),
+    /// Every directory server failed at the transport level, timed out or said it was busy:
+    /// the one case where an accepted answer may be served stale. Never cached.
+    Unavailable,
+    /// The directory answered, but not about the user (an odd result code, a limit, a full
+    /// pool): the same reply as `Unavailable`, but never bridged with a stale answer.
+    BackendError,
+}
+
+impl Outcome {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Accepted(_) => "accepted",
+            Outcome::NotOurs => "not_ours",
+            Outcome::Rejected => "rejected",
+            Outcome::AccountState(s) => s.label(),
+            Outcome::Unavailable => "unavailable",
+            Outcome::BackendError => "backend_error",
+        }
+    }
+
+    /// `status.error` of the reply.
+    pub fn error(&self) -> Option<&'static str> {
+        match self {
+            Outcome::Accepted(_) | Outcome::NotOurs => None,
+            Outcome::Rejected => Some(REJECTED),
+            Outcome::AccountState(s) => Some(s.message()),
+            Outcome::Unavailable | Outcome::BackendError => Some(UNAVAILABLE),
+        }
+    }
+
+    pub fn user(&self) -> Option<&User> {
+        match self {
+            Outcome::Accepted(u) => Some(u),
+            _ => None,
+        }
+    }
+}
+
+/// Where the answer came from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Source {
+    /// Decided from the token alone or by lockout protection: no bind.
+    Local,
+    Cache,
+    Directory,
+    /// Waited for another review of the same token.
+    Coalesced,
+    /// An accepted answer this old, served because every LDAP server is down.
+    Stale(Duration),
+}
+
+impl Source {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Source::Local => "local",
+            Source::Cache => "cache",
+            Source::Directory => "ldap",
+            Source::Coalesced => "coalesced",
+            Source::Stale(_) => "stale",
+        }
+    }
+}
+
+/// One answered review, with what its log line says.
+#[derive(Debug, Clone)]
+pub struct Review {
+    pub outcome: Outcome,
+    pub source: Source,
+    /// The login name, only once the directory confirmed that it exists.
+    pub username: Option<String>,
+    /// Why, for the log line (never a secret).
+    pub detail: Cow<'static, str>,
+}
