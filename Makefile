@@ -43,6 +43,7 @@ test: test-deps lint
 bench: release
 	scripts/test-deps.sh --ldap-only
 	$(CARGO) bench --bench reviews
+	$(CARGO) bench --bench enumeration
 
 clean:
 	$(CARGO) clean

@@ -379,6 +379,16 @@ async fn nested_groups_are_resolved_two_levels_deep() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn distribution_lists_are_not_groups() {
+    // bob is on mail-list (groupType 2: distribution, not security) and in engineering.
+    let d = daemon(&[]);
+    assert_eq!(
+        groups(&review(&d, "bob", "pa:ss:W0rd!bob").await),
+        ["engineering"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn account_states_have_distinct_errors_and_metric_labels() {
     let d = daemon(&[]);
     let cases = [

@@ -141,6 +141,15 @@ impl Pki {
 // slapd
 // -------------------------------------------------------------------------------------
 
+/// Lines added to the fixture's slapd.conf.
+#[derive(Default)]
+pub struct SlapdConf {
+    /// Global directives (`moduleload ...`).
+    pub global: String,
+    /// Directives of the fixture's database (`overlay ...`, `limits ...`).
+    pub database: String,
+}
+
 pub struct Slapd {
     pub dir: tempfile::TempDir,
     pub port: u16,
@@ -152,11 +161,24 @@ pub struct Slapd {
 impl Slapd {
     /// A fresh slapd with the fixture directory plus `extra_ldif`, on free loopback ports.
     pub fn start_with(extra_ldif: &str) -> Slapd {
+        Slapd::start_configured(&SlapdConf::default(), extra_ldif)
+    }
+
+    /// A slapd with more modules and database directives (overlays, limits) than the
+    /// fixture's, and more entries.
+    pub fn start_configured(extra: &SlapdConf, extra_ldif: &str) -> Slapd {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        let conf = std::fs::read_to_string(repo().join("tests/fixtures/openldap/slapd.conf.in"))
-            .unwrap()
-            .replace("@DIR@", d.to_str().unwrap());
+        let mut conf =
+            std::fs::read_to_string(repo().join("tests/fixtures/openldap/slapd.conf.in"))
+                .unwrap()
+                .replace("@DIR@", d.to_str().unwrap())
+                .replace(
+                    "moduleload memberof\n",
+                    &format!("moduleload memberof\n{}", extra.global),
+                );
+        // Directives after `database` belong to it: appended, they configure the fixture's.
+        conf.push_str(&extra.database);
         std::fs::write(d.join("slapd.conf"), conf).unwrap();
         std::fs::create_dir(d.join("db")).unwrap();
         let ca = Ca::new("test LDAP CA");
@@ -336,6 +358,38 @@ impl Slapd {
             .unwrap_or_else(|| panic!("no entryUUID for {uid}: {text}"))
     }
 
+    /// Applies an LDIF change (ldapmodify) as the directory admin.
+    pub fn modify(&self, ldif: &str) {
+        use std::io::Write;
+        let mut child = Command::new("ldapmodify")
+            .args([
+                "-x",
+                "-H",
+                &self.url(),
+                "-D",
+                "cn=admin,dc=example,dc=org",
+                "-w",
+                "admin-secret",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ldapmodify (apt-get install ldap-utils)");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(ldif.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "ldapmodify: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Changes a user's password as the directory admin.
     pub fn set_password(&self, dn: &str, password: &str) {
         let out = Command::new("ldappasswd")
@@ -465,6 +519,8 @@ base_dn = "{user_base_dn}"
 [ldap.group]
 base_dn = "{group_base_dn}"
 {group}
+[identity]
+{identity}
 [cache]
 {cache}
 [log]
@@ -476,6 +532,7 @@ level = "debug"
         server = get("server"),
         ldap = get("ldap"),
         user = get("user"),
+        identity = get("identity"),
         group = get("group"),
         cache = get("cache"),
         user_base_dn = site.user_base_dn,
@@ -677,6 +734,16 @@ impl Daemon {
     }
 
     /// Waits until the log has a line containing `needle`.
+    /// The value of one series on /metrics, e.g.
+    /// `kube_ldap_webhook_cache_events_total{event="hit"}`; 0 when absent.
+    pub fn metric(&self, series: &str) -> f64 {
+        let (_, text) = self.ops("/metrics");
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
     pub fn wait_for_log(&self, needle: &str) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while !self.log().contains(needle) {
@@ -729,6 +796,7 @@ pub fn client_tls(pki: &Pki, identity: Option<(&Path, &Path)>) -> rustls::Client
 
 type Connector = hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>;
 
+#[derive(Clone)]
 pub struct Https {
     client: Client<Connector, Full<Bytes>>,
 }
