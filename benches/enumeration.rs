@@ -88,11 +88,13 @@ fn main() {
     rt.block_on(async move {
         let slapd = Slapd::start_with(&many_users_ldif(n, "the-real-password"));
         let url = slow_proxy(slapd.url().trim_start_matches("ldap://").to_string()).await;
-        let d = Daemon::start(
+        // Generous LDAP timeouts: this measures latency, it must not time out on a busy machine.
+        let d = Daemon::start_with_env(
             &[url],
+            &[("cache", "max_failures = 3")],
             &[
-                ("ldap", "timeout = \"30s\"\nconnect_timeout = \"30s\""),
-                ("cache", "max_failures = 3"),
+                ("KUBE_LDAP_WEBHOOK_LDAP__TIMEOUT", "30s"),
+                ("KUBE_LDAP_WEBHOOK_LDAP__CONNECT_TIMEOUT", "30s"),
             ],
         );
         d.wait_for_log("LDAP reachable");
