@@ -502,13 +502,13 @@ async fn nested_groups_are_walked_on_openldap() {
 #[tokio::test(flavor = "multi_thread")]
 async fn prefixes_are_applied() {
     let slapd = Slapd::start();
-    let d = Daemon::start(&[slapd.url()], &[]);
-    let cfg = std::fs::read_to_string(&d.config).unwrap()
-        + "[identity]\nusername_prefix = \"ldap:\"\ngroup_prefix = \"ldap:\"\n";
-    std::fs::write(&d.config, cfg).unwrap();
-    let mut d = d;
-    d.terminate();
-    d.spawn(&[]);
+    let d = Daemon::start(
+        &[slapd.url()],
+        &[(
+            "identity",
+            "username_prefix = \"ldap:\"\ngroup_prefix = \"ldap:\"",
+        )],
+    );
     let a = d.login("bob", "pa:ss:word").await;
     assert_eq!(a.body["status"]["user"]["username"], "ldap:bob");
     assert_eq!(
