@@ -11,6 +11,7 @@ pub mod identity;
 pub mod kubeconfig;
 pub mod lockout;
 pub mod metrics;
+pub mod process;
 pub mod secret;
 pub mod server;
 pub mod systemd;
