@@ -330,3 +330,18 @@ fn an_environment_override_that_is_not_a_number_is_refused_naming_the_key() {
         assert!(!served.contains("panicked"), "{value}: {served}");
     }
 }
+
+/// ldap3 panics on a URL without a host; such a URL never gets that far.
+#[test]
+fn a_url_without_a_host_is_refused_by_check_config_and_serve() {
+    for url in ["ldap://", "ldap:///", "ldaps:///dc=example", "ldap://:389"] {
+        let d = tempfile::tempdir().unwrap();
+        let (_pki, f) = write_config(d.path(), &[url.into()], &[]);
+        let (ok, _, err) = check(&f, false);
+        assert!(!ok, "{url} was accepted");
+        assert!(err.contains("key `ldap.urls`"), "{url}: {err}");
+        let served = serve_refuses(&f, &[]);
+        assert!(served.contains("key `ldap.urls`"), "{url}: {served}");
+        assert!(!served.contains("panicked"), "{url}: {served}");
+    }
+}
