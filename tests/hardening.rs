@@ -1,7 +1,7 @@
 //! Hardening, against the real binary: a reload with a value out of range or clear text to
 //! another host is refused, `WATCHDOG_USEC` cannot panic the daemon, the process is not
-//! dumpable, a large cache capacity costs nothing up front, and no log level puts a
-//! password in the log.
+//! dumpable, a large cache capacity costs nothing up front, no log level puts a password in
+//! the log, and no `?timeout=` a client sends can overflow a deadline.
 
 mod support;
 
@@ -333,4 +333,40 @@ async fn with_rust_log_trace_for_every_library_no_password_or_token_is_logged() 
     );
     assert!(log.contains("TRACE"), "{log}");
     assert_no_secret(&log);
+}
+
+// -------------------------------------------------------------------------------------
+// Hostile ?timeout=
+// -------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_absurd_timeout_in_the_request_gets_an_answer_not_a_panic() {
+    let d = Daemon::start(&["ldap://127.0.0.1:1".into()], &[]);
+    let body = serde_json::to_vec(&serde_json::json!({
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenReview",
+        "spec": {"token": alice()},
+    }))
+    .unwrap();
+    let client = d.client();
+    for t in [
+        "99999999999999999999999h",
+        "18446744073709551615s",
+        "584942417355y",
+        "1e400s",
+        "-1s",
+        "0s",
+        "NaN",
+        ".s",
+        "1.5.5s",
+        "",
+    ] {
+        let a = client
+            .request("POST", &format!("{}?timeout={t}", d.url()), body.clone())
+            .await
+            .unwrap_or_else(|e| panic!("?timeout={t}: {e}\n{}", d.log()));
+        assert_eq!(a.status, 200, "?timeout={t}: {}", a.raw);
+        assert_eq!(a.body["status"]["authenticated"], false, "{}", a.raw);
+    }
+    assert!(!d.log().contains("panicked"), "{}", d.log());
 }
