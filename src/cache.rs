@@ -3,7 +3,6 @@
 //! key, so the cache contents say nothing about credentials even in a core dump.
 
 use std::hash::{Hash, Hasher};
-use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -86,7 +85,10 @@ pub enum Lookup {
 }
 
 pub struct AnswerCache {
+    /// Unbounded to lru, bounded here: `LruCache::new(cap)` would allocate the table for
+    /// `cap` entries up front, so memory follows the entries actually held instead.
     lru: Mutex<LruCache<CacheKey, Slot>>,
+    capacity: usize,
     ttl: Duration,
     negative_ttl: Duration,
     stale_ttl: Duration,
@@ -95,10 +97,10 @@ pub struct AnswerCache {
 
 impl AnswerCache {
     pub fn new(cfg: &crate::config::Cache, metrics: Arc<Metrics>) -> AnswerCache {
-        let cap = NonZeroUsize::new(cfg.capacity).unwrap_or(NonZeroUsize::MIN);
         metrics.cache_entries.set(0);
         AnswerCache {
-            lru: Mutex::new(LruCache::new(cap)),
+            lru: Mutex::new(LruCache::unbounded()),
+            capacity: cfg.capacity.max(1),
             ttl: cfg.ttl,
             negative_ttl: cfg.negative_ttl,
             stale_ttl: cfg.stale_ttl,
@@ -141,10 +143,10 @@ impl AnswerCache {
             return;
         }
         let mut lru = self.lock();
-        if let Some((old, _)) = lru.push(key, Slot { value, stored: now }) {
-            if old != key {
-                self.metrics.cache_event("eviction");
-            }
+        lru.push(key, Slot { value, stored: now });
+        while lru.len() > self.capacity {
+            lru.pop_lru();
+            self.metrics.cache_event("eviction");
         }
         self.metrics.cache_entries.set(lru.len() as i64);
     }
@@ -239,5 +241,43 @@ mod tests {
             c.put(keyer.key(&i.to_string()), Cached::Rejected, now);
         }
         assert_eq!(c.len(), 100);
+    }
+
+    #[test]
+    fn the_least_recently_used_answer_is_evicted_first() {
+        let c = AnswerCache::new(&cfg(2), Arc::new(Metrics::new()));
+        let keyer = Keyer::random();
+        let (a, b, n) = (keyer.key("a"), keyer.key("b"), keyer.key("new"));
+        let now = Instant::now();
+        c.put(a, Cached::Rejected, now);
+        c.put(b, Cached::Rejected, now);
+        assert!(matches!(c.get(&a, now), Lookup::Fresh(..)));
+        c.put(n, Cached::Rejected, now);
+        assert!(
+            matches!(c.get(&b, now), Lookup::Miss),
+            "b was least recently used"
+        );
+        assert!(matches!(c.get(&a, now), Lookup::Fresh(..)));
+        assert!(matches!(c.get(&n, now), Lookup::Fresh(..)));
+    }
+
+    #[test]
+    fn storing_the_same_token_again_evicts_nothing() {
+        let metrics = Arc::new(Metrics::new());
+        let c = AnswerCache::new(&cfg(1), metrics.clone());
+        let k = Keyer::random().key("t");
+        let now = Instant::now();
+        c.put(k, Cached::Rejected, now);
+        c.put(k, Cached::Accepted(user()), now);
+        assert_eq!(c.len(), 1);
+        let evictions = metrics
+            .cache_events
+            .get_or_create(&crate::metrics::EventLabels { event: "eviction" })
+            .get();
+        assert_eq!(evictions, 0);
+        assert!(matches!(
+            c.get(&k, now),
+            Lookup::Fresh(Cached::Accepted(_), _)
+        ));
     }
 }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{reload, EnvFilter, Registry};
@@ -36,9 +37,10 @@ pub enum DaemonError {
 static LOG_FILTER: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new();
 
 /// Logs go to the journal under systemd (structured fields kept), to stderr otherwise.
-/// `RUST_LOG` overrides `log.level`.
+/// `RUST_LOG` overrides `log.level`. Libraries that log through the `log` crate (ldap3,
+/// rustls) reach the same output: tracing-subscriber installs the bridge on `try_init`.
 pub fn init_logging(level: &str, format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| filter_for(level));
     let (filter, handle) = reload::Layer::new(filter);
     let journald = match format {
         LogFormat::Journald => true,
@@ -73,9 +75,24 @@ fn reload_log_level(level: &str) {
     }
     if let Some(handle) = LOG_FILTER.get() {
         // The level was validated with the rest of the config.
-        if handle.modify(|f| *f = EnvFilter::new(level)).is_err() {
+        if handle.modify(|f| *f = filter_for(level)).is_err() {
             tracing::warn!("could not apply the new log.level");
         }
+    }
+}
+
+/// `log.level` as a filter. A bare level is the daemon's own: the libraries under it log at
+/// `warn` at most, since at debug and trace they describe TLS handshakes and connections
+/// in detail (session tickets included) and drown the review lines. A filter with targets
+/// (`"debug,rustls=debug"`) is taken as written, and so is `RUST_LOG`.
+fn filter_for(level: &str) -> EnvFilter {
+    match level.trim().parse::<LevelFilter>() {
+        Ok(own) => EnvFilter::new(format!(
+            "{},{}={own}",
+            own.min(LevelFilter::WARN),
+            env!("CARGO_CRATE_NAME")
+        )),
+        Err(_) => EnvFilter::new(level),
     }
 }
 
@@ -258,4 +275,29 @@ pub fn check_config(path: &Path, connect: bool) -> Result<String, DaemonError> {
         summary.push_str(&format!("\n{url}: {who}"));
     }
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::filter_for;
+
+    #[test]
+    fn a_bare_level_is_the_daemons_own_and_libraries_stay_at_warn() {
+        assert_eq!(
+            filter_for("trace").to_string(),
+            "kube_ldap_webhook=trace,warn"
+        );
+        assert_eq!(
+            filter_for("error").to_string(),
+            "kube_ldap_webhook=error,error"
+        );
+    }
+
+    #[test]
+    fn a_filter_with_targets_is_taken_as_written() {
+        assert_eq!(
+            filter_for("debug,rustls=trace").to_string(),
+            "rustls=trace,debug"
+        );
+    }
 }

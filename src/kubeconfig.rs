@@ -1,6 +1,9 @@
 //! The webhook kubeconfig for kube-apiserver's `--authentication-token-webhook-config-file`.
 
-use std::path::Path;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 
 use base64::Engine;
 
@@ -10,6 +13,16 @@ pub enum KubeconfigError {
     Server(String),
     #[error("cannot read {path}: {source}")]
     Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0} already exists; --force replaces it")]
+    Exists(String),
+    #[error("cannot write the kubeconfig to stdout: {0}")]
+    Stdout(#[source] std::io::Error),
+    #[error("cannot write {path}: {source}")]
+    Write {
         path: String,
         #[source]
         source: std::io::Error,
@@ -78,4 +91,65 @@ pub fn render(o: &Options<'_>) -> Result<String, KubeconfigError> {
         "current-context: webhook".into(),
     ];
     Ok(lines.join("\n") + "\n")
+}
+
+/// Writes the kubeconfig readable by its owner only (mode 0600, whatever the umask): with
+/// `--embed` it holds kube-apiserver's client key. An existing file is left alone unless
+/// `force`, and then replaced in one rename, so no reader ever sees half a file and no
+/// moment exists in which the key is readable by others.
+pub fn write_private(path: &Path, text: &str, force: bool) -> Result<(), KubeconfigError> {
+    let failed = |p: &Path| {
+        let path = p.display().to_string();
+        move |source| KubeconfigError::Write { path, source }
+    };
+    if !force {
+        return create_private(path, text).map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => {
+                KubeconfigError::Exists(path.display().to_string())
+            }
+            _ => failed(path)(e),
+        });
+    }
+    let tmp = temp_beside(path);
+    create_private(&tmp, text).map_err(failed(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        failed(path)(e)
+    })
+}
+
+/// Creates `path` (never through an existing file or symlink) with mode 0600 and `text`.
+fn create_private(path: &Path, text: &str) -> std::io::Result<()> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    let written = f.write_all(text.as_bytes()).and_then(|_| f.sync_all());
+    if written.is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+    written
+}
+
+fn temp_beside(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "kubeconfig".into());
+    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+}
+
+/// A warning when stdout is a file others may read and the text holds a private key: the
+/// shell created it under the umask, typically 0644.
+pub fn stdout_warning(embed: bool) -> Option<String> {
+    if !embed {
+        return None;
+    }
+    let meta = std::fs::metadata("/proc/self/fd/1").ok()?;
+    (meta.is_file() && meta.permissions().mode() & 0o077 != 0).then(|| {
+        "warning: stdout is a file that others may read, and this kubeconfig holds the client \
+         key: use --output FILE (mode 0600), or chmod 600 it"
+            .to_string()
+    })
 }

@@ -14,6 +14,7 @@ pub mod lockout;
 pub mod login;
 pub mod metrics;
 pub mod outcome;
+pub mod process;
 pub mod secret;
 pub mod server;
 pub mod systemd;

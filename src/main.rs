@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use kube_ldap_webhook::{config, credential, daemon, kubeconfig};
+use kube_ldap_webhook::{config, credential, daemon, kubeconfig, process};
 
 /// Kubernetes webhook token authentication against LDAP and Active Directory.
 #[derive(Parser)]
@@ -29,7 +29,7 @@ enum Command {
         #[arg(long)]
         connect: bool,
     },
-    /// Print the webhook kubeconfig for kube-apiserver.
+    /// Print (or with --output write) the webhook kubeconfig for kube-apiserver.
     Kubeconfig {
         /// The daemon's URL, e.g. https://127.0.0.1:8443/authenticate
         #[arg(long)]
@@ -46,6 +46,12 @@ enum Command {
         /// Embed the files as *-data instead of referring to their paths.
         #[arg(long)]
         embed: bool,
+        /// Write to this file, mode 0600, instead of stdout.
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// With --output: replace an existing file.
+        #[arg(long, requires = "output")]
+        force: bool,
     },
     /// kubectl exec credential plugin: prints an ExecCredential.
     Credential {
@@ -68,7 +74,25 @@ fn fail(e: impl std::fmt::Display) -> ExitCode {
     ExitCode::FAILURE
 }
 
+/// Writes to stdout; a closed pipe or a full disk is an error message, not a panic as with
+/// `print!`.
+fn to_stdout(text: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes()).and_then(|_| out.flush())
+}
+
+fn succeed<E: std::fmt::Display>(written: Result<(), E>) -> ExitCode {
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
+}
+
 fn main() -> ExitCode {
+    // Before anything reads a password, the bind password or a private key.
+    if let Err(e) = process::forbid_core_dumps() {
+        eprintln!("kube-ldap-webhook: warning: cannot turn off core dumps: {e}");
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Serve { config } => match daemon::serve(&config::path_from(config.as_deref())) {
@@ -80,10 +104,7 @@ fn main() -> ExitCode {
         },
         Command::CheckConfig { config, connect } => {
             match daemon::check_config(&config::path_from(config.as_deref()), connect) {
-                Ok(summary) => {
-                    println!("{summary}");
-                    ExitCode::SUCCESS
-                }
+                Ok(summary) => succeed(to_stdout(&format!("{summary}\n"))),
                 Err(e) => fail(e),
             }
         }
@@ -93,19 +114,27 @@ fn main() -> ExitCode {
             client_cert,
             client_key,
             embed,
-        } => match kubeconfig::render(&kubeconfig::Options {
-            server: &server,
-            ca_file: &ca_file,
-            client_cert: &client_cert,
-            client_key: &client_key,
-            embed,
-        }) {
-            Ok(text) => {
-                print!("{text}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => fail(e),
-        },
+            output,
+            force,
+        } => {
+            let written = kubeconfig::render(&kubeconfig::Options {
+                server: &server,
+                ca_file: &ca_file,
+                client_cert: &client_cert,
+                client_key: &client_key,
+                embed,
+            })
+            .and_then(|text| match &output {
+                Some(path) => kubeconfig::write_private(path, &text, force),
+                None => {
+                    if let Some(w) = kubeconfig::stdout_warning(embed) {
+                        eprintln!("kube-ldap-webhook: {w}");
+                    }
+                    to_stdout(&text).map_err(kubeconfig::KubeconfigError::Stdout)
+                }
+            });
+            succeed(written)
+        }
         Command::Credential {
             username,
             password_file,
@@ -117,16 +146,13 @@ fn main() -> ExitCode {
         }) {
             Ok(json) => {
                 let mut out = std::io::stdout().lock();
-                match writeln!(out, "{}", json.as_str()).and_then(|_| out.flush()) {
-                    Ok(()) => ExitCode::SUCCESS,
-                    Err(e) => fail(e),
-                }
+                succeed(writeln!(out, "{}", json.as_str()).and_then(|_| out.flush()))
             }
             Err(e) => fail(e),
         },
-        Command::Version => {
-            println!("kube-ldap-webhook {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
-        }
+        Command::Version => succeed(to_stdout(&format!(
+            "kube-ldap-webhook {}\n",
+            env!("CARGO_PKG_VERSION")
+        ))),
     }
 }

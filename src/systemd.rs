@@ -27,13 +27,18 @@ pub fn stopping() {
     notify(&[NotifyState::Stopping]);
 }
 
+/// Pings more often than this are pointless: a runtime cannot prove itself alive faster.
+const MIN_PING_PERIOD: Duration = Duration::from_millis(10);
+/// Pings less often than this gain nothing and keep timer arithmetic far from overflow.
+const MAX_PING_PERIOD: Duration = Duration::from_secs(3600);
+
 /// Pings the watchdog at half the interval systemd asks for (`WatchdogSec=`), from the
 /// runtime itself, so a wedged runtime stops the pings and systemd restarts the service.
 pub fn spawn_watchdog() {
     let Some(usec) = watchdog_usec() else {
         return;
     };
-    let period = Duration::from_micros(usec / 2);
+    let period = ping_period(usec);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(period);
         loop {
@@ -61,7 +66,29 @@ fn watchdog_usec() -> Option<u64> {
     }
 }
 
+/// Half the interval, kept within what a timer can do: `WATCHDOG_USEC=1` must not make a
+/// zero period (tokio's interval panics on one), nor a huge value an overflowing deadline.
+fn ping_period(usec: u64) -> Duration {
+    Duration::from_micros(usec / 2).clamp(MIN_PING_PERIOD, MAX_PING_PERIOD)
+}
+
 /// systemd sets JOURNAL_STREAM when stderr is connected to the journal.
 pub fn stderr_is_journal() -> bool {
     std::env::var_os("JOURNAL_STREAM").is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ping_period_is_half_the_interval() {
+        assert_eq!(ping_period(30_000_000), Duration::from_secs(15));
+    }
+
+    #[test]
+    fn the_ping_period_stays_within_what_a_timer_can_do() {
+        assert_eq!(ping_period(1), MIN_PING_PERIOD);
+        assert_eq!(ping_period(u64::MAX), MAX_PING_PERIOD);
+    }
 }

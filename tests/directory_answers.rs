@@ -47,11 +47,16 @@ async fn a_group_search_cut_at_the_size_limit_is_an_error_not_a_shorter_list() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn groups_nested_deeper_than_the_limit_are_an_error_not_a_shorter_list() {
-    // alice -> developers -> everyone: two levels, one allowed.
-    let slapd = Slapd::start();
+    // alice -> developers -> everyone -> all-hands: two levels above her group, one allowed.
+    let slapd = Slapd::start_with(
+        "dn: cn=all-hands,ou=groups,dc=example,dc=org\n\
+         objectClass: groupOfNames\n\
+         cn: all-hands\n\
+         member: cn=everyone,ou=groups,dc=example,dc=org\n",
+    );
     let d = Daemon::start(
         &[slapd.url()],
-        &[("group", "nested = true\nmax_nested_depth = 0")],
+        &[("group", "nested = true\nmax_nested_depth = 1")],
     );
     let a = d.login("alice", "alice-password").await;
     assert_eq!(a.body["status"]["error"], UNAVAILABLE, "{}", a.raw);

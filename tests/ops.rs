@@ -840,6 +840,7 @@ fn the_unit_verifies_and_scores_well_in_systemd_analyze_security() {
         "ProtectSystem=strict",
         "SystemCallFilter=@system-service",
         "MemoryDenyWriteExecute=yes",
+        "LimitCORE=0",
     ] {
         assert!(text.contains(line), "the unit lacks {line:?}");
     }

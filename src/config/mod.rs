@@ -1,0 +1,375 @@
+//! Configuration: the TOML file, `KUBE_LDAP_WEBHOOK_*` overrides, directory presets and
+//! validation. Everything downstream gets a resolved [`Config`] in which every default is
+//! already filled in, so no other module needs to know about presets or optional keys.
+//!
+//! - `raw`: the file as written (every key optional);
+//! - `defaults`: every default and every allowed range, one table;
+//! - `presets`: what `ldap.directory` fills in;
+//! - `server`, `ldap`, `user`, `group`, `cache`, `log`: one resolver per section, each turning
+//!   its raw section into the resolved one and refusing what cannot work, naming the key.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use serde::{Deserialize, Deserializer};
+
+use crate::secret::Password;
+
+mod cache;
+pub mod defaults;
+mod group;
+mod ldap;
+mod log;
+mod password_file;
+mod presets;
+mod raw;
+mod server;
+mod user;
+
+pub use password_file::read_password_file;
+
+pub const DEFAULT_PATH: &str = "/etc/kube-ldap-webhook/config.toml";
+pub const ENV_PREFIX: &str = "KUBE_LDAP_WEBHOOK_";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: {source}")]
+    Parse {
+        file: String,
+        #[source]
+        source: Box<figment::Error>,
+    },
+    #[error("{file}: key `{key}`: {message}")]
+    Invalid {
+        file: String,
+        key: &'static str,
+        message: String,
+    },
+}
+
+/// A duration written as `"500ms"`, `"5s"`, `"2m"`.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Dur(pub Duration);
+
+impl fmt::Debug for Dur {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(s.trim()).map(Dur).map_err(|e| {
+            serde::de::Error::custom(format!("`{s}` is not a duration like \"5s\": {e}"))
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The resolved configuration.
+// ---------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Preset {
+    #[default]
+    Openldap,
+    ActiveDirectory,
+    Freeipa,
+    Custom,
+}
+
+/// Which spellings of a login name are accepted and reduced to the name the filter gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LoginForms {
+    /// The name is passed to the filter as typed.
+    #[default]
+    AsTyped,
+    /// `DOMAIN\name` and `name@domain` are reduced to `name` (Active Directory).
+    StripDomain,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormat {
+    /// journald when stderr is connected to the journal, text otherwise.
+    #[default]
+    Auto,
+    Text,
+    Journald,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the configuration was read from, for messages.
+    pub source: PathBuf,
+    pub server: Server,
+    pub ldap: Ldap,
+    pub identity: Identity,
+    pub cache: Cache,
+    pub log: Log,
+    /// Things worth telling the operator that do not stop the daemon. Logged by `serve`
+    /// (and on reload) once logging is set up; printed by `check-config`.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub listen: SocketAddr,
+    pub tls_cert_file: PathBuf,
+    pub tls_key_file: PathBuf,
+    pub client_ca_file: PathBuf,
+    pub path: String,
+    pub ops_listen: Option<SocketAddr>,
+    pub handshake_timeout: Duration,
+    /// Upper bound of one review when kube-apiserver gives no `?timeout=`, and the
+    /// limit for reading a request body.
+    pub request_timeout: Duration,
+    pub max_connections: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Ldap {
+    pub urls: Vec<String>,
+    pub start_tls: bool,
+    pub ca_file: Option<PathBuf>,
+    pub service: Option<ServiceAccount>,
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+    pub directory: Preset,
+    pub max_connections: usize,
+    pub user: User,
+    pub group: Group,
+}
+
+#[derive(Clone)]
+pub struct ServiceAccount {
+    pub bind_dn: String,
+    pub password: Password,
+}
+
+impl fmt::Debug for ServiceAccount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServiceAccount")
+            .field("bind_dn", &self.bind_dn)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct User {
+    pub base_dn: String,
+    pub filter: String,
+    pub dn_template: Option<String>,
+    pub username_attribute: String,
+    pub uid_attribute: String,
+    pub login: LoginForms,
+    /// With `login = "strip-domain"`: the domain parts accepted in `DOMAIN\name` and
+    /// `name@domain` (case-insensitive). Empty: any.
+    pub domains: Vec<String>,
+    pub extra: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub base_dn: String,
+    pub filter: String,
+    pub name_attribute: String,
+    pub membership_attribute: Option<String>,
+    pub nested: bool,
+    pub max_nested_depth: usize,
+    /// Active Directory resolves nesting on the server (LDAP_MATCHING_RULE_IN_CHAIN).
+    pub server_side_nesting: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Identity {
+    #[serde(default)]
+    pub username_prefix: String,
+    #[serde(default)]
+    pub group_prefix: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Cache {
+    pub capacity: usize,
+    pub ttl: Duration,
+    pub negative_ttl: Duration,
+    pub stale_ttl: Duration,
+    pub max_failures: u32,
+    pub failure_window: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Log {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+/// The config file path from `--config`, else `KUBE_LDAP_WEBHOOK_CONFIG`, else the default.
+pub fn path_from(arg: Option<&Path>) -> PathBuf {
+    arg.map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("KUBE_LDAP_WEBHOOK_CONFIG").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_PATH))
+}
+
+/// Loads, resolves and validates the configuration. Reads the bind password file; does not
+/// touch the network or the TLS files (see [`Config::check_files`]).
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let file = path.display().to_string();
+    if !path.is_file() {
+        return Err(ConfigError::Parse {
+            file: file.clone(),
+            source: Box::new(figment::Error::from(format!(
+                "cannot read the configuration file {file}"
+            ))),
+        });
+    }
+    let raw: raw::RawConfig = Figment::new()
+        .merge(Toml::file_exact(path))
+        // Every key lives in a section, so an override always has `__` (LDAP__TIMEOUT);
+        // variables without one (CONFIG, USERNAME, a script's BIN) are not config keys.
+        .merge(
+            Env::prefixed(ENV_PREFIX)
+                .filter(|k| k.as_str().contains("__"))
+                .split("__"),
+        )
+        .extract()
+        .map_err(|e| ConfigError::Parse {
+            file: file.clone(),
+            source: Box::new(e),
+        })?;
+    resolve(raw, path)
+}
+
+fn resolve(raw: raw::RawConfig, path: &Path) -> Result<Config, ConfigError> {
+    let mut cx = Ctx {
+        file: path,
+        warnings: Vec::new(),
+    };
+    let server = server::resolve(raw.server, &cx)?;
+    let ldap = ldap::resolve(raw.ldap, &mut cx)?;
+    let cache = cache::resolve(raw.cache, &cx)?;
+    let log = log::resolve(raw.log, &cx)?;
+    let identity = resolve_identity(raw.identity, &cx)?;
+    Ok(Config {
+        source: path.to_path_buf(),
+        server,
+        ldap,
+        identity,
+        cache,
+        log,
+        warnings: cx.warnings,
+    })
+}
+
+/// A prefix that begins with `system:` would make every directory name a name Kubernetes
+/// reserves for itself (`system:masters` is cluster-admin).
+fn resolve_identity(i: Identity, cx: &Ctx) -> Result<Identity, ConfigError> {
+    for (key, prefix) in [
+        ("identity.username_prefix", &i.username_prefix),
+        ("identity.group_prefix", &i.group_prefix),
+    ] {
+        if prefix
+            .get(..7)
+            .is_some_and(|p| p.eq_ignore_ascii_case("system:"))
+        {
+            return Err(cx.invalid(
+                key,
+                "must not begin with `system:`, a name Kubernetes reserves",
+            ));
+        }
+    }
+    Ok(i)
+}
+
+/// What a section resolver needs besides its own section: the file, for messages, and the
+/// warnings collected so far.
+struct Ctx<'a> {
+    file: &'a Path,
+    warnings: Vec<String>,
+}
+
+impl Ctx<'_> {
+    fn invalid(&self, key: &'static str, message: impl Into<String>) -> ConfigError {
+        invalid(self.file, key, message)
+    }
+
+    fn warn(&mut self, message: impl fmt::Display) {
+        self.warnings
+            .push(format!("{}: {message}", self.file.display()));
+    }
+
+    /// The key's value or its default, refused with the allowed range when outside it.
+    fn limit<T: defaults::Bound>(
+        &self,
+        limit: &defaults::Limit<T>,
+        value: Option<T>,
+    ) -> Result<T, ConfigError> {
+        limit.pick(value).map_err(|m| self.invalid(limit.key, m))
+    }
+
+    fn duration(
+        &self,
+        limit: &defaults::Limit<Duration>,
+        value: Option<Dur>,
+    ) -> Result<Duration, ConfigError> {
+        self.limit(limit, value.map(|d| d.0))
+    }
+
+    /// A count as the `usize` the code uses. Every count's range fits one.
+    fn count(
+        &self,
+        limit: &defaults::Limit<u64>,
+        value: Option<u64>,
+    ) -> Result<usize, ConfigError> {
+        let n = self.limit(limit, value)?;
+        usize::try_from(n).map_err(|_| self.invalid(limit.key, "is too large for this machine"))
+    }
+}
+
+/// The error for `key`; when an environment variable set the key, the message says so,
+/// since the file then shows another value than the one refused.
+fn invalid(path: &Path, key: &'static str, message: impl Into<String>) -> ConfigError {
+    let mut message = message.into();
+    let var = format!("{ENV_PREFIX}{}", key.replace('.', "__").to_uppercase());
+    if std::env::var_os(&var).is_some() {
+        message.push_str(&format!(" (set by {var})"));
+    }
+    ConfigError::Invalid {
+        file: path.display().to_string(),
+        key,
+        message,
+    }
+}
+
+impl Config {
+    /// Checks that the files the server needs exist and are readable.
+    pub fn check_files(&self) -> Result<(), ConfigError> {
+        let p = &self.source;
+        let check = |key: &'static str, f: &Path| -> Result<(), ConfigError> {
+            std::fs::File::open(f)
+                .map(|_| ())
+                .map_err(|e| invalid(p, key, format!("cannot read {}: {e}", f.display())))
+        };
+        check("server.tls_cert_file", &self.server.tls_cert_file)?;
+        check("server.tls_key_file", &self.server.tls_key_file)?;
+        check("server.client_ca_file", &self.server.client_ca_file)?;
+        if let Some(ca) = &self.ldap.ca_file {
+            check("ldap.ca_file", ca)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

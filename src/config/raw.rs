@@ -1,0 +1,105 @@
+//! The file as written: every key optional, presets not yet applied, nothing checked beyond
+//! its type. Unknown keys are refused so that a typo is an error, not a silent default.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::{Dur, Identity, LogFormat, LoginForms, Preset};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    #[serde(default)]
+    pub server: RawServer,
+    pub ldap: RawLdap,
+    #[serde(default)]
+    pub identity: Identity,
+    #[serde(default)]
+    pub cache: RawCache,
+    #[serde(default)]
+    pub log: RawLog,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawServer {
+    pub listen: Option<String>,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    pub client_ca_file: Option<PathBuf>,
+    pub path: Option<String>,
+    pub ops_listen: Option<String>,
+    pub handshake_timeout: Option<Dur>,
+    pub request_timeout: Option<Dur>,
+    pub max_connections: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLdap {
+    pub urls: Vec<String>,
+    #[serde(default)]
+    pub start_tls: bool,
+    /// Plain `ldap://` to a host other than this one, knowingly.
+    #[serde(default)]
+    pub allow_insecure: bool,
+    pub ca_file: Option<PathBuf>,
+    pub bind_dn: Option<String>,
+    pub bind_password_file: Option<PathBuf>,
+    pub connect_timeout: Option<Dur>,
+    pub timeout: Option<Dur>,
+    #[serde(default)]
+    pub directory: Preset,
+    pub max_connections: Option<u64>,
+    #[serde(default)]
+    pub user: RawUser,
+    #[serde(default)]
+    pub group: RawGroup,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUser {
+    pub base_dn: Option<String>,
+    pub filter: Option<String>,
+    pub dn_template: Option<String>,
+    pub username_attribute: Option<String>,
+    pub uid_attribute: Option<String>,
+    pub login: Option<LoginForms>,
+    #[serde(default)]
+    pub domains: Vec<String>,
+    #[serde(default)]
+    pub extra: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawGroup {
+    pub base_dn: Option<String>,
+    pub filter: Option<String>,
+    pub name_attribute: Option<String>,
+    pub membership_attribute: Option<String>,
+    pub nested: Option<bool>,
+    pub max_nested_depth: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCache {
+    pub capacity: Option<u64>,
+    pub ttl: Option<Dur>,
+    pub negative_ttl: Option<Dur>,
+    pub stale_ttl: Option<Dur>,
+    pub max_failures: Option<u64>,
+    pub failure_window: Option<Dur>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLog {
+    pub level: Option<String>,
+    #[serde(default)]
+    pub format: LogFormat,
+}

@@ -1,0 +1,371 @@
+//! Hardening, against the real binary: a reload with a value out of range or clear text to
+//! another host is refused, `WATCHDOG_USEC` cannot panic the daemon, the process is not
+//! dumpable, a large cache capacity costs nothing up front, no log level puts a password in
+//! the log, and no `?timeout=` a client sends can overflow a deadline.
+
+mod support;
+
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::UnixDatagram;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::*;
+
+const REFUSED: &str = "reload refused";
+
+fn alice() -> String {
+    token("alice", "alice-password")
+}
+
+/// Waits until `cond` holds, for at most `cap` (a cap, not an expectation of speed).
+fn wait_until(cap: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + cap;
+    while !cond() {
+        assert!(Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+// -------------------------------------------------------------------------------------
+// Reload
+// -------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_out_of_range_or_in_clear_text_is_refused_and_the_old_config_keeps_serving() {
+    let slapd = Slapd::start();
+    let d = Daemon::start(&[slapd.url()], &[]);
+    let good = std::fs::read_to_string(&d.config).unwrap();
+    let broken = [
+        (
+            good.replace("[cache]\n", "[cache]\ncapacity = 1000000000000\n"),
+            "key `cache.capacity`: must be between 1 and 10000000",
+        ),
+        (
+            good.replace("[cache]\n", "[cache]\nstale_ttl = \"1000y\"\n"),
+            "key `cache.stale_ttl`: must be between 0s and 7d",
+        ),
+        (
+            good.replace(&slapd.url(), "ldap://ldap.example.org:389"),
+            "key `ldap.urls`: `ldap://ldap.example.org:389` would send passwords in clear text",
+        ),
+    ];
+    for (i, (text, says)) in broken.iter().enumerate() {
+        assert_ne!(text, &good);
+        std::fs::write(&d.config, text).unwrap();
+        d.signal(libc::SIGHUP);
+        wait_until(Duration::from_secs(10), "the reload is refused", || {
+            d.log().matches(REFUSED).count() > i
+        });
+        let log = d.log();
+        assert!(log.contains(says), "the refusal says {says:?}:\n{log}");
+        let a = d.login("alice", "alice-password").await;
+        assert_eq!(
+            a.body["status"]["authenticated"], true,
+            "still serving after refused reload {i}: {}",
+            a.raw
+        );
+    }
+    assert!(!d.log().contains("panicked"), "{}", d.log());
+}
+
+// -------------------------------------------------------------------------------------
+// The watchdog
+// -------------------------------------------------------------------------------------
+
+/// A NOTIFY_SOCKET the test owns.
+struct Notify {
+    sock: UnixDatagram,
+    dir: tempfile::TempDir,
+}
+
+impl Notify {
+    fn new() -> Notify {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = UnixDatagram::bind(dir.path().join("notify.sock")).unwrap();
+        Notify { sock, dir }
+    }
+
+    fn path(&self) -> String {
+        self.dir.path().join("notify.sock").display().to_string()
+    }
+
+    /// Messages until one contains `until`, that one included.
+    fn until(&self, until: &str) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut buf = [0u8; 4096];
+        let mut seen = vec![];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(!left.is_zero(), "no {until:?} in {seen:?}");
+            self.sock.set_read_timeout(Some(left)).unwrap();
+            let n = self
+                .sock
+                .recv(&mut buf)
+                .unwrap_or_else(|e| panic!("no {until:?} in {seen:?}: {e}"));
+            let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+            let done = msg.contains(until);
+            seen.push(msg);
+            if done {
+                return seen;
+            }
+        }
+    }
+}
+
+fn pings(msgs: &[String]) -> usize {
+    msgs.iter().filter(|m| m.trim() == "WATCHDOG=1").count()
+}
+
+/// Starts the daemon with `WATCHDOG_USEC=usec`, and returns it with its notify socket once
+/// it said READY=1.
+fn with_watchdog(usec: &str) -> (Daemon, Notify) {
+    let notify = Notify::new();
+    let d = Daemon::start_with_env(
+        &["ldap://127.0.0.1:1".into()],
+        &[],
+        &[("NOTIFY_SOCKET", &notify.path()), ("WATCHDOG_USEC", usec)],
+    );
+    notify.until("READY=1");
+    (d, notify)
+}
+
+#[test]
+fn a_one_microsecond_watchdog_interval_pings_without_panicking() {
+    let (mut d, notify) = with_watchdog("1");
+    let mut seen = vec![];
+    while pings(&seen) < 5 {
+        seen.extend(notify.until("WATCHDOG=1"));
+    }
+    assert_eq!(d.ops("/healthz").0, 200);
+    assert!(d.terminate().success());
+    assert!(!d.log().contains("panicked"), "{}", d.log());
+}
+
+#[test]
+fn the_largest_watchdog_interval_pings_once_without_panicking() {
+    let (mut d, notify) = with_watchdog("18446744073709551615");
+    // The first ping comes at once; the next deadline is computed right after it.
+    notify.until("WATCHDOG=1");
+    assert_eq!(d.ops("/healthz").0, 200);
+    assert!(d.terminate().success());
+    assert!(!d.log().contains("panicked"), "{}", d.log());
+}
+
+#[test]
+fn a_zero_or_garbled_watchdog_interval_means_no_watchdog() {
+    for usec in ["0", "-5", "soon", "", "99999999999999999999999"] {
+        let (mut d, notify) = with_watchdog(usec);
+        assert_eq!(d.ops("/healthz").0, 200);
+        d.signal(libc::SIGTERM);
+        let seen = notify.until("STOPPING=1");
+        assert_eq!(pings(&seen), 0, "WATCHDOG_USEC={usec:?}: {seen:?}");
+        assert!(d.wait_exit(Duration::from_secs(40)).success());
+        assert!(!d.log().contains("panicked"), "{}", d.log());
+    }
+}
+
+// -------------------------------------------------------------------------------------
+// Not dumpable
+// -------------------------------------------------------------------------------------
+
+const NOBODY: u32 = 65534;
+
+/// The daemon run as an unprivileged user (kept apart from `Daemon`, which runs as root).
+struct Unprivileged {
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Unprivileged {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn chown_all(dir: &Path, uid: u32) {
+    std::os::unix::fs::chown(dir, Some(uid), Some(uid)).unwrap();
+    for e in std::fs::read_dir(dir).unwrap() {
+        std::os::unix::fs::chown(e.unwrap().path(), Some(uid), Some(uid)).unwrap();
+    }
+}
+
+fn start_as(uid: u32) -> (Unprivileged, u16) {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path());
+    let (port, ops) = (free_port(), free_port());
+    let config = dir.path().join("config.toml");
+    let text = config_toml(&pki, &["ldap://127.0.0.1:1".into()], port, ops, &[]);
+    std::fs::write(&config, text).unwrap();
+    chown_all(dir.path(), uid);
+    let log = std::fs::File::create(dir.path().join("daemon.log")).unwrap();
+    let child = Command::new(bin())
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env_remove("RUST_LOG")
+        .env_remove("NOTIFY_SOCKET")
+        .uid(uid)
+        .gid(uid)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("spawning the daemon as another user (the tests run as root)");
+    let d = Unprivileged { child, _dir: dir };
+    wait_until(Duration::from_secs(10), "the daemon listens", || {
+        std::net::TcpStream::connect(("127.0.0.1", ops)).is_ok()
+    });
+    (d, ops)
+}
+
+/// The kernel hands the `/proc/PID` files of a process that is not dumpable to root, and
+/// refuses ptrace and `/proc/PID/mem` to other processes of its user. Run as an ordinary
+/// user, the daemon's files would belong to that user; they belong to root.
+#[test]
+fn the_running_daemon_is_not_dumpable() {
+    let (d, _) = start_as(NOBODY);
+    let pid = d.child.id();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert!(
+        uid_line.split_whitespace().nth(1) == Some(&NOBODY.to_string()),
+        "the daemon runs as {NOBODY}: {uid_line}"
+    );
+    for file in ["status", "environ", "mem"] {
+        let owner = std::fs::metadata(format!("/proc/{pid}/{file}"))
+            .unwrap()
+            .uid();
+        assert_eq!(owner, 0, "/proc/{pid}/{file} belongs to {owner}, not root");
+    }
+}
+
+// -------------------------------------------------------------------------------------
+// Memory
+// -------------------------------------------------------------------------------------
+
+fn rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+/// `LruCache::new(capacity)` would allocate and initialise a table for every entry at
+/// start: ten million cost more than 16 MiB of control bytes alone.
+#[test]
+fn the_largest_cache_capacity_costs_nothing_up_front() {
+    let small = Daemon::start(&["ldap://127.0.0.1:1".into()], &[("cache", "capacity = 1")]);
+    let large = Daemon::start(
+        &["ldap://127.0.0.1:1".into()],
+        &[("cache", "capacity = 10000000")],
+    );
+    let (s, l) = (rss_kib(small.pid()), rss_kib(large.pid()));
+    eprintln!("RSS: capacity 1: {s} KiB, capacity 10000000: {l} KiB");
+    assert!(
+        l < s + 8 * 1024,
+        "capacity 10000000 costs {} KiB more at start",
+        l.saturating_sub(s)
+    );
+}
+
+// -------------------------------------------------------------------------------------
+// Secrets in the log
+// -------------------------------------------------------------------------------------
+
+/// A successful and a failed login, then everything the daemon logged.
+async fn log_after_logins(level: &str, env: &[(&str, &str)]) -> String {
+    let slapd = Slapd::start();
+    let mut d = Daemon::start_with_env(&[slapd.url()], &[], env);
+    std::fs::write(
+        &d.config,
+        std::fs::read_to_string(&d.config)
+            .unwrap()
+            .replace("level = \"debug\"", &format!("level = \"{level}\"")),
+    )
+    .unwrap();
+    d.signal(libc::SIGHUP);
+    d.wait_for_log("reloaded");
+    let ok = d.login("alice", "alice-password").await;
+    assert_eq!(ok.body["status"]["authenticated"], true, "{}", ok.raw);
+    let bad = d.login("alice", "wrong-password-Xq7").await;
+    assert_eq!(bad.body["status"]["authenticated"], false, "{}", bad.raw);
+    assert!(d.terminate().success());
+    d.log()
+}
+
+fn assert_no_secret(log: &str) {
+    for secret in [
+        "alice-password".to_string(),
+        "wrong-password-Xq7".into(),
+        SERVICE_PASSWORD.into(),
+        alice(),
+        token("alice", "wrong-password-Xq7"),
+    ] {
+        assert!(!log.contains(&secret), "the log holds {secret:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn at_log_level_trace_no_password_or_token_is_logged() {
+    let log = log_after_logins("trace", &[]).await;
+    assert!(log.contains("alice"), "the reviews were logged:\n{log}");
+    assert_no_secret(&log);
+    assert!(
+        !log.contains("decided upon suite"),
+        "a bare level keeps rustls at warn:\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_rust_log_trace_for_every_library_no_password_or_token_is_logged() {
+    let log = log_after_logins("info", &[("RUST_LOG", "trace")]).await;
+    // rustls logs through the `log` crate: its records reach the output.
+    assert!(
+        log.contains("decided upon suite"),
+        "rustls' log records are bridged:\n{log}"
+    );
+    assert!(log.contains("TRACE"), "{log}");
+    assert_no_secret(&log);
+}
+
+// -------------------------------------------------------------------------------------
+// Hostile ?timeout=
+// -------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_absurd_timeout_in_the_request_gets_an_answer_not_a_panic() {
+    let d = Daemon::start(&["ldap://127.0.0.1:1".into()], &[]);
+    let body = serde_json::to_vec(&serde_json::json!({
+        "apiVersion": "authentication.k8s.io/v1",
+        "kind": "TokenReview",
+        "spec": {"token": alice()},
+    }))
+    .unwrap();
+    let client = d.client();
+    for t in [
+        "99999999999999999999999h",
+        "18446744073709551615s",
+        "584942417355y",
+        "1e400s",
+        "-1s",
+        "0s",
+        "NaN",
+        ".s",
+        "1.5.5s",
+        "",
+    ] {
+        let a = client
+            .request("POST", &format!("{}?timeout={t}", d.url()), body.clone())
+            .await
+            .unwrap_or_else(|e| panic!("?timeout={t}: {e}\n{}", d.log()));
+        assert_eq!(a.status, 200, "?timeout={t}: {}", a.raw);
+        assert_eq!(a.body["status"]["authenticated"], false, "{}", a.raw);
+    }
+    assert!(!d.log().contains("panicked"), "{}", d.log());
+}
