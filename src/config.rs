@@ -88,6 +88,10 @@ struct RawServer {
     handshake_timeout: Option<Dur>,
     request_timeout: Option<Dur>,
     max_connections: Option<usize>,
+    max_connections_per_source: Option<usize>,
+    max_handshakes: Option<usize>,
+    max_handshakes_per_source: Option<usize>,
+    idle_timeout: Option<Dur>,
 }
 
 impl Default for RawServer {
@@ -102,12 +106,16 @@ impl Default for RawServer {
             handshake_timeout: None,
             request_timeout: None,
             max_connections: None,
+            max_connections_per_source: None,
+            max_handshakes: None,
+            max_handshakes_per_source: None,
+            idle_timeout: None,
         }
     }
 }
 
 fn default_listen() -> String {
-    "0.0.0.0:8443".into()
+    "127.0.0.1:8443".into()
 }
 fn default_cert() -> PathBuf {
     "/etc/kube-ldap-webhook/tls/server.crt".into()
@@ -269,11 +277,19 @@ pub struct Server {
     pub client_ca_file: PathBuf,
     pub path: String,
     pub ops_listen: Option<SocketAddr>,
+    /// From accept to the first complete request: the TLS handshake and the request head.
     pub handshake_timeout: Duration,
     /// Upper bound of one review when kube-apiserver gives no `?timeout=`, and the
     /// limit for reading a request body.
     pub request_timeout: Duration,
+    /// Connections with a verified client certificate, in all and from one address.
     pub max_connections: usize,
+    pub max_connections_per_source: usize,
+    /// Connections without a verified client certificate yet, in all and from one address.
+    pub max_handshakes: usize,
+    pub max_handshakes_per_source: usize,
+    /// A verified connection with no request in flight for this long is closed.
+    pub idle_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -489,6 +505,10 @@ fn resolve(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
         handshake_timeout: s.handshake_timeout.map_or(Duration::from_secs(10), |d| d.0),
         request_timeout: s.request_timeout.map_or(Duration::from_secs(30), |d| d.0),
         max_connections: s.max_connections.unwrap_or(1024),
+        max_connections_per_source: s.max_connections_per_source.unwrap_or(256),
+        max_handshakes: s.max_handshakes.unwrap_or(256),
+        max_handshakes_per_source: s.max_handshakes_per_source.unwrap_or(32),
+        idle_timeout: s.idle_timeout.map_or(Duration::from_secs(120), |d| d.0),
     };
     if server.handshake_timeout.is_zero() {
         return Err(invalid(
@@ -502,6 +522,26 @@ fn resolve(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
     }
     if server.max_connections == 0 {
         return Err(invalid(p, "server.max_connections", "must be at least 1"));
+    }
+    if server.max_connections_per_source == 0 {
+        return Err(invalid(
+            p,
+            "server.max_connections_per_source",
+            "must be at least 1",
+        ));
+    }
+    if server.max_handshakes == 0 {
+        return Err(invalid(p, "server.max_handshakes", "must be at least 1"));
+    }
+    if server.max_handshakes_per_source == 0 {
+        return Err(invalid(
+            p,
+            "server.max_handshakes_per_source",
+            "must be at least 1",
+        ));
+    }
+    if server.idle_timeout.is_zero() {
+        return Err(invalid(p, "server.idle_timeout", "must be more than 0s"));
     }
 
     // --- ldap

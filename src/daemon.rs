@@ -37,7 +37,7 @@ static LOG_FILTER: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new
 /// Logs go to the journal under systemd (structured fields kept), to stderr otherwise.
 /// `RUST_LOG` overrides `log.level`.
 pub fn init_logging(level: &str, format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| level_filter(level));
     let (filter, handle) = reload::Layer::new(filter);
     let journald = match format {
         LogFormat::Journald => true,
@@ -65,6 +65,16 @@ pub fn init_logging(level: &str, format: LogFormat) {
     }
 }
 
+/// `log.level`, except for rustls unless named: it logs per connection (alerts, handshake
+/// steps) what any client can trigger; the daemon's own rate-limited lines say what matters.
+fn level_filter(level: &str) -> EnvFilter {
+    if level.contains("rustls") {
+        EnvFilter::new(level)
+    } else {
+        EnvFilter::new(format!("{level},rustls=error"))
+    }
+}
+
 /// Applies a reloaded `log.level`, unless `RUST_LOG` decides the level.
 fn reload_log_level(level: &str) {
     if std::env::var_os("RUST_LOG").is_some() {
@@ -72,7 +82,7 @@ fn reload_log_level(level: &str) {
     }
     if let Some(handle) = LOG_FILTER.get() {
         // The level was validated with the rest of the config.
-        if handle.modify(|f| *f = EnvFilter::new(level)).is_err() {
+        if handle.modify(|f| *f = level_filter(level)).is_err() {
             tracing::warn!("could not apply the new log.level");
         }
     }

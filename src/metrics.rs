@@ -1,5 +1,5 @@
 //! The one metrics registry. Label values come from small closed sets (outcome, server URL,
-//! operation, result): never a username or a token.
+//! operation, result, listener, close reason): never a username, a token or an address.
 
 use std::sync::atomic::AtomicU64;
 
@@ -45,6 +45,30 @@ pub struct CodeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClosedLabels {
+    pub listener: &'static str,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageLabels {
+    pub listener: &'static str,
+    pub stage: &'static str,
+}
+
+/// Why the daemon closed a connection on its own (the `reason` label's closed set).
+pub const CLOSE_REASONS: [&str; 8] = [
+    "handshake_timeout",
+    "no_certificate",
+    "bad_certificate",
+    "tls_error",
+    "evicted",
+    "limit",
+    "first_request_timeout",
+    "idle",
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabels {
     pub version: &'static str,
 }
@@ -64,6 +88,8 @@ pub struct Metrics {
     pub http_errors: Family<CodeLabels, Counter>,
     pub reloads: Family<EventLabels, Counter>,
     pub tls_handshake_failures: Counter<u64, AtomicU64>,
+    pub connections_closed: Family<ClosedLabels, Counter>,
+    pub open_connections: Family<StageLabels, Gauge>,
 }
 
 impl Metrics {
@@ -149,6 +175,18 @@ impl Metrics {
             "TLS handshakes that failed or timed out",
             tls_handshake_failures.clone(),
         );
+        let connections_closed = Family::<ClosedLabels, Counter>::default();
+        registry.register(
+            "connections_closed",
+            "Connections the daemon closed on its own, by listener and reason",
+            connections_closed.clone(),
+        );
+        let open_connections = Family::<StageLabels, Gauge>::default();
+        registry.register(
+            "open_connections",
+            "Open connections, by listener and stage (handshake: no verified client certificate yet)",
+            open_connections.clone(),
+        );
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info
             .get_or_create(&BuildLabels {
@@ -186,6 +224,23 @@ impl Metrics {
         for event in ["ok", "failed"] {
             let _ = reloads.get_or_create(&EventLabels { event });
         }
+        for reason in CLOSE_REASONS {
+            let _ = connections_closed.get_or_create(&ClosedLabels {
+                listener: "reviews",
+                reason,
+            });
+        }
+        let _ = connections_closed.get_or_create(&ClosedLabels {
+            listener: "ops",
+            reason: "limit",
+        });
+        for (listener, stage) in [
+            ("reviews", "handshake"),
+            ("reviews", "verified"),
+            ("ops", "open"),
+        ] {
+            let _ = open_connections.get_or_create(&StageLabels { listener, stage });
+        }
         Metrics {
             registry,
             reviews,
@@ -201,6 +256,8 @@ impl Metrics {
             http_errors,
             reloads,
             tls_handshake_failures,
+            connections_closed,
+            open_connections,
         }
     }
 
