@@ -256,8 +256,10 @@ impl Connection {
                 r = conn.as_mut() => {
                     let timed_out = r.as_ref().err().and_then(|e| e.downcast_ref::<hyper::Error>()).is_some_and(hyper::Error::is_timeout);
                     if timed_out {
-                        // hyper's header timer: an HTTP/1.1 connection idle between requests.
-                        self.closes.record(Reason::Idle, self.peer, "");
+                        // hyper's header timer: an HTTP/1.1 connection idle between requests,
+                        // or before the first when idle_timeout is the shorter timer.
+                        let reason = if activity.has_started() { Reason::Idle } else { Reason::FirstRequestTimeout };
+                        self.closes.record(reason, self.peer, "");
                     }
                     return;
                 }
@@ -334,13 +336,17 @@ impl Activity {
         Busy(self.clone())
     }
 
+    fn has_started(&self) -> bool {
+        self.started.load(Ordering::SeqCst) > 0
+    }
+
     fn idle_since(&self) -> Instant {
         self.base + Duration::from_millis(self.last_end_ms.load(Ordering::SeqCst))
     }
 
     /// When to look again.
     fn next_check(&self, first_deadline: Instant, idle: Duration) -> Instant {
-        if self.started.load(Ordering::SeqCst) == 0 {
+        if !self.has_started() {
             first_deadline
         } else if self.in_flight.load(Ordering::SeqCst) > 0 {
             Instant::now() + idle
@@ -351,7 +357,7 @@ impl Activity {
 
     fn verdict(&self, first_deadline: Instant, idle: Duration) -> Verdict {
         let now = Instant::now();
-        if self.started.load(Ordering::SeqCst) == 0 {
+        if !self.has_started() {
             if now >= first_deadline {
                 Verdict::NoRequest
             } else {
