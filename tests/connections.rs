@@ -361,7 +361,7 @@ async fn a_certificate_from_another_ca_is_closed_as_bad_certificate() {
 // -------------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_ops_listener_closes_connections_beyond_its_cap() {
+async fn the_ops_listener_closes_connections_beyond_its_cap_and_silent_ones_in_time() {
     let slapd = Slapd::start();
     let d = Daemon::start(&[slapd.url()], &[]);
     let cap = kube_ldap_webhook::server::OPS_MAX_CONNECTIONS;
@@ -377,8 +377,13 @@ async fn the_ops_listener_closes_connections_beyond_its_cap() {
     let mut out = Vec::new();
     let _ = tokio::time::timeout(CAP, extra.read_to_end(&mut out)).await;
     assert!(out.is_empty(), "{}", String::from_utf8_lossy(&out));
-    drop(held);
-    // The places are free again once the daemon has seen the closes.
+    // Silent connections are closed by the daemon, which frees their places.
+    for s in &mut held {
+        assert!(
+            closed_within(s, CAP).await,
+            "a silent ops connection was closed"
+        );
+    }
     wait_until("/healthz answers again", || healthz_answers(d.ops_port));
     let limit = metric(
         &d,
