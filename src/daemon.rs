@@ -86,13 +86,21 @@ fn reload_log_level(level: &str) {
 /// in detail (session tickets included) and drown the review lines. A filter with targets
 /// (`"debug,rustls=debug"`) is taken as written, and so is `RUST_LOG`.
 fn filter_for(level: &str) -> EnvFilter {
+    // rustls logs a line of its own per connection for things any client can send (warning
+    // alerts): held at `error` unless the filter names it, so that no client can write
+    // around the daemon's rate-limited connection logging.
+    let rustls = if level.contains("rustls") {
+        ""
+    } else {
+        ",rustls=error"
+    };
     match level.trim().parse::<LevelFilter>() {
         Ok(own) => EnvFilter::new(format!(
-            "{},{}={own}",
+            "{},{}={own}{rustls}",
             own.min(LevelFilter::WARN),
             env!("CARGO_CRATE_NAME")
         )),
-        Err(_) => EnvFilter::new(level),
+        Err(_) => EnvFilter::new(format!("{level}{rustls}")),
     }
 }
 

@@ -1,5 +1,5 @@
 //! The one metrics registry. Label values come from small closed sets (outcome, server URL,
-//! operation, result): never a username or a token.
+//! operation, result, listener, close reason): never a username, a token or an address.
 
 use std::sync::atomic::AtomicU64;
 
@@ -45,6 +45,30 @@ pub struct CodeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClosedLabels {
+    pub listener: &'static str,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StageLabels {
+    pub listener: &'static str,
+    pub stage: &'static str,
+}
+
+/// Why the daemon closed a connection on its own (the `reason` label's closed set).
+pub const CLOSE_REASONS: [&str; 8] = [
+    "handshake_timeout",
+    "no_certificate",
+    "bad_certificate",
+    "tls_error",
+    "evicted",
+    "limit",
+    "first_request_timeout",
+    "idle",
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabels {
     pub version: &'static str,
 }
@@ -68,6 +92,8 @@ pub struct Metrics {
     pub password_warnings: Family<EventLabels, Counter>,
     /// Names the directory offered that would be `system:` names in Kubernetes, by kind.
     pub reserved_names: Family<EventLabels, Counter>,
+    pub connections_closed: Family<ClosedLabels, Counter>,
+    pub open_connections: Family<StageLabels, Gauge>,
 }
 
 impl Metrics {
@@ -165,6 +191,18 @@ impl Metrics {
             "Directory names refused because they would be system: names: username (login refused), group (group dropped)",
             reserved_names.clone(),
         );
+        let connections_closed = Family::<ClosedLabels, Counter>::default();
+        registry.register(
+            "connections_closed",
+            "Connections the daemon closed on its own, by listener and reason",
+            connections_closed.clone(),
+        );
+        let open_connections = Family::<StageLabels, Gauge>::default();
+        registry.register(
+            "open_connections",
+            "Open connections, by listener and stage (handshake: no verified client certificate yet)",
+            open_connections.clone(),
+        );
         let build_info = Family::<BuildLabels, Gauge>::default();
         build_info
             .get_or_create(&BuildLabels {
@@ -208,6 +246,23 @@ impl Metrics {
         for event in ["username", "group"] {
             let _ = reserved_names.get_or_create(&EventLabels { event });
         }
+        for reason in CLOSE_REASONS {
+            let _ = connections_closed.get_or_create(&ClosedLabels {
+                listener: "reviews",
+                reason,
+            });
+        }
+        let _ = connections_closed.get_or_create(&ClosedLabels {
+            listener: "ops",
+            reason: "limit",
+        });
+        for (listener, stage) in [
+            ("reviews", "handshake"),
+            ("reviews", "verified"),
+            ("ops", "open"),
+        ] {
+            let _ = open_connections.get_or_create(&StageLabels { listener, stage });
+        }
         Metrics {
             registry,
             reviews,
@@ -225,6 +280,8 @@ impl Metrics {
             tls_handshake_failures,
             password_warnings,
             reserved_names,
+            connections_closed,
+            open_connections,
         }
     }
 

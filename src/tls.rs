@@ -82,9 +82,9 @@ pub fn load_roots(path: &Path) -> Result<RootCertStore, TlsError> {
     Ok(roots)
 }
 
-/// The TokenReview listener: TLS 1.2+, h2 and http/1.1, client certificates verified against
-/// `client_ca` when presented. A connection without one is still accepted so that it can be
-/// told plainly (HTTP 403) why nothing is evaluated; the handler checks for the certificate.
+/// The TokenReview listener: TLS 1.2+, h2 and http/1.1, and a client certificate that chains
+/// to `client_ca` required in the handshake. A client without one never gets to send a
+/// request: nothing it could say is parsed, and it never holds more than a handshake slot.
 pub fn server_config(
     cert: &Path,
     key: &Path,
@@ -94,7 +94,6 @@ pub fn server_config(
     let key = load_key(key)?;
     let roots = Arc::new(load_roots(client_ca)?);
     let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider())
-        .allow_unauthenticated()
         .build()
         .map_err(|e| TlsError::Invalid {
             path: client_ca.to_path_buf(),

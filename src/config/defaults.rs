@@ -7,7 +7,8 @@
 
 use std::time::Duration;
 
-pub const LISTEN: &str = "0.0.0.0:8443";
+/// Loopback: one daemon per control-plane node, its kube-apiserver on the same host.
+pub const LISTEN: &str = "127.0.0.1:8443";
 pub const TLS_CERT_FILE: &str = "/etc/kube-ldap-webhook/tls/server.crt";
 pub const TLS_KEY_FILE: &str = "/etc/kube-ldap-webhook/tls/server.key";
 pub const CLIENT_CA_FILE: &str = "/etc/kube-ldap-webhook/tls/client-ca.crt";
@@ -57,6 +58,30 @@ pub const SERVER_MAX_CONNECTIONS: Limit<u64> = Limit {
     default: 1024,
     min: 1,
     max: 100_000,
+};
+pub const MAX_CONNECTIONS_PER_SOURCE: Limit<u64> = Limit {
+    key: "server.max_connections_per_source",
+    default: 256,
+    min: 1,
+    max: 100_000,
+};
+pub const MAX_HANDSHAKES: Limit<u64> = Limit {
+    key: "server.max_handshakes",
+    default: 256,
+    min: 1,
+    max: 100_000,
+};
+pub const MAX_HANDSHAKES_PER_SOURCE: Limit<u64> = Limit {
+    key: "server.max_handshakes_per_source",
+    default: 32,
+    min: 1,
+    max: 100_000,
+};
+pub const IDLE_TIMEOUT: Limit<Duration> = Limit {
+    key: "server.idle_timeout",
+    default: mins(2),
+    min: MS,
+    max: hours(1),
 };
 pub const CONNECT_TIMEOUT: Limit<Duration> = Limit {
     key: "ldap.connect_timeout",
@@ -124,6 +149,7 @@ pub const FAILURE_WINDOW: Limit<Duration> = Limit {
 pub const DURATIONS: &[&Limit<Duration>] = &[
     &HANDSHAKE_TIMEOUT,
     &REQUEST_TIMEOUT,
+    &IDLE_TIMEOUT,
     &CONNECT_TIMEOUT,
     &LDAP_TIMEOUT,
     &TTL,
@@ -135,6 +161,9 @@ pub const DURATIONS: &[&Limit<Duration>] = &[
 /// Every count key, for the documentation checks.
 pub const COUNTS: &[&Limit<u64>] = &[
     &SERVER_MAX_CONNECTIONS,
+    &MAX_CONNECTIONS_PER_SOURCE,
+    &MAX_HANDSHAKES,
+    &MAX_HANDSHAKES_PER_SOURCE,
     &LDAP_MAX_CONNECTIONS,
     &MAX_NESTED_DEPTH,
     &CAPACITY,

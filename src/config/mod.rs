@@ -128,11 +128,19 @@ pub struct Server {
     pub client_ca_file: PathBuf,
     pub path: String,
     pub ops_listen: Option<SocketAddr>,
+    /// From accept to the first complete request: the TLS handshake and the request head.
     pub handshake_timeout: Duration,
     /// Upper bound of one review when kube-apiserver gives no `?timeout=`, and the
     /// limit for reading a request body.
     pub request_timeout: Duration,
+    /// Connections with a verified client certificate, in all and from one address.
     pub max_connections: usize,
+    pub max_connections_per_source: usize,
+    /// Connections without a verified client certificate yet, in all and from one address.
+    pub max_handshakes: usize,
+    pub max_handshakes_per_source: usize,
+    /// A verified connection with no request in flight for this long is closed.
+    pub idle_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]

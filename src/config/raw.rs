@@ -34,6 +34,10 @@ pub(super) struct RawServer {
     pub handshake_timeout: Option<Dur>,
     pub request_timeout: Option<Dur>,
     pub max_connections: Option<u64>,
+    pub max_connections_per_source: Option<u64>,
+    pub max_handshakes: Option<u64>,
+    pub max_handshakes_per_source: Option<u64>,
+    pub idle_timeout: Option<Dur>,
 }
 
 #[derive(Debug, Deserialize)]

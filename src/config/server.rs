@@ -44,6 +44,12 @@ pub(super) fn resolve(s: RawServer, cx: &Ctx) -> Result<Server, ConfigError> {
         handshake_timeout: cx.duration(&d::HANDSHAKE_TIMEOUT, s.handshake_timeout)?,
         request_timeout: cx.duration(&d::REQUEST_TIMEOUT, s.request_timeout)?,
         max_connections: cx.count(&d::SERVER_MAX_CONNECTIONS, s.max_connections)?,
+        max_connections_per_source: cx
+            .count(&d::MAX_CONNECTIONS_PER_SOURCE, s.max_connections_per_source)?,
+        max_handshakes: cx.count(&d::MAX_HANDSHAKES, s.max_handshakes)?,
+        max_handshakes_per_source: cx
+            .count(&d::MAX_HANDSHAKES_PER_SOURCE, s.max_handshakes_per_source)?,
+        idle_timeout: cx.duration(&d::IDLE_TIMEOUT, s.idle_timeout)?,
     })
 }
 

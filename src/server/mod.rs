@@ -1,0 +1,124 @@
+//! The HTTPS listener for TokenReviews and the plain-HTTP operations listener.
+//!
+//! - [`listener`]: accept, the TLS handshake with a required client certificate
+//!   (`client_tls_accept`), then HTTP/1.1 or HTTP/2 under the connection timers;
+//! - [`admission`]: the two connection budgets (handshakes, verified connections);
+//! - [`closes`]: connections closed by the daemon, counted and logged sparingly;
+//! - [`review`]: the TokenReview handler, admit -> respond;
+//! - [`ops`]: `/healthz`, `/readyz`, `/metrics`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+
+use crate::authenticator::Authenticator;
+use crate::config::Config;
+use crate::directory::Directory;
+use crate::lockout::Lockout;
+use crate::metrics::Metrics;
+
+pub mod admission;
+pub mod closes;
+mod listener;
+mod ops;
+mod review;
+
+pub use listener::{connection_builder, run_reviews};
+pub use ops::{run_ops, MAX_CONNECTIONS as OPS_MAX_CONNECTIONS};
+pub use review::{parse_go_duration, MAX_BODY};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("signal handling: {0}")]
+    Signal(std::io::Error),
+}
+
+/// Everything a reload replaces at once: settings, TLS acceptor, directory client and cache.
+pub struct Runtime {
+    pub config: Arc<Config>,
+    pub acceptor: TlsAcceptor,
+    pub authenticator: Arc<Authenticator>,
+}
+
+impl Runtime {
+    /// Builds a complete runtime from a loaded config, or fails without side effects.
+    /// `lockout` is the daemon's one lockout state, which outlives reloads.
+    pub fn build(
+        config: Config,
+        metrics: Arc<Metrics>,
+        lockout: Arc<Lockout>,
+    ) -> Result<Runtime, ServeError> {
+        config.check_files()?;
+        let server_tls = crate::tls::server_config(
+            &config.server.tls_cert_file,
+            &config.server.tls_key_file,
+            &config.server.client_ca_file,
+        )?;
+        let ldap_tls = crate::tls::ldap_client_config(config.ldap.ca_file.as_deref())?;
+        let config = Arc::new(config);
+        let directory = Arc::new(Directory::new(
+            config.ldap.clone(),
+            ldap_tls,
+            metrics.clone(),
+        ));
+        let authenticator = Arc::new(Authenticator::new(
+            config.clone(),
+            directory,
+            lockout,
+            metrics,
+        ));
+        Ok(Runtime {
+            config,
+            acceptor: TlsAcceptor::from(server_tls),
+            authenticator,
+        })
+    }
+}
+
+pub struct Shared {
+    pub current: ArcSwap<Runtime>,
+    pub metrics: Arc<Metrics>,
+    /// Lockout protection's counts, kept across reloads.
+    pub lockout: Arc<Lockout>,
+}
+
+/// Bound listeners, ready to serve; binding happens before READY=1 is sent.
+pub struct Listeners {
+    pub reviews: TcpListener,
+    pub ops: Option<TcpListener>,
+}
+
+impl Listeners {
+    pub async fn bind(config: &Config) -> Result<Listeners, ServeError> {
+        let bind = |addr: SocketAddr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServeError::Bind { addr, source })
+        };
+        let reviews = bind(config.server.listen).await?;
+        let ops = match config.server.ops_listen {
+            Some(a) => Some(bind(a).await?),
+            None => None,
+        };
+        Ok(Listeners { reviews, ops })
+    }
+}
+
+/// Resolves once shutdown was asked for (or the sender is gone).
+async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}

@@ -1,0 +1,156 @@
+//! The operations listener: `/healthz`, `/readyz`, `/metrics`, plain HTTP/1.1 and without
+//! authentication, so it is bounded: at most [`MAX_CONNECTIONS`] connections (more are
+//! closed at once, and cannot use up the file descriptors the review listener needs), a
+//! silent connection is closed after [`HEADER_READ_TIMEOUT`], and `/readyz` asks LDAP at
+//! most about once a second however often it is called.
+
+use std::convert::Infallible;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+
+use super::closes::{Closes, Reason, LOG_INTERVAL};
+use super::review::Reply;
+use super::{stopped, Runtime, Shared};
+use crate::metrics::StageLabels;
+
+/// Open connections at most. Prometheus, a probe and a person with curl need a handful.
+pub const MAX_CONNECTIONS: usize = 64;
+/// For a request head, the first or the next one on a keep-alive connection.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a `/readyz` answer is reused.
+const READY_MAX_AGE: Duration = Duration::from_secs(1);
+
+pub async fn run_ops(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let closes = Closes::new("ops", shared.metrics.clone());
+    let open = shared
+        .metrics
+        .open_connections
+        .get_or_create(&StageLabels {
+            listener: "ops",
+            stage: "open",
+        })
+        .clone();
+    let ready = Arc::new(ReadyCache::default());
+    let mut tick = tokio::time::interval(LOG_INTERVAL);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = tick.tick() => {
+                closes.flush();
+                continue;
+            }
+            _ = stopped(&mut shutdown) => break,
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            closes.record(Reason::Limit, peer, "ops listener connection limit");
+            continue;
+        };
+        open.inc();
+        let (shared, ready, open) = (shared.clone(), ready.clone(), open.clone());
+        tokio::spawn(async move {
+            let svc = service_fn(move |req: Request<Incoming>| {
+                let (shared, ready) = (shared.clone(), ready.clone());
+                async move { Ok::<_, Infallible>(handle_ops(&shared, &ready, req).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(TokioIo::new(tcp), svc)
+                .await;
+            open.dec();
+            drop(permit);
+        });
+    }
+}
+
+fn text(status: StatusCode, content_type: &'static str, body: String) -> Reply {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+async fn handle_ops(shared: &Shared, ready: &ReadyCache, req: Request<Incoming>) -> Reply {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "only GET\n".into(),
+        );
+    }
+    match req.uri().path() {
+        "/healthz" => text(StatusCode::OK, "text/plain", "ok\n".into()),
+        "/readyz" => match ready.probe(shared).await {
+            Ok(url) => text(StatusCode::OK, "text/plain", format!("ok: {url} answers\n")),
+            Err(e) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                format!("no LDAP server answers: {e}\n"),
+            ),
+        },
+        "/metrics" => text(
+            StatusCode::OK,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            shared.metrics.encode(),
+        ),
+        _ => text(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
+    }
+}
+
+struct Probed {
+    at: Instant,
+    /// The runtime probed: a reload makes the answer stale at once. Weak, so that a
+    /// replaced runtime (and its LDAP connections) is not kept alive by this cache.
+    runtime: Weak<Runtime>,
+    result: Result<String, String>,
+}
+
+/// One LDAP probe at a time for every `/readyz`: callers wait for the probe in progress
+/// (the lock is held across it) and reuse an answer younger than [`READY_MAX_AGE`].
+#[derive(Default)]
+struct ReadyCache {
+    last: tokio::sync::Mutex<Option<Probed>>,
+}
+
+impl ReadyCache {
+    async fn probe(&self, shared: &Shared) -> Result<String, String> {
+        let rt = shared.current.load_full();
+        let mut last = self.last.lock().await;
+        if let Some(p) = last.as_ref() {
+            if std::ptr::eq(p.runtime.as_ptr(), Arc::as_ptr(&rt)) && p.at.elapsed() < READY_MAX_AGE
+            {
+                return p.result.clone();
+            }
+        }
+        let deadline = Instant::now() + rt.config.ldap.timeout.min(Duration::from_secs(3));
+        let result = rt.authenticator.directory().probe(deadline).await;
+        *last = Some(Probed {
+            at: Instant::now(),
+            runtime: Arc::downgrade(&rt),
+            result: result.clone(),
+        });
+        result
+    }
+}
