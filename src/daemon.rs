@@ -293,11 +293,19 @@ mod tests {
     fn a_bare_level_is_the_daemons_own_and_libraries_stay_at_warn() {
         assert_eq!(
             filter_for("trace").to_string(),
-            "kube_ldap_webhook=trace,warn"
+            "kube_ldap_webhook=trace,rustls=error,warn"
         );
         assert_eq!(
             filter_for("error").to_string(),
-            "kube_ldap_webhook=error,error"
+            "kube_ldap_webhook=error,rustls=error,error"
+        );
+    }
+
+    #[test]
+    fn rustls_stays_at_error_unless_named() {
+        assert_eq!(
+            filter_for("debug,ldap3=debug").to_string(),
+            "rustls=error,ldap3=debug,debug"
         );
     }
 
