@@ -4,7 +4,7 @@
 mod support;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use support::*;
 
@@ -18,6 +18,23 @@ fn start(cache: &str) -> (Slapd, Daemon) {
     (slapd, d)
 }
 
+/// Lengths to try for a TTL or window that a test must see something happen inside of,
+/// shortest first: when the machine was too busy to do the test's steps inside one length,
+/// the test starts over with the next. Past the last one it fails.
+fn windows() -> impl Iterator<Item = Duration> {
+    (0..7).map(|i| Duration::from_secs(1 << i))
+}
+
+/// Whether everything since `started` happened inside `window`. Whatever the daemon stored
+/// after `started`, it still held for every lookup the test has seen answered by now.
+fn inside(started: Instant, window: Duration) -> bool {
+    started.elapsed() < window
+}
+
+fn secs(d: Duration) -> String {
+    format!("\"{}s\"", d.as_secs())
+}
+
 fn metric(d: &Daemon, prefix: &str) -> f64 {
     let (_, text) = d.ops("/metrics");
     text.lines()
@@ -29,7 +46,8 @@ fn metric(d: &Daemon, prefix: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn second_identical_review_makes_no_ldap_operation() {
-    let (slapd, d) = start("");
+    let (slapd, d) = start("ttl = \"1h\"");
+    d.wait_for_probe();
     let c = d.client();
     let t = token("alice", "alice-password");
     assert_eq!(
@@ -43,7 +61,6 @@ async fn second_identical_review_makes_no_ldap_operation() {
         again.body["status"]["user"]["groups"],
         serde_json::json!(["admins", "developers"])
     );
-    std::thread::sleep(Duration::from_millis(100));
     assert_eq!(
         slapd.operations(),
         before,
@@ -69,39 +86,61 @@ async fn the_same_token_in_the_other_api_version_is_a_cache_hit_answered_in_its_
 
 #[tokio::test(flavor = "multi_thread")]
 async fn accepted_answer_expires_after_ttl() {
-    let (slapd, d) = start("ttl = \"1s\"\nstale_ttl = \"0s\"");
-    let c = d.client();
-    let t = token("alice", "alice-password");
-    c.review(&d.url(), "v1", &t).await;
-    c.review(&d.url(), "v1", &t).await;
-    assert_eq!(slapd.binds_for(ALICE_DN), 1);
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    assert_eq!(
-        c.review(&d.url(), "v1", &t).await.body["status"]["authenticated"],
-        true
-    );
-    assert_eq!(
-        slapd.binds_for(ALICE_DN),
-        2,
-        "after ttl the directory is asked again"
-    );
+    let slapd = Slapd::start();
+    for ttl in windows() {
+        let cache = format!("ttl = {}\nstale_ttl = \"0s\"", secs(ttl));
+        let d = Daemon::start(&[slapd.url()], &[("cache", &cache)]);
+        let binds = slapd.binds_for(ALICE_DN);
+        let started = Instant::now();
+        d.login("alice", "alice-password").await;
+        d.login("alice", "alice-password").await;
+        if !inside(started, ttl) {
+            continue;
+        }
+        assert_eq!(slapd.binds_for(ALICE_DN), binds + 1, "within ttl: cached");
+        let a = d
+            .login_until("alice", "alice-password", |_| {
+                slapd.binds_for(ALICE_DN) > binds + 1
+            })
+            .await;
+        assert_eq!(a.body["status"]["authenticated"], true, "{}", a.raw);
+        assert_eq!(
+            slapd.binds_for(ALICE_DN),
+            binds + 2,
+            "after ttl the directory is asked again, once"
+        );
+        assert!(started.elapsed() >= ttl, "asked again before ttl ({ttl:?})");
+        return;
+    }
+    panic!("two reviews never fitted inside the ttl");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rejection_expires_after_negative_ttl() {
-    let (slapd, d) = start("negative_ttl = \"1s\"\nmax_failures = 10");
-    let c = d.client();
-    let t = token("alice", "wrong");
-    c.review(&d.url(), "v1", &t).await;
-    let a = c.review(&d.url(), "v1", &t).await;
-    assert_eq!(
-        a.body["status"]["error"], GENERIC,
-        "the cached rejection reads the same"
-    );
-    assert_eq!(slapd.binds_for(ALICE_DN), 1);
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    c.review(&d.url(), "v1", &t).await;
-    assert_eq!(slapd.binds_for(ALICE_DN), 2);
+    let slapd = Slapd::start();
+    for ttl in windows() {
+        let cache = format!("negative_ttl = {}\nmax_failures = 10", secs(ttl));
+        let d = Daemon::start(&[slapd.url()], &[("cache", &cache)]);
+        let binds = slapd.binds_for(ALICE_DN);
+        let started = Instant::now();
+        d.login("alice", "wrong").await;
+        let a = d.login("alice", "wrong").await;
+        if !inside(started, ttl) {
+            continue;
+        }
+        assert_eq!(
+            a.body["status"]["error"], GENERIC,
+            "the cached rejection reads the same"
+        );
+        assert_eq!(slapd.binds_for(ALICE_DN), binds + 1, "within ttl: cached");
+        let a = d
+            .login_until("alice", "wrong", |_| slapd.binds_for(ALICE_DN) > binds + 1)
+            .await;
+        assert_eq!(a.body["status"]["error"], GENERIC, "{}", a.raw);
+        assert!(started.elapsed() >= ttl, "asked again before negative_ttl");
+        return;
+    }
+    panic!("two reviews never fitted inside the negative ttl");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -121,7 +160,7 @@ async fn correct_password_right_after_a_wrong_one_works_at_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn capacity_bound_holds_under_ten_times_capacity_distinct_tokens() {
     let slapd = Slapd::start_with(&many_users_ldif(100, "secret"));
-    let d = Daemon::start(&[slapd.url()], &[("cache", "capacity = 10")]);
+    let d = Daemon::start(&[slapd.url()], &[("cache", "capacity = 10\nttl = \"1h\"")]);
     let c = d.client();
     for i in 0..100 {
         let a = c
@@ -171,6 +210,7 @@ async fn stale_answer_is_served_while_ldap_is_down() {
     let c = d.client();
     let t = token("alice", "alice-password");
     c.review(&d.url(), "v1", &t).await;
+    // The answer was stored before the sleep began: past its ttl after it, however slow.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     slapd.stop();
     let a = c.review(&d.url(), "v1", &t).await;
@@ -214,13 +254,19 @@ async fn unknown_token_during_an_outage_gets_the_backend_error() {
 #[tokio::test(flavor = "multi_thread")]
 async fn stale_answer_is_refused_after_stale_ttl() {
     let (mut slapd, d) = start("ttl = \"1s\"\nstale_ttl = \"2s\"");
-    let c = d.client();
-    let t = token("alice", "alice-password");
-    c.review(&d.url(), "v1", &t).await;
+    let started = Instant::now();
+    d.login("alice", "alice-password").await;
     slapd.stop();
-    tokio::time::sleep(Duration::from_millis(2100)).await;
-    let a = c.review(&d.url(), "v1", &t).await;
-    assert_eq!(a.body["status"]["error"], UNAVAILABLE);
+    let a = d
+        .login_until("alice", "alice-password", |a| {
+            a.body["status"]["authenticated"] != true
+        })
+        .await;
+    assert_eq!(a.body["status"]["error"], UNAVAILABLE, "{}", a.raw);
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "a stale answer is served until stale_ttl"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -229,6 +275,7 @@ async fn stale_answers_can_be_disabled() {
     let c = d.client();
     let t = token("alice", "alice-password");
     c.review(&d.url(), "v1", &t).await;
+    // The answer was stored before the sleep began: past its ttl after it, however slow.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     slapd.stop();
     let a = c.review(&d.url(), "v1", &t).await;
@@ -237,7 +284,7 @@ async fn stale_answers_can_be_disabled() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn lockout_protection_stops_binds_after_max_failures_while_a_cached_token_works() {
-    let (slapd, d) = start("max_failures = 3\nfailure_window = \"5m\"");
+    let (slapd, d) = start("max_failures = 3\nfailure_window = \"1h\"\nttl = \"1h\"");
     let c = d.client();
     let good = token("alice", "alice-password");
     assert_eq!(
@@ -308,45 +355,77 @@ async fn a_burst_of_concurrent_wrong_passwords_binds_at_most_max_failures_times(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn lockout_protection_ends_with_the_window() {
-    let (slapd, d) = start("max_failures = 2\nfailure_window = \"1s\"\nnegative_ttl = \"0s\"");
-    let c = d.client();
-    for i in 0..3 {
-        c.review(&d.url(), "v1", &token("alice", &format!("no-{i}")))
+    let slapd = Slapd::start();
+    for window in windows() {
+        let cache = format!(
+            "max_failures = 2\nfailure_window = {}\nnegative_ttl = \"0s\"",
+            secs(window)
+        );
+        let d = Daemon::start(&[slapd.url()], &[("cache", &cache)]);
+        let binds = slapd.binds_for(ALICE_DN);
+        let started = Instant::now();
+        for i in 0..3 {
+            d.login("alice", &format!("no-{i}")).await;
+        }
+        if !inside(started, window) {
+            continue;
+        }
+        assert_eq!(
+            slapd.binds_for(ALICE_DN),
+            binds + 2,
+            "the third guess inside the window never reached LDAP"
+        );
+        let a = d
+            .login_until("alice", "alice-password", |a| {
+                a.body["status"]["authenticated"] == true
+            })
             .await;
+        assert_eq!(a.body["status"]["user"]["username"], "alice", "{}", a.raw);
+        assert!(
+            started.elapsed() >= window,
+            "the right password was let through before the window ended"
+        );
+        return;
     }
-    assert_eq!(slapd.binds_for(ALICE_DN), 2);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let a = c
-        .review(&d.url(), "v1", &token("alice", "alice-password"))
-        .await;
-    assert_eq!(a.body["status"]["authenticated"], true, "{}", a.raw);
+    panic!("three reviews never fitted inside the failure window");
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn password_change_takes_effect_once_ttl_has_passed() {
-    let (slapd, d) = start("ttl = \"1s\"");
-    let c = d.client();
-    let old = token("alice", "alice-password");
-    assert_eq!(
-        c.review(&d.url(), "v1", &old).await.body["status"]["authenticated"],
-        true
-    );
-    slapd.set_password(ALICE_DN, "new-password");
-    assert_eq!(
-        c.review(&d.url(), "v1", &old).await.body["status"]["authenticated"],
-        true,
-        "within ttl the cached answer stands"
-    );
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let a = c.review(&d.url(), "v1", &old).await;
-    assert_eq!(
-        a.body["status"]["error"], GENERIC,
-        "after ttl the old password is refused"
-    );
-    let a = c
-        .review(&d.url(), "v1", &token("alice", "new-password"))
-        .await;
-    assert_eq!(a.body["status"]["authenticated"], true);
+    let slapd = Slapd::start();
+    for ttl in windows() {
+        slapd.set_password(ALICE_DN, "alice-password");
+        let d = Daemon::start(
+            &[slapd.url()],
+            &[("cache", &format!("ttl = {}", secs(ttl)))],
+        );
+        let started = Instant::now();
+        let a = d.login("alice", "alice-password").await;
+        assert_eq!(a.body["status"]["authenticated"], true, "{}", a.raw);
+        slapd.set_password(ALICE_DN, "new-password");
+        let a = d.login("alice", "alice-password").await;
+        if !inside(started, ttl) {
+            continue;
+        }
+        assert_eq!(
+            a.body["status"]["authenticated"], true,
+            "within ttl the cached answer stands"
+        );
+        let a = d
+            .login_until("alice", "alice-password", |a| {
+                a.body["status"]["authenticated"] != true
+            })
+            .await;
+        assert_eq!(
+            a.body["status"]["error"], GENERIC,
+            "after ttl the old password is refused"
+        );
+        assert!(started.elapsed() >= ttl, "refused before ttl");
+        let a = d.login("alice", "new-password").await;
+        assert_eq!(a.body["status"]["authenticated"], true);
+        return;
+    }
+    panic!("two reviews and a password change never fitted inside the ttl");
 }
 
 #[tokio::test(flavor = "multi_thread")]

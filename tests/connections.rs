@@ -28,7 +28,7 @@ async fn silent_tcp_connections_beyond_every_limit_do_not_stop_a_review() {
     let d = Daemon::start(&[slapd.url()], &[("server", SMALL_BUDGETS)]);
     let _held = silent(&d, 20).await;
     review_is_answered(&d).await;
-    wait_until("the oldest were replaced", || closes(&d, "evicted") >= 16.0);
+    eventually("the oldest were replaced", || closes(&d, "evicted") >= 16.0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -66,7 +66,7 @@ async fn tls_clients_without_a_certificate_are_closed_and_do_not_stop_a_review()
     }
     assert_eq!(slapd.operations(), before, "no token was looked at");
     review_is_answered(&d).await;
-    wait_until("each refusal is counted", || {
+    eventually("each refusal is counted", || {
         closes(&d, "no_certificate") >= 20.0
     });
 }
@@ -89,7 +89,7 @@ async fn verified_clients_silent_in_the_http2_preface_do_not_stop_a_review_and_a
             "a silent verified client was closed"
         );
     }
-    wait_until("each close is counted", || {
+    eventually("each close is counted", || {
         closes(&d, "first_request_timeout") >= 8.0
     });
 }
@@ -104,7 +104,7 @@ async fn a_silent_tcp_connection_is_closed_after_the_handshake_timeout() {
     let d = Daemon::start(&[slapd.url()], &[("server", "handshake_timeout = \"1s\"")]);
     let mut s = tcp_from(Ipv4Addr::LOCALHOST, d.port).await;
     assert!(closed_within(&mut s, CAP).await);
-    wait_until("the close is counted", || {
+    eventually("the close is counted", || {
         closes(&d, "handshake_timeout") >= 1.0
     });
 }
@@ -118,7 +118,7 @@ async fn a_verified_client_with_half_a_request_head_is_closed_after_the_handshak
         .await
         .unwrap();
     assert!(closed_within(&mut tls, CAP).await);
-    wait_until("the close is counted", || {
+    eventually("the close is counted", || {
         closes(&d, "first_request_timeout") >= 1.0
     });
 }
@@ -131,7 +131,7 @@ async fn an_idle_http1_connection_is_closed_after_the_idle_timeout() {
     let a = http1_review(&mut tls, &alice()).await.expect("an answer");
     assert_eq!(a["status"]["authenticated"], true);
     assert!(closed_within(&mut tls, CAP).await);
-    wait_until("the close is counted", || closes(&d, "idle") >= 1.0);
+    eventually("the close is counted", || closes(&d, "idle") >= 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -163,7 +163,7 @@ async fn an_idle_http2_connection_is_closed_after_the_idle_timeout() {
         .expect("the server closed the idle connection")
         .unwrap()
         .ok();
-    wait_until("the close is counted", || closes(&d, "idle") >= 1.0);
+    eventually("the close is counted", || closes(&d, "idle") >= 1.0);
 }
 
 // -------------------------------------------------------------------------------------
@@ -192,7 +192,7 @@ async fn one_address_flooding_handshakes_replaces_only_its_own() {
             "the attacker's oldest were replaced"
         );
     }
-    wait_until("four evictions counted", || closes(&d, "evicted") >= 4.0);
+    eventually("four evictions counted", || closes(&d, "evicted") >= 4.0);
     assert_eq!(closes(&d, "evicted"), 4.0, "and nothing else was replaced");
     // The bystander's connection is still there: it finishes its handshake and is served.
     let id = (d.pki.client_cert.as_path(), d.pki.client_key.as_path());
@@ -321,11 +321,11 @@ async fn a_flood_of_refused_handshakes_is_counted_each_and_logged_in_a_few_lines
     while let Some(r) = tasks.join_next().await {
         r.unwrap();
     }
-    wait_until("200 closes counted", || all_closes(&d) >= before + 200.0);
+    eventually("200 closes counted", || all_closes(&d) >= before + 200.0);
     assert_eq!(closes(&d, "no_certificate"), 200.0);
     let total = all_closes(&d) as u64;
     // Every close is in the log, one by one or in a summary line.
-    wait_until("the summary line", || logged_closes(&d.log()).1 >= total);
+    eventually("the summary line", || logged_closes(&d.log()).1 >= total);
     let elapsed = started.elapsed().as_secs();
     let log = d.log();
     let (lines, accounted) = logged_closes(&log);
@@ -350,7 +350,7 @@ async fn a_certificate_from_another_ca_is_closed_as_bad_certificate() {
     if let Ok(mut tls) = tls_over(&d, tcp, Some(rogue), &[b"http/1.1"]).await {
         assert!(http1_review(&mut tls, &alice()).await.is_none());
     }
-    wait_until("the close is counted", || {
+    eventually("the close is counted", || {
         closes(&d, "bad_certificate") >= 1.0
     });
     d.wait_for_log("reason=\"bad_certificate\"");
@@ -384,7 +384,7 @@ async fn the_ops_listener_closes_connections_beyond_its_cap_and_silent_ones_in_t
             "a silent ops connection was closed"
         );
     }
-    wait_until("/healthz answers again", || healthz_answers(d.ops_port));
+    eventually("/healthz answers again", || healthz_answers(d.ops_port));
     let limit = metric(
         &d,
         "kube_ldap_webhook_connections_closed_total",

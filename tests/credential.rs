@@ -2,7 +2,7 @@
 
 mod support;
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::process::{Command, Output, Stdio};
 
 use base64::Engine;
@@ -193,13 +193,32 @@ fn interactive_use_prompts_on_the_terminal() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("script (util-linux)");
+    // The terminal's output as it comes, so that the password is typed only once it is
+    // asked for, as a person would.
+    let screen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = {
+        let screen = screen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 1024];
+            while let Ok(n @ 1..) = stdout.read(&mut buf) {
+                screen.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    let shown = || String::from_utf8_lossy(&screen.lock().unwrap()).into_owned();
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(b"alice\n").unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    support::wait_until(
+        || shown().contains("Password for alice: "),
+        || format!("no password prompt: {}", shown()),
+    );
     stdin.write_all(b"typed-secret\n").unwrap();
     drop(stdin);
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    let text = shown();
+    assert!(status.success(), "{text}");
     assert!(text.contains("Username: "), "{text}");
     assert!(text.contains("Password for alice: "), "{text}");
     let expected = base64::engine::general_purpose::STANDARD.encode("alice:typed-secret");

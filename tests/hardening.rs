@@ -14,6 +14,10 @@ use std::time::{Duration, Instant};
 
 use support::*;
 
+fn eventually(what: &str, cond: impl FnMut() -> bool) {
+    wait_until(cond, || format!("never: {what}"));
+}
+
 const REFUSED: &str = "reload refused";
 
 fn alice() -> String {
@@ -21,13 +25,6 @@ fn alice() -> String {
 }
 
 /// Waits until `cond` holds, for at most `cap` (a cap, not an expectation of speed).
-fn wait_until(cap: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + cap;
-    while !cond() {
-        assert!(Instant::now() < deadline, "never: {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 // -------------------------------------------------------------------------------------
 // Reload
@@ -56,7 +53,7 @@ async fn a_reload_out_of_range_or_in_clear_text_is_refused_and_the_old_config_ke
         assert_ne!(text, &good);
         std::fs::write(&d.config, text).unwrap();
         d.signal(libc::SIGHUP);
-        wait_until(Duration::from_secs(10), "the reload is refused", || {
+        eventually("the reload is refused", || {
             d.log().matches(REFUSED).count() > i
         });
         let log = d.log();
@@ -215,7 +212,7 @@ fn start_as(uid: u32) -> (Unprivileged, u16) {
         .spawn()
         .expect("spawning the daemon as another user (the tests run as root)");
     let d = Unprivileged { child, _dir: dir };
-    wait_until(Duration::from_secs(10), "the daemon listens", || {
+    eventually("the daemon listens", || {
         std::net::TcpStream::connect(("127.0.0.1", ops)).is_ok()
     });
     (d, ops)

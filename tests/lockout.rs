@@ -83,8 +83,7 @@ async fn a_flood_of_unknown_names_leaves_a_locked_account_locked() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unknown_name_costs_the_ldap_operations_of_a_wrong_password() {
     let (slapd, d) = start("");
-    // Let the daemon's start-up probe finish before counting.
-    d.wait_for_log("LDAP reachable");
+    d.wait_for_probe();
     let before = slapd.operations();
     d.login("bob", "not-bobs-password").await;
     let wrong = slapd.operations() - before;

@@ -65,6 +65,27 @@ impl Notify {
         }
     }
 
+    /// Waits until `n` watchdog pings have arrived in all; any other message is a failure.
+    fn pings(&self, n: usize, pings: &mut usize) {
+        let deadline = Instant::now() + PATIENCE;
+        let mut buf = [0u8; 4096];
+        while *pings < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "only {pings} WATCHDOG=1 pings in {PATIENCE:?}"
+            );
+            self.sock.set_read_timeout(Some(left)).unwrap();
+            let got = self
+                .sock
+                .recv(&mut buf)
+                .unwrap_or_else(|e| panic!("only {pings} WATCHDOG=1 pings: {e}"));
+            let msg = String::from_utf8_lossy(&buf[..got]);
+            assert_eq!(msg.trim(), "WATCHDOG=1", "between READY=1 and SIGTERM");
+            *pings += 1;
+        }
+    }
+
     /// Every message that arrives within `within`.
     fn drain(&self, within: Duration) -> Vec<String> {
         let deadline = Instant::now() + within;
@@ -103,15 +124,10 @@ fn count_in_log(d: &Daemon, needle: &str) -> usize {
 
 /// Waits until the log holds `needle` at least `n` times.
 fn wait_for_count(d: &Daemon, needle: &str, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while count_in_log(d, needle) < n {
-        assert!(
-            Instant::now() < deadline,
-            "log never said {needle:?} {n} times:\n{}",
-            d.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until(
+        || count_in_log(d, needle) >= n,
+        || format!("the log never said {needle:?} {n} times:\n{}", d.log()),
+    );
 }
 
 const RELOADED: &str = "configuration, certificates and CAs reloaded";
@@ -154,9 +170,9 @@ impl Conn {
         let mut buf = Vec::new();
         let mut chunk = [0u8; 4096];
         let (head_len, content_length) = loop {
-            let n = tokio::time::timeout(Duration::from_secs(10), self.tls.read(&mut chunk))
+            let n = tokio::time::timeout(PATIENCE, self.tls.read(&mut chunk))
                 .await
-                .expect("an answer within 10s")
+                .expect("an answer")
                 .unwrap();
             assert!(n > 0, "connection closed before the answer");
             buf.extend_from_slice(&chunk[..n]);
@@ -192,21 +208,24 @@ fn alice() -> String {
     token("alice", "alice-password")
 }
 
-/// A TCP proxy in front of slapd that, while `stall` is on, holds every chunk the daemon
-/// sends for `delay` before passing it on: a slow directory, on demand.
-struct SlowProxy {
+/// A TCP proxy in front of slapd that, while `hold` is on, keeps what the daemon sends
+/// until the test calls [`HoldingProxy::release`]: a directory that answers exactly when
+/// the test is ready for it.
+struct HoldingProxy {
     port: u16,
-    stall: Arc<AtomicBool>,
-    stalled: Arc<AtomicUsize>,
+    hold: Arc<AtomicBool>,
+    held: Arc<AtomicUsize>,
+    release: tokio::sync::watch::Sender<bool>,
 }
 
-impl SlowProxy {
-    async fn start(upstream: u16, delay: Duration) -> SlowProxy {
+impl HoldingProxy {
+    async fn start(upstream: u16) -> HoldingProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let stall = Arc::new(AtomicBool::new(false));
-        let stalled = Arc::new(AtomicUsize::new(0));
-        let (st, sd) = (stall.clone(), stalled.clone());
+        let hold = Arc::new(AtomicBool::new(false));
+        let held = Arc::new(AtomicUsize::new(0));
+        let (release, released) = tokio::sync::watch::channel(false);
+        let (h, n) = (hold.clone(), held.clone());
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)).await else {
@@ -214,18 +233,18 @@ impl SlowProxy {
                 };
                 let (mut cr, mut cw) = client.into_split();
                 let (mut sr, mut sw) = server.into_split();
-                let (st, sd) = (st.clone(), sd.clone());
+                let (h, n, mut released) = (h.clone(), n.clone(), released.clone());
                 tokio::spawn(async move {
                     let mut buf = [0u8; 16384];
-                    while let Ok(n) = cr.read(&mut buf).await {
-                        if n == 0 {
+                    while let Ok(len) = cr.read(&mut buf).await {
+                        if len == 0 {
                             break;
                         }
-                        if st.load(Ordering::SeqCst) {
-                            sd.fetch_add(1, Ordering::SeqCst);
-                            tokio::time::sleep(delay).await;
+                        if h.load(Ordering::SeqCst) {
+                            n.fetch_add(1, Ordering::SeqCst);
+                            let _ = released.wait_for(|r| *r).await;
                         }
-                        if sw.write_all(&buf[..n]).await.is_err() {
+                        if sw.write_all(&buf[..len]).await.is_err() {
                             break;
                         }
                     }
@@ -237,15 +256,22 @@ impl SlowProxy {
                 });
             }
         });
-        SlowProxy {
+        HoldingProxy {
             port,
-            stall,
-            stalled,
+            hold,
+            held,
+            release,
         }
     }
 
     fn url(&self) -> String {
         format!("ldap://127.0.0.1:{}", self.port)
+    }
+
+    /// Passes on everything held; what comes later is not held.
+    fn release(&self) {
+        self.hold.store(false, Ordering::SeqCst);
+        let _ = self.release.send(true);
     }
 }
 
@@ -338,7 +364,7 @@ async fn sd_notify_ready_reloading_ready_stopping_in_order_with_watchdog_pings()
         ],
     );
     let mut pings = 0;
-    let first = notify.next(Duration::from_secs(10), &mut pings);
+    let first = notify.next(PATIENCE, &mut pings);
     assert!(
         lines(&first).contains(&"READY=1"),
         "first message: {first:?}"
@@ -346,7 +372,7 @@ async fn sd_notify_ready_reloading_ready_stopping_in_order_with_watchdog_pings()
 
     let before = monotonic_usec();
     d.signal(libc::SIGHUP);
-    let reloading = notify.next(Duration::from_secs(10), &mut pings);
+    let reloading = notify.next(PATIENCE, &mut pings);
     let after = monotonic_usec();
     let l = lines(&reloading);
     assert!(l.contains(&"RELOADING=1"), "after SIGHUP: {reloading:?}");
@@ -360,26 +386,22 @@ async fn sd_notify_ready_reloading_ready_stopping_in_order_with_watchdog_pings()
         before <= usec && usec <= after,
         "MONOTONIC_USEC {usec} not in [{before}, {after}]"
     );
-    let ready = notify.next(Duration::from_secs(10), &mut pings);
+    let ready = notify.next(PATIENCE, &mut pings);
     assert!(
         lines(&ready).contains(&"READY=1"),
         "after the reload: {ready:?}"
     );
     d.wait_for_log(RELOADED);
 
-    // At WATCHDOG_USEC=200ms the daemon pings every 100ms.
-    std::thread::sleep(Duration::from_millis(500));
+    // At WATCHDOG_USEC=200ms the daemon pings every 100ms, on its own.
+    notify.pings(pings + 3, &mut pings);
     d.signal(libc::SIGTERM);
-    let stopping = notify.next(Duration::from_secs(10), &mut pings);
+    let stopping = notify.next(PATIENCE, &mut pings);
     assert!(
         lines(&stopping).contains(&"STOPPING=1"),
         "after SIGTERM: {stopping:?}"
     );
-    assert!(
-        pings >= 3,
-        "only {pings} WATCHDOG=1 pings in ~0.6s at WATCHDOG_USEC=200ms"
-    );
-    let status = d.wait_exit(Duration::from_secs(10));
+    let status = d.wait_exit(PATIENCE);
     assert!(status.success(), "exit status {status}");
     let rest = notify.drain(Duration::from_millis(100));
     assert!(
@@ -432,7 +454,7 @@ async fn a_broken_config_on_reload_is_refused_and_the_old_one_keeps_serving() {
     let notify = Notify::new();
     let mut d = Daemon::start_with_env(&[slapd.url()], &[], &[("NOTIFY_SOCKET", &notify.env())]);
     let mut pings = 0;
-    assert!(lines(&notify.next(Duration::from_secs(10), &mut pings)).contains(&"READY=1"));
+    assert!(lines(&notify.next(PATIENCE, &mut pings)).contains(&"READY=1"));
     let good = std::fs::read_to_string(&d.config).unwrap();
     let cert = pem_der(&d.pki.server_cert);
 
@@ -445,17 +467,17 @@ async fn a_broken_config_on_reload_is_refused_and_the_old_one_keeps_serving() {
             "tls_cert_file = \"/nonexistent/server.crt\"",
         ),
         // A bad value.
-        good.replace("timeout = \"2s\"", "timeout = \"soon\""),
+        good.replace("\ntimeout = \"30s\"", "\ntimeout = \"soon\""),
     ];
     for (i, text) in broken.iter().enumerate() {
         assert_ne!(text, &good);
         std::fs::write(&d.config, text).unwrap();
         d.signal(libc::SIGHUP);
         wait_for_count(&d, REFUSED, i + 1);
-        let reloading = notify.next(Duration::from_secs(10), &mut pings);
+        let reloading = notify.next(PATIENCE, &mut pings);
         assert!(lines(&reloading).contains(&"RELOADING=1"), "{reloading:?}");
         // systemd waits for READY=1 to end the reload, refused or not.
-        let ready = notify.next(Duration::from_secs(10), &mut pings);
+        let ready = notify.next(PATIENCE, &mut pings);
         assert!(lines(&ready).contains(&"READY=1"), "{ready:?}");
 
         let mut c = Conn::open(&d).await;
@@ -529,24 +551,23 @@ async fn a_relative_bind_password_file_is_read_from_the_credentials_directory() 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_finishes_in_flight_reviews_refuses_new_connections_and_exits_0() {
     let slapd = Slapd::start();
-    // Long enough for the checks below on a loaded machine; ldap.timeout is raised above it.
-    let delay = Duration::from_secs(3);
-    let proxy = SlowProxy::start(slapd.port, delay).await;
+    let proxy = HoldingProxy::start(slapd.port).await;
+    // Nothing but the drain may end the review: no LDAP or review deadline within reach.
     let mut d = Daemon::start_with_env(
         &[proxy.url()],
-        &[],
-        &[("KUBE_LDAP_WEBHOOK_LDAP__TIMEOUT", "10s")],
+        &[("server", "request_timeout = \"1h\"")],
+        &[("KUBE_LDAP_WEBHOOK_LDAP__TIMEOUT", "1h")],
     );
-    d.wait_for_log("LDAP reachable");
+    d.wait_for_probe();
 
-    proxy.stall.store(true, Ordering::SeqCst);
+    proxy.hold.store(true, Ordering::SeqCst);
     let client = d.client();
     let url = d.url();
-    let started = Instant::now();
-    let review = tokio::spawn(async move { client.review(&url, "v1", &alice()).await });
+    let review =
+        tokio::spawn(async move { client.review_with_timeout(&url, "v1", &alice(), "1h").await });
     // The review is in flight once the proxy holds one of its LDAP messages.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while proxy.stalled.load(Ordering::SeqCst) == 0 {
+    let deadline = Instant::now() + PATIENCE;
+    while proxy.held.load(Ordering::SeqCst) == 0 {
         assert!(
             Instant::now() < deadline,
             "the review never reached LDAP:\n{}",
@@ -554,38 +575,24 @@ async fn sigterm_finishes_in_flight_reviews_refuses_new_connections_and_exits_0(
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    // Only the message already held is slowed down.
-    proxy.stall.store(false, Ordering::SeqCst);
     d.signal(libc::SIGTERM);
     d.wait_for_log("shutting down");
 
-    // No new connections while the old review finishes.
-    let refused = {
-        let deadline = Instant::now() + Duration::from_secs(1);
-        loop {
-            if std::net::TcpStream::connect(d.addr()).is_err() {
-                break true;
-            }
-            if Instant::now() > deadline {
-                break false;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    };
+    // No new connections while the held review waits.
+    wait_until(
+        || std::net::TcpStream::connect(d.addr()).is_err(),
+        || "the listener still accepts after SIGTERM".into(),
+    );
     assert!(
         !review.is_finished(),
-        "the review ended before the test could check the drain"
+        "the review ended while its LDAP answer was held"
     );
-    assert!(refused, "the listener still accepts after SIGTERM");
 
+    proxy.release();
     let a = review.await.unwrap();
-    assert!(
-        started.elapsed() >= delay,
-        "the review did not wait for LDAP"
-    );
     assert_eq!(a.status, 200, "{}", a.raw);
     assert_eq!(a.body["status"]["authenticated"], true, "{}", a.raw);
-    let status = d.wait_exit(Duration::from_secs(35));
+    let status = d.wait_exit(PATIENCE);
     assert!(status.success(), "exit status {status}; log:\n{}", d.log());
     assert!(d.log().contains("stopped"));
 }
@@ -786,29 +793,16 @@ async fn readyz_follows_the_directory_and_healthz_the_process() {
     let mut slapd = Slapd::start();
     let d = Daemon::start(&[slapd.url()], &[]);
     assert_eq!(d.ops("/healthz").0, 200);
-    let (code, body) = d.ops("/readyz");
-    assert_eq!(code, 200, "{body}");
+    d.wait_for_ready();
     slapd.stop();
     // /readyz may answer from a probe up to a second old.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while d.ops("/readyz").0 != 503 {
-        assert!(Instant::now() < deadline, "still ready with slapd stopped");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_until(
+        || d.ops("/readyz").0 == 503,
+        || "still ready with slapd stopped".into(),
+    );
     assert_eq!(d.ops("/healthz").0, 200);
     slapd.restart();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let (code, body) = d.ops("/readyz");
-        if code == 200 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "still not ready after slapd came back: {body}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    d.wait_for_ready();
 }
 
 // -------------------------------------------------------------------------------------
@@ -1046,15 +1040,14 @@ async fn sighup_applies_a_new_log_level() {
         .replace("level = \"debug\"", "level = \"warn\"");
     std::fs::write(&d.config, cfg).unwrap();
     d.signal(libc::SIGHUP);
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !d
-        .ops("/metrics")
-        .1
-        .contains("kube_ldap_webhook_reloads_total{event=\"ok\"} 1")
-    {
-        assert!(std::time::Instant::now() < deadline, "no reload");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until(
+        || {
+            d.ops("/metrics")
+                .1
+                .contains("kube_ldap_webhook_reloads_total{event=\"ok\"} 1")
+        },
+        || "no reload".into(),
+    );
     let before = d.log().matches("outcome=").count();
     d.login("bob", "pa:ss:word").await;
     d.login("alice", "wrong").await;

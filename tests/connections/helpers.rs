@@ -4,7 +4,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -14,7 +14,7 @@ use tokio_rustls::client::TlsStream;
 use crate::support::*;
 
 /// Long enough for anything a test waits for on a loaded machine.
-pub const CAP: Duration = Duration::from_secs(60);
+pub const CAP: Duration = PATIENCE;
 pub const ATTACKER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 pub const BYSTANDER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
 
@@ -159,10 +159,6 @@ pub fn closes(d: &Daemon, reason: &str) -> f64 {
     )
 }
 
-pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + CAP;
-    while !done() {
-        assert!(Instant::now() < deadline, "never happened: {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+pub fn eventually(what: &str, done: impl FnMut() -> bool) {
+    wait_until(done, || format!("never happened: {what}"));
 }

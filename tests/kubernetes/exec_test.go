@@ -18,7 +18,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -91,7 +90,7 @@ func bearerFromPlugin(t *testing.T, execCfg *clientcmdapi.ExecConfig) string {
 	t.Helper()
 	rs := newRecordingServer(t)
 	client, host := kubectlClient(t, rs, execCfg)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), startupDeadline)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, host+"/version", nil)
 	if err != nil {

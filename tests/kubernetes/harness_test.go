@@ -32,19 +32,21 @@ import (
 
 // Fixture facts (tests/fixtures/openldap/directory.ldif, slapd.conf.in).
 const (
-	ldapSuffix      = "dc=example,dc=org"
-	ldapAdminDN     = "cn=admin,dc=example,dc=org"
-	ldapAdminPW     = "admin-secret"
-	serviceBindDN   = "cn=k8s-webhook,ou=services,dc=example,dc=org"
-	serviceBindPW   = "service-secret"
-	alicePassword   = "alice-password"
-	bobPassword     = "pa:ss:word"
-	josePassword    = "contraseña-ñ€"
-	webhookPath     = "/authenticate"
-	apiserverCN     = "kube-apiserver"
-	emailExtraKey   = "example.org/email"
-	jwtShapedToken  = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"
-	startupDeadline = 30 * time.Second
+	ldapSuffix     = "dc=example,dc=org"
+	ldapAdminDN    = "cn=admin,dc=example,dc=org"
+	ldapAdminPW    = "admin-secret"
+	serviceBindDN  = "cn=k8s-webhook,ou=services,dc=example,dc=org"
+	serviceBindPW  = "service-secret"
+	alicePassword  = "alice-password"
+	bobPassword    = "pa:ss:word"
+	josePassword   = "contraseña-ñ€"
+	webhookPath    = "/authenticate"
+	apiserverCN    = "kube-apiserver"
+	emailExtraKey  = "example.org/email"
+	jwtShapedToken = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"
+	// How long the harness waits for something bound to happen (a process answering, a
+	// command finishing): long, since the machine may be busy with other work.
+	startupDeadline = 60 * time.Second
 )
 
 // suite is the shared state built by TestMain.
@@ -510,9 +512,9 @@ func startSlapd(fixtures, dir string) (*slapdInstance, error) {
 
 func (l *slapdInstance) search(filter string, attrs ...string) (string, error) {
 	ldapsearch, _ := lookTool("ldapsearch")
-	args := append([]string{"-x", "-LLL", "-o", "ldif-wrap=no", "-o", "nettimeout=2", "-H", l.url(),
+	args := append([]string{"-x", "-LLL", "-o", "ldif-wrap=no", "-o", "nettimeout=10", "-H", l.url(),
 		"-D", ldapAdminDN, "-w", ldapAdminPW, "-b", ldapSuffix, filter}, attrs...)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), startupDeadline)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, ldapsearch, args...)
@@ -563,8 +565,8 @@ ops_listen = "%[5]s"
 urls = ["%[6]s"]
 bind_dn = "cn=k8s-webhook,ou=services,dc=example,dc=org"
 bind_password_file = "%[7]s"
-timeout = "2s"
-connect_timeout = "1s"
+timeout = "30s"
+connect_timeout = "20s"
 directory = "openldap"
 
 [ldap.user]
@@ -622,7 +624,7 @@ func (s *suite) startDaemon(dir, ldapURL string) (*daemonInstance, error) {
 	if d.proc, err = startProcess(cmd, d.logPath); err != nil {
 		return nil, err
 	}
-	client := &http.Client{Timeout: time.Second}
+	client := &http.Client{Timeout: 10 * time.Second}
 	deadline := time.Now().Add(startupDeadline)
 	for {
 		resp, err := client.Get("http://" + d.ops + "/healthz")
@@ -630,7 +632,7 @@ func (s *suite) startDaemon(dir, ldapURL string) (*daemonInstance, error) {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				// The TokenReview listener should be up too.
-				if c, err := net.DialTimeout("tcp", d.listen, time.Second); err == nil {
+				if c, err := net.DialTimeout("tcp", d.listen, 10*time.Second); err == nil {
 					c.Close()
 					return d, nil
 				}

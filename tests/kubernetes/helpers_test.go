@@ -53,7 +53,7 @@ func subcommandKubeconfig(t *testing.T, d *daemonInstance, embed bool) string {
 		args = append(args, "--embed")
 		name = "webhook-kubeconfig-embedded.yaml"
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), startupDeadline)
 	defer cancel()
 	out, err := runBin(ctx, nil, args...)
 	if err != nil {

@@ -5,6 +5,8 @@ package kubernetes
 // `kubeconfig` subcommand prints, wrapped in the API server's token cache.
 
 import (
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -166,17 +168,17 @@ func TestUnknownUserGetsTheSameErrorAsWrongPassword(t *testing.T) {
 
 // A bearer token meant for another authenticator (an expired service-account
 // JWT, an OIDC token) is a real rejection: ok=false and err=nil, which
-// kube-apiserver caches.
+// kube-apiserver caches. The daemon answers it on its own, without LDAP.
 func TestJWTShapedTokenIsRejectedWithoutError(t *testing.T) {
 	for _, c := range allConfigs(false) {
 		t.Run(c.name(), func(t *testing.T) {
-			start := time.Now()
+			before := env.daemon.reviews(t, "not_ours", "local")
 			resp, ok, err := authenticate(c.authenticator(t, env.daemon), c.implicitAuds, jwtShapedToken)
 			if ok || resp != nil || err != nil {
 				t.Fatalf("JWT-shaped token: ok=%v resp=%+v err=%v, want ok=false err=nil", ok, resp, err)
 			}
-			if d := time.Since(start); d > 2*time.Second {
-				t.Errorf("JWT-shaped token took %v to reject", d)
+			if after := env.daemon.reviews(t, "not_ours", "local"); after != before+1 {
+				t.Errorf("JWT-shaped token not answered locally: not_ours/local reviews went from %v to %v", before, after)
 			}
 		})
 	}
@@ -297,12 +299,10 @@ func TestBackendDownIsAnErrorNotARejection(t *testing.T) {
 			t.Errorf("LDAP down: fresh token got ok=false err=nil (a rejection kube-apiserver caches); want an error")
 		} else {
 			t.Logf("LDAP down, fresh token: err=%q after %v", err, elapsed)
+			// The daemon's own answer, not the client giving up on a daemon that hangs.
 			if !strings.Contains(strings.ToLower(err.Error()), "unavailable") {
-				t.Logf("note: the error text does not say 'unavailable'")
+				t.Errorf("LDAP down: err=%q, want the daemon's status.error saying the backend is unavailable", err)
 			}
-		}
-		if elapsed > 10*time.Second {
-			t.Errorf("LDAP down: answer took %v (timeouts are 1s connect, 2s operation)", elapsed)
 		}
 
 		// The credential accepted a moment ago is still accepted from the
@@ -335,11 +335,10 @@ func TestBackendDownIsAnErrorNotARejection(t *testing.T) {
 				t.Errorf("%s: accepted with no LDAP", version)
 			case err == nil:
 				t.Errorf("%s: ok=false err=nil (a rejection kube-apiserver caches); want an error", version)
+			case !strings.Contains(strings.ToLower(err.Error()), "unavailable"):
+				t.Errorf("%s: err=%q, want the daemon's status.error saying the backend is unavailable", version, err)
 			default:
 				t.Logf("%s: err=%q after %v", version, err, elapsed)
-			}
-			if elapsed > 10*time.Second {
-				t.Errorf("%s: answer took %v", version, elapsed)
 			}
 		}
 		// The JWT short-cut needs no LDAP: still a plain rejection.
@@ -348,4 +347,32 @@ func TestBackendDownIsAnErrorNotARejection(t *testing.T) {
 			t.Errorf("JWT-shaped token with LDAP down: ok=%v err=%v, want ok=false err=nil", ok, err)
 		}
 	})
+}
+
+// reviews reads kube_ldap_webhook_reviews_total{outcome, source} from the
+// daemon's /metrics (0 when the series is not there).
+func (d *daemonInstance) reviews(t *testing.T, outcome, source string) float64 {
+	t.Helper()
+	client := &http.Client{Timeout: startupDeadline}
+	resp, err := client.Get("http://" + d.ops + "/metrics")
+	if err != nil {
+		t.Fatalf("GET /metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET /metrics: %v", err)
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(line, "kube_ldap_webhook_reviews_total{") &&
+			strings.Contains(line, `outcome="`+outcome+`"`) && strings.Contains(line, `source="`+source+`"`) {
+			fields := strings.Fields(line)
+			v, err := strconv.ParseFloat(fields[len(fields)-1], 64)
+			if err != nil {
+				t.Fatalf("/metrics line %q: %v", line, err)
+			}
+			return v
+		}
+	}
+	return 0
 }

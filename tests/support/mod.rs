@@ -23,6 +23,24 @@ pub const SERVICE_DN: &str = "cn=k8s-webhook,ou=services,dc=example,dc=org";
 pub const DECOY: &str = "cn=kube-ldap-webhook-decoy-";
 pub const SERVICE_PASSWORD: &str = "service-secret";
 
+/// How long a test waits for something that is bound to happen (a process listening, a log
+/// line, a condition): long, because the machine may be busy with other work; a test waits
+/// this long only when the thing never happens, and then it fails.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Checks `cond` every 20 ms until it holds; panics with `what()` after [`PATIENCE`].
+pub fn wait_until(mut cond: impl FnMut() -> bool, what: impl Fn() -> String) {
+    let deadline = Instant::now() + PATIENCE;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "not within {PATIENCE:?}: {}",
+            what()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -246,7 +264,7 @@ impl Slapd {
                 .stderr(log);
             die_with_parent(&mut cmd);
             let mut child = cmd.spawn().expect("slapd (apt-get install slapd)");
-            let deadline = Instant::now() + Duration::from_secs(10);
+            let deadline = Instant::now() + PATIENCE;
             while Instant::now() < deadline {
                 if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
                     self.port = port;
@@ -446,6 +464,11 @@ impl Site {
     }
 }
 
+/// The LDAP timeouts of every test config. No test that uses them is about a slow directory
+/// (those set their own, against a server that never answers), so they are far above what
+/// any answer takes on a busy machine; a review's own deadline (`?timeout=30s`) comes first.
+pub const LDAP_TIMEOUTS: &str = "connect_timeout = \"20s\"\ntimeout = \"30s\"";
+
 /// The daemon's configuration for a test: the fixture directory, with `extra` TOML lines
 /// appended to the sections named in it.
 pub fn config_toml(
@@ -508,8 +531,7 @@ ops_listen = "127.0.0.1:{ops}"
 [ldap]
 urls = [{urls}]
 {service}
-connect_timeout = "1s"
-timeout = "2s"
+{ldap_timeouts}
 {ldap}
 [ldap.user]
 base_dn = "{user_base_dn}"
@@ -530,6 +552,7 @@ level = "debug"
         key = pki.server_key.display(),
         client_ca = pki.client_ca.display(),
         server = get("server"),
+        ldap_timeouts = LDAP_TIMEOUTS,
         ldap = get("ldap"),
         user = get("user"),
         identity = get("identity"),
@@ -619,7 +642,7 @@ impl Daemon {
             .stderr(log);
         die_with_parent(&mut cmd);
         let mut child = cmd.spawn().expect("the daemon binary");
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + PATIENCE;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = child.try_wait() {
                 panic!("daemon exited with {status}; log:\n{}", self.log());
@@ -687,7 +710,8 @@ impl Daemon {
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         self.signal(libc::SIGTERM);
         let mut child = self.child.take().expect("running daemon");
-        let deadline = Instant::now() + Duration::from_secs(40);
+        // The daemon's drain (30 s at most) plus patience.
+        let deadline = Instant::now() + Duration::from_secs(30) + PATIENCE;
         loop {
             if let Ok(Some(s)) = child.try_wait() {
                 return s;
@@ -705,6 +729,32 @@ impl Daemon {
         self.client()
             .review(&self.url(), "v1", &token(username, password))
             .await
+    }
+
+    /// Reviews `username:password` (v1) every 100 ms until `done` holds for the answer, and
+    /// returns that answer: for tests that wait for a TTL or a window to run out.
+    pub async fn login_until(
+        &self,
+        username: &str,
+        password: &str,
+        mut done: impl FnMut(&Answer) -> bool,
+    ) -> Answer {
+        let c = self.client();
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let a = c
+                .review(&self.url(), "v1", &token(username, password))
+                .await;
+            if done(&a) {
+                return a;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{username}: the answer did not change within {PATIENCE:?}; last: {}",
+                a.raw
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     pub fn client(&self) -> Https {
@@ -745,14 +795,32 @@ impl Daemon {
     }
 
     pub fn wait_for_log(&self, needle: &str) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !self.log().contains(needle) {
+        wait_until(
+            || self.log().contains(needle),
+            || format!("the log never said {needle:?}:\n{}", self.log()),
+        );
+    }
+
+    /// Waits until the start-up probe has reached the directory, so that the LDAP operations
+    /// a test counts afterwards are its own.
+    pub fn wait_for_probe(&self) {
+        self.wait_for_log("LDAP reachable");
+    }
+
+    /// Waits until /readyz answers 200. Each probe behind it has its own short deadline, which
+    /// a busy machine can miss once; readiness is what this checks, not how fast it comes.
+    pub fn wait_for_ready(&self) {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let (code, body) = self.ops("/readyz");
+            if code == 200 {
+                return;
+            }
             assert!(
                 Instant::now() < deadline,
-                "log never said {needle:?}:\n{}",
-                self.log()
+                "/readyz not 200 within {PATIENCE:?}: {code} {body}"
             );
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(200));
         }
     }
 }
@@ -853,8 +921,20 @@ impl Https {
         })
     }
 
-    /// POSTs a TokenReview of `version` ("v1" or "v1beta1") for `token`.
+    /// POSTs a TokenReview of `version` ("v1" or "v1beta1") for `token`, with
+    /// kube-apiserver's default `?timeout=30s`.
     pub async fn review(&self, url: &str, version: &str, token: &str) -> Answer {
+        self.review_with_timeout(url, version, token, "30s").await
+    }
+
+    /// [`Https::review`] with another `?timeout=` (a Go duration).
+    pub async fn review_with_timeout(
+        &self,
+        url: &str,
+        version: &str,
+        token: &str,
+        timeout: &str,
+    ) -> Answer {
         let body = serde_json::json!({
             "apiVersion": format!("authentication.k8s.io/{version}"),
             "kind": "TokenReview",
@@ -864,7 +944,7 @@ impl Https {
         });
         let mut bytes = serde_json::to_vec(&body).unwrap();
         bytes.push(b'\n');
-        self.request("POST", &format!("{url}?timeout=30s"), bytes)
+        self.request("POST", &format!("{url}?timeout={timeout}"), bytes)
             .await
             .expect("HTTPS request")
     }
