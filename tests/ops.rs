@@ -555,8 +555,8 @@ async fn sigterm_finishes_in_flight_reviews_refuses_new_connections_and_exits_0(
     // Nothing but the drain may end the review: no LDAP or review deadline within reach.
     let mut d = Daemon::start_with_env(
         &[proxy.url()],
-        &[("server", "request_timeout = \"1h\"")],
-        &[("KUBE_LDAP_WEBHOOK_LDAP__TIMEOUT", "1h")],
+        &[("server", "request_timeout = \"10m\"")],
+        &[("KUBE_LDAP_WEBHOOK_LDAP__TIMEOUT", "10m")],
     );
     d.wait_for_probe();
 
