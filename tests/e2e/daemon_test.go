@@ -68,6 +68,10 @@ type daemon struct {
 // startDaemon writes a config ([server] on free loopback ports with the webhook PKI,
 // then ldapConfig) and runs `kube-ldap-webhook serve` until it listens.
 func startDaemon(s *suite, dir, ldapConfig string) (*daemon, error) {
+	return localcluster.OnFreePorts(func() (*daemon, error) { return startDaemonOnce(s, dir, ldapConfig) })
+}
+
+func startDaemonOnce(s *suite, dir, ldapConfig string) (*daemon, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}

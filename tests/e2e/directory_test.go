@@ -64,10 +64,13 @@ func startSlapd(s *suite, dir string) (*slapd, error) {
 			return nil, fmt.Errorf("slapadd %s: %v: %s", ldif, err, out)
 		}
 	}
-	if l.port, err = localcluster.FreePort(); err != nil {
-		return nil, err
-	}
-	return l, l.start()
+	return localcluster.OnFreePorts(func() (*slapd, error) {
+		var err error
+		if l.port, err = localcluster.FreePort(); err != nil {
+			return nil, err
+		}
+		return l, l.start()
+	})
 }
 
 // start runs slapd (again, after stop: same port, same database) until it answers.

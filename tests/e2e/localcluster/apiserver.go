@@ -39,6 +39,7 @@ func (w Webhook) Flags() []string {
 // APIServerConfig describes one kube-apiserver of a local cluster.
 type APIServerConfig struct {
 	Name            string // its etcd prefix is /Name, so several share one etcd
+	Port            int    // 0 for a free one
 	Dir             string // logs and the audit log
 	ClusterPKI      string // written by `scripts/pki.sh cluster`
 	Etcd            *Etcd
@@ -59,15 +60,25 @@ type APIServer struct {
 // LogPath is kube-apiserver's own log (stderr).
 func (a *APIServer) LogPath() string { return a.Proc.LogPath }
 
-// StartAPIServer starts kube-apiserver on a free port of 127.0.0.1 and waits until
-// /readyz answers ok (RBAC's bootstrap roles included).
+// StartAPIServer starts kube-apiserver on c.Port (or a free port) of 127.0.0.1 and
+// waits until /readyz answers ok (RBAC's bootstrap roles included).
 func StartAPIServer(bins *Binaries, c APIServerConfig) (*APIServer, error) {
+	if c.Port != 0 {
+		return startAPIServer(bins, c)
+	}
+	return OnFreePorts(func() (*APIServer, error) { return startAPIServer(bins, c) })
+}
+
+func startAPIServer(bins *Binaries, c APIServerConfig) (*APIServer, error) {
 	if err := os.MkdirAll(c.Dir, 0o700); err != nil {
 		return nil, err
 	}
-	port, err := FreePort()
-	if err != nil {
-		return nil, err
+	port := c.Port
+	if port == 0 {
+		var err error
+		if port, err = FreePort(); err != nil {
+			return nil, err
+		}
 	}
 	pki := func(f string) string { return filepath.Join(c.ClusterPKI, f) }
 	a := &APIServer{APIServerConfig: c, URL: fmt.Sprintf("https://127.0.0.1:%d", port), CAFile: pki("ca.crt")}

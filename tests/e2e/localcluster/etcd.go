@@ -20,6 +20,10 @@ type Etcd struct {
 
 // StartEtcd starts etcd with its data in dir and waits until /health says true.
 func StartEtcd(bins *Binaries, dir string) (*Etcd, error) {
+	return OnFreePorts(func() (*Etcd, error) { return startEtcd(bins, dir) })
+}
+
+func startEtcd(bins *Binaries, dir string) (*Etcd, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}

@@ -125,6 +125,19 @@ func FreePort() (int, error) {
 // errExited says a process ended while it was being waited for.
 var errExited = errors.New("exited")
 
+// OnFreePorts calls start, which picks its ports with FreePort, up to three times
+// while it fails because a port was taken between the pick and the child's bind (on a
+// busy machine other processes take ports too).
+func OnFreePorts[T any](start func() (T, error)) (T, error) {
+	for attempt := 1; ; attempt++ {
+		v, err := start()
+		if err == nil || attempt == 3 || !errors.Is(err, errExited) ||
+			!strings.Contains(strings.ToLower(err.Error()), "address already in use") {
+			return v, err
+		}
+	}
+}
+
 // WaitFor polls ready every interval until it returns nil, the process p ends, or
 // limit passes. limit is a generous cap for a busy machine, not an expectation.
 func WaitFor(p *Process, what string, limit time.Duration, ready func() error) error {
