@@ -215,11 +215,17 @@ func pruneOthers(root, keep string, progress io.Writer) {
 // runBuild runs one `go build -v`, printing a progress line every 30 s (packages
 // compiled so far, time spent) so that a cold build is not mistaken for a hang.
 func runBuild(ctx context.Context, moduleDir string, s buildStep, progress io.Writer) error {
+	// The committed go.sum is complete: resolve nothing, and build with this Go.
+	goEnv := append(os.Environ(), "GOFLAGS=-mod=readonly -buildvcs=false", "GOTOOLCHAIN=local")
+	total := "?"
+	list := exec.CommandContext(ctx, "go", append([]string{"list", "-deps"}, s.packages...)...)
+	list.Dir, list.Env = moduleDir, goEnv
+	if out, err := list.Output(); err == nil {
+		total = fmt.Sprint(bytes.Count(out, []byte("\n")))
+	}
 	args := append([]string{"build", "-v", "-ldflags", s.ldflags, "-o", s.out}, s.packages...)
 	cmd := exec.CommandContext(ctx, "go", args...)
-	cmd.Dir = moduleDir
-	// The committed go.sum is complete: resolve nothing, and build with this Go.
-	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=readonly -buildvcs=false", "GOTOOLCHAIN=local")
+	cmd.Dir, cmd.Env = moduleDir, goEnv
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		return err
@@ -259,8 +265,9 @@ func runBuild(ctx context.Context, moduleDir string, s buildStep, progress io.Wr
 			running = false
 		case <-ticker.C:
 			mu.Lock()
-			fmt.Fprintf(progress, "e2e:   still building %s: %d packages compiled, %s\n",
-				s.what, packages, time.Since(start).Round(time.Second))
+			// -v names the packages it compiles; those in the Go build cache are not.
+			fmt.Fprintf(progress, "e2e:   still building %s: %d of at most %s packages compiled, %s\n",
+				s.what, packages, total, time.Since(start).Round(time.Second))
 			mu.Unlock()
 		}
 	}
