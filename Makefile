@@ -1,6 +1,8 @@
 # kube-ldap-webhook
 #   make demo    run the daemon against a throwaway demo directory
+#                (CLUSTER=1: and a local kube-apiserver to log in to with kubectl)
 #   make test    install test dependencies when missing, lint, run every test
+#   make e2e     the end-to-end tests alone: a real kube-apiserver, etcd and kubectl
 #   make bench   benchmarks (see BENCHMARKS.md)
 #   make install / make uninstall   (PREFIX=/usr/local, DESTDIR=) after `make`
 #   make deb     a Debian package in target/debian/
@@ -11,7 +13,7 @@ DESTDIR ?=
 
 BIN := target/release/kube-ldap-webhook
 
-.PHONY: all build release demo test test-deps lint unit integration conformance bench clean \
+.PHONY: all build release demo test test-deps lint unit integration conformance e2e bench clean \
 	install uninstall deb
 
 all: release
@@ -24,7 +26,7 @@ release:
 
 demo: release
 	scripts/test-deps.sh --ldap-only
-	scripts/demo.sh
+	scripts/demo.sh $(if $(filter 1 yes true,$(CLUSTER)),--cluster)
 
 test-deps:
 	scripts/test-deps.sh
@@ -34,11 +36,18 @@ lint:
 	$(CARGO) clippy --all-targets -- -D warnings
 
 # Rust unit and integration tests (real slapd, real Samba AD, real mTLS), then the Go
-# conformance tests with kube-apiserver's and kubectl's own client code.
+# conformance tests with kube-apiserver's and kubectl's own client code, then the
+# end-to-end tests with a real kube-apiserver and kubectl (the first run builds them:
+# 7-10 minutes on 2 cores; later runs reuse them).
 test: test-deps lint
 	$(CARGO) test
 	$(CARGO) build
 	tests/kubernetes/run.sh
+	tests/e2e/run.sh
+
+e2e: test-deps
+	$(CARGO) build
+	tests/e2e/run.sh
 
 bench: release
 	scripts/test-deps.sh --ldap-only

@@ -1,6 +1,12 @@
 #!/usr/bin/env bash
-# make demo: a throwaway OpenLDAP with demo users, certificates made on the spot, and
-# the daemon in the foreground. Ctrl-C stops everything and removes the directory.
+# make demo: a throwaway OpenLDAP with demo users, certificates made on the spot
+# (scripts/pki.sh), and the daemon in the foreground. Ctrl-C stops everything and
+# removes the directory.
+#
+# --cluster (make demo CLUSTER=1): also a local kube-apiserver with etcd, wired to the
+# daemon as the README says, and a kubeconfig that logs in through the credential
+# plugin. Needs Go; the first run builds kube-apiserver, kubectl and etcd (minutes,
+# see tests/e2e), later runs reuse them.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -8,50 +14,63 @@ BIN=${KUBE_LDAP_WEBHOOK_BIN:-$ROOT/target/release/kube-ldap-webhook}
 PORT=${DEMO_PORT:-8443}
 OPS_PORT=${DEMO_OPS_PORT:-9090}
 LDAP_PORT=${DEMO_LDAP_PORT:-3890}
+APISERVER_PORT=${DEMO_APISERVER_PORT:-6443}
+CLUSTER=0
+case "${1:-}" in
+    --cluster) CLUSTER=1 ;;
+    "") ;;
+    *) echo "usage: $0 [--cluster]" >&2; exit 2 ;;
+esac
 DIR=$(mktemp -d /tmp/kube-ldap-webhook-demo.XXXXXX)
-SLAPD_PID=
-DAEMON_PID=
+PIDS=()
 
 cleanup() {
-    [ -n "$DAEMON_PID" ] && kill "$DAEMON_PID" 2>/dev/null && wait "$DAEMON_PID" 2>/dev/null || true
-    [ -n "$SLAPD_PID" ] && kill "$SLAPD_PID" 2>/dev/null && wait "$SLAPD_PID" 2>/dev/null || true
+    local pid
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
     rm -rf "$DIR"
 }
 trap cleanup EXIT
 trap 'exit 0' INT TERM
 
 [ -x "$BIN" ] || { echo "demo: $BIN not built (make release)" >&2; exit 1; }
-
-for p in "$PORT" "$OPS_PORT" "$LDAP_PORT"; do
+ports=("$PORT" "$OPS_PORT" "$LDAP_PORT")
+if [ "$CLUSTER" = 1 ]; then
+    command -v go >/dev/null || { echo "demo: --cluster needs Go (1.26 or later) to build kube-apiserver" >&2; exit 1; }
+    ports+=("$APISERVER_PORT")
+fi
+for p in "${ports[@]}"; do
     if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-        echo "demo: port $p is taken; set DEMO_PORT / DEMO_OPS_PORT / DEMO_LDAP_PORT" >&2
+        echo "demo: port $p is taken; set DEMO_PORT / DEMO_OPS_PORT / DEMO_LDAP_PORT / DEMO_APISERVER_PORT" >&2
         exit 1
     fi
 done
 
-# --- certificates: a CA for the daemon's server certificate, one for kube-apiserver's client certificate
-cd "$DIR"
-ossl() { openssl "$@" 2>/dev/null; }
-ossl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-    -subj "/CN=demo server CA" -keyout server-ca.key -out server-ca.crt
-ossl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=localhost" \
-    -keyout server.key -out server.csr
-ossl x509 -req -in server.csr -CA server-ca.crt -CAkey server-ca.key -CAcreateserial -days 2 \
-    -extfile <(printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n') -out server.crt
-ossl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-    -subj "/CN=demo client CA" -keyout client-ca.key -out client-ca.crt
-ossl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=kube-apiserver" \
-    -keyout client.key -out client.csr
-ossl x509 -req -in client.csr -CA client-ca.crt -CAkey client-ca.key -CAcreateserial -days 2 \
-    -extfile <(printf 'extendedKeyUsage=clientAuth\n') -out client.crt
-chmod 600 ./*.key
+# wait_until SECONDS WHAT COMMAND...: poll COMMAND every 0.1 s.
+wait_until() {
+    local limit=$(($1 * 10)) what=$2 i
+    shift 2
+    for ((i = 0; i < limit; i++)); do
+        "$@" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    echo "demo: $what did not come up" >&2
+    return 1
+}
 
-# --- OpenLDAP with the fixture directory (slapd's TLS lines need a certificate: reuse the server's)
+cd "$DIR"
+"$ROOT/scripts/pki.sh" webhook "$DIR"
+
+# --- OpenLDAP with the fixture directory (slapd's TLS lines need a certificate: the
+# daemon's will do). The directory first, so the daemon finds it at start.
 mkdir db
 sed "s|@DIR@|$DIR|g" "$ROOT/tests/fixtures/openldap/slapd.conf.in" > slapd.conf
 slapadd -q -f slapd.conf -l "$ROOT/tests/fixtures/openldap/directory.ldif"
 slapd -f slapd.conf -h "ldap://127.0.0.1:$LDAP_PORT/" -d 0 >slapd.log 2>&1 &
-SLAPD_PID=$!
+PIDS+=($!)
+wait_until 30 slapd env LDAPCONF=/dev/null ldapsearch -x -H "ldap://127.0.0.1:$LDAP_PORT" \
+    -D cn=admin,dc=example,dc=org -w admin-secret -b dc=example,dc=org -s base dc ||
+    { cat slapd.log >&2; exit 1; }
 
 printf 'service-secret\n' > bind-password
 chmod 600 bind-password
@@ -80,14 +99,11 @@ base_dn = "ou=groups,dc=example,dc=org"
 TOML
 
 "$BIN" serve --config config.toml &
-DAEMON_PID=$!
-for _ in $(seq 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$OPS_PORT") 2>/dev/null; then break; fi
-    sleep 0.1
-done
+PIDS+=($!)
+wait_until 30 "the daemon" bash -c "exec 3<>/dev/tcp/127.0.0.1/$OPS_PORT"
 
 TOKEN=$(printf '%s' 'alice:alice-password' | base64 -w0)
-CURL="curl -sS --cacert $DIR/server-ca.crt --cert $DIR/client.crt --key $DIR/client.key \\
+CURL="curl -sS --cacert $DIR/server-ca.crt --cert $DIR/apiserver-webhook.crt --key $DIR/apiserver-webhook.key \\
   -H 'Content-Type: application/json' \\
   -d '{\"apiVersion\":\"authentication.k8s.io/v1\",\"kind\":\"TokenReview\",\"spec\":{\"token\":\"$TOKEN\"}}' \\
   https://127.0.0.1:$PORT/authenticate"
@@ -102,7 +118,38 @@ A TokenReview as kube-apiserver would send it (token = base64 of alice:alice-pas
 $CURL
 
 Metrics: curl -s http://127.0.0.1:$OPS_PORT/metrics    Ready: curl -s http://127.0.0.1:$OPS_PORT/readyz
-Press Ctrl-C to stop.
-
 MSG
-wait "$DAEMON_PID"
+
+if [ "$CLUSTER" = 1 ]; then
+    # --- a local cluster: the same certificates and webhook kubeconfig as the README's
+    # "Wiring kube-apiserver"; group developers may list pods in namespace demo.
+    "$ROOT/scripts/pki.sh" cluster "$DIR/cluster-pki"
+    "$BIN" kubeconfig --server "https://127.0.0.1:$PORT/authenticate" --ca-file "$DIR/server-ca.crt" \
+        --client-cert "$DIR/apiserver-webhook.crt" --client-key "$DIR/apiserver-webhook.key" --embed \
+        > "$DIR/webhook.kubeconfig"
+    echo
+    echo "Starting a local kube-apiserver (the first time, this builds it: 7-10 minutes on 2 cores)..."
+    (cd "$ROOT/tests/e2e" && go build -o "$DIR/local-cluster" ./cmd/local-cluster)
+    (cd "$ROOT/tests/e2e" && exec "$DIR/local-cluster" --dir "$DIR/cluster" --cluster-pki "$DIR/cluster-pki" \
+        --webhook-kubeconfig "$DIR/webhook.kubeconfig" --plugin "$BIN" --port "$APISERVER_PORT") &
+    CLUSTER_PID=$!
+    PIDS+=("$CLUSTER_PID")
+    until [ -e "$DIR/cluster/ready" ]; do
+        kill -0 "$CLUSTER_PID" 2>/dev/null || { echo "demo: the local cluster did not start" >&2; exit 1; }
+        sleep 0.5
+    done
+    KUBECTL=$(sed -n 's/^KUBECTL=//p' "$DIR/cluster/ready")
+    cat <<MSG
+
+A local kube-apiserver on https://127.0.0.1:$APISERVER_PORT authenticates through the daemon, and
+RBAC lets the LDAP group developers list pods in namespace demo. Log in as alice
+(kubectl asks for the username and password: alice / alice-password):
+
+  $KUBECTL --kubeconfig $DIR/cluster/kubeconfig auth whoami
+  $KUBECTL --kubeconfig $DIR/cluster/kubeconfig get pods --namespace demo
+MSG
+fi
+
+echo
+echo "Press Ctrl-C to stop."
+wait "${PIDS[1]}"

@@ -1,0 +1,269 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"kube-ldap-webhook/tests/e2e/localcluster"
+)
+
+// daemonStaleTestTTL is cache.ttl of the v1beta1 cluster's daemon: an answer older
+// than this is served only as a stale answer while LDAP is down (outage_test.go).
+const daemonStaleTestTTL = 5 * time.Second
+
+// openldapDaemonConfig is the [ldap] and [cache] part of a daemon's config for the
+// suite's slapd: the preset plus the base DNs, as in the README.
+func (s *suite) openldapDaemonConfig(cacheTTL string) string {
+	return fmt.Sprintf(`[ldap]
+urls = [%q]
+bind_dn = "cn=k8s-webhook,ou=services,dc=example,dc=org"
+bind_password_file = %q
+directory = "openldap"
+
+[ldap.user]
+base_dn = "ou=people,dc=example,dc=org"
+
+[ldap.user.extra]
+"example.org/email" = "mail"
+
+[ldap.group]
+base_dn = "ou=groups,dc=example,dc=org"
+
+[cache]
+ttl = %q
+`, s.ldap.url(), s.bindPasswordFile("openldap", serviceBindPW), cacheTTL)
+}
+
+// bindPasswordFile writes the service account's password to a file of its own.
+func (s *suite) bindPasswordFile(name, password string) string {
+	p := filepath.Join(s.dir, "bind-password-"+name)
+	if err := os.WriteFile(p, []byte(password+"\n"), 0o600); err != nil {
+		panic(err) // the scratch directory is ours; failing to write there is a broken machine
+	}
+	registerSecret(password)
+	return p
+}
+
+type daemon struct {
+	dir     string
+	cfgPath string
+	listen  string // host:port of the TokenReview listener
+	ops     string // host:port of /healthz, /readyz, /metrics
+	proc    *localcluster.Process
+}
+
+// startDaemon writes a config ([server] on free loopback ports with the webhook PKI,
+// then ldapConfig) and runs `kube-ldap-webhook serve` until it listens.
+func startDaemon(s *suite, dir, ldapConfig string) (*daemon, error) {
+	return localcluster.OnFreePorts(func() (*daemon, error) { return startDaemonOnce(s, dir, ldapConfig) })
+}
+
+func startDaemonOnce(s *suite, dir, ldapConfig string) (*daemon, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	d := &daemon{dir: dir, cfgPath: filepath.Join(dir, "config.toml")}
+	for _, addr := range []*string{&d.listen, &d.ops} {
+		port, err := localcluster.FreePort()
+		if err != nil {
+			return nil, err
+		}
+		*addr = fmt.Sprintf("127.0.0.1:%d", port)
+	}
+	pki := func(f string) string { return filepath.Join(s.webhookPKI, f) }
+	cfg := fmt.Sprintf("[server]\nlisten = %q\ntls_cert_file = %q\ntls_key_file = %q\nclient_ca_file = %q\nops_listen = %q\n\n%s",
+		d.listen, pki("server.crt"), pki("server.key"), pki("client-ca.crt"), d.ops, ldapConfig)
+	if err := os.WriteFile(d.cfgPath, []byte(cfg), 0o600); err != nil {
+		return nil, err
+	}
+	return d, d.start(s.daemonBin)
+}
+
+// start runs the daemon (again, after stop: same config, same ports) until /healthz
+// answers and the TokenReview listener accepts connections.
+func (d *daemon) start(bin string) error {
+	cmd := exec.Command(bin, "serve", "--config", d.cfgPath)
+	cmd.Env = cleanEnv()
+	cmd.Dir = d.dir
+	var err error
+	if d.proc, err = localcluster.Start("kube-ldap-webhook", d.logPath(), cmd); err != nil {
+		return err
+	}
+	httpc := &http.Client{Timeout: 2 * time.Second}
+	return localcluster.WaitFor(d.proc, "kube-ldap-webhook", time.Minute, func() error {
+		resp, err := httpc.Get("http://" + d.ops + "/healthz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("/healthz: %s", resp.Status)
+		}
+		c, err := net.DialTimeout("tcp", d.listen, 2*time.Second)
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	})
+}
+
+func (d *daemon) stop() { d.proc.Stop(30 * time.Second) }
+
+func (d *daemon) logPath() string { return filepath.Join(d.dir, "daemon.log") }
+
+// webhookKubeconfig is kube-apiserver's --authentication-token-webhook-config-file,
+// made by the daemon's own subcommand exactly as the README shows.
+func (d *daemon) webhookKubeconfig(ctx context.Context, s *suite) (string, error) {
+	pki := func(f string) string { return filepath.Join(s.webhookPKI, f) }
+	cmd := exec.CommandContext(ctx, s.daemonBin, "kubeconfig", "--server", "https://"+d.listen+"/authenticate",
+		"--ca-file", pki("server-ca.crt"), "--client-cert", pki("apiserver-webhook.crt"),
+		"--client-key", pki("apiserver-webhook.key"), "--embed")
+	cmd.Env = cleanEnv()
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("kube-ldap-webhook kubeconfig: %w", err)
+	}
+	p := filepath.Join(d.dir, "webhook.kubeconfig")
+	return p, os.WriteFile(p, out, 0o600)
+}
+
+// metricSample is one line of /metrics.
+type metricSample struct {
+	name   string
+	labels map[string]string
+	value  float64
+}
+
+func (d *daemon) metrics() ([]metricSample, error) {
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Get("http://" + d.ops + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	var out []metricSample
+	sc := bufio.NewScanner(strings.NewReader(string(body)))
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		series, value, ok := strings.Cut(line, " ")
+		if !ok {
+			return nil, fmt.Errorf("metrics line %q", line)
+		}
+		v, err := strconv.ParseFloat(strings.Fields(value)[0], 64)
+		if err != nil {
+			return nil, fmt.Errorf("metrics line %q: %v", line, err)
+		}
+		m := metricSample{name: series, labels: map[string]string{}, value: v}
+		if name, labels, ok := strings.Cut(series, "{"); ok {
+			m.name = name
+			for _, kv := range strings.Split(strings.TrimSuffix(labels, "}"), ",") {
+				if k, v, ok := strings.Cut(kv, "="); ok {
+					m.labels[k] = strings.Trim(v, `"`)
+				}
+			}
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// counter sums the samples of one metric whose labels include match.
+func (d *daemon) counter(name string, match map[string]string) (float64, error) {
+	samples, err := d.metrics()
+	if err != nil {
+		return 0, err
+	}
+	sum, found := 0.0, false
+next:
+	for _, m := range samples {
+		if m.name != name {
+			continue
+		}
+		found = true
+		for k, v := range match {
+			if m.labels[k] != v {
+				continue next
+			}
+		}
+		sum += m.value
+	}
+	if !found {
+		return 0, fmt.Errorf("no metric %s in /metrics", name)
+	}
+	return sum, nil
+}
+
+// cleanEnv is the environment without KUBE_LDAP_WEBHOOK_* overrides, so that a
+// developer's shell cannot change what the daemon under test reads.
+func cleanEnv() []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "KUBE_LDAP_WEBHOOK_") {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// ---------------------------------------------------------------------------
+// secrets: every password and token the run uses; none may appear in any log
+
+var (
+	secretsMu sync.Mutex
+	secrets   = map[string]bool{}
+)
+
+// registerSecret remembers secrets, and for a "user:password" also its token.
+func registerSecret(values ...string) {
+	secretsMu.Lock()
+	defer secretsMu.Unlock()
+	for _, v := range values {
+		secrets[v] = true
+		if strings.Contains(v, ":") {
+			secrets[base64.StdEncoding.EncodeToString([]byte(v))] = true
+		}
+	}
+}
+
+// secretsInLogs lists "file: secret" for each log (kube-apiserver, audit, etcd,
+// slapd, the daemons) that contains a registered secret.
+func (s *suite) secretsInLogs() []string {
+	secretsMu.Lock()
+	defer secretsMu.Unlock()
+	var found []string
+	_ = filepath.WalkDir(s.dir, func(path string, e fs.DirEntry, err error) error {
+		if err != nil || e.IsDir() || !strings.HasSuffix(path, ".log") || strings.HasPrefix(path, filepath.Join(s.dir, "samba")) {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil
+		}
+		for sec := range secrets {
+			if strings.Contains(string(b), sec) {
+				found = append(found, fmt.Sprintf("%s: %q", path, sec))
+			}
+		}
+		return nil
+	})
+	return found
+}

@@ -1,0 +1,3 @@
+module kube-ldap-webhook/tests/e2e
+
+go 1.26.0
