@@ -18,7 +18,7 @@ use crate::metrics::Metrics;
 use crate::tokenreview::User;
 
 #[derive(Clone, Copy)]
-pub struct CacheKey([u8; 32]);
+pub(crate) struct CacheKey([u8; 32]);
 
 impl PartialEq for CacheKey {
     fn eq(&self, other: &Self) -> bool {
@@ -41,12 +41,12 @@ impl std::fmt::Debug for CacheKey {
 }
 
 /// Derives cache keys from tokens.
-pub struct Keyer {
+pub(crate) struct Keyer {
     mac: Hmac<Sha256>,
 }
 
 impl Keyer {
-    pub fn random() -> Keyer {
+    pub(crate) fn random() -> Keyer {
         // A key of HMAC-SHA256's block size: the fixed-size constructor, which cannot fail.
         let mut key = zeroize::Zeroizing::new([0u8; 64]);
         rand::rngs::OsRng.fill_bytes(key.as_mut());
@@ -55,7 +55,7 @@ impl Keyer {
         }
     }
 
-    pub fn key(&self, token: &str) -> CacheKey {
+    pub(crate) fn key(&self, token: &str) -> CacheKey {
         let mut mac = self.mac.clone();
         mac.update(token.as_bytes());
         CacheKey(mac.finalize().into_bytes().into())
@@ -64,7 +64,7 @@ impl Keyer {
 
 /// A cacheable answer. Backend errors are never cached, so they have no variant here.
 #[derive(Debug, Clone)]
-pub enum Cached {
+pub(crate) enum Cached {
     Accepted(Arc<User>),
     Rejected,
     AccountState(AccountState),
@@ -76,15 +76,15 @@ struct Slot {
 }
 
 #[derive(Debug)]
-pub enum Lookup {
-    Fresh(Cached, Duration),
+pub(crate) enum Lookup {
+    Fresh(Cached),
     /// An accepted answer past `ttl` but within `stale_ttl`: usable only while every LDAP
     /// server is down.
     Stale(Arc<User>, Duration),
     Miss,
 }
 
-pub struct AnswerCache {
+pub(crate) struct AnswerCache {
     /// Unbounded to lru, bounded here: `LruCache::new(cap)` would allocate the table for
     /// `cap` entries up front, so memory follows the entries actually held instead.
     lru: Mutex<LruCache<CacheKey, Slot>>,
@@ -96,7 +96,7 @@ pub struct AnswerCache {
 }
 
 impl AnswerCache {
-    pub fn new(cfg: &crate::config::Cache, metrics: Arc<Metrics>) -> AnswerCache {
+    pub(crate) fn new(cfg: &crate::config::Cache, metrics: Arc<Metrics>) -> AnswerCache {
         metrics.cache_entries.set(0);
         AnswerCache {
             lru: Mutex::new(LruCache::unbounded()),
@@ -113,17 +113,17 @@ impl AnswerCache {
     }
 
     /// Expiry is decided here, on read: no entry outlives its TTL for want of a sweep.
-    pub fn get(&self, key: &CacheKey, now: Instant) -> Lookup {
+    pub(crate) fn get(&self, key: &CacheKey, now: Instant) -> Lookup {
         let mut lru = self.lock();
         let Some(slot) = lru.get(key) else {
             return Lookup::Miss;
         };
         let age = now.saturating_duration_since(slot.stored);
         let result = match &slot.value {
-            Cached::Accepted(u) if age < self.ttl => Lookup::Fresh(slot.value.clone(), age),
+            Cached::Accepted(u) if age < self.ttl => Lookup::Fresh(slot.value.clone()),
             Cached::Accepted(u) if age < self.stale_ttl => Lookup::Stale(u.clone(), age),
             Cached::Rejected | Cached::AccountState(_) if age < self.negative_ttl => {
-                Lookup::Fresh(slot.value.clone(), age)
+                Lookup::Fresh(slot.value.clone())
             }
             _ => Lookup::Miss,
         };
@@ -134,7 +134,7 @@ impl AnswerCache {
         result
     }
 
-    pub fn put(&self, key: CacheKey, value: Cached, now: Instant) {
+    pub(crate) fn put(&self, key: CacheKey, value: Cached, now: Instant) {
         let ttl = match value {
             Cached::Accepted(_) => self.ttl.max(self.stale_ttl),
             _ => self.negative_ttl,
@@ -151,11 +151,12 @@ impl AnswerCache {
         self.metrics.cache_entries.set(lru.len() as i64);
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.lock().len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.len() == 0
     }
 }
@@ -224,7 +225,7 @@ mod tests {
         c.put(k, Cached::Rejected, t0);
         assert!(matches!(
             c.get(&k, t0 + Duration::from_secs(9)),
-            Lookup::Fresh(Cached::Rejected, _)
+            Lookup::Fresh(Cached::Rejected)
         ));
         assert!(matches!(
             c.get(&k, t0 + Duration::from_secs(11)),
@@ -275,9 +276,6 @@ mod tests {
             .get_or_create(&crate::metrics::EventLabels { event: "eviction" })
             .get();
         assert_eq!(evictions, 0);
-        assert!(matches!(
-            c.get(&k, now),
-            Lookup::Fresh(Cached::Accepted(_), _)
-        ));
+        assert!(matches!(c.get(&k, now), Lookup::Fresh(Cached::Accepted(_))));
     }
 }

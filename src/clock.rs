@@ -3,6 +3,6 @@
 
 use std::time::Instant;
 
-pub fn now() -> Instant {
+pub(crate) fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }

@@ -11,25 +11,35 @@ use zeroize::Zeroizing;
 
 use crate::secret::Password;
 
+/// Why the plugin printed no credential; the text goes to kubectl's stderr.
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialError {
     #[error("KUBERNETES_EXEC_INFO is not valid ExecCredential JSON")]
+    /// `KUBERNETES_EXEC_INFO` could not be read.
     ExecInfo,
     #[error("unsupported apiVersion `{0}`: expected client.authentication.k8s.io/v1 or v1beta1")]
+    /// kubectl asked for an ExecCredential version this plugin does not speak.
     ApiVersion(String),
     #[error("no username: pass --username or set KUBE_LDAP_WEBHOOK_USERNAME (kubectl is not interactive here)")]
+    /// Not interactive and no username given.
     NoUsername,
     #[error(
         "no password: pass --password-file or --password-fd (kubectl is not interactive here)"
     )]
+    /// Not interactive and no password source given.
     NoPassword,
     #[error("the username must not be empty or contain `:` or control characters")]
+    /// A username that cannot go into a `username:password` token.
     BadUsername,
     #[error("the password is empty or contains control characters")]
+    /// A password that cannot go into a token.
     BadPassword,
     #[error("cannot read the password from {what}: {source}")]
+    /// The password file or descriptor could not be read.
     Read {
+        /// The file or descriptor.
         what: String,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
@@ -48,9 +58,13 @@ struct ExecSpec {
     interactive: bool,
 }
 
+/// What the command line said.
 pub struct Options<'a> {
+    /// `--username` or `KUBE_LDAP_WEBHOOK_USERNAME`.
     pub username: Option<String>,
+    /// `--password-file`.
     pub password_file: Option<&'a Path>,
+    /// `--password-fd`.
     pub password_fd: Option<i32>,
 }
 
@@ -146,22 +160,9 @@ fn read_secret(
 }
 
 fn read_fd(fd: i32) -> Result<Password, CredentialError> {
-    use std::os::fd::FromRawFd;
-    if fd < 0 {
-        return Err(CredentialError::Read {
-            what: format!("file descriptor {fd}"),
-            source: std::io::Error::from_raw_os_error(libc::EBADF),
-        });
+    let what = format!("file descriptor {fd}");
+    match crate::process::take_fd(fd) {
+        Ok(file) => read_secret(Ok(file), &what),
+        Err(source) => Err(CredentialError::Read { what, source }),
     }
-    // Validate before taking ownership: from_raw_fd on a closed descriptor would be UB-adjacent.
-    // SAFETY: fcntl(F_GETFD) only inspects the descriptor.
-    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-        return Err(CredentialError::Read {
-            what: format!("file descriptor {fd}"),
-            source: std::io::Error::last_os_error(),
-        });
-    }
-    // SAFETY: the descriptor is open and was handed to us for this purpose; we own it from here.
-    let file = unsafe { std::fs::File::from_raw_fd(fd) };
-    read_secret(Ok(file), &format!("file descriptor {fd}"))
 }

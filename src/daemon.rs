@@ -13,23 +13,28 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{reload, EnvFilter, Registry};
 
 use crate::config::{self, Config, LogFormat};
-use crate::directory::Directory;
 use crate::lockout::Lockout;
 use crate::metrics::{EventLabels, Metrics};
 use crate::server::{self, Listeners, Runtime, ServeError, Shared};
 use crate::systemd;
 
+/// Why `serve` or `check-config` failed; `main` prints it.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error(transparent)]
+    /// Starting to serve failed.
     Serve(#[from] ServeError),
     #[error(transparent)]
+    /// The configuration was refused.
     Config(#[from] config::ConfigError),
     #[error(transparent)]
+    /// A certificate, key or CA was refused.
     Tls(#[from] crate::tls::TlsError),
     #[error("cannot start the async runtime: {0}")]
+    /// The async runtime could not start.
     Runtime(std::io::Error),
     #[error("LDAP check failed: {0}")]
+    /// `check-config --connect` reached no LDAP server.
     Connect(String),
 }
 
@@ -111,6 +116,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, DaemonError> {
         .map_err(DaemonError::Runtime)
 }
 
+/// Runs the daemon with the config at `path` until SIGTERM; reloads on SIGHUP.
 pub fn serve(path: &Path) -> Result<(), DaemonError> {
     let config = config::load(path)?;
     init_logging(&config.log.level, config.log.format);
@@ -251,27 +257,23 @@ async fn reload(shared: &Shared, path: &Path) {
 pub fn check_config(path: &Path, connect: bool) -> Result<String, DaemonError> {
     let config = config::load(path)?;
     init_logging("warn", LogFormat::Text);
-    config.check_files()?;
-    crate::tls::server_config(
-        &config.server.tls_cert_file,
-        &config.server.tls_key_file,
-        &config.server.client_ca_file,
+    // What `serve` builds, built the same way: one bad file reads the same under both.
+    let rt = Runtime::build(
+        config,
+        Arc::new(Metrics::new()),
+        Arc::new(Lockout::new(0, Duration::ZERO)),
     )?;
-    let ldap_tls = crate::tls::ldap_client_config(config.ldap.ca_file.as_deref())?;
+    let config = &rt.config;
     let mut summary = format!("{}: configuration is valid", path.display());
     for w in &config.warnings {
         summary.push_str(&format!("\nwarning: {w}"));
     }
     if connect {
         crate::tls::install_default_provider();
-        let directory = Directory::new(config.ldap.clone(), ldap_tls, Arc::new(Metrics::new()));
         let budget = config.ldap.connect_timeout + config.ldap.timeout;
+        let deadline = Instant::now() + budget + Duration::from_millis(100);
         let url = runtime()?
-            .block_on(async {
-                directory
-                    .probe(Instant::now() + budget + Duration::from_millis(100))
-                    .await
-            })
+            .block_on(rt.authenticator.directory().probe(deadline))
             .map_err(DaemonError::Connect)?;
         let who = match &config.ldap.service {
             Some(s) => format!(

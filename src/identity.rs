@@ -19,7 +19,7 @@ pub struct UserInfo {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum IdentityError {
+pub(crate) enum IdentityError {
     #[error("the directory entry has no `{0}` attribute (ldap.user.username_attribute)")]
     NoUsername(String),
     /// Kubernetes gives `system:` names powers no directory should grant (`system:masters`
@@ -36,7 +36,7 @@ fn is_reserved(name: &str) -> bool {
 
 /// The user, and the groups the directory offered that were dropped as reserved.
 #[derive(Debug)]
-pub struct Mapped {
+pub(crate) struct Mapped {
     pub user: UserInfo,
     pub reserved_groups: Vec<String>,
 }
@@ -45,7 +45,7 @@ pub struct Mapped {
 /// attribute holds several values, the one matching it is the username. No name that
 /// begins with `system:` after the prefixes leaves here: such a group is dropped, such a
 /// username is an error.
-pub fn map(
+pub(crate) fn map(
     entry: &Entry,
     typed: &str,
     groups: Vec<String>,
@@ -116,7 +116,7 @@ fn render_uid(attr: &str, v: &[u8]) -> String {
 }
 
 /// Microsoft's GUID layout: the first three fields are little-endian.
-pub fn guid_text(b: &[u8; 16]) -> String {
+pub(crate) fn guid_text(b: &[u8; 16]) -> String {
     let mut s = String::with_capacity(36);
     let order = [3, 2, 1, 0, 5, 4, 7, 6, 8, 9, 10, 11, 12, 13, 14, 15];
     for (i, &idx) in order.iter().enumerate() {

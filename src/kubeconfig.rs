@@ -7,33 +7,49 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine;
 
+/// Why no kubeconfig was written.
 #[derive(Debug, thiserror::Error)]
 pub enum KubeconfigError {
     #[error("--server must be an https:// URL, got `{0}`")]
+    /// `--server` is not an `https://` URL.
     Server(String),
     #[error("cannot read {path}: {source}")]
+    /// A certificate or key file could not be read.
     Read {
+        /// The file.
         path: String,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
     #[error("{0} already exists; --force replaces it")]
+    /// `--output` names an existing file and `--force` was not given.
     Exists(String),
     #[error("cannot write the kubeconfig to stdout: {0}")]
+    /// stdout could not be written.
     Stdout(#[source] std::io::Error),
     #[error("cannot write {path}: {source}")]
+    /// `--output` could not be written.
     Write {
+        /// The file.
         path: String,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
 }
 
+/// What the command line said.
 pub struct Options<'a> {
+    /// `--server`: the daemon's URL.
     pub server: &'a str,
+    /// `--ca-file`: the CA of the daemon's server certificate.
     pub ca_file: &'a Path,
+    /// `--client-cert`: kube-apiserver's client certificate.
     pub client_cert: &'a Path,
+    /// `--client-key`: its key.
     pub client_key: &'a Path,
+    /// `--embed`: the files as `*-data` instead of paths.
     pub embed: bool,
 }
 
@@ -61,6 +77,7 @@ fn yaml_quote(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_default()
 }
 
+/// The webhook kubeconfig kube-apiserver's `--authentication-token-webhook-config-file` takes.
 pub fn render(o: &Options<'_>) -> Result<String, KubeconfigError> {
     if !o.server.starts_with("https://") {
         return Err(KubeconfigError::Server(o.server.to_string()));

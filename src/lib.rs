@@ -1,24 +1,40 @@
 //! kube-ldap-webhook: Kubernetes webhook token authentication against LDAP and Active
 //! Directory. See docs/architecture.md for how a review flows through these modules.
+//!
+//! The library exists for the binary (`src/main.rs`), the benchmarks and the fuzz targets;
+//! what they use is public, everything else is the crate's own.
 
-pub mod authenticator;
-pub mod cache;
-pub mod clock;
+#![deny(unsafe_code)]
+#![warn(missing_docs, unreachable_pub)]
+
+mod authenticator;
+mod cache;
+mod clock;
 pub mod config;
 pub mod credential;
 pub mod daemon;
-pub mod directory;
-pub mod identity;
+mod directory;
+mod identity;
 pub mod kubeconfig;
-pub mod lockout;
-pub mod login;
-pub mod metrics;
-pub mod outcome;
+mod lockout;
+mod login;
+mod metrics;
+mod outcome;
 pub mod process;
-pub mod secret;
+mod secret;
 pub mod server;
-pub mod systemd;
-pub mod throttle;
+mod systemd;
+mod throttle;
 pub mod tls;
 pub mod token;
 pub mod tokenreview;
+
+/// Entry points of the parsers that see untrusted bytes, for the fuzz targets (`fuzz/`).
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::directory::classify::{classify_bind, BindVerdict};
+    pub use crate::directory::ppolicy::{
+        parse_ppolicy_value, policy_from_controls, PolicyResponse,
+    };
+    pub use crate::server::parse_go_duration;
+}

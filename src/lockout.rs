@@ -51,7 +51,7 @@ impl State {
 
 /// Which budget an attempt draws on.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Key {
+pub(crate) enum Key {
     /// An entry the directory found, by DN.
     Account(String),
     /// A name that matched no entry, folded.
@@ -59,11 +59,11 @@ pub enum Key {
 }
 
 impl Key {
-    pub fn account(dn: &str) -> Key {
+    pub(crate) fn account(dn: &str) -> Key {
         Key::Account(fold(dn))
     }
 
-    pub fn unknown(folded_name: String) -> Key {
+    pub(crate) fn unknown(folded_name: String) -> Key {
         Key::Unknown(folded_name)
     }
 }
@@ -95,12 +95,12 @@ fn name(key: &Key) -> &str {
     }
 }
 
-pub struct Lockout {
+pub(crate) struct Lockout {
     tables: Mutex<Tables>,
 }
 
 /// A running attempt; tell it how the attempt ended, or drop it to count nothing.
-pub struct Attempt {
+pub(crate) struct Attempt {
     lockout: Arc<Lockout>,
     key: Key,
     /// Counted in flight (always, unless lockout protection is off).
@@ -109,7 +109,7 @@ pub struct Attempt {
 }
 
 #[derive(Debug, PartialEq, Eq)]
-pub enum Refused {
+pub(crate) enum Refused {
     /// Too many recent failures: refuse locally.
     Locked,
     /// The deadline passed while waiting for other attempts on this account to finish.
@@ -118,14 +118,14 @@ pub enum Refused {
 
 /// Whether the caller holds a token this daemon accepted before.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trust {
+pub(crate) enum Trust {
     Unknown,
     /// Accepted within `cache.stale_ttl`: never refused or held back here.
     AcceptedBefore,
 }
 
 impl Lockout {
-    pub fn new(max_failures: u32, window: Duration) -> Lockout {
+    pub(crate) fn new(max_failures: u32, window: Duration) -> Lockout {
         Lockout {
             tables: Mutex::new(Tables {
                 settings: Settings {
@@ -140,7 +140,7 @@ impl Lockout {
     }
 
     /// New settings from a reload; the counts so far are kept.
-    pub fn configure(&self, max_failures: u32, window: Duration) {
+    pub(crate) fn configure(&self, max_failures: u32, window: Duration) {
         self.lock().settings = Settings {
             max_failures,
             window,
@@ -152,7 +152,7 @@ impl Lockout {
     }
 
     /// Asks to send one bind for `key` to the directory.
-    pub async fn begin(
+    pub(crate) async fn begin(
         self: &Arc<Self>,
         key: Key,
         trust: Trust,
@@ -203,7 +203,8 @@ impl Lockout {
     }
 
     /// Whether attempts for `key` are being refused right now.
-    pub fn is_locked(&self, key: &Key) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_locked(&self, key: &Key) -> bool {
         let mut tables = self.lock();
         let settings = tables.settings;
         let (table, _) = tables.table(key);
@@ -214,8 +215,9 @@ impl Lockout {
         })
     }
 
-    /// Names and accounts with state, for tests and metrics.
-    pub fn tracked(&self) -> (usize, usize) {
+    /// Accounts and unknown names with state.
+    #[cfg(test)]
+    pub(crate) fn tracked(&self) -> (usize, usize) {
         let tables = self.lock();
         (tables.accounts.len(), tables.unknown.len())
     }
@@ -281,11 +283,11 @@ fn forget_if_idle(table: &mut LruCache<String, State>, name: &str) {
 }
 
 impl Attempt {
-    pub fn failed(mut self) {
+    pub(crate) fn failed(mut self) {
         self.failed = Some(true);
     }
 
-    pub fn succeeded(mut self) {
+    pub(crate) fn succeeded(mut self) {
         self.failed = Some(false);
     }
 }

@@ -12,7 +12,7 @@ use crate::config::LoginForms;
 
 /// A login name in its three readings.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Login {
+pub(crate) struct Login {
     /// The whole name as typed, NFKC-normalised: `{login}` in filters.
     typed: String,
     /// The account name: `typed` without `DOMAIN\` or `@domain` when the directory's
@@ -23,7 +23,7 @@ pub struct Login {
 }
 
 impl Login {
-    pub fn parse(raw: &str, forms: LoginForms) -> Login {
+    pub(crate) fn parse(raw: &str, forms: LoginForms) -> Login {
         let typed: String = raw.nfkc().collect();
         let (name, domain) = match forms {
             LoginForms::AsTyped => (typed.clone(), None),
@@ -39,26 +39,27 @@ impl Login {
         }
     }
 
-    pub fn typed(&self) -> &str {
+    pub(crate) fn typed(&self) -> &str {
         &self.typed
     }
 
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
 
-    pub fn domain(&self) -> Option<&str> {
+    #[cfg(test)]
+    pub(crate) fn domain(&self) -> Option<&str> {
         self.domain.as_deref()
     }
 
     /// The account name folded as directories compare it: the key under which names that
     /// matched nothing share one lockout budget, whatever their spelling.
-    pub fn key(&self) -> String {
+    pub(crate) fn key(&self) -> String {
         fold(&self.name)
     }
 
     /// Whether the domain part (if any) is one of `domains`; an empty list allows any.
-    pub fn domain_allowed(&self, domains: &[String]) -> bool {
+    pub(crate) fn domain_allowed(&self, domains: &[String]) -> bool {
         match &self.domain {
             None => true,
             Some(_) if domains.is_empty() => true,
@@ -69,7 +70,7 @@ impl Login {
 
 /// NFKC, lower case, NFKC again: the closure of what directories fold (compatibility forms,
 /// width, case), so that two spellings the directory treats as one get one key.
-pub fn fold(s: &str) -> String {
+pub(crate) fn fold(s: &str) -> String {
     let lower: String = s.nfkc().collect::<String>().to_lowercase();
     lower.nfkc().collect()
 }

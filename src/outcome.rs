@@ -10,12 +10,12 @@ use crate::tokenreview::User;
 
 /// The same text for every plain rejection, so that nobody can tell an unknown user from a
 /// wrong password.
-pub const REJECTED: &str = "Invalid username or password";
-pub const UNAVAILABLE: &str = "Authentication backend unavailable";
+pub(crate) const REJECTED: &str = "Invalid username or password";
+pub(crate) const UNAVAILABLE: &str = "Authentication backend unavailable";
 
 /// Every review ends in exactly one of these.
 #[derive(Debug, Clone)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     Accepted(Arc<User>),
     /// Not a token of ours; answered without an error so kube-apiserver caches it.
     NotOurs,
@@ -30,7 +30,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub fn label(&self) -> &'static str {
+    pub(crate) fn label(&self) -> &'static str {
         match self {
             Outcome::Accepted(_) => "accepted",
             Outcome::NotOurs => "not_ours",
@@ -42,7 +42,7 @@ impl Outcome {
     }
 
     /// `status.error` of the reply.
-    pub fn error(&self) -> Option<&'static str> {
+    pub(crate) fn error(&self) -> Option<&'static str> {
         match self {
             Outcome::Accepted(_) | Outcome::NotOurs => None,
             Outcome::Rejected => Some(REJECTED),
@@ -51,7 +51,7 @@ impl Outcome {
         }
     }
 
-    pub fn user(&self) -> Option<&User> {
+    pub(crate) fn user(&self) -> Option<&User> {
         match self {
             Outcome::Accepted(u) => Some(u),
             _ => None,
@@ -61,7 +61,7 @@ impl Outcome {
 
 /// Where the answer came from.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Source {
+pub(crate) enum Source {
     /// Decided from the token alone or by lockout protection: no bind.
     Local,
     Cache,
@@ -73,7 +73,7 @@ pub enum Source {
 }
 
 impl Source {
-    pub fn label(&self) -> &'static str {
+    pub(crate) fn label(&self) -> &'static str {
         match self {
             Source::Local => "local",
             Source::Cache => "cache",
@@ -86,7 +86,7 @@ impl Source {
 
 /// One answered review, with what its log line says.
 #[derive(Debug, Clone)]
-pub struct Review {
+pub(crate) struct Review {
     pub outcome: Outcome,
     pub source: Source,
     /// The login name, only once the directory confirmed that it exists.

@@ -11,19 +11,19 @@ fn notify(states: &[NotifyState]) {
     }
 }
 
-pub fn ready() {
+pub(crate) fn ready() {
     notify(&[NotifyState::Ready, NotifyState::Status("serving")]);
 }
 
 /// systemd ≥ 253 wants MONOTONIC_USEC with RELOADING=1 to match the reload to its request.
-pub fn reloading() {
+pub(crate) fn reloading() {
     match NotifyState::monotonic_usec_now() {
         Ok(usec) => notify(&[NotifyState::Reloading, usec]),
         Err(_) => notify(&[NotifyState::Reloading]),
     }
 }
 
-pub fn stopping() {
+pub(crate) fn stopping() {
     notify(&[NotifyState::Stopping]);
 }
 
@@ -34,7 +34,7 @@ const MAX_PING_PERIOD: Duration = Duration::from_secs(3600);
 
 /// Pings the watchdog at half the interval systemd asks for (`WatchdogSec=`), from the
 /// runtime itself, so a wedged runtime stops the pings and systemd restarts the service.
-pub fn spawn_watchdog() {
+pub(crate) fn spawn_watchdog() {
     let Some(usec) = watchdog_usec() else {
         return;
     };
@@ -73,7 +73,7 @@ fn ping_period(usec: u64) -> Duration {
 }
 
 /// systemd sets JOURNAL_STREAM when stderr is connected to the journal.
-pub fn stderr_is_journal() -> bool {
+pub(crate) fn stderr_is_journal() -> bool {
     std::env::var_os("JOURNAL_STREAM").is_some()
 }
 

@@ -5,14 +5,14 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-pub struct Throttle {
+pub(crate) struct Throttle {
     interval: Duration,
     /// When the last line was written, and how many were held back since.
     state: Mutex<(Option<Instant>, u64)>,
 }
 
 impl Throttle {
-    pub const fn new(interval: Duration) -> Throttle {
+    pub(crate) const fn new(interval: Duration) -> Throttle {
         Throttle {
             interval,
             state: Mutex::new((None, 0)),
@@ -20,7 +20,7 @@ impl Throttle {
     }
 
     /// `Some(held back since the last line)` when a line may be written now.
-    pub fn allow(&self) -> Option<u64> {
+    pub(crate) fn allow(&self) -> Option<u64> {
         self.allow_at(Instant::now())
     }
 

@@ -4,29 +4,50 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
+/// Why a certificate, key or CA could not be used; the message names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("cannot read {path}: {source}")]
+    /// The file could not be read.
     Read {
+        /// The file.
         path: PathBuf,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
     #[error("{path}: no PEM certificate found")]
-    NoCertificate { path: PathBuf },
+    /// The file holds no PEM certificate.
+    NoCertificate {
+        /// The file.
+        path: PathBuf,
+    },
     #[error("{path}: no PEM private key found")]
-    NoKey { path: PathBuf },
+    /// The file holds no PEM private key.
+    NoKey {
+        /// The file.
+        path: PathBuf,
+    },
     #[error("{path}: {message}")]
-    Invalid { path: PathBuf, message: String },
+    /// The file holds something rustls refuses.
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
     #[error("TLS setup: {0}")]
+    /// rustls refused the configuration.
     Rustls(#[from] rustls::Error),
 }
 
-pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+/// The one crypto provider of the whole binary (ring), for every rustls configuration.
+pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
@@ -43,14 +64,19 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
     })
 }
 
-pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+fn invalid(path: &Path, e: impl std::fmt::Display) -> TlsError {
+    TlsError::Invalid {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+/// Every certificate of a PEM file, in order; none is an error.
+pub(crate) fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let pem = read(path)?;
-    let certs: Vec<_> = rustls_pemfile::certs(&mut pem.as_slice())
-        .collect::<Result<_, _>>()
-        .map_err(|e| TlsError::Invalid {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid(path, e))?;
     if certs.is_empty() {
         return Err(TlsError::NoCertificate {
             path: path.to_path_buf(),
@@ -59,25 +85,23 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
     Ok(certs)
 }
 
-pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+/// The first private key of a PEM file (PKCS#8, PKCS#1 or SEC1). The file's bytes are
+/// zeroized once parsed.
+pub(crate) fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     let pem = zeroize::Zeroizing::new(read(path)?);
-    rustls_pemfile::private_key(&mut pem.as_slice())
-        .map_err(|e| TlsError::Invalid {
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| match e {
+        pem::Error::NoItemsFound => TlsError::NoKey {
             path: path.to_path_buf(),
-            message: e.to_string(),
-        })?
-        .ok_or_else(|| TlsError::NoKey {
-            path: path.to_path_buf(),
-        })
+        },
+        e => invalid(path, e),
+    })
 }
 
-pub fn load_roots(path: &Path) -> Result<RootCertStore, TlsError> {
+/// A CA file as a root store.
+pub(crate) fn load_roots(path: &Path) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
     for cert in load_certs(path)? {
-        roots.add(cert).map_err(|e| TlsError::Invalid {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        roots.add(cert).map_err(|e| invalid(path, e))?;
     }
     Ok(roots)
 }

@@ -1,7 +1,5 @@
 //! The token decoder: `base64(username:password)` into [`Credentials`], or why not.
 
-use std::fmt;
-
 use base64::alphabet;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
@@ -20,20 +18,16 @@ const LENIENT: GeneralPurposeConfig = GeneralPurposeConfig::new()
 const STANDARD: GeneralPurpose = GeneralPurpose::new(&alphabet::STANDARD, LENIENT);
 const URL_SAFE: GeneralPurpose = GeneralPurpose::new(&alphabet::URL_SAFE, LENIENT);
 
+/// A decoded basic token. `Debug` never shows the password.
+#[derive(Debug)]
 pub struct Credentials {
+    /// The login name as typed.
     pub username: String,
+    /// The password, zeroized on drop.
     pub password: Password,
 }
 
-impl fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials")
-            .field("username", &self.username)
-            .field("password", &self.password)
-            .finish()
-    }
-}
-
+/// Why a token is not a usable `username:password`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
     /// Not a basic-style token at all (a JWT, an opaque token): someone else's.

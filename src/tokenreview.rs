@@ -8,13 +8,17 @@ use zeroize::Zeroizing;
 
 use crate::identity::UserInfo;
 
+/// The TokenReview API version; a reply always uses the request's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Version {
+    /// `authentication.k8s.io/v1`.
     V1,
+    /// `authentication.k8s.io/v1beta1`, what kube-apiserver sends by default.
     V1beta1,
 }
 
 impl Version {
+    /// The `apiVersion` string.
     pub fn api_version(self) -> &'static str {
         match self {
             Version::V1 => "authentication.k8s.io/v1",
@@ -41,9 +45,13 @@ struct WireSpec {
     audiences: Option<Vec<String>>,
 }
 
+/// A parsed TokenReview request. `Debug` never shows the token.
 pub struct Request {
+    /// The request's API version.
     pub version: Version,
+    /// `spec.token`, zeroized on drop.
     pub token: Zeroizing<String>,
+    /// `spec.audiences`.
     pub audiences: Vec<String>,
 }
 
@@ -61,15 +69,20 @@ impl std::fmt::Debug for Request {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ParseError {
     #[error("request body is not valid JSON")]
+    /// Not JSON.
     Json,
     #[error("kind must be TokenReview")]
+    /// Not `kind: TokenReview`.
     Kind,
     #[error("apiVersion must be authentication.k8s.io/v1 or authentication.k8s.io/v1beta1")]
+    /// Neither v1 nor v1beta1.
     ApiVersion,
     #[error("spec.token is required")]
+    /// No `spec.token`.
     MissingToken,
 }
 
+/// Parses a request body leniently, as Go's decoder would (unknown fields ignored).
 pub fn parse(body: &[u8]) -> Result<Request, ParseError> {
     let wire: Wire = serde_json::from_slice(body).map_err(|_| ParseError::Json)?;
     if wire.kind.as_deref() != Some("TokenReview") {
@@ -102,6 +115,7 @@ pub struct User {
 }
 
 impl User {
+    /// Renders `status.user` once, for every reply that carries it.
     pub fn new(info: &UserInfo) -> User {
         User {
             // Serialising a struct of strings cannot fail.
@@ -118,10 +132,12 @@ impl User {
         &self.username
     }
 
+    /// How many groups, for the log line.
     pub fn group_count(&self) -> usize {
         self.groups
     }
 
+    /// `status.user` as JSON.
     pub fn json(&self) -> &str {
         &self.json
     }

@@ -197,9 +197,8 @@ impl Conn {
 }
 
 fn pem_der(path: &Path) -> Vec<u8> {
-    rustls_pemfile::certs(&mut std::fs::read(path).unwrap().as_slice())
-        .next()
-        .unwrap()
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::from_pem_file(path)
         .unwrap()
         .to_vec()
 }

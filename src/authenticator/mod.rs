@@ -28,7 +28,7 @@ use crate::throttle::Throttle;
 use crate::token::{self, Refusal};
 use crate::tokenreview::User;
 
-pub use crate::outcome::{Outcome, Review, Source, REJECTED, UNAVAILABLE};
+pub(crate) use crate::outcome::{Outcome, Review, Source};
 
 /// What a directory round trip produced, shared with every waiter of the same token.
 #[derive(Debug, Clone)]
@@ -65,7 +65,7 @@ impl Resolved {
 type Flight = watch::Receiver<Option<Resolved>>;
 
 /// The review policy over a directory `B` (the LDAP client in the daemon, a fake in tests).
-pub struct Authenticator<B: Backend = Directory> {
+pub(crate) struct Authenticator<B: Backend = Directory> {
     config: Arc<Config>,
     directory: Arc<B>,
     cache: AnswerCache,
@@ -83,7 +83,7 @@ pub struct Authenticator<B: Backend = Directory> {
 
 impl<B: Backend> Authenticator<B> {
     /// `lockout` outlives reloads: the daemon hands the same one to every runtime.
-    pub fn new(
+    pub(crate) fn new(
         config: Arc<Config>,
         directory: Arc<B>,
         lockout: Arc<Lockout>,
@@ -103,16 +103,16 @@ impl<B: Backend> Authenticator<B> {
         }
     }
 
-    pub fn directory(&self) -> &Arc<B> {
+    pub(crate) fn directory(&self) -> &Arc<B> {
         &self.directory
     }
 
-    pub fn cached_entries(&self) -> usize {
+    pub(crate) fn cached_entries(&self) -> usize {
         self.cache.len()
     }
 
     /// Answers one review before `deadline`.
-    pub async fn review(self: &Arc<Self>, token: &str, deadline: Instant) -> Review {
+    pub(crate) async fn review(self: &Arc<Self>, token: &str, deadline: Instant) -> Review {
         let started = now();
         let review = self.decide(token, deadline, started).await;
         if let (Outcome::Accepted(_), Source::Cache) = (&review.outcome, review.source) {
@@ -148,7 +148,7 @@ impl<B: Backend> Authenticator<B> {
         };
         let key = self.keyer.key(token);
         let stale = match self.cache.get(&key, at) {
-            Lookup::Fresh(cached, _) => return self.hit(cached, creds.username),
+            Lookup::Fresh(cached) => return self.hit(cached, creds.username),
             Lookup::Stale(user, age) => Some((user, age)),
             Lookup::Miss => None,
         };

@@ -8,17 +8,17 @@
 use std::time::Duration;
 
 /// Loopback: one daemon per control-plane node, its kube-apiserver on the same host.
-pub const LISTEN: &str = "127.0.0.1:8443";
-pub const TLS_CERT_FILE: &str = "/etc/kube-ldap-webhook/tls/server.crt";
-pub const TLS_KEY_FILE: &str = "/etc/kube-ldap-webhook/tls/server.key";
-pub const CLIENT_CA_FILE: &str = "/etc/kube-ldap-webhook/tls/client-ca.crt";
-pub const PATH: &str = "/authenticate";
-pub const OPS_LISTEN: &str = "127.0.0.1:9090";
-pub const LOG_LEVEL: &str = "info";
+pub(crate) const LISTEN: &str = "127.0.0.1:8443";
+pub(crate) const TLS_CERT_FILE: &str = "/etc/kube-ldap-webhook/tls/server.crt";
+pub(crate) const TLS_KEY_FILE: &str = "/etc/kube-ldap-webhook/tls/server.key";
+pub(crate) const CLIENT_CA_FILE: &str = "/etc/kube-ldap-webhook/tls/client-ca.crt";
+pub(crate) const PATH: &str = "/authenticate";
+pub(crate) const OPS_LISTEN: &str = "127.0.0.1:9090";
+pub(crate) const LOG_LEVEL: &str = "info";
 
 /// A numeric key's default and the closed range `min..=max` its value must fall in.
 #[derive(Debug)]
-pub struct Limit<T> {
+pub(crate) struct Limit<T> {
     pub key: &'static str,
     pub default: T,
     pub min: T,
@@ -41,104 +41,104 @@ const fn days(n: u64) -> Duration {
     Duration::from_secs(n * 86_400)
 }
 
-pub const HANDSHAKE_TIMEOUT: Limit<Duration> = Limit {
+pub(crate) const HANDSHAKE_TIMEOUT: Limit<Duration> = Limit {
     key: "server.handshake_timeout",
     default: secs(10),
     min: MS,
     max: mins(10),
 };
-pub const REQUEST_TIMEOUT: Limit<Duration> = Limit {
+pub(crate) const REQUEST_TIMEOUT: Limit<Duration> = Limit {
     key: "server.request_timeout",
     default: secs(30),
     min: MS,
     max: mins(10),
 };
-pub const SERVER_MAX_CONNECTIONS: Limit<u64> = Limit {
+pub(crate) const SERVER_MAX_CONNECTIONS: Limit<u64> = Limit {
     key: "server.max_connections",
     default: 1024,
     min: 1,
     max: 100_000,
 };
-pub const MAX_CONNECTIONS_PER_SOURCE: Limit<u64> = Limit {
+pub(crate) const MAX_CONNECTIONS_PER_SOURCE: Limit<u64> = Limit {
     key: "server.max_connections_per_source",
     default: 256,
     min: 1,
     max: 100_000,
 };
-pub const MAX_HANDSHAKES: Limit<u64> = Limit {
+pub(crate) const MAX_HANDSHAKES: Limit<u64> = Limit {
     key: "server.max_handshakes",
     default: 256,
     min: 1,
     max: 100_000,
 };
-pub const MAX_HANDSHAKES_PER_SOURCE: Limit<u64> = Limit {
+pub(crate) const MAX_HANDSHAKES_PER_SOURCE: Limit<u64> = Limit {
     key: "server.max_handshakes_per_source",
     default: 32,
     min: 1,
     max: 100_000,
 };
-pub const IDLE_TIMEOUT: Limit<Duration> = Limit {
+pub(crate) const IDLE_TIMEOUT: Limit<Duration> = Limit {
     key: "server.idle_timeout",
     default: mins(2),
     min: MS,
     max: hours(1),
 };
-pub const CONNECT_TIMEOUT: Limit<Duration> = Limit {
+pub(crate) const CONNECT_TIMEOUT: Limit<Duration> = Limit {
     key: "ldap.connect_timeout",
     default: secs(3),
     min: MS,
     max: mins(10),
 };
-pub const LDAP_TIMEOUT: Limit<Duration> = Limit {
+pub(crate) const LDAP_TIMEOUT: Limit<Duration> = Limit {
     key: "ldap.timeout",
     default: secs(5),
     min: MS,
     max: mins(10),
 };
-pub const LDAP_MAX_CONNECTIONS: Limit<u64> = Limit {
+pub(crate) const LDAP_MAX_CONNECTIONS: Limit<u64> = Limit {
     key: "ldap.max_connections",
     default: 16,
     min: 1,
     max: 1000,
 };
-pub const MAX_NESTED_DEPTH: Limit<u64> = Limit {
+pub(crate) const MAX_NESTED_DEPTH: Limit<u64> = Limit {
     key: "ldap.group.max_nested_depth",
     default: 10,
     min: 1,
     max: 100,
 };
-pub const CAPACITY: Limit<u64> = Limit {
+pub(crate) const CAPACITY: Limit<u64> = Limit {
     key: "cache.capacity",
     default: 10_000,
     min: 1,
     max: 10_000_000,
 };
-pub const TTL: Limit<Duration> = Limit {
+pub(crate) const TTL: Limit<Duration> = Limit {
     key: "cache.ttl",
     default: mins(2),
     min: ZERO,
     max: hours(24),
 };
-pub const NEGATIVE_TTL: Limit<Duration> = Limit {
+pub(crate) const NEGATIVE_TTL: Limit<Duration> = Limit {
     key: "cache.negative_ttl",
     default: secs(10),
     min: ZERO,
     max: hours(1),
 };
-pub const STALE_TTL: Limit<Duration> = Limit {
+pub(crate) const STALE_TTL: Limit<Duration> = Limit {
     key: "cache.stale_ttl",
     default: hours(1),
     min: ZERO,
     max: days(7),
 };
-pub const MAX_FAILURES: Limit<u64> = Limit {
+pub(crate) const MAX_FAILURES: Limit<u64> = Limit {
     key: "cache.max_failures",
     default: 3,
     min: 0,
     max: 1000,
 };
 /// Zero is allowed only while lockout protection is off (`max_failures = 0`).
-pub const FAILURE_WINDOW: Limit<Duration> = Limit {
+pub(crate) const FAILURE_WINDOW: Limit<Duration> = Limit {
     key: "cache.failure_window",
     default: mins(5),
     min: ZERO,
@@ -146,7 +146,8 @@ pub const FAILURE_WINDOW: Limit<Duration> = Limit {
 };
 
 /// Every duration key, for the documentation checks.
-pub const DURATIONS: &[&Limit<Duration>] = &[
+#[cfg(test)]
+pub(crate) const DURATIONS: &[&Limit<Duration>] = &[
     &HANDSHAKE_TIMEOUT,
     &REQUEST_TIMEOUT,
     &IDLE_TIMEOUT,
@@ -159,7 +160,8 @@ pub const DURATIONS: &[&Limit<Duration>] = &[
 ];
 
 /// Every count key, for the documentation checks.
-pub const COUNTS: &[&Limit<u64>] = &[
+#[cfg(test)]
+pub(crate) const COUNTS: &[&Limit<u64>] = &[
     &SERVER_MAX_CONNECTIONS,
     &MAX_CONNECTIONS_PER_SOURCE,
     &MAX_HANDSHAKES,
@@ -171,7 +173,7 @@ pub const COUNTS: &[&Limit<u64>] = &[
 ];
 
 /// How a bound is written in messages and in the documentation.
-pub trait Bound: Copy + PartialOrd {
+pub(crate) trait Bound: Copy + PartialOrd {
     fn show(&self) -> String;
 }
 
@@ -205,12 +207,13 @@ impl Bound for Duration {
 
 impl<T: Bound> Limit<T> {
     /// `min..max`, as the example config and the README write the range.
-    pub fn range(&self) -> String {
+    #[cfg(test)]
+    pub(crate) fn range(&self) -> String {
         format!("{}..{}", self.min.show(), self.max.show())
     }
 
     /// The value, or the default when the key is absent; `Err` says what is allowed.
-    pub fn pick(&self, value: Option<T>) -> Result<T, String> {
+    pub(crate) fn pick(&self, value: Option<T>) -> Result<T, String> {
         let v = value.unwrap_or(self.default);
         if v < self.min || v > self.max {
             return Err(format!(

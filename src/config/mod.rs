@@ -21,7 +21,7 @@ use serde::{Deserialize, Deserializer};
 use crate::secret::Password;
 
 mod cache;
-pub mod defaults;
+pub(crate) mod defaults;
 mod group;
 mod ldap;
 mod log;
@@ -33,28 +33,41 @@ mod user;
 
 pub use password_file::read_password_file;
 
+/// Where `serve` and `check-config` look without `--config` or `KUBE_LDAP_WEBHOOK_CONFIG`.
 pub const DEFAULT_PATH: &str = "/etc/kube-ldap-webhook/config.toml";
+/// Environment variables with this prefix override config keys (`KUBE_LDAP_WEBHOOK_LDAP__TIMEOUT`).
 pub const ENV_PREFIX: &str = "KUBE_LDAP_WEBHOOK_";
 
+/// Why a configuration was refused; every message names the file, and the key when one is to blame.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// Not TOML, a wrong type, an unknown key.
     #[error("{file}: {source}")]
     Parse {
+        /// The file read.
         file: String,
+        /// What figment said.
         #[source]
         source: Box<figment::Error>,
     },
+    /// A value that cannot work.
     #[error("{file}: key `{key}`: {message}")]
     Invalid {
+        /// The file read.
         file: String,
+        /// The key to blame, as written in the file (`cache.capacity`).
         key: &'static str,
+        /// What is wrong with it.
         message: String,
     },
 }
 
 /// A duration written as `"500ms"`, `"5s"`, `"2m"`.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Dur(pub Duration);
+pub struct Dur(
+    /// The duration.
+    pub Duration,
+);
 
 impl fmt::Debug for Dur {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -75,13 +88,18 @@ impl<'de> Deserialize<'de> for Dur {
 // The resolved configuration.
 // ---------------------------------------------------------------------------------------
 
+/// `ldap.directory`: which defaults fill the filters and attribute names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Preset {
+    /// OpenLDAP with inetOrgPerson and groupOfNames.
     #[default]
     Openldap,
+    /// Active Directory (and Samba AD).
     ActiveDirectory,
+    /// FreeIPA / 389-ds.
     Freeipa,
+    /// No defaults: every filter and attribute is written out.
     Custom,
 }
 
@@ -96,37 +114,53 @@ pub enum LoginForms {
     StripDomain,
 }
 
+/// `log.format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum LogFormat {
     /// journald when stderr is connected to the journal, text otherwise.
     #[default]
     Auto,
+    /// Text lines on stderr.
     Text,
+    /// The journal, with structured fields.
     Journald,
 }
 
+/// The resolved configuration: every default filled in, every value checked.
 #[derive(Debug, Clone)]
 pub struct Config {
     /// Where the configuration was read from, for messages.
     pub source: PathBuf,
+    /// `[server]`: the listeners.
     pub server: Server,
+    /// `[ldap]`: the directory.
     pub ldap: Ldap,
+    /// `[identity]`: prefixes of the Kubernetes names.
     pub identity: Identity,
+    /// `[cache]`: the answer cache and lockout protection.
     pub cache: Cache,
+    /// `[log]`.
     pub log: Log,
     /// Things worth telling the operator that do not stop the daemon. Logged by `serve`
     /// (and on reload) once logging is set up; printed by `check-config`.
     pub warnings: Vec<String>,
 }
 
+/// `[server]`.
 #[derive(Debug, Clone)]
 pub struct Server {
+    /// `server.listen`: the TokenReview listener (HTTPS).
     pub listen: SocketAddr,
+    /// `server.tls_cert_file`: the server certificate chain (PEM).
     pub tls_cert_file: PathBuf,
+    /// `server.tls_key_file`: its private key (PEM).
     pub tls_key_file: PathBuf,
+    /// `server.client_ca_file`: the CA of kube-apiserver's client certificate.
     pub client_ca_file: PathBuf,
+    /// `server.path`: where TokenReviews are posted, without a trailing `/`.
     pub path: String,
+    /// `server.ops_listen`: plain HTTP `/healthz`, `/readyz`, `/metrics`; `None` when off.
     pub ops_listen: Option<SocketAddr>,
     /// From accept to the first complete request: the TLS handshake and the request head.
     pub handshake_timeout: Duration,
@@ -135,91 +169,126 @@ pub struct Server {
     pub request_timeout: Duration,
     /// Connections with a verified client certificate, in all and from one address.
     pub max_connections: usize,
+    /// The same, from one address (IPv6: one /64).
     pub max_connections_per_source: usize,
     /// Connections without a verified client certificate yet, in all and from one address.
     pub max_handshakes: usize,
+    /// The same, from one address.
     pub max_handshakes_per_source: usize,
     /// A verified connection with no request in flight for this long is closed.
     pub idle_timeout: Duration,
 }
 
+/// `[ldap]`.
 #[derive(Debug, Clone)]
 pub struct Ldap {
+    /// `ldap.urls`: the servers, tried in order with failover.
     pub urls: Vec<String>,
+    /// `ldap.start_tls`: StartTLS on `ldap://` URLs.
     pub start_tls: bool,
+    /// `ldap.ca_file`: the CA of the servers' certificates; the system roots when `None`.
     pub ca_file: Option<PathBuf>,
+    /// The service account (`ldap.bind_dn` and its password); `None` with direct bind.
     pub service: Option<ServiceAccount>,
+    /// `ldap.connect_timeout`: one connection (TCP, TLS, StartTLS).
     pub connect_timeout: Duration,
+    /// `ldap.timeout`: one operation (a search, a bind).
     pub timeout: Duration,
+    /// `ldap.directory`: the preset the defaults came from.
     pub directory: Preset,
+    /// `ldap.max_connections`: bind connections per server.
     pub max_connections: usize,
+    /// `[ldap.user]`.
     pub user: User,
+    /// `[ldap.group]`.
     pub group: Group,
 }
 
-#[derive(Clone)]
+/// The account the daemon searches as. Its `Debug` never shows the password.
+#[derive(Clone, Debug)]
 pub struct ServiceAccount {
+    /// `ldap.bind_dn`.
     pub bind_dn: String,
+    /// Read from `ldap.bind_password_file`.
     pub password: Password,
 }
 
-impl fmt::Debug for ServiceAccount {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ServiceAccount")
-            .field("bind_dn", &self.bind_dn)
-            .field("password", &"<redacted>")
-            .finish()
-    }
-}
-
+/// `[ldap.user]`: finding the user.
 #[derive(Debug, Clone)]
 pub struct User {
+    /// `ldap.user.base_dn`: where users are searched.
     pub base_dn: String,
+    /// `ldap.user.filter`, with `{username}` and `{login}` placeholders.
     pub filter: String,
+    /// `ldap.user.dn_template`: direct bind to this DN, no search.
     pub dn_template: Option<String>,
+    /// `ldap.user.username_attribute`: the Kubernetes username.
     pub username_attribute: String,
+    /// `ldap.user.uid_attribute`: the Kubernetes uid.
     pub uid_attribute: String,
+    /// `ldap.user.login`: which spellings of a login are reduced to the account name.
     pub login: LoginForms,
     /// With `login = "strip-domain"`: the domain parts accepted in `DOMAIN\name` and
     /// `name@domain` (case-insensitive). Empty: any.
     pub domains: Vec<String>,
+    /// `[ldap.user.extra]`: extra key -> attribute.
     pub extra: BTreeMap<String, String>,
 }
 
+/// `[ldap.group]`: the user's groups.
 #[derive(Debug, Clone)]
 pub struct Group {
+    /// `ldap.group.base_dn`: where groups are searched (a trust boundary).
     pub base_dn: String,
+    /// `ldap.group.filter`, with `{dn}`, `{username}` and `{login}` placeholders.
     pub filter: String,
+    /// `ldap.group.name_attribute`: the Kubernetes group name.
     pub name_attribute: String,
+    /// `ldap.group.membership_attribute`: read direct groups from the user entry.
     pub membership_attribute: Option<String>,
+    /// `ldap.group.nested`: groups reached through groups too.
     pub nested: bool,
+    /// `ldap.group.max_nested_depth`: levels walked above the direct groups.
     pub max_nested_depth: usize,
     /// Active Directory resolves nesting on the server (LDAP_MATCHING_RULE_IN_CHAIN).
     pub server_side_nesting: bool,
 }
 
+/// `[identity]`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Identity {
+    /// `identity.username_prefix`, put before every username.
     #[serde(default)]
     pub username_prefix: String,
+    /// `identity.group_prefix`, put before every group name.
     #[serde(default)]
     pub group_prefix: String,
 }
 
+/// `[cache]`.
 #[derive(Debug, Clone)]
 pub struct Cache {
+    /// `cache.capacity`: answers held at most.
     pub capacity: usize,
+    /// `cache.ttl`: how long an accepted answer is served.
     pub ttl: Duration,
+    /// `cache.negative_ttl`: how long a rejection is served.
     pub negative_ttl: Duration,
+    /// `cache.stale_ttl`: how long an accepted answer may bridge an outage.
     pub stale_ttl: Duration,
+    /// `cache.max_failures`: wrong passwords per account per window; 0 turns lockout protection off.
     pub max_failures: u32,
+    /// `cache.failure_window`.
     pub failure_window: Duration,
 }
 
+/// `[log]`.
 #[derive(Debug, Clone)]
 pub struct Log {
+    /// `log.level`: a level or an `EnvFilter` directive.
     pub level: String,
+    /// `log.format`.
     pub format: LogFormat,
 }
 

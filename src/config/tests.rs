@@ -171,32 +171,27 @@ fn plain_ldap_to_another_host_is_refused_naming_the_url() {
     assert!(e.contains("allow_insecure"), "{e}");
 }
 
+/// Loads a config with these URLs and `[ldap]` lines; whether it warned of clear text.
+fn warns_of_clear_text(urls: &str, ldap: &str) -> bool {
+    let d = tempfile::tempdir().unwrap();
+    let c = load(&with_urls(d.path(), urls, ldap)).unwrap();
+    c.warnings.iter().any(|w| w.contains("clear text"))
+}
+
 #[test]
 fn plain_ldap_with_start_tls_is_accepted_without_warning() {
-    let d = tempfile::tempdir().unwrap();
-    let f = with_urls(d.path(), r#"["ldap://b.example.org"]"#, "start_tls = true");
-    let c = load(&f).unwrap();
-    assert!(
-        !c.warnings.iter().any(|w| w.contains("clear text")),
-        "{:?}",
-        c.warnings
-    );
+    assert!(!warns_of_clear_text(
+        r#"["ldap://b.example.org"]"#,
+        "start_tls = true"
+    ));
 }
 
 #[test]
 fn plain_ldap_to_this_machine_is_accepted_without_warning() {
-    let d = tempfile::tempdir().unwrap();
-    let f = with_urls(
-        d.path(),
+    assert!(!warns_of_clear_text(
         r#"["ldap://127.0.0.1:389", "ldap://[::1]", "ldap://localhost:3389"]"#,
-        "",
-    );
-    let c = load(&f).unwrap();
-    assert!(
-        !c.warnings.iter().any(|w| w.contains("clear text")),
-        "{:?}",
-        c.warnings
-    );
+        ""
+    ));
 }
 
 #[test]
@@ -227,21 +222,25 @@ fn a_url_without_a_host_is_refused() {
 }
 
 #[test]
-fn an_out_of_range_count_is_refused_with_the_range() {
+fn out_of_range_counts_and_durations_are_refused_with_the_range() {
     let d = tempfile::tempdir().unwrap();
-    let body = format!("{}[cache]\ncapacity = 1000000000000\n", minimal(d.path()));
-    let e = load(&write(d.path(), &body)).unwrap_err().to_string();
-    assert!(e.contains("key `cache.capacity`"), "{e}");
-    assert!(e.contains("between 1 and 10000000"), "{e}");
-}
-
-#[test]
-fn an_out_of_range_duration_is_refused_with_the_range() {
-    let d = tempfile::tempdir().unwrap();
-    let body = format!("{}[cache]\nstale_ttl = \"1000y\"\n", minimal(d.path()));
-    let e = load(&write(d.path(), &body)).unwrap_err().to_string();
-    assert!(e.contains("key `cache.stale_ttl`"), "{e}");
-    assert!(e.contains("between 0s and 7d"), "{e}");
+    for (line, key, range) in [
+        (
+            "capacity = 1000000000000",
+            "cache.capacity",
+            "between 1 and 10000000",
+        ),
+        (
+            "stale_ttl = \"1000y\"",
+            "cache.stale_ttl",
+            "between 0s and 7d",
+        ),
+    ] {
+        let body = format!("{}[cache]\n{line}\n", minimal(d.path()));
+        let e = load(&write(d.path(), &body)).unwrap_err().to_string();
+        assert!(e.contains(&format!("key `{key}`")), "{e}");
+        assert!(e.contains(range), "{e}");
+    }
 }
 
 #[test]

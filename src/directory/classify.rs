@@ -6,25 +6,10 @@
 //! answer about this review: a rejection, an account state or an error, never a reason to
 //! fail over, mark the server down or serve a stale answer.
 
-use ldap3::controls::{Control, RawControl};
+use ldap3::controls::RawControl;
 use ldap3::LdapError;
 
-/// Password policy request/response control (draft-behera-ldap-password-policy).
-pub const PPOLICY_OID: &str = "1.3.6.1.4.1.42.2.27.8.5.1";
-/// Netscape "password expired" response control (389-ds, eDirectory, Oracle).
-pub const NS_PASSWORD_EXPIRED_OID: &str = "2.16.840.1.113730.3.4.4";
-/// Netscape "password expiring" response control; its value is the seconds left.
-pub const NS_PASSWORD_EXPIRING_OID: &str = "2.16.840.1.113730.3.4.5";
-
-/// The request control sent with every user bind: servers answer with the account's
-/// password policy state only when asked.
-pub fn ppolicy_request() -> RawControl {
-    RawControl {
-        ctype: PPOLICY_OID.to_string(),
-        crit: false,
-        val: None,
-    }
-}
+use super::ppolicy::{policy_from_controls, PasswordWarning, NS_EXPIRED};
 
 /// Account states a directory reports once it has looked at the account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -105,24 +90,6 @@ pub enum Failure {
     Error(String),
 }
 
-/// A password-policy warning on a successful bind: accepted, logged and counted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PasswordWarning {
-    /// The password expires in this many seconds.
-    Expiring(u64),
-    /// The password has expired; this many grace logins are left.
-    GraceLogins(u64),
-}
-
-impl PasswordWarning {
-    pub fn label(self) -> &'static str {
-        match self {
-            PasswordWarning::Expiring(_) => "password_expiring",
-            PasswordWarning::GraceLogins(_) => "grace_login",
-        }
-    }
-}
-
 /// What went wrong with one server: an answer (final) or the server (try the next one).
 #[derive(Debug)]
 pub(crate) enum Attempt {
@@ -194,52 +161,12 @@ fn ad_data_code(text: &str) -> Option<u32> {
     u32::from_str_radix(&hex, 16).ok()
 }
 
-/// The password policy response (draft-behera 6.2), as far as it concerns a login.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct PolicyResponse {
-    pub warning: Option<PasswordWarning>,
-    /// The `error` enumeration: 0 expired, 1 locked, 2 change after reset, others about
-    /// password changes.
-    pub error: Option<u32>,
-}
-
-/// Reads the response controls of a bind: draft-behera's and the two Netscape ones.
-/// Malformed values are ignored (the result code still decides).
-pub fn policy_from_controls(ctrls: &[RawControl]) -> PolicyResponse {
-    let mut out = PolicyResponse::default();
-    for c in ctrls {
-        match c.ctype.as_str() {
-            PPOLICY_OID => {
-                if let Some(p) = c.val.as_deref().and_then(parse_ppolicy_value) {
-                    out.warning = out.warning.or(p.warning);
-                    out.error = out.error.or(p.error);
-                }
-            }
-            NS_PASSWORD_EXPIRED_OID => out.error = out.error.or(Some(NS_EXPIRED)),
-            NS_PASSWORD_EXPIRING_OID => {
-                let secs = c
-                    .val
-                    .as_deref()
-                    .and_then(|v| std::str::from_utf8(v).ok())
-                    .and_then(|s| s.trim().parse::<u64>().ok());
-                if let Some(s) = secs {
-                    out.warning = out.warning.or(Some(PasswordWarning::Expiring(s)));
-                }
-            }
-            _ => {}
-        }
-    }
-    out
-}
-
-/// Stands for the Netscape expired control in [`PolicyResponse::error`]: on a failed bind it
-/// means expired, on a successful one "change it now" (389-ds after a reset).
-const NS_EXPIRED: u32 = 1000;
-
 /// The outcome of a user bind.
 #[derive(Debug, PartialEq, Eq)]
 pub enum BindVerdict {
+    /// The password is right; the policy may have warned.
     Bound(Option<PasswordWarning>),
+    /// An answer about the user.
     Failed(Failure),
     /// The server cannot serve now (busy, unavailable): try another.
     ServerDown(String),
@@ -280,98 +207,27 @@ pub fn classify_bind(rc: u32, text: &str, ctrls: &[RawControl]) -> BindVerdict {
     }
 }
 
-/// The raw controls of a result, whatever ldap3 made of them.
-pub fn raw_controls(ctrls: Vec<Control>) -> Vec<RawControl> {
-    ctrls.into_iter().map(|Control(_, raw)| raw).collect()
-}
-
-/// A tiny BER reader for the one structure we need; every length is checked.
-struct Ber<'a>(&'a [u8]);
-
-impl<'a> Ber<'a> {
-    /// The next element: (tag byte, contents).
-    fn next(&mut self) -> Option<(u8, &'a [u8])> {
-        let (&tag, rest) = self.0.split_first()?;
-        let (&first, mut rest) = rest.split_first()?;
-        let len = if first < 0x80 {
-            usize::from(first)
-        } else {
-            let n = usize::from(first & 0x7f);
-            if n == 0 || n > 4 || rest.len() < n {
-                return None;
-            }
-            let (bytes, after) = rest.split_at(n);
-            rest = after;
-            bytes
-                .iter()
-                .fold(0usize, |acc, &b| (acc << 8) | usize::from(b))
-        };
-        if rest.len() < len {
-            return None;
-        }
-        let (body, after) = rest.split_at(len);
-        self.0 = after;
-        Some((tag, body))
-    }
-}
-
-/// A non-negative BER integer of at most 8 bytes.
-fn ber_uint(b: &[u8]) -> Option<u64> {
-    if b.is_empty() || b.len() > 9 || b[0] & 0x80 != 0 {
-        return None;
-    }
-    let b = if b.len() == 9 {
-        if b[0] != 0 {
-            return None;
-        }
-        &b[1..]
-    } else {
-        b
-    };
-    Some(b.iter().fold(0u64, |acc, &x| (acc << 8) | u64::from(x)))
-}
-
-/// `SEQUENCE { warning [0] CHOICE { [0] INTEGER, [1] INTEGER } OPTIONAL,
-///             error [1] ENUMERATED OPTIONAL }`
-pub fn parse_ppolicy_value(v: &[u8]) -> Option<PolicyResponse> {
-    let (tag, body) = Ber(v).next()?;
-    if tag != 0x30 {
-        return None;
-    }
-    let mut inner = Ber(body);
-    let mut out = PolicyResponse::default();
-    while let Some((tag, value)) = inner.next() {
-        match tag {
-            0xa0 => {
-                let (choice, n) = Ber(value).next()?;
-                let n = ber_uint(n)?;
-                out.warning = match choice {
-                    0x80 => Some(PasswordWarning::Expiring(n)),
-                    0x81 => Some(PasswordWarning::GraceLogins(n)),
-                    _ => return None,
-                };
-            }
-            0x81 => out.error = Some(u32::try_from(ber_uint(value)?).ok()?),
-            _ => return None,
-        }
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::ppolicy::{
+        parse_ppolicy_value, NS_PASSWORD_EXPIRED_OID, NS_PASSWORD_EXPIRING_OID, PPOLICY_OID,
+    };
     use super::*;
 
     fn ad(code: &str) -> String {
         format!("80090308: LdapErr: DSID-0C09044E, comment: AcceptSecurityContext error, data {code}, v4563")
     }
 
-    fn ppolicy(value: &[u8]) -> Vec<RawControl> {
+    fn control(oid: &str, value: &[u8]) -> Vec<RawControl> {
         vec![RawControl {
-            ctype: PPOLICY_OID.into(),
+            ctype: oid.into(),
             crit: false,
             val: Some(value.to_vec()),
         }]
+    }
+
+    fn ppolicy(value: &[u8]) -> Vec<RawControl> {
+        control(PPOLICY_OID, value)
     }
 
     fn failed_state(s: AccountState) -> BindVerdict {
@@ -430,11 +286,7 @@ mod tests {
             classify_bind(0, "", &ppolicy(&v)),
             failed_state(AccountState::MustChangePassword)
         );
-        let ns = vec![RawControl {
-            ctype: NS_PASSWORD_EXPIRED_OID.into(),
-            crit: false,
-            val: Some(b"0".to_vec()),
-        }];
+        let ns = control(NS_PASSWORD_EXPIRED_OID, b"0");
         assert_eq!(
             classify_bind(0, "", &ns),
             failed_state(AccountState::MustChangePassword)
@@ -469,11 +321,7 @@ mod tests {
             classify_bind(0, "", &ppolicy(&expiring)),
             BindVerdict::Bound(Some(PasswordWarning::Expiring(3600)))
         );
-        let ns = vec![RawControl {
-            ctype: NS_PASSWORD_EXPIRING_OID.into(),
-            crit: false,
-            val: Some(b"86400".to_vec()),
-        }];
+        let ns = control(NS_PASSWORD_EXPIRING_OID, b"86400");
         assert_eq!(
             classify_bind(0, "", &ns),
             BindVerdict::Bound(Some(PasswordWarning::Expiring(86400)))

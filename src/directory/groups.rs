@@ -7,11 +7,11 @@ use std::collections::HashSet;
 use std::time::Instant;
 
 use ldap3::adapters::PagedResults;
-use ldap3::{ldap_escape, Ldap, LdapError, Scope, SearchEntry, SearchOptions};
+use ldap3::{ldap_escape, Ldap, LdapError, SearchEntry, SearchOptions};
 
 use super::classify::{Attempt, OpError};
 use super::pool::Server;
-use super::{Directory, Entry};
+use super::{Directory, Entry, Query};
 use crate::login::Login;
 
 const PAGE_SIZE: i32 = 500;
@@ -21,7 +21,7 @@ pub(crate) const MAX_GROUPS: usize = 10_000;
 const NESTED_BATCH: usize = 50;
 
 /// The value of the first RDN of `dn` when its attribute type is `attr`, unescaped (RFC 4514).
-pub fn first_rdn_value(dn: &str, attr: &str) -> Option<String> {
+pub(crate) fn first_rdn_value(dn: &str, attr: &str) -> Option<String> {
     let (ty, rest) = dn.split_once('=')?;
     if !ty.trim().eq_ignore_ascii_case(attr) {
         return None;
@@ -91,16 +91,20 @@ impl Directory {
         &self,
         s: &Server,
         ldap: &mut Ldap,
-        base: &str,
-        scope: Scope,
-        filter: &str,
+        q: Query<'_>,
         deadline: Instant,
     ) -> Result<Vec<Entry>, OpError> {
         let attrs = vec![self.cfg.group.name_attribute.clone()];
         ldap.with_search_options(SearchOptions::new().sizelimit(MAX_GROUPS as i32 + 1));
         let work = async {
             let mut stream = ldap
-                .streaming_search_with(PagedResults::new(PAGE_SIZE), base, scope, filter, attrs)
+                .streaming_search_with(
+                    PagedResults::new(PAGE_SIZE),
+                    q.base,
+                    q.scope,
+                    q.filter,
+                    attrs,
+                )
                 .await?;
             let mut out = Vec::new();
             while let Some(re) = stream.next().await? {
@@ -153,16 +157,10 @@ impl Directory {
         deadline: Instant,
         what: &str,
     ) -> Result<Vec<Entry>, Attempt> {
-        self.paged_search(
-            s,
-            ldap,
-            &self.cfg.group.base_dn,
-            Scope::Subtree,
-            filter,
-            deadline,
-        )
-        .await
-        .map_err(|e| e.into_attempt(what))
+        let q = Query::subtree(&self.cfg.group.base_dn, filter);
+        self.paged_search(s, ldap, q, deadline)
+            .await
+            .map_err(|e| e.into_attempt(what))
     }
 
     /// The names of the user's groups.
@@ -239,9 +237,7 @@ impl Directory {
                 Some(n) => Some(n),
                 None => {
                     // The RDN is not the name attribute: read the group entry.
-                    let read = self
-                        .paged_search(s, ldap, dn, Scope::Base, "(objectClass=*)", deadline)
-                        .await;
+                    let read = self.paged_search(s, ldap, Query::entry(dn), deadline).await;
                     match read {
                         Ok(mut found) => found.pop().and_then(|e| self.group_name(&e)),
                         // A stale membership value (the group is gone) names no group.

@@ -9,9 +9,10 @@
 //! Every failure is classified once, in [`classify`], into a [`Failure`]: the authenticator
 //! maps those to outcomes and cache policy without looking at LDAP result codes.
 
-mod classify;
+pub(crate) mod classify;
 mod groups;
 mod pool;
+pub(crate) mod ppolicy;
 mod users;
 
 use std::future::Future;
@@ -22,11 +23,8 @@ use ldap3::{Scope, SearchEntry};
 use rand::RngCore;
 use rustls::ClientConfig;
 
-pub use classify::{
-    classify_bind, parse_ppolicy_value, policy_from_controls, AccountState, BindVerdict, Failure,
-    PasswordWarning, PolicyResponse, RejectReason,
-};
-pub use groups::first_rdn_value;
+pub(crate) use classify::{AccountState, Failure, RejectReason};
+pub(crate) use ppolicy::PasswordWarning;
 
 use classify::Attempt;
 use pool::{remaining, Pool};
@@ -38,14 +36,14 @@ use crate::secret::Password;
 
 /// A directory entry with attribute names as the server spelled them and raw values.
 #[derive(Debug, Clone, Default)]
-pub struct Entry {
+pub(crate) struct Entry {
     pub dn: String,
     pub attrs: Vec<(String, Vec<Vec<u8>>)>,
 }
 
 impl Entry {
     /// Values of an attribute, matched case-insensitively as LDAP does.
-    pub fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+    pub(crate) fn values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
         self.attrs
             .iter()
             .filter(move |(k, _)| k.eq_ignore_ascii_case(name))
@@ -63,9 +61,37 @@ impl Entry {
     }
 }
 
+/// Where and what one search looks for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Query<'a> {
+    base: &'a str,
+    scope: Scope,
+    filter: &'a str,
+}
+
+impl<'a> Query<'a> {
+    /// Entries matching `filter` anywhere below `base`.
+    fn subtree(base: &'a str, filter: &'a str) -> Query<'a> {
+        Query {
+            base,
+            scope: Scope::Subtree,
+            filter,
+        }
+    }
+
+    /// The entry `dn` itself.
+    fn entry(dn: &'a str) -> Query<'a> {
+        Query {
+            base: dn,
+            scope: Scope::Base,
+            filter: "(objectClass=*)",
+        }
+    }
+}
+
 /// The account a login names, before its password is checked.
 #[derive(Debug, Clone)]
-pub struct Account {
+pub(crate) struct Account {
     /// The entry's DN as the directory spells it: the lockout key.
     pub dn: String,
     /// The entry the search found; `None` with direct bind, which reads it after the bind.
@@ -74,7 +100,7 @@ pub struct Account {
 
 impl Account {
     /// An account known only by its DN (direct bind; fakes in tests).
-    pub fn by_dn(dn: String) -> Account {
+    pub(crate) fn by_dn(dn: String) -> Account {
         Account { dn, entry: None }
     }
 }
@@ -82,14 +108,14 @@ impl Account {
 /// A confirmed user: the entry found, the names of their groups, and what the password
 /// policy said on the way.
 #[derive(Debug, Clone)]
-pub struct Found {
+pub(crate) struct Found {
     pub entry: Entry,
     pub groups: Vec<String>,
     pub warning: Option<PasswordWarning>,
 }
 
 /// What the review policy needs from a directory (the seam its unit tests fake).
-pub trait Backend: Send + Sync + 'static {
+pub(crate) trait Backend: Send + Sync + 'static {
     /// The one account `login` names. No password is involved yet.
     fn find(
         &self,
@@ -117,7 +143,7 @@ pub trait Backend: Send + Sync + 'static {
 }
 
 /// The LDAP client of one configured directory.
-pub struct Directory {
+pub(crate) struct Directory {
     cfg: Arc<config::Ldap>,
     pool: Pool,
     /// A DN under the user base that no entry has: the decoy binds to it.
@@ -125,7 +151,11 @@ pub struct Directory {
 }
 
 impl Directory {
-    pub fn new(cfg: config::Ldap, tls: Arc<ClientConfig>, metrics: Arc<Metrics>) -> Directory {
+    pub(crate) fn new(
+        cfg: config::Ldap,
+        tls: Arc<ClientConfig>,
+        metrics: Arc<Metrics>,
+    ) -> Directory {
         let mut nonce = [0u8; 12];
         rand::rngs::OsRng.fill_bytes(&mut nonce);
         let nonce: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
@@ -136,11 +166,6 @@ impl Directory {
             cfg,
             decoy_dn,
         }
-    }
-
-    /// How logins are spelled for this directory.
-    pub fn login(&self, raw: &str) -> Login {
-        Login::parse(raw, self.cfg.user.login)
     }
 
     /// Runs `step` on each server in failover order until one gives an answer. A server
@@ -183,7 +208,7 @@ impl Directory {
 
     /// Whether some server answers: connects (and binds the service account) and reads the
     /// root DSE or the user base. Used by /readyz and `check-config --connect`.
-    pub async fn probe(&self, deadline: Instant) -> Result<String, String> {
+    pub(crate) async fn probe(&self, deadline: Instant) -> Result<String, String> {
         let mut errors = Vec::new();
         for i in self.pool.order() {
             let s = &self.pool.servers[i];
@@ -243,7 +268,7 @@ impl Backend for Directory {
             async move {
                 let mut svc = self.pool.service(s, deadline).await?;
                 let entry = self
-                    .find_user(s, &mut svc, base, Scope::Subtree, filter, deadline)
+                    .find_user(s, &mut svc, Query::subtree(base, filter), deadline)
                     .await?;
                 Ok(Account {
                     dn: entry.dn.clone(),

@@ -4,14 +4,12 @@
 
 use std::time::Instant;
 
-use ldap3::{dn_escape, ldap_escape, Ldap, Scope, SearchEntry, SearchOptions};
+use ldap3::{dn_escape, ldap_escape, Ldap, SearchEntry, SearchOptions};
 
-use super::classify::{
-    classify_bind, ppolicy_request, raw_controls, Attempt, BindVerdict, Failure, OpError,
-    PasswordWarning, RejectReason,
-};
+use super::classify::{classify_bind, Attempt, BindVerdict, Failure, OpError, RejectReason};
 use super::pool::Server;
-use super::{Directory, Entry};
+use super::ppolicy::{ppolicy_request, raw_controls, PasswordWarning};
+use super::{Directory, Entry, Query};
 use crate::login::Login;
 use crate::secret::Password;
 
@@ -48,15 +46,13 @@ impl Directory {
         &self,
         s: &Server,
         ldap: &mut Ldap,
-        base: &str,
-        scope: Scope,
-        filter: &str,
+        q: Query<'_>,
         deadline: Instant,
     ) -> Result<Entry, Attempt> {
         let attrs = self.user_attrs();
         ldap.with_search_options(SearchOptions::new().sizelimit(2))
             .with_timeout(self.pool.op_timeout(deadline));
-        let search = ldap.search(base, scope, filter, attrs);
+        let search = ldap.search(q.base, q.scope, q.filter, attrs);
         let res = self.pool.op(s, "search_user", deadline, search).await;
         let ldap3::SearchResult(entries, result) = match res {
             Ok(r) => r,
@@ -158,14 +154,7 @@ impl Directory {
         };
         let result = async {
             let entry = self
-                .find_user(
-                    s,
-                    &mut conn.ldap,
-                    dn,
-                    Scope::Base,
-                    "(objectClass=*)",
-                    deadline,
-                )
+                .find_user(s, &mut conn.ldap, Query::entry(dn), deadline)
                 .await?;
             let groups = self
                 .groups(s, &mut conn.ldap, &entry, login, deadline)

@@ -21,7 +21,7 @@ use tokio::sync::oneshot;
 use crate::config::Server;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limits {
+pub(crate) struct Limits {
     pub handshakes: usize,
     pub handshakes_per_source: usize,
     pub verified: usize,
@@ -29,7 +29,7 @@ pub struct Limits {
 }
 
 impl Limits {
-    pub fn of(s: &Server) -> Limits {
+    pub(crate) fn of(s: &Server) -> Limits {
         Limits {
             handshakes: s.max_handshakes,
             handshakes_per_source: s.max_handshakes_per_source,
@@ -41,7 +41,7 @@ impl Limits {
 
 /// What limits apply to: an IPv4 address, or an IPv6 /64 (one host usually holds a whole
 /// /64, so counting single IPv6 addresses would count nothing).
-pub fn source_of(ip: IpAddr) -> IpAddr {
+pub(crate) fn source_of(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
@@ -109,21 +109,21 @@ impl Table {
 
 /// The refusal of a connection whose handshake succeeded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refused {
+pub(crate) enum Refused {
     /// Replaced by a newer connection while its handshake ran.
     Evicted,
     /// The verified budget (in all or of its address) is spent.
     Limit,
 }
 
-pub struct Admission {
+pub(crate) struct Admission {
     table: Mutex<Table>,
     handshake_gauge: Gauge,
     verified_gauge: Gauge,
 }
 
 impl Admission {
-    pub fn new(handshake_gauge: Gauge, verified_gauge: Gauge) -> Arc<Admission> {
+    pub(crate) fn new(handshake_gauge: Gauge, verified_gauge: Gauge) -> Arc<Admission> {
         Arc::new(Admission {
             table: Mutex::new(Table::default()),
             handshake_gauge,
@@ -142,7 +142,7 @@ impl Admission {
     }
 
     /// Admits a new connection to the handshake budget, evicting others to make room.
-    pub fn handshake(self: &Arc<Self>, peer: IpAddr, limits: Limits) -> HandshakeSlot {
+    pub(crate) fn handshake(self: &Arc<Self>, peer: IpAddr, limits: Limits) -> HandshakeSlot {
         let source = source_of(peer);
         let (tx, rx) = oneshot::channel();
         let mut t = self.lock();
@@ -174,7 +174,7 @@ impl Admission {
 }
 
 /// A place in the handshake budget; left when dropped.
-pub struct HandshakeSlot {
+pub(crate) struct HandshakeSlot {
     admission: Arc<Admission>,
     source: IpAddr,
     id: u64,
@@ -183,13 +183,13 @@ pub struct HandshakeSlot {
 
 impl HandshakeSlot {
     /// Resolves when a newer connection took this one's place.
-    pub async fn evicted(&mut self) {
+    pub(crate) async fn evicted(&mut self) {
         // A dropped sender means the entry is gone too: the same verdict.
         let _ = (&mut self.evicted).await;
     }
 
     /// Moves a connection whose client certificate was verified into the verified budget.
-    pub fn verified(self, limits: Limits) -> Result<VerifiedSlot, Refused> {
+    pub(crate) fn verified(self, limits: Limits) -> Result<VerifiedSlot, Refused> {
         let admission = self.admission.clone();
         let mut t = admission.lock();
         if !t.remove_handshake(self.source, self.id) {
@@ -222,7 +222,7 @@ impl Drop for HandshakeSlot {
 }
 
 /// A place in the verified budget; left when dropped.
-pub struct VerifiedSlot {
+pub(crate) struct VerifiedSlot {
     admission: Arc<Admission>,
     source: IpAddr,
 }

@@ -12,10 +12,10 @@ use std::time::Duration;
 use crate::metrics::{ClosedLabels, Metrics, CLOSE_REASONS};
 
 /// How often the suppressed closes are summed up in the log.
-pub const LOG_INTERVAL: Duration = Duration::from_secs(10);
+pub(crate) const LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Reason {
+pub(crate) enum Reason {
     HandshakeTimeout,
     NoCertificate,
     BadCertificate,
@@ -28,7 +28,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         CLOSE_REASONS[self.index()]
     }
 
@@ -62,14 +62,14 @@ struct Window {
     suppressed: [u64; CLOSE_REASONS.len()],
 }
 
-pub struct Closes {
+pub(crate) struct Closes {
     listener: &'static str,
     metrics: Arc<Metrics>,
     window: Mutex<Window>,
 }
 
 impl Closes {
-    pub fn new(listener: &'static str, metrics: Arc<Metrics>) -> Arc<Closes> {
+    pub(crate) fn new(listener: &'static str, metrics: Arc<Metrics>) -> Arc<Closes> {
         Arc::new(Closes {
             listener,
             metrics,
@@ -79,7 +79,7 @@ impl Closes {
 
     /// Counts a close; logs it if it is the first of this interval. `detail` is what the TLS
     /// layer said, never anything the client sent.
-    pub fn record(&self, reason: Reason, peer: SocketAddr, detail: &str) {
+    pub(crate) fn record(&self, reason: Reason, peer: SocketAddr, detail: &str) {
         self.metrics
             .connections_closed
             .get_or_create(&ClosedLabels {
@@ -115,7 +115,7 @@ impl Closes {
     }
 
     /// Ends the interval: one line for the closes not logged one by one, if any.
-    pub fn flush(&self) {
+    pub(crate) fn flush(&self) {
         let w = {
             let mut w = self.window.lock().unwrap_or_else(|e| e.into_inner());
             std::mem::take(&mut *w)

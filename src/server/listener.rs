@@ -40,7 +40,7 @@ const KEEPALIVE_RETRIES: u32 = 3;
 const DEFAULT_IDLE: Duration = Duration::from_secs(120);
 
 /// Accepts TokenReview connections until `shutdown` turns true, then drains.
-pub async fn run_reviews(
+pub(crate) async fn run_reviews(
     listener: TcpListener,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,

@@ -21,43 +21,52 @@ use crate::directory::Directory;
 use crate::lockout::Lockout;
 use crate::metrics::Metrics;
 
-pub mod admission;
-pub mod closes;
+pub(crate) mod admission;
+pub(crate) mod closes;
 mod listener;
 mod ops;
 mod review;
 
-pub use listener::{connection_builder, run_reviews};
-pub use ops::{run_ops, MAX_CONNECTIONS as OPS_MAX_CONNECTIONS};
-pub use review::{parse_go_duration, MAX_BODY};
+pub use listener::connection_builder;
+pub(crate) use listener::run_reviews;
+pub(crate) use ops::run_ops;
+pub use ops::MAX_CONNECTIONS as OPS_MAX_CONNECTIONS;
+pub use review::parse_go_duration;
 
+/// Why the daemon could not start serving.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error(transparent)]
+    /// The configuration was refused.
     Config(#[from] crate::config::ConfigError),
     #[error("TLS: {0}")]
+    /// A certificate, key or CA was refused.
     Tls(#[from] crate::tls::TlsError),
     #[error("cannot listen on {addr}: {source}")]
+    /// A listener address could not be bound.
     Bind {
+        /// The address.
         addr: SocketAddr,
+        /// Why.
         #[source]
         source: std::io::Error,
     },
     #[error("signal handling: {0}")]
+    /// Signal handlers could not be installed.
     Signal(std::io::Error),
 }
 
 /// Everything a reload replaces at once: settings, TLS acceptor, directory client and cache.
-pub struct Runtime {
-    pub config: Arc<Config>,
-    pub acceptor: TlsAcceptor,
-    pub authenticator: Arc<Authenticator>,
+pub(crate) struct Runtime {
+    pub(crate) config: Arc<Config>,
+    pub(crate) acceptor: TlsAcceptor,
+    pub(crate) authenticator: Arc<Authenticator>,
 }
 
 impl Runtime {
     /// Builds a complete runtime from a loaded config, or fails without side effects.
     /// `lockout` is the daemon's one lockout state, which outlives reloads.
-    pub fn build(
+    pub(crate) fn build(
         config: Config,
         metrics: Arc<Metrics>,
         lockout: Arc<Lockout>,
@@ -89,21 +98,21 @@ impl Runtime {
     }
 }
 
-pub struct Shared {
-    pub current: ArcSwap<Runtime>,
-    pub metrics: Arc<Metrics>,
+pub(crate) struct Shared {
+    pub(crate) current: ArcSwap<Runtime>,
+    pub(crate) metrics: Arc<Metrics>,
     /// Lockout protection's counts, kept across reloads.
-    pub lockout: Arc<Lockout>,
+    pub(crate) lockout: Arc<Lockout>,
 }
 
 /// Bound listeners, ready to serve; binding happens before READY=1 is sent.
-pub struct Listeners {
-    pub reviews: TcpListener,
-    pub ops: Option<TcpListener>,
+pub(crate) struct Listeners {
+    pub(crate) reviews: TcpListener,
+    pub(crate) ops: Option<TcpListener>,
 }
 
 impl Listeners {
-    pub async fn bind(config: &Config) -> Result<Listeners, ServeError> {
+    pub(crate) async fn bind(config: &Config) -> Result<Listeners, ServeError> {
         let bind = |addr: SocketAddr| async move {
             TcpListener::bind(addr)
                 .await

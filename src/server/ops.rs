@@ -30,7 +30,7 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a `/readyz` answer is reused.
 const READY_MAX_AGE: Duration = Duration::from_secs(1);
 
-pub async fn run_ops(
+pub(crate) async fn run_ops(
     listener: TcpListener,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,

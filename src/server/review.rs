@@ -15,9 +15,9 @@ use super::{Runtime, Shared};
 use crate::metrics::CodeLabels;
 use crate::tokenreview;
 
-pub const MAX_BODY: usize = 64 * 1024;
+pub(crate) const MAX_BODY: usize = 64 * 1024;
 
-pub type Reply = Response<Full<Bytes>>;
+pub(super) type Reply = Response<Full<Bytes>>;
 
 fn json(status: StatusCode, body: Vec<u8>) -> Reply {
     let mut r = Response::new(Full::new(Bytes::from(body)));
@@ -155,7 +155,7 @@ struct Admitted {
     deadline: Instant,
 }
 
-pub async fn handle_review(shared: &Shared, req: Request<Incoming>) -> Reply {
+pub(super) async fn handle_review(shared: &Shared, req: Request<Incoming>) -> Reply {
     let started = Instant::now();
     let rt = shared.current.load_full();
     match admit(shared, &rt, req, started).await {

@@ -15,6 +15,8 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair, SanType};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::Value;
 
 pub const BASE_DN: &str = "dc=example,dc=org";
@@ -841,7 +843,7 @@ impl Drop for Daemon {
 pub fn client_tls(pki: &Pki, identity: Option<(&Path, &Path)>) -> rustls::ClientConfig {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pemfile::certs(&mut std::fs::read(&pki.server_ca).unwrap().as_slice()) {
+    for c in CertificateDer::pem_file_iter(&pki.server_ca).unwrap() {
         roots.add(c.unwrap()).unwrap();
     }
     let b = rustls::ClientConfig::builder_with_provider(provider)
@@ -850,12 +852,11 @@ pub fn client_tls(pki: &Pki, identity: Option<(&Path, &Path)>) -> rustls::Client
         .with_root_certificates(roots);
     match identity {
         Some((cert, key)) => {
-            let certs = rustls_pemfile::certs(&mut std::fs::read(cert).unwrap().as_slice())
+            let certs = CertificateDer::pem_file_iter(cert)
+                .unwrap()
                 .collect::<Result<Vec<_>, _>>()
                 .unwrap();
-            let key = rustls_pemfile::private_key(&mut std::fs::read(key).unwrap().as_slice())
-                .unwrap()
-                .unwrap();
+            let key = PrivateKeyDer::from_pem_file(key).unwrap();
             b.with_client_auth_cert(certs, key).unwrap()
         }
         None => b.with_no_client_auth(),
