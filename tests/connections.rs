@@ -53,7 +53,7 @@ async fn tls_clients_without_a_certificate_are_closed_and_do_not_stop_a_review()
     for _ in 0..20 {
         let tcp = tcp_from(Ipv4Addr::LOCALHOST, d.port).await;
         // TLS 1.3: the client's side of the handshake completes; the server then refuses.
-        if let Ok(mut tls) = tls_over(&d, tcp, None, &[b"http/1.1"]).await {
+        if let Ok(mut tls) = tls_connect(&d.pki, tcp, None, &[b"http/1.1"]).await {
             assert!(http1_review(&mut tls, &alice()).await.is_none());
             held.push(tls);
         }
@@ -211,7 +211,7 @@ async fn one_address_flooding_handshakes_replaces_only_its_own() {
     assert_eq!(closes(&d, "evicted"), 4.0, "and nothing else was replaced");
     // The bystander's connection is still there: it finishes its handshake and is served.
     let id = d.pki.client_identity();
-    let mut tls = tls_over(&d, bystander, Some(id), &[b"http/1.1"])
+    let mut tls = tls_connect(&d.pki, bystander, Some(id), &[b"http/1.1"])
         .await
         .expect("the bystander's handshake");
     let a = http1_review(&mut tls, &alice()).await.expect("an answer");
@@ -360,7 +360,7 @@ async fn a_certificate_from_another_ca_is_closed_as_bad_certificate() {
     let d = slapd.daemon().start();
     let tcp = tcp_from(Ipv4Addr::LOCALHOST, d.port).await;
     let rogue = d.pki.rogue_identity();
-    if let Ok(mut tls) = tls_over(&d, tcp, Some(rogue), &[b"http/1.1"]).await {
+    if let Ok(mut tls) = tls_connect(&d.pki, tcp, Some(rogue), &[b"http/1.1"]).await {
         assert!(http1_review(&mut tls, &alice()).await.is_none());
     }
     eventually("the close is counted", || {

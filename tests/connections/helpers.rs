@@ -47,19 +47,9 @@ pub async fn closed_within(s: &mut (impl AsyncRead + Unpin), within: Duration) -
     }
 }
 
-/// A TLS handshake over `tcp` with the daemon, with `identity` as the client certificate.
-pub async fn tls_over(
-    d: &Daemon,
-    tcp: TcpStream,
-    identity: Option<(&Path, &Path)>,
-    alpn: &[&[u8]],
-) -> std::io::Result<TlsStream<TcpStream>> {
-    tls_connect(&d.pki, tcp, identity, alpn).await
-}
-
 pub async fn verified_from(d: &Daemon, source: Ipv4Addr, alpn: &[&[u8]]) -> TlsStream<TcpStream> {
     let tcp = tcp_from(source, d.port).await;
-    tls_over(d, tcp, Some(d.pki.client_identity()), alpn)
+    tls_connect(&d.pki, tcp, Some(d.pki.client_identity()), alpn)
         .await
         .unwrap()
 }
