@@ -2,7 +2,6 @@
 //! without a certificate, and counts of closed connections on /metrics.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
