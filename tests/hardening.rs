@@ -6,8 +6,7 @@
 mod support;
 
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::net::UnixDatagram;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::*;
 
@@ -67,50 +66,6 @@ async fn a_reload_out_of_range_or_in_clear_text_is_refused_and_the_old_config_ke
 // The watchdog
 // -------------------------------------------------------------------------------------
 
-/// A NOTIFY_SOCKET the test owns.
-struct Notify {
-    sock: UnixDatagram,
-    dir: tempfile::TempDir,
-}
-
-impl Notify {
-    fn new() -> Notify {
-        let dir = tempfile::tempdir().unwrap();
-        let sock = UnixDatagram::bind(dir.path().join("notify.sock")).unwrap();
-        Notify { sock, dir }
-    }
-
-    fn path(&self) -> String {
-        self.dir.path().join("notify.sock").display().to_string()
-    }
-
-    /// Messages until one contains `until`, that one included.
-    fn until(&self, until: &str) -> Vec<String> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut buf = [0u8; 4096];
-        let mut seen = vec![];
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "no {until:?} in {seen:?}");
-            self.sock.set_read_timeout(Some(left)).unwrap();
-            let n = self
-                .sock
-                .recv(&mut buf)
-                .unwrap_or_else(|e| panic!("no {until:?} in {seen:?}: {e}"));
-            let msg = String::from_utf8_lossy(&buf[..n]).to_string();
-            let done = msg.contains(until);
-            seen.push(msg);
-            if done {
-                return seen;
-            }
-        }
-    }
-}
-
-fn pings(msgs: &[String]) -> usize {
-    msgs.iter().filter(|m| m.trim() == "WATCHDOG=1").count()
-}
-
 /// Starts the daemon with `WATCHDOG_USEC=usec`, and returns it with its notify socket once
 /// it said READY=1.
 fn with_watchdog(usec: &str) -> (Daemon, Notify) {
@@ -128,7 +83,7 @@ fn with_watchdog(usec: &str) -> (Daemon, Notify) {
 fn a_one_microsecond_watchdog_interval_pings_without_panicking() {
     let (mut d, notify) = with_watchdog("1");
     let mut seen = vec![];
-    while pings(&seen) < 5 {
+    while pings_in(&seen) < 5 {
         seen.extend(notify.until("WATCHDOG=1"));
     }
     assert_eq!(d.ops("/healthz").0, 200);
@@ -153,7 +108,7 @@ fn a_zero_or_garbled_watchdog_interval_means_no_watchdog() {
         assert_eq!(d.ops("/healthz").0, 200);
         d.signal(libc::SIGTERM);
         let seen = notify.until("STOPPING=1");
-        assert_eq!(pings(&seen), 0, "WATCHDOG_USEC={usec:?}: {seen:?}");
+        assert_eq!(pings_in(&seen), 0, "WATCHDOG_USEC={usec:?}: {seen:?}");
         assert!(d.wait_exit(Duration::from_secs(40)).success());
         assert!(!d.log().contains("panicked"), "{}", d.log());
     }

@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -20,90 +19,6 @@ use support::*;
 // -------------------------------------------------------------------------------------
 // Helpers
 // -------------------------------------------------------------------------------------
-
-/// A NOTIFY_SOCKET the test owns: every datagram the daemon sends, in order.
-struct Notify {
-    sock: UnixDatagram,
-    path: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Notify {
-    fn new() -> Notify {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("notify.sock");
-        let sock = UnixDatagram::bind(&path).unwrap();
-        Notify {
-            sock,
-            path,
-            _dir: dir,
-        }
-    }
-
-    fn env(&self) -> String {
-        self.path.to_str().unwrap().to_string()
-    }
-
-    /// The next message that is not a watchdog ping, counting the pings on the way.
-    fn next(&self, within: Duration, pings: &mut usize) -> String {
-        let deadline = Instant::now() + within;
-        let mut buf = [0u8; 4096];
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "no sd_notify message within {within:?}");
-            self.sock.set_read_timeout(Some(left)).unwrap();
-            let n = self
-                .sock
-                .recv(&mut buf)
-                .unwrap_or_else(|e| panic!("no sd_notify message within {within:?}: {e}"));
-            let msg = String::from_utf8_lossy(&buf[..n]).to_string();
-            if msg.trim() == "WATCHDOG=1" {
-                *pings += 1;
-                continue;
-            }
-            return msg;
-        }
-    }
-
-    /// Waits until `n` watchdog pings have arrived in all; any other message is a failure.
-    fn pings(&self, n: usize, pings: &mut usize) {
-        let deadline = Instant::now() + PATIENCE;
-        let mut buf = [0u8; 4096];
-        while *pings < n {
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(
-                !left.is_zero(),
-                "only {pings} WATCHDOG=1 pings in {PATIENCE:?}"
-            );
-            self.sock.set_read_timeout(Some(left)).unwrap();
-            let got = self
-                .sock
-                .recv(&mut buf)
-                .unwrap_or_else(|e| panic!("only {pings} WATCHDOG=1 pings: {e}"));
-            let msg = String::from_utf8_lossy(&buf[..got]);
-            assert_eq!(msg.trim(), "WATCHDOG=1", "between READY=1 and SIGTERM");
-            *pings += 1;
-        }
-    }
-
-    /// Every message that arrives within `within`.
-    fn drain(&self, within: Duration) -> Vec<String> {
-        let deadline = Instant::now() + within;
-        let mut out = vec![];
-        let mut buf = [0u8; 4096];
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return out;
-            }
-            self.sock.set_read_timeout(Some(left)).unwrap();
-            match self.sock.recv(&mut buf) {
-                Ok(n) => out.push(String::from_utf8_lossy(&buf[..n]).to_string()),
-                Err(_) => return out,
-            }
-        }
-    }
-}
 
 fn lines(msg: &str) -> Vec<&str> {
     msg.lines().filter(|l| !l.is_empty()).collect()
@@ -308,11 +223,11 @@ async fn sd_notify_ready_reloading_ready_stopping_in_order_with_watchdog_pings()
     let notify = Notify::new();
     let mut d = slapd
         .daemon()
-        .env("NOTIFY_SOCKET", notify.env())
+        .env("NOTIFY_SOCKET", notify.path())
         .env("WATCHDOG_USEC", "200000")
         .start();
     let mut pings = 0;
-    let first = notify.next(PATIENCE, &mut pings);
+    let first = notify.next(&mut pings);
     assert!(
         lines(&first).contains(&"READY=1"),
         "first message: {first:?}"
@@ -320,7 +235,7 @@ async fn sd_notify_ready_reloading_ready_stopping_in_order_with_watchdog_pings()
 
     let before = monotonic_usec();
     d.signal(libc::SIGHUP);
-    let reloading = notify.next(PATIENCE, &mut pings);
+    let reloading = notify.next(&mut pings);
     let after = monotonic_usec();
     let l = lines(&reloading);
     assert!(l.contains(&"RELOADING=1"), "after SIGHUP: {reloading:?}");
@@ -334,7 +249,7 @@ async fn sd_notify_ready_reloading_ready_stopping_in_order_with_watchdog_pings()
         before <= usec && usec <= after,
         "MONOTONIC_USEC {usec} not in [{before}, {after}]"
     );
-    let ready = notify.next(PATIENCE, &mut pings);
+    let ready = notify.next(&mut pings);
     assert!(
         lines(&ready).contains(&"READY=1"),
         "after the reload: {ready:?}"
@@ -344,7 +259,7 @@ async fn sd_notify_ready_reloading_ready_stopping_in_order_with_watchdog_pings()
     // At WATCHDOG_USEC=200ms the daemon pings every 100ms, on its own.
     notify.pings(pings + 3, &mut pings);
     d.signal(libc::SIGTERM);
-    let stopping = notify.next(PATIENCE, &mut pings);
+    let stopping = notify.next(&mut pings);
     assert!(
         lines(&stopping).contains(&"STOPPING=1"),
         "after SIGTERM: {stopping:?}"
@@ -400,9 +315,9 @@ async fn sighup_swaps_the_server_certificate_and_open_connections_keep_working()
 async fn a_broken_config_on_reload_is_refused_and_the_old_one_keeps_serving() {
     let slapd = Slapd::start();
     let notify = Notify::new();
-    let mut d = slapd.daemon().env("NOTIFY_SOCKET", notify.env()).start();
+    let mut d = slapd.daemon().env("NOTIFY_SOCKET", notify.path()).start();
     let mut pings = 0;
-    assert!(lines(&notify.next(PATIENCE, &mut pings)).contains(&"READY=1"));
+    assert!(lines(&notify.next(&mut pings)).contains(&"READY=1"));
     let good = std::fs::read_to_string(&d.config).unwrap();
     let cert = pem_der(&d.pki.server_cert);
 
@@ -422,10 +337,10 @@ async fn a_broken_config_on_reload_is_refused_and_the_old_one_keeps_serving() {
         std::fs::write(&d.config, text).unwrap();
         d.signal(libc::SIGHUP);
         d.wait_for_log_count(REFUSED, i + 1);
-        let reloading = notify.next(PATIENCE, &mut pings);
+        let reloading = notify.next(&mut pings);
         assert!(lines(&reloading).contains(&"RELOADING=1"), "{reloading:?}");
         // systemd waits for READY=1 to end the reload, refused or not.
-        let ready = notify.next(PATIENCE, &mut pings);
+        let ready = notify.next(&mut pings);
         assert!(lines(&ready).contains(&"READY=1"), "{ready:?}");
 
         let mut c = Conn::open(&d).await;

@@ -9,6 +9,7 @@
 //! - `daemon`: the running daemon: its logs, ops listener, signals and clients;
 //! - `metrics`: values read from /metrics;
 //! - `https`: the HTTPS client with a client certificate, review bodies, raw TLS;
+//! - `notify`: the NOTIFY_SOCKET of sd_notify;
 //! - `process`: child processes that die with the test.
 //!
 //! Every test file and bench includes this module whole, so not every item is used by each.
@@ -18,6 +19,7 @@ mod config;
 mod daemon;
 mod https;
 mod metrics;
+mod notify;
 mod pki;
 mod process;
 mod samba;
@@ -33,6 +35,7 @@ pub use config::*;
 pub use daemon::*;
 pub use https::*;
 pub use metrics::*;
+pub use notify::*;
 pub use pki::*;
 pub use process::*;
 pub use samba::*;
