@@ -25,33 +25,7 @@ pub fn run(cx: &Ctx, r: &mut Report) {
     let lock_user = coalesce_user + 1;
     let before = cx.d.metrics();
     let mark = cx.slapd.log_mark();
-    let (ok, refused) = cx.rt.block_on(async {
-        let clients: Vec<Https> = (0..CONNECTIONS).map(|_| client(&cx.d.pki, true)).collect();
-        for c in &clients {
-            post(c, &uri(&cx.d), cx.hit_bodies[0].clone())
-                .await
-                .unwrap();
-        }
-        let answers = burst(cx, &clients, vec![user_body(coalesce_user); plan.coalesced]).await;
-        let ok = answers
-            .iter()
-            .filter(|a| matches!(a, Ok((200, b)) if accepted(b)))
-            .count();
-        let wrong = (0..plan.wrong_passwords)
-            .map(|k| {
-                review_body(&support::token(
-                    &format!("user{lock_user}"),
-                    &format!("wrong-{k}"),
-                ))
-            })
-            .collect();
-        let answers = burst(cx, &clients, wrong).await;
-        let refused = answers
-            .iter()
-            .filter(|a| matches!(a, Ok((200, b)) if !accepted(b)))
-            .count();
-        (ok, refused)
-    });
+    let (ok, refused) = cx.rt.block_on(bursts(cx, coalesce_user, lock_user));
     let log = cx.slapd.stats_since(mark);
     let after = cx.d.metrics();
     let delta = |labels: &[(&str, &str)]| {
@@ -95,6 +69,38 @@ pub fn run(cx: &Ctx, r: &mut Report) {
                "wrong_passwords": plan.wrong_passwords, "refused": refused, "wrong_password_binds": lock_binds,
                "refused_locally": locally, "max_failures": plan.max_failures}),
     );
+}
+
+/// The two bursts: `plan.coalesced` reviews of user `coalesce_user`'s fresh token, then
+/// `plan.wrong_passwords` wrong passwords for user `lock_user`. How many of the first were
+/// accepted, and how many of the second refused.
+async fn bursts(cx: &Ctx, coalesce_user: usize, lock_user: usize) -> (usize, usize) {
+    let plan = &cx.plan;
+    let clients: Vec<Https> = (0..CONNECTIONS).map(|_| client(&cx.d.pki, true)).collect();
+    for c in &clients {
+        post(c, &uri(&cx.d), cx.hit_bodies[0].clone())
+            .await
+            .unwrap();
+    }
+    let answers = burst(cx, &clients, vec![user_body(coalesce_user); plan.coalesced]).await;
+    let ok = answers
+        .iter()
+        .filter(|a| matches!(a, Ok((200, b)) if accepted(b)))
+        .count();
+    let wrong = (0..plan.wrong_passwords)
+        .map(|k| {
+            review_body(&support::token(
+                &format!("user{lock_user}"),
+                &format!("wrong-{k}"),
+            ))
+        })
+        .collect();
+    let answers = burst(cx, &clients, wrong).await;
+    let refused = answers
+        .iter()
+        .filter(|a| matches!(a, Ok((200, b)) if !accepted(b)))
+        .count();
+    (ok, refused)
 }
 
 /// Every one of `bodies` at once, over `clients`. slapd is stopped while the reviews go
