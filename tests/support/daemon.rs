@@ -82,7 +82,7 @@ impl Daemon {
         }
         let mut child = Process::spawn(&mut cmd, "the daemon binary");
         match child.wait_for_ports(&[self.ops_port, self.port]) {
-            Listening::Yes => self.child = Some(child),
+            Listening::Yes => {}
             Listening::Exited(status) => {
                 panic!("daemon exited with {status}; log:\n{}", self.log())
             }
@@ -90,6 +90,18 @@ impl Daemon {
                 panic!("daemon did not start; log:\n{}", self.log())
             }
         }
+        // The daemon binds its listeners before it installs its signal handlers; a SIGHUP
+        // or SIGTERM the test sends in between would end it rather than reload or drain it.
+        wait_until(
+            || child.handles(&[libc::SIGHUP, libc::SIGTERM, libc::SIGINT]),
+            || {
+                format!(
+                    "the daemon never handled SIGHUP and SIGTERM; log:\n{}",
+                    self.log()
+                )
+            },
+        );
+        self.child = Some(child);
     }
 
     pub fn log_path(&self) -> PathBuf {

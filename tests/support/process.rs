@@ -62,6 +62,18 @@ impl Process {
         Listening::NotWithinPatience
     }
 
+    /// Whether it has handlers for every one of `signals` (SigCgt in /proc/PID/status).
+    pub fn handles(&self, signals: &[i32]) -> bool {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        let caught = status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigCgt:"))
+            .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+            .unwrap_or(0);
+        signals.iter().all(|s| caught & (1 << (s - 1)) != 0)
+    }
+
     /// Its exit status once it has exited on its own within `within`; None if it has not.
     pub fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + within;
