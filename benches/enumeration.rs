@@ -89,14 +89,12 @@ fn main() {
         let slapd = Slapd::start_with(&many_users_ldif(n, "the-real-password"));
         let url = slow_proxy(slapd.url().trim_start_matches("ldap://").to_string()).await;
         // Generous LDAP timeouts: this measures latency, it must not time out on a busy machine.
-        let d = Daemon::start_with_env(
-            &[url],
-            &[("cache", "max_failures = 3")],
-            &[
-                ("KUBE_LDAP_WEBHOOK_LDAP__TIMEOUT", "30s"),
-                ("KUBE_LDAP_WEBHOOK_LDAP__CONNECT_TIMEOUT", "30s"),
-            ],
-        );
+        let d = Daemon::builder()
+            .url(url)
+            .section("cache", "max_failures = 3")
+            .env("KUBE_LDAP_WEBHOOK_LDAP__TIMEOUT", "30s")
+            .env("KUBE_LDAP_WEBHOOK_LDAP__CONNECT_TIMEOUT", "30s")
+            .start();
         d.wait_for_log("LDAP reachable");
         let c = d.client();
         let (mut unknown, mut wrong) = (Vec::new(), Vec::new());

@@ -9,12 +9,8 @@
 
 mod support;
 
-use std::collections::{BTreeSet, HashMap};
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::collections::BTreeSet;
+use std::process::Command;
 
 use base64::Engine;
 use serde_json::{json, Value};
@@ -27,219 +23,24 @@ const ALICE_PASSWORD: &str = "Passw0rd!alice";
 // The shared domain controller
 // -------------------------------------------------------------------------------------
 
-struct Dc {
-    env: HashMap<String, String>,
-}
-
-static DC: OnceLock<Result<Dc, String>> = OnceLock::new();
-
+/// This binary's domain controller: the fixture's domain, and `asmith`.
 fn dc() -> &'static Dc {
-    match DC.get_or_init(start_dc) {
-        Ok(dc) => dc,
-        Err(e) => panic!(
-            "the Samba AD DC did not start (samba-dc.sh needs root and network namespaces):\n{e}"
-        ),
-    }
+    Dc::shared(add_asmith)
 }
 
-/// Starts the DC through a guardian process in its own session: the guardian runs
-/// `samba-dc.sh start`, waits for this test binary to exit, however it exits, then runs
-/// `samba-dc.sh stop` and removes the directory. A `static` is never dropped, and a test
-/// binary killed halfway runs no destructors, so the test process itself cannot be trusted
-/// to clean up. Since the guardian also does the start, an exit during provisioning still
-/// ends in a stop once the start is done.
-fn start_dc() -> Result<Dc, String> {
-    let dir = std::env::temp_dir().join(format!("kube-ldap-webhook-samba-{}", std::process::id()));
-    let sibling = |ext: &str| PathBuf::from(format!("{}.{ext}", dir.display()));
-    let (env_file, log_file, rc_file) = (sibling("env"), sibling("log"), sibling("rc"));
-    for f in [&env_file, &log_file, &rc_file] {
-        let _ = std::fs::remove_file(f);
-    }
-    let script = repo().join("tests/fixtures/samba/samba-dc.sh");
-    let guardian = r#"S=$1 D=$2 T=$3
-"$S" start "$D" >"$D.env" 2>"$D.log"
-echo $? >"$D.rc.tmp" && mv "$D.rc.tmp" "$D.rc"
-while kill -0 "$T" 2>/dev/null; do sleep 0.2; done
-"$S" stop "$D" >/dev/null 2>&1
-rm -rf "$D" "$D.env" "$D.log" "$D.rc""#;
-    let mut cmd = Command::new("sh");
-    cmd.args(["-c", guardian, "samba-dc-guardian"])
-        .arg(&script)
-        .arg(&dir)
-        .arg(std::process::id().to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    // Its own session: a Ctrl-C to cargo's process group does not stop the cleanup.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::setsid();
-            Ok(())
-        });
-    }
-    let mut guardian = cmd.spawn().map_err(|e| format!("cannot run sh: {e}"))?;
-    // Provisioning takes about 8 s; a first run may also apt-get install Samba.
-    let deadline = Instant::now() + Duration::from_secs(600);
-    let started = Instant::now();
-    let rc = loop {
-        if let Ok(rc) = std::fs::read_to_string(&rc_file) {
-            break rc.trim().to_string();
-        }
-        if let Ok(Some(status)) = guardian.try_wait() {
-            return Err(format!(
-                "the guardian exited with {status} before the DC was up"
-            ));
-        }
-        if Instant::now() > deadline {
-            return Err(format!("not ready in 600 s; log:\n{}", read(&log_file)));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    if rc != "0" {
-        return Err(format!(
-            "samba-dc.sh start exited with {rc}; log ({}):\n{}",
-            log_file.display(),
-            read(&log_file)
-        ));
-    }
-    let env: HashMap<String, String> = read(&env_file)
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
+/// A user whose userPrincipalName is not built from the sAMAccountName, which the
+/// fixture does not have: `asmith`, UPN `alice.smith@example.test`.
+fn add_asmith(dc: &Dc) -> Result<(), String> {
+    let pw: Vec<u8> = "\"Passw0rd!asmith\""
+        .encode_utf16()
+        .flat_map(u16::to_le_bytes)
         .collect();
-    if !env.contains_key("SAMBA_LDAPS_URL") {
-        return Err(format!(
-            "samba-dc.sh printed no SAMBA_LDAPS_URL; log:\n{}",
-            read(&log_file)
-        ));
-    }
-    let dc = Dc { env };
-    dc.add_asmith()?;
-    eprintln!(
-        "Samba AD DC up in {:?} at {}",
-        started.elapsed(),
-        dc.var("SAMBA_LDAPS_URL")
-    );
-    Ok(dc)
-}
-
-fn read(p: &Path) -> String {
-    std::fs::read_to_string(p).unwrap_or_default()
-}
-
-impl Dc {
-    fn var(&self, k: &str) -> &str {
-        self.env
-            .get(k)
-            .map(String::as_str)
-            .unwrap_or_else(|| panic!("samba-dc.sh printed no {k}"))
-    }
-
-    /// Users in CN=Users and groups in OU=Groups: base DNs below which AD returns no
-    /// continuation references.
-    fn site(&self) -> Site {
-        Site {
-            user_base_dn: self.var("SAMBA_USERS_DN").into(),
-            group_base_dn: self.var("SAMBA_GROUPS_DN").into(),
-            bind_dn: self.var("SAMBA_BIND_DN").into(),
-            bind_password: self.var("SAMBA_BIND_PASSWORD").into(),
-        }
-    }
-
-    /// A user whose userPrincipalName is not built from the sAMAccountName, which the
-    /// fixture does not have: `asmith`, UPN `alice.smith@example.test`.
-    fn add_asmith(&self) -> Result<(), String> {
-        let pw: Vec<u8> = "\"Passw0rd!asmith\""
-            .encode_utf16()
-            .flat_map(u16::to_le_bytes)
-            .collect();
-        let ldif = format!(
-            "dn: CN=Alice Smith,{}\nobjectClass: user\nsAMAccountName: asmith\n\
-             userPrincipalName: alice.smith@example.test\nuserAccountControl: 512\nunicodePwd:: {}\n",
-            self.var("SAMBA_USERS_DN"),
-            base64::engine::general_purpose::STANDARD.encode(pw)
-        );
-        let mut child = Command::new("ldapadd")
-            .env("LDAPCONF", "/dev/null")
-            .env("LDAPTLS_CACERT", self.var("SAMBA_CA_FILE"))
-            .args(["-x", "-H", self.var("SAMBA_LDAPS_URL")])
-            .args([
-                "-D",
-                self.var("SAMBA_ADMIN_DN"),
-                "-w",
-                self.var("SAMBA_ADMIN_PASSWORD"),
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("ldapadd (apt-get install ldap-utils): {e}"))?;
-        if let Some(mut stdin) = child.stdin.take() {
-            use std::io::Write;
-            stdin
-                .write_all(ldif.as_bytes())
-                .map_err(|e| format!("ldapadd: {e}"))?;
-        }
-        let out = child
-            .wait_with_output()
-            .map_err(|e| format!("ldapadd: {e}"))?;
-        if !out.status.success() {
-            return Err(format!(
-                "ldapadd asmith: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ));
-        }
-        Ok(())
-    }
-
-    /// ldapsearch over LDAPS as the service account; LDIF without line wrapping.
-    fn ldapsearch(&self, base: &str, filter: &str, attrs: &[&str]) -> String {
-        let out = Command::new("ldapsearch")
-            .env("LDAPCONF", "/dev/null")
-            .env("LDAPTLS_CACERT", self.var("SAMBA_CA_FILE"))
-            .args([
-                "-x",
-                "-o",
-                "ldif-wrap=no",
-                "-H",
-                self.var("SAMBA_LDAPS_URL"),
-            ])
-            .args([
-                "-D",
-                self.var("SAMBA_BIND_DN"),
-                "-w",
-                self.var("SAMBA_BIND_PASSWORD"),
-            ])
-            .args(["-b", base, filter])
-            .args(attrs)
-            .output()
-            .expect("ldapsearch (apt-get install ldap-utils)");
-        assert!(
-            out.status.success(),
-            "ldapsearch: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-/// A daemon with `directory = "active-directory"` over LDAPS, plus `sections`.
-fn daemon(sections: &[(&str, &str)]) -> Daemon {
-    daemon_for(
-        &dc().site(),
-        &[dc().var("SAMBA_LDAPS_URL").to_string()],
-        sections,
-    )
-}
-
-fn daemon_for(site: &Site, urls: &[String], sections: &[(&str, &str)]) -> Daemon {
-    let ldap = format!(
-        "directory = \"active-directory\"\nca_file = \"{}\"",
-        dc().var("SAMBA_CA_FILE")
-    );
-    let mut all = vec![("ldap", ldap.as_str())];
-    all.extend_from_slice(sections);
-    Daemon::start_for(site, urls, &all)
+    dc.ldapadd(&format!(
+        "dn: CN=Alice Smith,{}\nobjectClass: user\nsAMAccountName: asmith\n\
+         userPrincipalName: alice.smith@example.test\nuserAccountControl: 512\nunicodePwd:: {}\n",
+        dc.var("SAMBA_USERS_DN"),
+        base64::engine::general_purpose::STANDARD.encode(pw)
+    ))
 }
 
 async fn review(d: &Daemon, user: &str, password: &str) -> Answer {
@@ -281,7 +82,7 @@ fn guid_from_ldif(ldif: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn three_login_spellings_reach_the_same_user() {
-    let d = daemon(&[]);
+    let d = dc().daemon().start();
     let mut users = Vec::new();
     for login in [
         "alice",
@@ -315,7 +116,7 @@ async fn three_login_spellings_reach_the_same_user() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_user_principal_name_unlike_the_account_name_finds_the_user() {
-    let d = daemon(&[]);
+    let d = dc().daemon().start();
     for login in [
         "alice.smith@example.test",
         "asmith",
@@ -334,7 +135,10 @@ async fn a_user_principal_name_unlike_the_account_name_finds_the_user() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn user_principal_name_can_be_the_username() {
-    let d = daemon(&[("user", "username_attribute = \"userPrincipalName\"")]);
+    let d = dc()
+        .daemon()
+        .section("user", "username_attribute = \"userPrincipalName\"")
+        .start();
     for login in ["alice", "alice@example.test", "EXAMPLE\\alice"] {
         let a = review(&d, login, ALICE_PASSWORD).await;
         assert_eq!(
@@ -354,7 +158,7 @@ async fn user_principal_name_can_be_the_username() {
 #[tokio::test(flavor = "multi_thread")]
 async fn nested_groups_are_resolved_two_levels_deep() {
     // LDAP_MATCHING_RULE_IN_CHAIN, which the preset selects for nested = true.
-    let d = daemon(&[("group", "nested = true")]);
+    let d = dc().daemon().section("group", "nested = true").start();
     let all = ["all-staff", "dev-team", "engineering"];
     assert_eq!(groups(&review(&d, "alice", ALICE_PASSWORD).await), all);
     assert_eq!(
@@ -368,10 +172,13 @@ async fn nested_groups_are_resolved_two_levels_deep() {
     );
 
     // memberOf lists direct groups only; the walk above them finds the rest.
-    let d = daemon(&[(
-        "group",
-        "nested = true\nmembership_attribute = \"memberOf\"",
-    )]);
+    let d = dc()
+        .daemon()
+        .section(
+            "group",
+            "nested = true\nmembership_attribute = \"memberOf\"",
+        )
+        .start();
     assert_eq!(
         groups(&review(&d, "alice@example.test", ALICE_PASSWORD).await),
         all
@@ -381,7 +188,7 @@ async fn nested_groups_are_resolved_two_levels_deep() {
 #[tokio::test(flavor = "multi_thread")]
 async fn distribution_lists_are_not_groups() {
     // bob is on mail-list (groupType 2: distribution, not security) and in engineering.
-    let d = daemon(&[]);
+    let d = dc().daemon().start();
     assert_eq!(
         groups(&review(&d, "bob", "pa:ss:W0rd!bob").await),
         ["engineering"]
@@ -390,7 +197,7 @@ async fn distribution_lists_are_not_groups() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn account_states_have_distinct_errors_and_metric_labels() {
-    let d = daemon(&[]);
+    let d = dc().daemon().start();
     let cases = [
         ("disabled-user", "Account is disabled", "account_disabled"),
         ("expired-user", "Account has expired", "account_expired"),
@@ -421,11 +228,11 @@ async fn account_states_have_distinct_errors_and_metric_labels() {
     assert_eq!(texts.len(), cases.len());
     assert!(!texts.contains(GENERIC));
 
-    let (_, metrics) = d.ops("/metrics");
     for (user, _, label) in cases {
-        assert!(
-            metrics.contains(&format!("outcome=\"{label}\"")),
-            "{user}: no {label} in\n{metrics}"
+        assert_eq!(
+            d.metric("kube_ldap_webhook_reviews_total", &[("outcome", label)]),
+            1.0,
+            "{user}: one {label} review"
         );
     }
 
@@ -441,7 +248,7 @@ async fn account_states_have_distinct_errors_and_metric_labels() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unknown_user_and_wrong_password_give_identical_answers() {
-    let d = daemon(&[]);
+    let d = dc().daemon().start();
     let pairs = [
         ("nobody", "alice"),
         ("nobody@example.test", "alice@example.test"),
@@ -462,7 +269,7 @@ async fn unknown_user_and_wrong_password_give_identical_answers() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn lockout_protection_counts_every_spelling_as_one_user() {
-    let d = daemon(&[("cache", "max_failures = 3")]);
+    let d = dc().daemon().section("cache", "max_failures = 3").start();
     for login in ["alice", "alice@example.test", "EXAMPLE\\alice"] {
         let a = review(&d, login, "Wrong-passw0rd").await;
         assert_eq!(a.body["status"]["error"], GENERIC, "{login}: {}", a.raw);
@@ -471,10 +278,9 @@ async fn lockout_protection_counts_every_spelling_as_one_user() {
     let a = review(&d, "ALICE@example.test", ALICE_PASSWORD).await;
     assert_eq!(a.body["status"]["authenticated"], false, "{}", a.raw);
     assert_eq!(a.body["status"]["error"], GENERIC);
-    let (_, metrics) = d.ops("/metrics");
-    assert!(
-        metrics.contains("kube_ldap_webhook_lockout_refusals_total 1"),
-        "{metrics}"
+    assert_eq!(
+        d.metric("kube_ldap_webhook_lockout_refusals_total", &[]),
+        1.0
     );
 }
 
@@ -482,7 +288,7 @@ async fn lockout_protection_counts_every_spelling_as_one_user() {
 async fn a_user_in_1100_groups_gets_them_all() {
     let want: Vec<String> = (1..=1100).map(|i| format!("bulk-{i:04}")).collect();
     for group in ["", "nested = true", "membership_attribute = \"memberOf\""] {
-        let d = daemon(&[("group", group)]);
+        let d = dc().daemon().section("group", group).start();
         let a = review(&d, "many-groups-user", "Passw0rd!many-groups-user").await;
         assert_eq!(
             a.body["status"]["authenticated"],
@@ -496,7 +302,7 @@ async fn a_user_in_1100_groups_gets_them_all() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn object_guid_uid_matches_ldapsearch() {
-    let d = daemon(&[]);
+    let d = dc().daemon().start();
     let base = dc().var("SAMBA_BASE_DN");
     for (user, password) in [("alice", ALICE_PASSWORD), ("bob", "pa:ss:W0rd!bob")] {
         let shown = guid_from_ldif(&dc().ldapsearch(
@@ -523,12 +329,11 @@ async fn object_guid_uid_matches_ldapsearch() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ldaps_and_starttls_both_work() {
-    let site = dc().site();
     for (url, extra) in [
         ("SAMBA_LDAPS_URL", ""),
         ("SAMBA_LDAP_URL", "start_tls = true"),
     ] {
-        let d = daemon_for(&site, &[dc().var(url).to_string()], &[("ldap", extra)]);
+        let d = dc().daemon_at(dc().var(url)).section("ldap", extra).start();
         let a = review(&d, "alice", ALICE_PASSWORD).await;
         assert_eq!(a.body["status"]["authenticated"], true, "{url}: {}", a.raw);
         assert_eq!(
@@ -542,22 +347,12 @@ async fn ldaps_and_starttls_both_work() {
 #[test]
 fn plain_ldap_without_starttls_is_refused_by_check_config() {
     let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new(dir.path());
     let check = |start_tls: &str, connect: bool| {
-        let ldap = format!(
-            "directory = \"active-directory\"\nca_file = \"{}\"\n{start_tls}",
-            dc().var("SAMBA_CA_FILE")
-        );
-        let toml = config_toml_for(
-            &dc().site(),
-            &pki,
-            &[dc().var("SAMBA_LDAP_URL").to_string()],
-            free_port(),
-            free_port(),
-            &[("ldap", &ldap)],
-        );
-        let config = dir.path().join("config.toml");
-        std::fs::write(&config, toml).unwrap();
+        let config = dc()
+            .daemon_at(&dc().ldap_url())
+            .section("ldap", start_tls)
+            .write_to(dir.path())
+            .path;
         let mut cmd = Command::new(bin());
         cmd.arg("check-config").arg("--config").arg(&config);
         if connect {
@@ -599,7 +394,6 @@ async fn continuation_references_from_the_domain_base_are_skipped() {
         group_base_dn: base.into(),
         ..dc().site()
     };
-    let url = [dc().var("SAMBA_LDAPS_URL").to_string()];
     for (group, want) in [
         ("", json!(["dev-team"])),
         (
@@ -607,7 +401,7 @@ async fn continuation_references_from_the_domain_base_are_skipped() {
             json!(["all-staff", "dev-team", "engineering"]),
         ),
     ] {
-        let d = daemon_for(&site, &url, &[("group", group)]);
+        let d = dc().daemon().site(&site).section("group", group).start();
         let a = review(&d, "alice@example.test", ALICE_PASSWORD).await;
         let s: &Value = &a.body["status"];
         assert_eq!(s["authenticated"], true, "[{group}]: {}", a.raw);
@@ -631,7 +425,7 @@ async fn the_readme_config_works() {
         .and_then(|s| s.split("\n```").next())
         .expect("a ```toml block in the Active Directory section");
 
-    let mut d = daemon(&[]);
+    let mut d = dc().daemon().start();
     d.terminate();
     let dir = d.config.parent().unwrap().to_path_buf();
     std::fs::write(dir.join("bind-password"), dc().var("SAMBA_BIND_PASSWORD")).unwrap();
@@ -675,7 +469,7 @@ async fn the_readme_config_works() {
     // The README leaves the LDAP timeouts at their defaults, made for a DC that answers in
     // milliseconds; this one shares a busy machine, so they are raised (without editing the
     // documented file) as for every other test.
-    d.spawn(&[
+    d.start_again(&[
         ("KUBE_LDAP_WEBHOOK_LDAP__TIMEOUT", "30s"),
         ("KUBE_LDAP_WEBHOOK_LDAP__CONNECT_TIMEOUT", "20s"),
     ]);
@@ -695,7 +489,10 @@ async fn the_readme_config_works() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn listed_domains_are_the_only_domain_spellings_accepted() {
-    let d = daemon(&[("user", "domains = [\"EXAMPLE\", \"example.test\"]")]);
+    let d = dc()
+        .daemon()
+        .section("user", "domains = [\"EXAMPLE\", \"example.test\"]")
+        .start();
     for login in ["alice", "example\\alice", "alice@EXAMPLE.test"] {
         let a = review(&d, login, ALICE_PASSWORD).await;
         assert_eq!(

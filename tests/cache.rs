@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use support::*;
@@ -14,7 +13,7 @@ const UNAVAILABLE: &str = "Authentication backend unavailable";
 
 fn start(cache: &str) -> (Slapd, Daemon) {
     let slapd = Slapd::start();
-    let d = Daemon::start(&[slapd.url()], &[("cache", cache)]);
+    let d = slapd.daemon().section("cache", cache).start();
     (slapd, d)
 }
 
@@ -35,13 +34,9 @@ fn secs(d: Duration) -> String {
     format!("\"{}s\"", d.as_secs())
 }
 
-fn metric(d: &Daemon, prefix: &str) -> f64 {
-    let (_, text) = d.ops("/metrics");
-    text.lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
+/// A cache event counted on /metrics.
+fn events(d: &Daemon, event: &str) -> f64 {
+    d.metric("kube_ldap_webhook_cache_events_total", &[("event", event)])
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -66,10 +61,7 @@ async fn second_identical_review_makes_no_ldap_operation() {
         before,
         "a cached answer touches no LDAP"
     );
-    assert_eq!(
-        metric(&d, "kube_ldap_webhook_cache_events_total{event=\"hit\"}"),
-        1.0
-    );
+    assert_eq!(events(&d, "hit"), 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -89,7 +81,7 @@ async fn accepted_answer_expires_after_ttl() {
     let slapd = Slapd::start();
     for ttl in windows() {
         let cache = format!("ttl = {}\nstale_ttl = \"0s\"", secs(ttl));
-        let d = Daemon::start(&[slapd.url()], &[("cache", &cache)]);
+        let d = slapd.daemon().section("cache", cache).start();
         let binds = slapd.binds_for(ALICE_DN);
         let started = Instant::now();
         d.login("alice", "alice-password").await;
@@ -120,7 +112,7 @@ async fn rejection_expires_after_negative_ttl() {
     let slapd = Slapd::start();
     for ttl in windows() {
         let cache = format!("negative_ttl = {}\nmax_failures = 10", secs(ttl));
-        let d = Daemon::start(&[slapd.url()], &[("cache", &cache)]);
+        let d = slapd.daemon().section("cache", cache).start();
         let binds = slapd.binds_for(ALICE_DN);
         let started = Instant::now();
         d.login("alice", "wrong").await;
@@ -160,7 +152,10 @@ async fn correct_password_right_after_a_wrong_one_works_at_once() {
 #[tokio::test(flavor = "multi_thread")]
 async fn capacity_bound_holds_under_ten_times_capacity_distinct_tokens() {
     let slapd = Slapd::start_with(&many_users_ldif(100, "secret"));
-    let d = Daemon::start(&[slapd.url()], &[("cache", "capacity = 10\nttl = \"1h\"")]);
+    let d = slapd
+        .daemon()
+        .section("cache", "capacity = 10\nttl = \"1h\"")
+        .start();
     let c = d.client();
     for i in 0..100 {
         let a = c
@@ -168,14 +163,8 @@ async fn capacity_bound_holds_under_ten_times_capacity_distinct_tokens() {
             .await;
         assert_eq!(a.body["status"]["authenticated"], true, "{}", a.raw);
     }
-    assert_eq!(metric(&d, "kube_ldap_webhook_cache_entries "), 10.0);
-    assert_eq!(
-        metric(
-            &d,
-            "kube_ldap_webhook_cache_events_total{event=\"eviction\"}"
-        ),
-        90.0
-    );
+    assert_eq!(d.metric("kube_ldap_webhook_cache_entries", &[]), 10.0);
+    assert_eq!(events(&d, "eviction"), 90.0);
     // The most recent tokens are still there; the oldest were evicted.
     let before = slapd.user_binds();
     c.review(&d.url(), "v1", &token("user99", "secret")).await;
@@ -187,11 +176,7 @@ async fn capacity_bound_holds_under_ten_times_capacity_distinct_tokens() {
 #[tokio::test(flavor = "multi_thread")]
 async fn two_hundred_concurrent_reviews_of_a_fresh_token_cause_one_bind() {
     let (slapd, d) = start("");
-    let c = Arc::new(Https::new(
-        &d.pki,
-        Some((&d.pki.client_cert, &d.pki.client_key)),
-        true,
-    ));
+    let c = d.http2_client();
     let t = token("alice", "alice-password");
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..200 {
@@ -227,10 +212,7 @@ async fn stale_answer_is_served_while_ldap_is_down() {
         line.contains("stale_secs=") && !line.contains("stale_secs=0"),
         "the staleness (over a second) is in the log line: {line}"
     );
-    assert_eq!(
-        metric(&d, "kube_ldap_webhook_cache_events_total{event=\"stale\"}"),
-        1.0
-    );
+    assert_eq!(events(&d, "stale"), 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -305,7 +287,10 @@ async fn lockout_protection_stops_binds_after_max_failures_while_a_cached_token_
         1 + 3,
         "only max_failures wrong passwords reached LDAP"
     );
-    assert_eq!(metric(&d, "kube_ldap_webhook_lockout_refusals_total"), 3.0);
+    assert_eq!(
+        d.metric("kube_ldap_webhook_lockout_refusals_total", &[]),
+        3.0
+    );
     let a = c.review(&d.url(), "v1", &good).await;
     assert_eq!(
         a.body["status"]["authenticated"], true,
@@ -330,11 +315,7 @@ async fn lockout_protection_stops_binds_after_max_failures_while_a_cached_token_
 #[tokio::test(flavor = "multi_thread")]
 async fn a_burst_of_concurrent_wrong_passwords_binds_at_most_max_failures_times() {
     let (slapd, d) = start("max_failures = 3");
-    let c = Arc::new(Https::new(
-        &d.pki,
-        Some((&d.pki.client_cert, &d.pki.client_key)),
-        true,
-    ));
+    let c = d.http2_client();
     let mut set = tokio::task::JoinSet::new();
     for i in 0..50 {
         let (c, url) = (c.clone(), d.url());
@@ -361,7 +342,7 @@ async fn lockout_protection_ends_with_the_window() {
             "max_failures = 2\nfailure_window = {}\nnegative_ttl = \"0s\"",
             secs(window)
         );
-        let d = Daemon::start(&[slapd.url()], &[("cache", &cache)]);
+        let d = slapd.daemon().section("cache", cache).start();
         let binds = slapd.binds_for(ALICE_DN);
         let started = Instant::now();
         for i in 0..3 {
@@ -395,10 +376,10 @@ async fn password_change_takes_effect_once_ttl_has_passed() {
     let slapd = Slapd::start();
     for ttl in windows() {
         slapd.set_password(ALICE_DN, "alice-password");
-        let d = Daemon::start(
-            &[slapd.url()],
-            &[("cache", &format!("ttl = {}", secs(ttl)))],
-        );
+        let d = slapd
+            .daemon()
+            .section("cache", format!("ttl = {}", secs(ttl)))
+            .start();
         let started = Instant::now();
         let a = d.login("alice", "alice-password").await;
         assert_eq!(a.body["status"]["authenticated"], true, "{}", a.raw);

@@ -25,10 +25,15 @@ fn write_config(
     urls: &[String],
     extra: &[(&str, &str)],
 ) -> (Pki, std::path::PathBuf) {
-    let pki = Pki::new(dir);
-    let f = dir.join("config.toml");
-    std::fs::write(&f, config_toml(&pki, urls, free_port(), free_port(), extra)).unwrap();
-    (pki, f)
+    let mut config = Daemon::builder();
+    for url in urls {
+        config = config.url(url);
+    }
+    for (section, lines) in extra {
+        config = config.section(section, *lines);
+    }
+    let written = config.write_to(dir);
+    (written.pki, written.path)
 }
 
 #[test]

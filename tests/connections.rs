@@ -25,7 +25,7 @@ const SMALL_BUDGETS: &str =
 #[tokio::test(flavor = "multi_thread")]
 async fn silent_tcp_connections_beyond_every_limit_do_not_stop_a_review() {
     let slapd = Slapd::start();
-    let d = Daemon::start(&[slapd.url()], &[("server", SMALL_BUDGETS)]);
+    let d = slapd.daemon().section("server", SMALL_BUDGETS).start();
     let _held = silent(&d, 20).await;
     review_is_answered(&d).await;
     eventually("the oldest were replaced", || closes(&d, "evicted") >= 16.0);
@@ -34,7 +34,7 @@ async fn silent_tcp_connections_beyond_every_limit_do_not_stop_a_review() {
 #[tokio::test(flavor = "multi_thread")]
 async fn tls_clients_stalled_mid_handshake_do_not_stop_a_review() {
     let slapd = Slapd::start();
-    let d = Daemon::start(&[slapd.url()], &[("server", SMALL_BUDGETS)]);
+    let d = slapd.daemon().section("server", SMALL_BUDGETS).start();
     let hello = client_hello(&d);
     let mut held = silent(&d, 20).await;
     for s in &mut held {
@@ -46,14 +46,14 @@ async fn tls_clients_stalled_mid_handshake_do_not_stop_a_review() {
 #[tokio::test(flavor = "multi_thread")]
 async fn tls_clients_without_a_certificate_are_closed_and_do_not_stop_a_review() {
     let slapd = Slapd::start();
-    let d = Daemon::start(&[slapd.url()], &[("server", SMALL_BUDGETS)]);
+    let d = slapd.daemon().section("server", SMALL_BUDGETS).start();
     d.wait_for_log("LDAP reachable");
     let before = slapd.operations();
     let mut held = Vec::new();
     for _ in 0..20 {
         let tcp = tcp_from(Ipv4Addr::LOCALHOST, d.port).await;
         // TLS 1.3: the client's side of the handshake completes; the server then refuses.
-        if let Ok(mut tls) = tls_over(&d, tcp, None, &[b"http/1.1"]).await {
+        if let Ok(mut tls) = tls_connect(&d.pki, tcp, None, &[b"http/1.1"]).await {
             assert!(http1_review(&mut tls, &alice()).await.is_none());
             held.push(tls);
         }
@@ -74,7 +74,10 @@ async fn tls_clients_without_a_certificate_are_closed_and_do_not_stop_a_review()
 #[tokio::test(flavor = "multi_thread")]
 async fn verified_clients_silent_in_the_http2_preface_do_not_stop_a_review_and_are_closed() {
     let slapd = Slapd::start();
-    let d = Daemon::start(&[slapd.url()], &[("server", "handshake_timeout = \"3s\"")]);
+    let d = slapd
+        .daemon()
+        .section("server", "handshake_timeout = \"3s\"")
+        .start();
     let mut held = Vec::new();
     for _ in 0..8 {
         let mut tls = verified_from(&d, Ipv4Addr::LOCALHOST, &[b"h2"]).await;
@@ -101,7 +104,10 @@ async fn verified_clients_silent_in_the_http2_preface_do_not_stop_a_review_and_a
 #[tokio::test(flavor = "multi_thread")]
 async fn a_silent_tcp_connection_is_closed_after_the_handshake_timeout() {
     let slapd = Slapd::start();
-    let d = Daemon::start(&[slapd.url()], &[("server", "handshake_timeout = \"1s\"")]);
+    let d = slapd
+        .daemon()
+        .section("server", "handshake_timeout = \"1s\"")
+        .start();
     let mut s = tcp_from(Ipv4Addr::LOCALHOST, d.port).await;
     assert!(closed_within(&mut s, CAP).await);
     eventually("the close is counted", || {
@@ -112,7 +118,10 @@ async fn a_silent_tcp_connection_is_closed_after_the_handshake_timeout() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_verified_client_with_half_a_request_head_is_closed_after_the_handshake_timeout() {
     let slapd = Slapd::start();
-    let d = Daemon::start(&[slapd.url()], &[("server", "handshake_timeout = \"1s\"")]);
+    let d = slapd
+        .daemon()
+        .section("server", "handshake_timeout = \"1s\"")
+        .start();
     let mut tls = verified_from(&d, Ipv4Addr::LOCALHOST, &[b"http/1.1"]).await;
     tls.write_all(b"POST /authenticate HTTP/1.1\r\nHost: x\r\n")
         .await
@@ -126,7 +135,10 @@ async fn a_verified_client_with_half_a_request_head_is_closed_after_the_handshak
 #[tokio::test(flavor = "multi_thread")]
 async fn an_idle_http1_connection_is_closed_after_the_idle_timeout() {
     let slapd = Slapd::start();
-    let d = Daemon::start(&[slapd.url()], &[("server", "idle_timeout = \"1s\"")]);
+    let d = slapd
+        .daemon()
+        .section("server", "idle_timeout = \"1s\"")
+        .start();
     let mut tls = verified_from(&d, Ipv4Addr::LOCALHOST, &[b"http/1.1"]).await;
     let a = http1_review(&mut tls, &alice()).await.expect("an answer");
     assert_eq!(a["status"]["authenticated"], true);
@@ -137,7 +149,10 @@ async fn an_idle_http1_connection_is_closed_after_the_idle_timeout() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_idle_http2_connection_is_closed_after_the_idle_timeout() {
     let slapd = Slapd::start();
-    let d = Daemon::start(&[slapd.url()], &[("server", "idle_timeout = \"1s\"")]);
+    let d = slapd
+        .daemon()
+        .section("server", "idle_timeout = \"1s\"")
+        .start();
     let tls = verified_from(&d, Ipv4Addr::LOCALHOST, &[b"h2"]).await;
     let (mut sender, conn) =
         hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
@@ -173,13 +188,13 @@ async fn an_idle_http2_connection_is_closed_after_the_idle_timeout() {
 #[tokio::test(flavor = "multi_thread")]
 async fn one_address_flooding_handshakes_replaces_only_its_own() {
     let slapd = Slapd::start();
-    let d = Daemon::start(
-        &[slapd.url()],
-        &[(
+    let d = slapd
+        .daemon()
+        .section(
             "server",
             "max_handshakes = 8\nmax_handshakes_per_source = 2\nhandshake_timeout = \"60s\"",
-        )],
-    );
+        )
+        .start();
     // Someone else's handshake, slow to start.
     let bystander = tcp_from(BYSTANDER, d.port).await;
     let mut flood = Vec::new();
@@ -195,8 +210,8 @@ async fn one_address_flooding_handshakes_replaces_only_its_own() {
     eventually("four evictions counted", || closes(&d, "evicted") >= 4.0);
     assert_eq!(closes(&d, "evicted"), 4.0, "and nothing else was replaced");
     // The bystander's connection is still there: it finishes its handshake and is served.
-    let id = (d.pki.client_cert.as_path(), d.pki.client_key.as_path());
-    let mut tls = tls_over(&d, bystander, Some(id), &[b"http/1.1"])
+    let id = d.pki.client_identity();
+    let mut tls = tls_connect(&d.pki, bystander, Some(id), &[b"http/1.1"])
         .await
         .expect("the bystander's handshake");
     let a = http1_review(&mut tls, &alice()).await.expect("an answer");
@@ -206,10 +221,10 @@ async fn one_address_flooding_handshakes_replaces_only_its_own() {
 #[tokio::test(flavor = "multi_thread")]
 async fn one_address_cannot_hold_more_verified_connections_than_its_share() {
     let slapd = Slapd::start();
-    let d = Daemon::start(
-        &[slapd.url()],
-        &[("server", "max_connections_per_source = 2")],
-    );
+    let d = slapd
+        .daemon()
+        .section("server", "max_connections_per_source = 2")
+        .start();
     let mut first = verified_from(&d, ATTACKER, &[b"http/1.1"]).await;
     let mut second = verified_from(&d, ATTACKER, &[b"http/1.1"]).await;
     for c in [&mut first, &mut second] {
@@ -242,7 +257,10 @@ async fn one_address_cannot_hold_more_verified_connections_than_its_share() {
 #[tokio::test(flavor = "multi_thread")]
 async fn verified_connections_beyond_max_connections_are_closed_and_logged() {
     let slapd = Slapd::start();
-    let d = Daemon::start(&[slapd.url()], &[("server", "max_connections = 2")]);
+    let d = slapd
+        .daemon()
+        .section("server", "max_connections = 2")
+        .start();
     let mut held = Vec::new();
     for source in [ATTACKER, BYSTANDER] {
         let mut c = verified_from(&d, source, &[b"http/1.1"]).await;
@@ -281,8 +299,7 @@ fn logged_closes(log: &str) -> (usize, u64) {
 }
 
 fn all_closes(d: &Daemon) -> f64 {
-    metric(
-        d,
+    d.metric(
         "kube_ldap_webhook_connections_closed_total",
         &[("listener", "reviews")],
     ) - closes(d, "idle")
@@ -291,11 +308,7 @@ fn all_closes(d: &Daemon) -> f64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_flood_of_refused_handshakes_is_counted_each_and_logged_in_a_few_lines() {
     let slapd = Slapd::start();
-    let d = Daemon::start_with_env(
-        &[slapd.url()],
-        &[],
-        &[("KUBE_LDAP_WEBHOOK_LOG__LEVEL", "info")],
-    );
+    let d = slapd.daemon().log_level("info").start();
     d.wait_for_log("LDAP reachable");
     let lines_before = d.log().lines().count();
     let before = all_closes(&d);
@@ -344,10 +357,10 @@ async fn a_flood_of_refused_handshakes_is_counted_each_and_logged_in_a_few_lines
 #[tokio::test(flavor = "multi_thread")]
 async fn a_certificate_from_another_ca_is_closed_as_bad_certificate() {
     let slapd = Slapd::start();
-    let d = Daemon::start(&[slapd.url()], &[]);
+    let d = slapd.daemon().start();
     let tcp = tcp_from(Ipv4Addr::LOCALHOST, d.port).await;
-    let rogue = (d.pki.rogue_cert.as_path(), d.pki.rogue_key.as_path());
-    if let Ok(mut tls) = tls_over(&d, tcp, Some(rogue), &[b"http/1.1"]).await {
+    let rogue = d.pki.rogue_identity();
+    if let Ok(mut tls) = tls_connect(&d.pki, tcp, Some(rogue), &[b"http/1.1"]).await {
         assert!(http1_review(&mut tls, &alice()).await.is_none());
     }
     eventually("the close is counted", || {
@@ -363,7 +376,7 @@ async fn a_certificate_from_another_ca_is_closed_as_bad_certificate() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_ops_listener_closes_connections_beyond_its_cap_and_silent_ones_in_time() {
     let slapd = Slapd::start();
-    let d = Daemon::start(&[slapd.url()], &[]);
+    let d = slapd.daemon().start();
     let cap = kube_ldap_webhook::server::OPS_MAX_CONNECTIONS;
     let mut held = Vec::new();
     for _ in 0..cap {
@@ -385,8 +398,7 @@ async fn the_ops_listener_closes_connections_beyond_its_cap_and_silent_ones_in_t
         );
     }
     eventually("/healthz answers again", || healthz_answers(d.ops_port));
-    let limit = metric(
-        &d,
+    let limit = d.metric(
         "kube_ldap_webhook_connections_closed_total",
         &[("listener", "ops"), ("reason", "limit")],
     );
@@ -419,7 +431,7 @@ fn probes(slapd: &Slapd) -> usize {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_burst_of_readyz_shares_a_few_ldap_probes() {
     let slapd = Slapd::start();
-    let d = Arc::new(Daemon::start(&[slapd.url()], &[]));
+    let d = Arc::new(slapd.daemon().start());
     d.wait_for_log("LDAP reachable");
     let before = probes(&slapd);
     assert!(before >= 1, "the startup probe is seen:\n{}", slapd.log());
@@ -450,14 +462,16 @@ async fn a_burst_of_readyz_shares_a_few_ldap_probes() {
 #[test]
 fn the_review_listener_defaults_to_loopback() {
     let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new(dir.path());
-    let text = config_toml(&pki, &["ldaps://ldap.example.org".into()], 1, 2, &[])
+    let path = Daemon::builder()
+        .url("ldaps://ldap.example.org")
+        .write_to(dir.path())
+        .path;
+    let text = std::fs::read_to_string(&path).unwrap();
+    let without_listen: Vec<&str> = text
         .lines()
         .filter(|l| !l.starts_with("listen ="))
-        .collect::<Vec<_>>()
-        .join("\n");
-    let path = dir.path().join("config.toml");
-    std::fs::write(&path, text).unwrap();
+        .collect();
+    std::fs::write(&path, without_listen.join("\n")).unwrap();
     let c = kube_ldap_webhook::config::load(&path).unwrap();
     assert_eq!(c.server.listen, "127.0.0.1:8443".parse().unwrap());
 }
@@ -465,22 +479,17 @@ fn the_review_listener_defaults_to_loopback() {
 #[test]
 fn zero_connection_limits_and_timers_are_refused_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new(dir.path());
     for line in [
         "max_connections_per_source = 0",
         "max_handshakes = 0",
         "max_handshakes_per_source = 0",
         "idle_timeout = \"0s\"",
     ] {
-        let path = dir.path().join("config.toml");
-        let text = config_toml(
-            &pki,
-            &["ldaps://ldap.example.org".into()],
-            1,
-            2,
-            &[("server", line)],
-        );
-        std::fs::write(&path, text).unwrap();
+        let path = Daemon::builder()
+            .url("ldaps://ldap.example.org")
+            .section("server", line)
+            .write_to(dir.path())
+            .path;
         let out = std::process::Command::new(bin())
             .args(["check-config", "--config"])
             .arg(&path)

@@ -23,7 +23,7 @@ fn limited(size: usize, ldif: &str) -> Slapd {
 async fn a_user_search_cut_at_the_size_limit_is_ambiguous_not_one_user() {
     // Two entries have uid=twin; the server returns one of them and result 4.
     let slapd = limited(1, "");
-    let d = Daemon::start(&[slapd.url()], &[]);
+    let d = slapd.daemon().start();
     let a = d.login("twin", "twin-password").await;
     assert_eq!(a.body["status"]["error"], GENERIC, "{}", a.raw);
     assert_eq!(slapd.user_binds(), 0, "neither twin is bound");
@@ -34,7 +34,7 @@ async fn a_user_search_cut_at_the_size_limit_is_ambiguous_not_one_user() {
 async fn a_group_search_cut_at_the_size_limit_is_an_error_not_a_shorter_list() {
     // alice is in two groups; the server stops at one.
     let slapd = limited(1, "");
-    let d = Daemon::start(&[slapd.url()], &[]);
+    let d = slapd.daemon().start();
     let a = d.login("alice", "alice-password").await;
     assert_eq!(a.body["status"]["authenticated"], false, "{}", a.raw);
     assert_eq!(a.body["status"]["error"], UNAVAILABLE);
@@ -54,10 +54,10 @@ async fn groups_nested_deeper_than_the_limit_are_an_error_not_a_shorter_list() {
          cn: all-hands\n\
          member: cn=everyone,ou=groups,dc=example,dc=org\n",
     );
-    let d = Daemon::start(
-        &[slapd.url()],
-        &[("group", "nested = true\nmax_nested_depth = 1")],
-    );
+    let d = slapd
+        .daemon()
+        .section("group", "nested = true\nmax_nested_depth = 1")
+        .start();
     let a = d.login("alice", "alice-password").await;
     assert_eq!(a.body["status"]["error"], UNAVAILABLE, "{}", a.raw);
     d.wait_for_log("max_nested_depth");
@@ -67,10 +67,10 @@ async fn groups_nested_deeper_than_the_limit_are_an_error_not_a_shorter_list() {
 async fn an_error_answer_is_not_bridged_with_a_stale_answer() {
     // Two groups fit the limit; a third makes the group search an error.
     let slapd = limited(2, "");
-    let d = Daemon::start(
-        &[slapd.url()],
-        &[("cache", "ttl = \"1s\"\nstale_ttl = \"1h\"")],
-    );
+    let d = slapd
+        .daemon()
+        .section("cache", "ttl = \"1s\"\nstale_ttl = \"1h\"")
+        .start();
     let a = d.login("alice", "alice-password").await;
     assert_eq!(a.body["status"]["authenticated"], true, "{}", a.raw);
     slapd.modify(
@@ -85,7 +85,10 @@ async fn an_error_answer_is_not_bridged_with_a_stale_answer() {
     assert_eq!(a.body["status"]["authenticated"], false, "{}", a.raw);
     assert_eq!(a.body["status"]["error"], UNAVAILABLE);
     assert_eq!(
-        d.metric("kube_ldap_webhook_cache_events_total{event=\"stale\"}"),
+        d.metric(
+            "kube_ldap_webhook_cache_events_total",
+            &[("event", "stale")]
+        ),
         0.0
     );
     assert!(!d.log().contains("LDAP server failed"));
@@ -101,7 +104,7 @@ member: uid=alice,ou=people,dc=example,dc=org
 #[tokio::test(flavor = "multi_thread")]
 async fn a_system_masters_group_from_the_directory_is_dropped() {
     let slapd = Slapd::start_with(SYSTEM_MASTERS);
-    let d = Daemon::start(&[slapd.url()], &[]);
+    let d = slapd.daemon().start();
     let a = d.login("alice", "alice-password").await;
     assert_eq!(a.body["status"]["authenticated"], true, "{}", a.raw);
     assert_eq!(
@@ -109,7 +112,10 @@ async fn a_system_masters_group_from_the_directory_is_dropped() {
         serde_json::json!(["admins", "developers"])
     );
     assert_eq!(
-        d.metric("kube_ldap_webhook_reserved_names_total{event=\"group\"}"),
+        d.metric(
+            "kube_ldap_webhook_reserved_names_total",
+            &[("event", "group")]
+        ),
         1.0
     );
     d.wait_for_log("system:masters");
@@ -118,7 +124,10 @@ async fn a_system_masters_group_from_the_directory_is_dropped() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_prefix_keeps_directory_groups_out_of_system_names() {
     let slapd = Slapd::start_with(SYSTEM_MASTERS);
-    let d = Daemon::start(&[slapd.url()], &[("identity", "group_prefix = \"ldap:\"")]);
+    let d = slapd
+        .daemon()
+        .section("identity", "group_prefix = \"ldap:\"")
+        .start();
     let a = d.login("alice", "alice-password").await;
     let groups = a.body["status"]["user"]["groups"].to_string();
     assert!(groups.contains("ldap:system:masters"), "{groups}");
@@ -135,11 +144,17 @@ async fn a_directory_user_named_system_is_refused() {
          sn: x\n\
          userPassword: sysadm-password\n",
     );
-    let d = Daemon::start(&[slapd.url()], &[("user", "username_attribute = \"cn\"")]);
+    let d = slapd
+        .daemon()
+        .section("user", "username_attribute = \"cn\"")
+        .start();
     let a = d.login("sysadm", "sysadm-password").await;
     assert_eq!(a.body["status"]["error"], GENERIC, "{}", a.raw);
     assert_eq!(
-        d.metric("kube_ldap_webhook_reserved_names_total{event=\"username\"}"),
+        d.metric(
+            "kube_ldap_webhook_reserved_names_total",
+            &[("event", "username")]
+        ),
         1.0
     );
 }

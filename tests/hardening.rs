@@ -6,11 +6,7 @@
 mod support;
 
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::net::UnixDatagram;
-use std::os::unix::process::CommandExt;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::*;
 
@@ -24,8 +20,6 @@ fn alice() -> String {
     token("alice", "alice-password")
 }
 
-/// Waits until `cond` holds, for at most `cap` (a cap, not an expectation of speed).
-
 // -------------------------------------------------------------------------------------
 // Reload
 // -------------------------------------------------------------------------------------
@@ -33,7 +27,7 @@ fn alice() -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reload_out_of_range_or_in_clear_text_is_refused_and_the_old_config_keeps_serving() {
     let slapd = Slapd::start();
-    let d = Daemon::start(&[slapd.url()], &[]);
+    let d = slapd.daemon().start();
     let good = std::fs::read_to_string(&d.config).unwrap();
     let broken = [
         (
@@ -72,59 +66,15 @@ async fn a_reload_out_of_range_or_in_clear_text_is_refused_and_the_old_config_ke
 // The watchdog
 // -------------------------------------------------------------------------------------
 
-/// A NOTIFY_SOCKET the test owns.
-struct Notify {
-    sock: UnixDatagram,
-    dir: tempfile::TempDir,
-}
-
-impl Notify {
-    fn new() -> Notify {
-        let dir = tempfile::tempdir().unwrap();
-        let sock = UnixDatagram::bind(dir.path().join("notify.sock")).unwrap();
-        Notify { sock, dir }
-    }
-
-    fn path(&self) -> String {
-        self.dir.path().join("notify.sock").display().to_string()
-    }
-
-    /// Messages until one contains `until`, that one included.
-    fn until(&self, until: &str) -> Vec<String> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut buf = [0u8; 4096];
-        let mut seen = vec![];
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "no {until:?} in {seen:?}");
-            self.sock.set_read_timeout(Some(left)).unwrap();
-            let n = self
-                .sock
-                .recv(&mut buf)
-                .unwrap_or_else(|e| panic!("no {until:?} in {seen:?}: {e}"));
-            let msg = String::from_utf8_lossy(&buf[..n]).to_string();
-            let done = msg.contains(until);
-            seen.push(msg);
-            if done {
-                return seen;
-            }
-        }
-    }
-}
-
-fn pings(msgs: &[String]) -> usize {
-    msgs.iter().filter(|m| m.trim() == "WATCHDOG=1").count()
-}
-
 /// Starts the daemon with `WATCHDOG_USEC=usec`, and returns it with its notify socket once
 /// it said READY=1.
 fn with_watchdog(usec: &str) -> (Daemon, Notify) {
     let notify = Notify::new();
-    let d = Daemon::start_with_env(
-        &["ldap://127.0.0.1:1".into()],
-        &[],
-        &[("NOTIFY_SOCKET", &notify.path()), ("WATCHDOG_USEC", usec)],
-    );
+    let d = Daemon::builder()
+        .url("ldap://127.0.0.1:1")
+        .env("NOTIFY_SOCKET", notify.path())
+        .env("WATCHDOG_USEC", usec)
+        .start();
     notify.until("READY=1");
     (d, notify)
 }
@@ -133,7 +83,7 @@ fn with_watchdog(usec: &str) -> (Daemon, Notify) {
 fn a_one_microsecond_watchdog_interval_pings_without_panicking() {
     let (mut d, notify) = with_watchdog("1");
     let mut seen = vec![];
-    while pings(&seen) < 5 {
+    while pings_in(&seen) < 5 {
         seen.extend(notify.until("WATCHDOG=1"));
     }
     assert_eq!(d.ops("/healthz").0, 200);
@@ -158,7 +108,7 @@ fn a_zero_or_garbled_watchdog_interval_means_no_watchdog() {
         assert_eq!(d.ops("/healthz").0, 200);
         d.signal(libc::SIGTERM);
         let seen = notify.until("STOPPING=1");
-        assert_eq!(pings(&seen), 0, "WATCHDOG_USEC={usec:?}: {seen:?}");
+        assert_eq!(pings_in(&seen), 0, "WATCHDOG_USEC={usec:?}: {seen:?}");
         assert!(d.wait_exit(Duration::from_secs(40)).success());
         assert!(!d.log().contains("panicked"), "{}", d.log());
     }
@@ -170,61 +120,16 @@ fn a_zero_or_garbled_watchdog_interval_means_no_watchdog() {
 
 const NOBODY: u32 = 65534;
 
-/// The daemon run as an unprivileged user (kept apart from `Daemon`, which runs as root).
-struct Unprivileged {
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Unprivileged {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn chown_all(dir: &Path, uid: u32) {
-    std::os::unix::fs::chown(dir, Some(uid), Some(uid)).unwrap();
-    for e in std::fs::read_dir(dir).unwrap() {
-        std::os::unix::fs::chown(e.unwrap().path(), Some(uid), Some(uid)).unwrap();
-    }
-}
-
-fn start_as(uid: u32) -> (Unprivileged, u16) {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = Pki::new(dir.path());
-    let (port, ops) = (free_port(), free_port());
-    let config = dir.path().join("config.toml");
-    let text = config_toml(&pki, &["ldap://127.0.0.1:1".into()], port, ops, &[]);
-    std::fs::write(&config, text).unwrap();
-    chown_all(dir.path(), uid);
-    let log = std::fs::File::create(dir.path().join("daemon.log")).unwrap();
-    let child = Command::new(bin())
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env_remove("RUST_LOG")
-        .env_remove("NOTIFY_SOCKET")
-        .uid(uid)
-        .gid(uid)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("spawning the daemon as another user (the tests run as root)");
-    let d = Unprivileged { child, _dir: dir };
-    eventually("the daemon listens", || {
-        std::net::TcpStream::connect(("127.0.0.1", ops)).is_ok()
-    });
-    (d, ops)
-}
-
 /// The kernel hands the `/proc/PID` files of a process that is not dumpable to root, and
 /// refuses ptrace and `/proc/PID/mem` to other processes of its user. Run as an ordinary
 /// user, the daemon's files would belong to that user; they belong to root.
 #[test]
 fn the_running_daemon_is_not_dumpable() {
-    let (d, _) = start_as(NOBODY);
-    let pid = d.child.id();
+    let d = Daemon::builder()
+        .url("ldap://127.0.0.1:1")
+        .run_as(NOBODY)
+        .start();
+    let pid = d.pid();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
     assert!(
@@ -243,7 +148,7 @@ fn the_running_daemon_is_not_dumpable() {
 // Memory
 // -------------------------------------------------------------------------------------
 
-fn rss_kib(pid: i32) -> u64 {
+fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
         .lines()
@@ -257,11 +162,14 @@ fn rss_kib(pid: i32) -> u64 {
 /// start: ten million cost more than 16 MiB of control bytes alone.
 #[test]
 fn the_largest_cache_capacity_costs_nothing_up_front() {
-    let small = Daemon::start(&["ldap://127.0.0.1:1".into()], &[("cache", "capacity = 1")]);
-    let large = Daemon::start(
-        &["ldap://127.0.0.1:1".into()],
-        &[("cache", "capacity = 10000000")],
-    );
+    let small = Daemon::builder()
+        .url("ldap://127.0.0.1:1")
+        .section("cache", "capacity = 1")
+        .start();
+    let large = Daemon::builder()
+        .url("ldap://127.0.0.1:1")
+        .section("cache", "capacity = 10000000")
+        .start();
     let (s, l) = (rss_kib(small.pid()), rss_kib(large.pid()));
     eprintln!("RSS: capacity 1: {s} KiB, capacity 10000000: {l} KiB");
     assert!(
@@ -278,7 +186,11 @@ fn the_largest_cache_capacity_costs_nothing_up_front() {
 /// A successful and a failed login, then everything the daemon logged.
 async fn log_after_logins(level: &str, env: &[(&str, &str)]) -> String {
     let slapd = Slapd::start();
-    let mut d = Daemon::start_with_env(&[slapd.url()], &[], env);
+    let mut daemon = slapd.daemon();
+    for (key, value) in env {
+        daemon = daemon.env(key, *value);
+    }
+    let mut d = daemon.start();
     std::fs::write(
         &d.config,
         std::fs::read_to_string(&d.config)
@@ -337,7 +249,7 @@ async fn with_rust_log_trace_for_every_library_no_password_or_token_is_logged() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_absurd_timeout_in_the_request_gets_an_answer_not_a_panic() {
-    let d = Daemon::start(&["ldap://127.0.0.1:1".into()], &[]);
+    let d = Daemon::builder().url("ldap://127.0.0.1:1").start();
     let body = serde_json::to_vec(&serde_json::json!({
         "apiVersion": "authentication.k8s.io/v1",
         "kind": "TokenReview",

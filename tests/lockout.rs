@@ -13,10 +13,10 @@ const GENERIC: &str = "Invalid username or password";
 
 fn start(cache: &str) -> (Slapd, Daemon) {
     let slapd = Slapd::start();
-    let d = Daemon::start(
-        &[slapd.url()],
-        &[("cache", &format!("max_failures = 3\n{cache}"))],
-    );
+    let d = slapd
+        .daemon()
+        .section("cache", format!("max_failures = 3\n{cache}"))
+        .start();
     (slapd, d)
 }
 
@@ -61,7 +61,7 @@ async fn a_flood_of_unknown_names_leaves_a_locked_account_locked() {
     }
     // One HTTP/2 connection, as kube-apiserver sends it: many HTTP/1.1 connections at
     // once from one address would be a handshake flood of its own.
-    let c = Https::new(&d.pki, Some((&d.pki.client_cert, &d.pki.client_key)), true);
+    let c = d.http2_client();
     let url = d.url();
     let flood: Vec<_> = (0..300)
         .map(|i| {

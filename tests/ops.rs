@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -21,90 +20,6 @@ use support::*;
 // Helpers
 // -------------------------------------------------------------------------------------
 
-/// A NOTIFY_SOCKET the test owns: every datagram the daemon sends, in order.
-struct Notify {
-    sock: UnixDatagram,
-    path: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Notify {
-    fn new() -> Notify {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("notify.sock");
-        let sock = UnixDatagram::bind(&path).unwrap();
-        Notify {
-            sock,
-            path,
-            _dir: dir,
-        }
-    }
-
-    fn env(&self) -> String {
-        self.path.to_str().unwrap().to_string()
-    }
-
-    /// The next message that is not a watchdog ping, counting the pings on the way.
-    fn next(&self, within: Duration, pings: &mut usize) -> String {
-        let deadline = Instant::now() + within;
-        let mut buf = [0u8; 4096];
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(!left.is_zero(), "no sd_notify message within {within:?}");
-            self.sock.set_read_timeout(Some(left)).unwrap();
-            let n = self
-                .sock
-                .recv(&mut buf)
-                .unwrap_or_else(|e| panic!("no sd_notify message within {within:?}: {e}"));
-            let msg = String::from_utf8_lossy(&buf[..n]).to_string();
-            if msg.trim() == "WATCHDOG=1" {
-                *pings += 1;
-                continue;
-            }
-            return msg;
-        }
-    }
-
-    /// Waits until `n` watchdog pings have arrived in all; any other message is a failure.
-    fn pings(&self, n: usize, pings: &mut usize) {
-        let deadline = Instant::now() + PATIENCE;
-        let mut buf = [0u8; 4096];
-        while *pings < n {
-            let left = deadline.saturating_duration_since(Instant::now());
-            assert!(
-                !left.is_zero(),
-                "only {pings} WATCHDOG=1 pings in {PATIENCE:?}"
-            );
-            self.sock.set_read_timeout(Some(left)).unwrap();
-            let got = self
-                .sock
-                .recv(&mut buf)
-                .unwrap_or_else(|e| panic!("only {pings} WATCHDOG=1 pings: {e}"));
-            let msg = String::from_utf8_lossy(&buf[..got]);
-            assert_eq!(msg.trim(), "WATCHDOG=1", "between READY=1 and SIGTERM");
-            *pings += 1;
-        }
-    }
-
-    /// Every message that arrives within `within`.
-    fn drain(&self, within: Duration) -> Vec<String> {
-        let deadline = Instant::now() + within;
-        let mut out = vec![];
-        let mut buf = [0u8; 4096];
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return out;
-            }
-            self.sock.set_read_timeout(Some(left)).unwrap();
-            match self.sock.recv(&mut buf) {
-                Ok(n) => out.push(String::from_utf8_lossy(&buf[..n]).to_string()),
-                Err(_) => return out,
-            }
-        }
-    }
-}
-
 fn lines(msg: &str) -> Vec<&str> {
     msg.lines().filter(|l| !l.is_empty()).collect()
 }
@@ -118,18 +33,6 @@ fn monotonic_usec() -> u64 {
     ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000
 }
 
-fn count_in_log(d: &Daemon, needle: &str) -> usize {
-    d.log().matches(needle).count()
-}
-
-/// Waits until the log holds `needle` at least `n` times.
-fn wait_for_count(d: &Daemon, needle: &str, n: usize) {
-    wait_until(
-        || count_in_log(d, needle) >= n,
-        || format!("the log never said {needle:?} {n} times:\n{}", d.log()),
-    );
-}
-
 const RELOADED: &str = "configuration, certificates and CAs reloaded";
 const REFUSED: &str = "reload refused";
 
@@ -141,13 +44,7 @@ struct Conn {
 
 impl Conn {
     async fn open(d: &Daemon) -> Conn {
-        let cfg = client_tls(&d.pki, Some((&d.pki.client_cert, &d.pki.client_key)));
-        let connector = tokio_rustls::TlsConnector::from(Arc::new(cfg));
-        let tcp = TcpStream::connect(d.addr()).await.unwrap();
-        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-        Conn {
-            tls: connector.connect(name, tcp).await.unwrap(),
-        }
+        Conn { tls: d.tls().await }
     }
 
     /// The DER of the certificate the server presented.
@@ -156,43 +53,9 @@ impl Conn {
     }
 
     async fn review(&mut self, token: &str) -> Value {
-        let body = serde_json::json!({
-            "apiVersion": "authentication.k8s.io/v1",
-            "kind": "TokenReview",
-            "spec": {"token": token},
-        })
-        .to_string();
-        let req = format!(
-            "POST /authenticate?timeout=30s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        self.tls.write_all(req.as_bytes()).await.unwrap();
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        let (head_len, content_length) = loop {
-            let n = tokio::time::timeout(PATIENCE, self.tls.read(&mut chunk))
-                .await
-                .expect("an answer")
-                .unwrap();
-            assert!(n > 0, "connection closed before the answer");
-            buf.extend_from_slice(&chunk[..n]);
-            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head = String::from_utf8_lossy(&buf[..i]).to_lowercase();
-                assert!(head.starts_with("http/1.1 200"), "{head}");
-                let len = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length:"))
-                    .map(|v| v.trim().parse::<usize>().unwrap())
-                    .expect("content-length");
-                break (i + 4, len);
-            }
-        };
-        while buf.len() < head_len + content_length {
-            let n = self.tls.read(&mut chunk).await.unwrap();
-            assert!(n > 0, "connection closed in the body");
-            buf.extend_from_slice(&chunk[..n]);
-        }
-        serde_json::from_slice(&buf[head_len..head_len + content_length]).unwrap()
+        http1_review(&mut self.tls, token)
+            .await
+            .expect("an answer on the open connection")
     }
 }
 
@@ -284,7 +147,7 @@ from prometheus_client.parser import text_string_to_metric_families as classic
 text = sys.stdin.read()
 out = {}
 for f in openmetrics(text):
-    out[f.name] = {"type": f.type, "samples": [[s.name, s.labels, s.value] for s in f.samples]}
+    out[f.name] = {"type": f.type, "samples": [[s.name, s.labels, s.value, repr(s.value)] for s in f.samples]}
 list(classic(text))
 json.dump(out, sys.stdout)
 "#;
@@ -294,25 +157,10 @@ json.dump(out, sys.stdout)
     } else {
         "python3"
     };
-    let mut child = Command::new(python)
-        .args(["-c", SCRIPT])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 (apt-get install python3-prometheus-client)");
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "the Prometheus parser refused /metrics: {}\n{text}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_with_input(
+        Command::new(python).args(["-c", SCRIPT]),
+        text.as_bytes(),
+        &format!("the Prometheus parser (apt-get install python3-prometheus-client) on\n{text}\n"),
     );
     match serde_json::from_slice(&out.stdout).unwrap() {
         Value::Object(m) => m,
@@ -328,6 +176,28 @@ fn sample(m: &serde_json::Map<String, Value>, name: &str, labels: &[(&str, &str)
         .filter(|s| labels.iter().all(|(k, v)| s[1][*k] == *v))
         .map(|s| s[2].as_f64().unwrap())
         .sum()
+}
+
+/// The tests' own reader of /metrics values (support's `sample_sum`) reads every sample
+/// in `text` as the Prometheus parser did (`m`).
+fn assert_reader_agrees(text: &str, m: &serde_json::Map<String, Value>) {
+    for s in m.values().flat_map(|f| f["samples"].as_array().unwrap()) {
+        let name = s[0].as_str().unwrap();
+        let labels: Vec<(&str, &str)> = s[1]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str().unwrap()))
+            .collect();
+        // The value as Python wrote it, parsed as the reader parses it: serde_json's own
+        // float parsing may be a unit in the last place off.
+        let want: f64 = s[3].as_str().unwrap().parse().unwrap();
+        assert_eq!(
+            sample_sum(text, name, &labels),
+            want,
+            "{name} {labels:?}:\n{text}"
+        );
+    }
 }
 
 fn run(cmd: &mut Command) -> (bool, String) {
@@ -354,16 +224,13 @@ fn run_ok(cmd: &mut Command) -> String {
 async fn sd_notify_ready_reloading_ready_stopping_in_order_with_watchdog_pings() {
     let slapd = Slapd::start();
     let notify = Notify::new();
-    let mut d = Daemon::start_with_env(
-        &[slapd.url()],
-        &[],
-        &[
-            ("NOTIFY_SOCKET", &notify.env()),
-            ("WATCHDOG_USEC", "200000"),
-        ],
-    );
+    let mut d = slapd
+        .daemon()
+        .env("NOTIFY_SOCKET", notify.path())
+        .env("WATCHDOG_USEC", "200000")
+        .start();
     let mut pings = 0;
-    let first = notify.next(PATIENCE, &mut pings);
+    let first = notify.next(&mut pings);
     assert!(
         lines(&first).contains(&"READY=1"),
         "first message: {first:?}"
@@ -371,7 +238,7 @@ async fn sd_notify_ready_reloading_ready_stopping_in_order_with_watchdog_pings()
 
     let before = monotonic_usec();
     d.signal(libc::SIGHUP);
-    let reloading = notify.next(PATIENCE, &mut pings);
+    let reloading = notify.next(&mut pings);
     let after = monotonic_usec();
     let l = lines(&reloading);
     assert!(l.contains(&"RELOADING=1"), "after SIGHUP: {reloading:?}");
@@ -385,7 +252,7 @@ async fn sd_notify_ready_reloading_ready_stopping_in_order_with_watchdog_pings()
         before <= usec && usec <= after,
         "MONOTONIC_USEC {usec} not in [{before}, {after}]"
     );
-    let ready = notify.next(PATIENCE, &mut pings);
+    let ready = notify.next(&mut pings);
     assert!(
         lines(&ready).contains(&"READY=1"),
         "after the reload: {ready:?}"
@@ -395,7 +262,7 @@ async fn sd_notify_ready_reloading_ready_stopping_in_order_with_watchdog_pings()
     // At WATCHDOG_USEC=200ms the daemon pings every 100ms, on its own.
     notify.pings(pings + 3, &mut pings);
     d.signal(libc::SIGTERM);
-    let stopping = notify.next(PATIENCE, &mut pings);
+    let stopping = notify.next(&mut pings);
     assert!(
         lines(&stopping).contains(&"STOPPING=1"),
         "after SIGTERM: {stopping:?}"
@@ -416,7 +283,7 @@ async fn sd_notify_ready_reloading_ready_stopping_in_order_with_watchdog_pings()
 #[tokio::test(flavor = "multi_thread")]
 async fn sighup_swaps_the_server_certificate_and_open_connections_keep_working() {
     let slapd = Slapd::start();
-    let d = Daemon::start(&[slapd.url()], &[]);
+    let d = slapd.daemon().start();
     let old_cert = pem_der(&d.pki.server_cert);
 
     let mut open = Conn::open(&d).await;
@@ -451,9 +318,9 @@ async fn sighup_swaps_the_server_certificate_and_open_connections_keep_working()
 async fn a_broken_config_on_reload_is_refused_and_the_old_one_keeps_serving() {
     let slapd = Slapd::start();
     let notify = Notify::new();
-    let mut d = Daemon::start_with_env(&[slapd.url()], &[], &[("NOTIFY_SOCKET", &notify.env())]);
+    let mut d = slapd.daemon().env("NOTIFY_SOCKET", notify.path()).start();
     let mut pings = 0;
-    assert!(lines(&notify.next(PATIENCE, &mut pings)).contains(&"READY=1"));
+    assert!(lines(&notify.next(&mut pings)).contains(&"READY=1"));
     let good = std::fs::read_to_string(&d.config).unwrap();
     let cert = pem_der(&d.pki.server_cert);
 
@@ -472,11 +339,11 @@ async fn a_broken_config_on_reload_is_refused_and_the_old_one_keeps_serving() {
         assert_ne!(text, &good);
         std::fs::write(&d.config, text).unwrap();
         d.signal(libc::SIGHUP);
-        wait_for_count(&d, REFUSED, i + 1);
-        let reloading = notify.next(PATIENCE, &mut pings);
+        d.wait_for_log_count(REFUSED, i + 1);
+        let reloading = notify.next(&mut pings);
         assert!(lines(&reloading).contains(&"RELOADING=1"), "{reloading:?}");
         // systemd waits for READY=1 to end the reload, refused or not.
-        let ready = notify.next(PATIENCE, &mut pings);
+        let ready = notify.next(&mut pings);
         assert!(lines(&ready).contains(&"READY=1"), "{ready:?}");
 
         let mut c = Conn::open(&d).await;
@@ -487,7 +354,7 @@ async fn a_broken_config_on_reload_is_refused_and_the_old_one_keeps_serving() {
             "still serving after refused reload {i}: {a}"
         );
     }
-    assert_eq!(count_in_log(&d, RELOADED), 0);
+    assert_eq!(d.log().matches(RELOADED).count(), 0);
     let log = d.log();
     assert!(
         log.contains("/nonexistent/server.crt"),
@@ -498,15 +365,9 @@ async fn a_broken_config_on_reload_is_refused_and_the_old_one_keeps_serving() {
     std::fs::write(&d.config, &good).unwrap();
     d.signal(libc::SIGHUP);
     d.wait_for_log(RELOADED);
-    let (_, metrics) = d.ops("/metrics");
-    assert!(
-        metrics.contains("kube_ldap_webhook_reloads_total{event=\"failed\"} 3"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("kube_ldap_webhook_reloads_total{event=\"ok\"} 1"),
-        "{metrics}"
-    );
+    let reloads = |event| d.metric("kube_ldap_webhook_reloads_total", &[("event", event)]);
+    assert_eq!(reloads("failed"), 3.0);
+    assert_eq!(reloads("ok"), 1.0);
     assert_eq!(pings, 0, "no WATCHDOG=1 without WATCHDOG_USEC");
     assert!(d.terminate().success());
     let rest = notify.drain(Duration::from_millis(100));
@@ -530,11 +391,12 @@ async fn a_relative_bind_password_file_is_read_from_the_credentials_directory() 
     std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o400)).unwrap();
     let service =
         format!("bind_dn = \"{SERVICE_DN}\"\nbind_password_file = \"ldap-bind-password\"");
-    let d = Daemon::start_with_env(
-        &[slapd.url()],
-        &[("omit", "service"), ("ldap", &service)],
-        &[("CREDENTIALS_DIRECTORY", creds.path().to_str().unwrap())],
-    );
+    let d = slapd
+        .daemon()
+        .without_service_account()
+        .section("ldap", service)
+        .env("CREDENTIALS_DIRECTORY", creds.path().to_str().unwrap())
+        .start();
     let a = d.client().review(&d.url(), "v1", &alice()).await;
     assert_eq!(a.body["status"]["authenticated"], true, "{}", a.raw);
     assert!(
@@ -552,11 +414,11 @@ async fn sigterm_finishes_in_flight_reviews_refuses_new_connections_and_exits_0(
     let slapd = Slapd::start();
     let proxy = HoldingProxy::start(slapd.port).await;
     // Nothing but the drain may end the review: no LDAP or review deadline within reach.
-    let mut d = Daemon::start_with_env(
-        &[proxy.url()],
-        &[("server", "request_timeout = \"10m\"")],
-        &[("KUBE_LDAP_WEBHOOK_LDAP__TIMEOUT", "10m")],
-    );
+    let mut d = Daemon::builder()
+        .url(proxy.url())
+        .section("server", "request_timeout = \"10m\"")
+        .env("KUBE_LDAP_WEBHOOK_LDAP__TIMEOUT", "10m")
+        .start();
     d.wait_for_probe();
 
     proxy.hold.store(true, Ordering::SeqCst);
@@ -603,7 +465,7 @@ async fn sigterm_finishes_in_flight_reviews_refuses_new_connections_and_exits_0(
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_parse_as_prometheus_text_and_move_with_reviews() {
     let slapd = Slapd::start();
-    let d = Daemon::start(&[slapd.url()], &[]);
+    let d = slapd.daemon().start();
     let (code, text) = d.ops("/metrics");
     assert_eq!(code, 200);
     let before = parse_metrics(&text);
@@ -671,6 +533,7 @@ async fn metrics_parse_as_prometheus_text_and_move_with_reviews() {
 
     let (_, text) = d.ops("/metrics");
     let m = parse_metrics(&text);
+    assert_reader_agrees(&text, &m);
     for family in [
         "kube_ldap_webhook_reviews",
         "kube_ldap_webhook_review_duration_seconds",
@@ -790,7 +653,7 @@ async fn metrics_parse_as_prometheus_text_and_move_with_reviews() {
 #[tokio::test(flavor = "multi_thread")]
 async fn readyz_follows_the_directory_and_healthz_the_process() {
     let mut slapd = Slapd::start();
-    let d = Daemon::start(&[slapd.url()], &[]);
+    let d = slapd.daemon().start();
     assert_eq!(d.ops("/healthz").0, 200);
     d.wait_for_ready();
     slapd.stop();
@@ -1031,7 +894,7 @@ fn the_deb_installs_runs_and_removes_cleanly() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sighup_applies_a_new_log_level() {
     let slapd = Slapd::start();
-    let d = Daemon::start(&[slapd.url()], &[]);
+    let d = slapd.daemon().start();
     d.login("alice", "alice-password").await;
     d.wait_for_log("outcome=\"accepted\"");
     let cfg = std::fs::read_to_string(&d.config)
@@ -1040,11 +903,7 @@ async fn sighup_applies_a_new_log_level() {
     std::fs::write(&d.config, cfg).unwrap();
     d.signal(libc::SIGHUP);
     wait_until(
-        || {
-            d.ops("/metrics")
-                .1
-                .contains("kube_ldap_webhook_reloads_total{event=\"ok\"} 1")
-        },
+        || d.metric("kube_ldap_webhook_reloads_total", &[("event", "ok")]) == 1.0,
         || "no reload".into(),
     );
     let before = d.log().matches("outcome=").count();

@@ -32,7 +32,7 @@ fn start() -> (Slapd, Daemon) {
             .into(),
     };
     let slapd = Slapd::start_configured(&conf, &ldif);
-    let d = Daemon::start(&[slapd.url()], &[]);
+    let d = slapd.daemon().start();
     (slapd, d)
 }
 
@@ -70,7 +70,7 @@ async fn a_grace_login_is_accepted_and_counted() {
     let (_slapd, d) = start();
     let a = d.login("grace", "grace-password").await;
     assert_eq!(a.body["status"]["authenticated"], true, "{}", a.raw);
-    assert_eq!(d.metric(&format!("{METRIC}{{event=\"grace_login\"}}")), 1.0);
+    assert_eq!(d.metric(METRIC, &[("event", "grace_login")]), 1.0);
     d.wait_for_log("GraceLogins");
 }
 
@@ -79,10 +79,7 @@ async fn a_password_about_to_expire_is_accepted_and_counted() {
     let (_slapd, d) = start();
     let a = d.login("expiring", "expiring-password").await;
     assert_eq!(a.body["status"]["authenticated"], true, "{}", a.raw);
-    assert_eq!(
-        d.metric(&format!("{METRIC}{{event=\"password_expiring\"}}")),
-        1.0
-    );
+    assert_eq!(d.metric(METRIC, &[("event", "password_expiring")]), 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread")]

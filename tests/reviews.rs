@@ -3,7 +3,6 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::sync::Arc;
 use std::time::Duration;
 
 use support::*;
@@ -13,7 +12,7 @@ const GENERIC: &str = "Invalid username or password";
 
 fn setup() -> (Slapd, Daemon) {
     let slapd = Slapd::start();
-    let daemon = Daemon::start(&[slapd.url()], &[]);
+    let daemon = slapd.daemon().start();
     (slapd, daemon)
 }
 
@@ -57,7 +56,7 @@ async fn valid_login_v1beta1_is_answered_in_v1beta1() {
 #[tokio::test(flavor = "multi_thread")]
 async fn http2_is_served() {
     let (_slapd, d) = setup();
-    let c = Https::new(&d.pki, Some((&d.pki.client_cert, &d.pki.client_key)), true);
+    let c = d.http2_client();
     let a = c
         .review(&d.url(), "v1", &token("alice", "alice-password"))
         .await;
@@ -289,7 +288,7 @@ async fn no_client_certificate_fails_the_handshake_and_the_token_is_never_looked
 #[tokio::test(flavor = "multi_thread")]
 async fn certificate_from_another_ca_fails_the_handshake() {
     let (_slapd, d) = setup();
-    let c = Https::new(&d.pki, Some((&d.pki.rogue_cert, &d.pki.rogue_key)), false);
+    let c = Https::new(&d.pki, Some(d.pki.rogue_identity()), false);
     let body =
         br#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"x"}}"#;
     let r = c.request("POST", &d.url(), body.to_vec()).await;
@@ -317,10 +316,10 @@ async fn slow_handshake_is_cut_off_and_others_are_served_meanwhile() {
     // on a machine too busy for that, the test starts over with a longer handshake_timeout.
     for secs in [1, 2, 4, 8, 16, 32] {
         let timeout = Duration::from_secs(secs);
-        let d = Daemon::start(
-            &[slapd.url()],
-            &[("server", &format!("handshake_timeout = \"{secs}s\""))],
-        );
+        let d = slapd
+            .daemon()
+            .section("server", format!("handshake_timeout = \"{secs}s\""))
+            .start();
         // A client that connects and says nothing.
         let connected = std::time::Instant::now();
         let mut idle = std::net::TcpStream::connect(d.addr()).unwrap();
@@ -351,15 +350,11 @@ async fn slow_handshake_is_cut_off_and_others_are_served_meanwhile() {
 #[tokio::test(flavor = "multi_thread")]
 async fn slow_body_is_answered_with_a_timeout() {
     let slapd = Slapd::start();
-    let d = Daemon::start(&[slapd.url()], &[("server", "request_timeout = \"1s\"")]);
-    let config = Arc::new(client_tls(
-        &d.pki,
-        Some((&d.pki.client_cert, &d.pki.client_key)),
-    ));
-    let connector = tokio_rustls::TlsConnector::from(config);
-    let tcp = tokio::net::TcpStream::connect(d.addr()).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-    let mut tls = connector.connect(name, tcp).await.unwrap();
+    let d = slapd
+        .daemon()
+        .section("server", "request_timeout = \"1s\"")
+        .start();
+    let mut tls = d.tls().await;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     tls.write_all(
         b"POST /authenticate HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"kind\"",
@@ -376,20 +371,16 @@ async fn slow_body_is_answered_with_a_timeout() {
 async fn failover_to_the_second_url_when_the_first_is_dead() {
     let slapd = Slapd::start();
     let dead = format!("ldap://127.0.0.1:{}", free_port());
-    let d = Daemon::start(&[dead, slapd.url()], &[]);
+    let d = Daemon::builder().url(dead).url(slapd.url()).start();
     let a = d.login("alice", "alice-password").await;
     assert_eq!(a.body["status"]["authenticated"], true, "{}", a.raw);
-    let (_, metrics) = d.ops("/metrics");
-    assert!(
-        metrics.contains("kube_ldap_webhook_ldap_failovers_total 1"),
-        "{metrics}"
-    );
+    assert_eq!(d.metric("kube_ldap_webhook_ldap_failovers_total", &[]), 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ldap_down_is_an_error_not_a_rejection_and_is_not_cached() {
     let mut slapd = Slapd::start();
-    let d = Daemon::start(&[slapd.url()], &[]);
+    let d = slapd.daemon().start();
     slapd.stop();
     let c = d.client();
     let a = c
@@ -415,7 +406,10 @@ async fn ldap_down_is_an_error_not_a_rejection_and_is_not_cached() {
 async fn ldaps_with_a_custom_ca_works() {
     let slapd = Slapd::start();
     let ca = format!("ca_file = \"{}\"", slapd.ca_file.display());
-    let d = Daemon::start(&[slapd.ldaps_url()], &[("ldap", &ca)]);
+    let d = Daemon::builder()
+        .url(slapd.ldaps_url())
+        .section("ldap", ca)
+        .start();
     let a = d.login("alice", "alice-password").await;
     assert_eq!(a.body["status"]["authenticated"], true, "{}", a.raw);
 }
@@ -427,7 +421,7 @@ async fn starttls_with_a_custom_ca_works() {
         "ca_file = \"{}\"\nstart_tls = true",
         slapd.ca_file.display()
     );
-    let d = Daemon::start(&[slapd.url()], &[("ldap", &ca)]);
+    let d = slapd.daemon().section("ldap", ca).start();
     let a = d.login("alice", "alice-password").await;
     assert_eq!(a.body["status"]["authenticated"], true, "{}", a.raw);
     assert!(
@@ -442,10 +436,10 @@ async fn untrusted_ldap_certificate_is_unavailable_not_accepted() {
     let other = Ca::new("someone else");
     let ca = std::env::temp_dir().join(format!("other-ca-{}.crt", std::process::id()));
     std::fs::write(&ca, other.cert.pem()).unwrap();
-    let d = Daemon::start(
-        &[slapd.ldaps_url()],
-        &[("ldap", &format!("ca_file = \"{}\"", ca.display()))],
-    );
+    let d = Daemon::builder()
+        .url(slapd.ldaps_url())
+        .section("ldap", format!("ca_file = \"{}\"", ca.display()))
+        .start();
     let a = d.login("alice", "alice-password").await;
     assert_eq!(
         a.body["status"]["error"],
@@ -457,16 +451,14 @@ async fn untrusted_ldap_certificate_is_unavailable_not_accepted() {
 #[tokio::test(flavor = "multi_thread")]
 async fn direct_bind_without_a_service_account() {
     let slapd = Slapd::start();
-    let d = Daemon::start(
-        &[slapd.url()],
-        &[
-            ("omit", "service"),
-            (
-                "user",
-                "dn_template = \"uid={username},ou=people,dc=example,dc=org\"",
-            ),
-        ],
-    );
+    let d = slapd
+        .daemon()
+        .without_service_account()
+        .section(
+            "user",
+            "dn_template = \"uid={username},ou=people,dc=example,dc=org\"",
+        )
+        .start();
     let c = d.client();
     let a = c
         .review(&d.url(), "v1", &token("alice", "alice-password"))
@@ -495,10 +487,10 @@ async fn direct_bind_without_a_service_account() {
 #[tokio::test(flavor = "multi_thread")]
 async fn groups_from_member_of_attribute() {
     let slapd = Slapd::start();
-    let d = Daemon::start(
-        &[slapd.url()],
-        &[("group", "membership_attribute = \"memberOf\"")],
-    );
+    let d = slapd
+        .daemon()
+        .section("group", "membership_attribute = \"memberOf\"")
+        .start();
     let a = d.login("alice", "alice-password").await;
     assert_eq!(
         a.body["status"]["user"]["groups"],
@@ -511,7 +503,7 @@ async fn groups_from_member_of_attribute() {
 #[tokio::test(flavor = "multi_thread")]
 async fn nested_groups_are_walked_on_openldap() {
     let slapd = Slapd::start();
-    let d = Daemon::start(&[slapd.url()], &[("group", "nested = true")]);
+    let d = slapd.daemon().section("group", "nested = true").start();
     let a = d.login("bob", "pa:ss:word").await;
     assert_eq!(
         a.body["status"]["user"]["groups"],
@@ -524,13 +516,13 @@ async fn nested_groups_are_walked_on_openldap() {
 #[tokio::test(flavor = "multi_thread")]
 async fn prefixes_are_applied() {
     let slapd = Slapd::start();
-    let d = Daemon::start(
-        &[slapd.url()],
-        &[(
+    let d = slapd
+        .daemon()
+        .section(
             "identity",
             "username_prefix = \"ldap:\"\ngroup_prefix = \"ldap:\"",
-        )],
-    );
+        )
+        .start();
     let a = d.login("bob", "pa:ss:word").await;
     assert_eq!(a.body["status"]["user"]["username"], "ldap:bob");
     assert_eq!(
@@ -590,7 +582,7 @@ async fn every_review_is_logged_with_outcome_user_groups_and_latency() {
 #[tokio::test(flavor = "multi_thread")]
 async fn readyz_follows_ldap() {
     let mut slapd = Slapd::start();
-    let d = Daemon::start(&[slapd.url()], &[]);
+    let d = slapd.daemon().start();
     assert_eq!(d.ops("/healthz").0, 200);
     d.wait_for_ready();
     slapd.stop();
@@ -621,14 +613,11 @@ async fn kube_apiserver_timeout_is_honoured_as_the_deadline() {
     // minutes: only the caller's ?timeout=2s can end the review.
     let blackhole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("ldap://{}", blackhole.local_addr().unwrap());
-    let d = Daemon::start_with_env(
-        &[url],
-        &[],
-        &[
-            ("KUBE_LDAP_WEBHOOK_LDAP__TIMEOUT", "10m"),
-            ("KUBE_LDAP_WEBHOOK_LDAP__CONNECT_TIMEOUT", "10m"),
-        ],
-    );
+    let d = Daemon::builder()
+        .url(url)
+        .env("KUBE_LDAP_WEBHOOK_LDAP__TIMEOUT", "10m")
+        .env("KUBE_LDAP_WEBHOOK_LDAP__CONNECT_TIMEOUT", "10m")
+        .start();
     let body = serde_json::json!({
         "apiVersion": "authentication.k8s.io/v1beta1", "kind": "TokenReview",
         "spec": {"token": token("alice", "alice-password")}
@@ -661,9 +650,9 @@ async fn kube_apiserver_timeout_is_honoured_as_the_deadline() {
 #[tokio::test(flavor = "multi_thread")]
 async fn environment_overrides_config_keys() {
     let slapd = Slapd::start();
-    let mut d = Daemon::start(&[slapd.url()], &[]);
+    let mut d = slapd.daemon().start();
     d.terminate();
-    d.spawn(&[("KUBE_LDAP_WEBHOOK_SERVER__PATH", "/from-env")]);
+    d.start_again(&[("KUBE_LDAP_WEBHOOK_SERVER__PATH", "/from-env")]);
     let c = d.client();
     let url = format!("https://127.0.0.1:{}/from-env", d.port);
     let a = c
@@ -709,14 +698,7 @@ async fn bad_input_changes_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn oversized_chunked_body_without_length_is_a_413() {
     let (_slapd, d) = setup();
-    let config = Arc::new(client_tls(
-        &d.pki,
-        Some((&d.pki.client_cert, &d.pki.client_key)),
-    ));
-    let connector = tokio_rustls::TlsConnector::from(config);
-    let tcp = tokio::net::TcpStream::connect(d.addr()).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-    let mut tls = connector.connect(name, tcp).await.unwrap();
+    let mut tls = d.tls().await;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     tls.write_all(b"POST /authenticate HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
         .await

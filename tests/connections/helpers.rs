@@ -1,13 +1,11 @@
 //! Clients for the connection tests: raw TCP from chosen loopback addresses, TLS with or
-//! without a certificate, hand-written HTTP/1.1, and readings of /metrics.
+//! without a certificate, and counts of closed connections on /metrics.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::client::TlsStream;
 
@@ -48,24 +46,11 @@ pub async fn closed_within(s: &mut (impl AsyncRead + Unpin), within: Duration) -
     }
 }
 
-pub async fn tls_over(
-    d: &Daemon,
-    tcp: TcpStream,
-    identity: Option<(&Path, &Path)>,
-    alpn: &[&[u8]],
-) -> std::io::Result<TlsStream<TcpStream>> {
-    let mut cfg = client_tls(&d.pki, identity);
-    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
-    tokio_rustls::TlsConnector::from(Arc::new(cfg))
-        .connect(name, tcp)
-        .await
-}
-
 pub async fn verified_from(d: &Daemon, source: Ipv4Addr, alpn: &[&[u8]]) -> TlsStream<TcpStream> {
     let tcp = tcp_from(source, d.port).await;
-    let id = (d.pki.client_cert.as_path(), d.pki.client_key.as_path());
-    tls_over(d, tcp, Some(id), alpn).await.unwrap()
+    tls_connect(&d.pki, tcp, Some(d.pki.client_identity()), alpn)
+        .await
+        .unwrap()
 }
 
 /// The first flight of a TLS client: what a client stalled mid-handshake has sent.
@@ -76,51 +61,6 @@ pub fn client_hello(d: &Daemon) -> Vec<u8> {
     let mut out = Vec::new();
     c.write_tls(&mut out).unwrap();
     out
-}
-
-/// One TokenReview over an HTTP/1.1 connection; None if the connection ended first.
-pub async fn http1_review<S>(s: &mut S, token: &str) -> Option<Value>
-where
-    S: AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    let body = serde_json::json!({
-        "apiVersion": "authentication.k8s.io/v1",
-        "kind": "TokenReview",
-        "spec": {"token": token},
-    })
-    .to_string();
-    let req = format!(
-        "POST /authenticate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.ok()?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = tokio::time::timeout(CAP, s.read(&mut chunk))
-            .await
-            .ok()?
-            .ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        let text = String::from_utf8_lossy(&buf);
-        if let Some((head, body)) = text.split_once("\r\n\r\n") {
-            let len: usize = head
-                .lines()
-                .find_map(|l| {
-                    l.to_lowercase()
-                        .strip_prefix("content-length:")
-                        .map(|v| v.trim().to_string())
-                })?
-                .parse()
-                .ok()?;
-            if body.len() >= len {
-                return serde_json::from_str(&body[..len]).ok();
-            }
-        }
-    }
 }
 
 pub fn alice() -> String {
@@ -136,24 +76,8 @@ pub async fn review_is_answered(d: &Daemon) {
     assert_eq!(a.body["status"]["authenticated"], true, "{}", a.raw);
 }
 
-/// A sample of /metrics: the sum over every series of `name` carrying `labels`.
-pub fn metric(d: &Daemon, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let (code, body) = d.ops("/metrics");
-    assert_eq!(code, 200);
-    body.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
-        .filter(|l| {
-            labels
-                .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 pub fn closes(d: &Daemon, reason: &str) -> f64 {
-    metric(
-        d,
+    d.metric(
         "kube_ldap_webhook_connections_closed_total",
         &[("listener", "reviews"), ("reason", reason)],
     )
