@@ -128,6 +128,11 @@ pub fn serve(path: &Path) -> Result<(), DaemonError> {
 }
 
 async fn run(config: Config, path: &Path) -> Result<(), DaemonError> {
+    // Before anything listens: a SIGHUP or SIGTERM that arrives once the port answers must
+    // find its handler, not the default action that ends the process.
+    let mut hup = signal(SignalKind::hangup()).map_err(ServeError::Signal)?;
+    let mut term = signal(SignalKind::terminate()).map_err(ServeError::Signal)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Signal)?;
     let metrics = Arc::new(Metrics::new());
     let lockout = Arc::new(Lockout::new(
         config.cache.max_failures,
@@ -144,9 +149,6 @@ async fn run(config: Config, path: &Path) -> Result<(), DaemonError> {
         metrics,
         lockout,
     });
-    let mut hup = signal(SignalKind::hangup()).map_err(ServeError::Signal)?;
-    let mut term = signal(SignalKind::terminate()).map_err(ServeError::Signal)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Signal)?;
 
     let (stop, stopped) = watch::channel(false);
     let reviews = tokio::spawn(server::run_reviews(

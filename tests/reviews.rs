@@ -580,21 +580,6 @@ async fn every_review_is_logged_with_outcome_user_groups_and_latency() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn readyz_follows_ldap() {
-    let mut slapd = Slapd::start();
-    let d = slapd.daemon().start();
-    assert_eq!(d.ops("/healthz").0, 200);
-    d.wait_for_ready();
-    slapd.stop();
-    // /readyz may answer from a probe up to a second old.
-    wait_until(
-        || d.ops("/readyz").0 == 503,
-        || "still ready with slapd stopped".into(),
-    );
-    assert_eq!(d.ops("/healthz").0, 200);
-}
-
-#[tokio::test(flavor = "multi_thread")]
 async fn non_base64_token_is_not_ours() {
     let (slapd, d) = setup();
     d.wait_for_probe();

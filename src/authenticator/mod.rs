@@ -25,7 +25,7 @@ use crate::login::Login;
 use crate::metrics::{EventLabels, Metrics, ReviewLabels};
 use crate::secret::Password;
 use crate::throttle::Throttle;
-use crate::token::{self, Refusal};
+use crate::token::{self, Credentials, Refusal};
 use crate::tokenreview::User;
 
 pub(crate) use crate::outcome::{Outcome, Review, Source};
@@ -63,6 +63,14 @@ impl Resolved {
 }
 
 type Flight = watch::Receiver<Option<Resolved>>;
+
+/// What joining a token's directory round trip found.
+enum Joined {
+    /// The answer arrived in the cache meanwhile (and the login name, for the log line).
+    Answered(Cached, String),
+    /// Wait on this flight; `true` when this review leads it.
+    Waiting(Flight, bool),
+}
 
 /// The review policy over a directory `B` (the LDAP client in the daemon, a fake in tests).
 pub(crate) struct Authenticator<B: Backend = Directory> {
@@ -160,8 +168,10 @@ impl<B: Backend> Authenticator<B> {
             Some(_) => Trust::AcceptedBefore,
             None => Trust::Unknown,
         };
-        let (flight, leader) =
-            self.join_or_lead(key, creds.username, creds.password, trust, deadline);
+        let (flight, leader) = match self.join_or_lead(key, creds, trust, deadline) {
+            Joined::Answered(cached, username) => return self.hit(cached, username),
+            Joined::Waiting(flight, leader) => (flight, leader),
+        };
         let source = if leader {
             Source::Directory
         } else {
@@ -235,15 +245,23 @@ impl<B: Backend> Authenticator<B> {
     fn join_or_lead(
         self: &Arc<Self>,
         key: CacheKey,
-        login: String,
-        password: Password,
+        creds: Credentials,
         trust: Trust,
         deadline: Instant,
-    ) -> (Flight, bool) {
+    ) -> Joined {
         let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(rx) = inflight.get(&key) {
-            return (rx.clone(), false);
+            return Joined::Waiting(rx.clone(), false);
         }
+        // A leader that finished between our cache miss and this lock stored its answer
+        // before it left the table: look again, or this would be a second bind.
+        if let Lookup::Fresh(cached) = self.cache.get(&key, now()) {
+            return Joined::Answered(cached, creds.username);
+        }
+        let Credentials {
+            username: login,
+            password,
+        } = creds;
         let (tx, rx) = watch::channel(None);
         inflight.insert(key, rx.clone());
         drop(inflight);
@@ -259,7 +277,7 @@ impl<B: Backend> Authenticator<B> {
                 .await;
             leader.finish(resolved);
         });
-        (rx, true)
+        Joined::Waiting(rx, true)
     }
 
     async fn resolve(
