@@ -55,7 +55,9 @@ pub(super) fn resolve(
             ));
         }
     }
-    let member_uid_attribute = member_uid(&filter, g.member_uid_attribute, cx)?;
+    // With a membership attribute and no nesting the filter is never sent.
+    let filter_used = membership_attribute.is_none() || nested;
+    let member_uid_attribute = member_uid(&filter, filter_used, g.member_uid_attribute, cx)?;
     Ok(Group {
         base_dn: g
             .base_dn
@@ -76,10 +78,11 @@ pub(super) fn resolve(
     })
 }
 
-/// The attribute `{uid}` comes from (`uid` unless set), needed only when the filter has
-/// `{uid}`; set without it, it does nothing, which is worth a warning.
+/// The attribute `{uid}` comes from (`uid` unless set), needed only when a filter with
+/// `{uid}` is sent; set otherwise, it does nothing, which is worth a warning.
 fn member_uid(
     filter: &str,
+    filter_used: bool,
     attr: Option<String>,
     cx: &mut Ctx,
 ) -> Result<Option<String>, ConfigError> {
@@ -87,13 +90,15 @@ fn member_uid(
     if attr.as_deref().is_some_and(|a| a.trim().is_empty()) {
         return Err(cx.invalid(KEY, "must not be empty"));
     }
-    if filter.contains("{uid}") {
-        return Ok(Some(attr.unwrap_or_else(|| "uid".into())));
-    }
+    let why_unused = match (filter.contains("{uid}"), filter_used) {
+        (true, true) => return Ok(Some(attr.unwrap_or_else(|| "uid".into()))),
+        (false, _) => "ldap.group.filter has no {uid}",
+        (true, false) => {
+            "ldap.group.filter is not sent (groups come from membership_attribute, nested = false)"
+        }
+    };
     if let Some(a) = attr {
-        cx.warn(format!(
-            "{KEY} = \"{a}\" is not used: ldap.group.filter has no {{uid}}"
-        ));
+        cx.warn(format!("{KEY} = \"{a}\" is not used: {why_unused}"));
     }
     Ok(None)
 }
@@ -146,6 +151,16 @@ mod tests {
             c.ldap.group.member_uid_attribute.as_deref(),
             Some("posixName")
         );
+    }
+
+    #[test]
+    fn uid_is_not_read_when_the_groups_come_from_the_user_entry() {
+        let c = with(
+            "directory = \"rfc2307\"",
+            "membership_attribute = \"memberOf\"",
+        )
+        .unwrap();
+        assert_eq!(c.ldap.group.member_uid_attribute, None);
     }
 
     #[test]

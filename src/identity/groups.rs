@@ -85,6 +85,22 @@ mod tests {
     }
 
     #[test]
+    fn a_name_cannot_claim_another_domain() {
+        let p = GroupPolicy {
+            name: GroupNaming::CnAtDomain,
+            ..Default::default()
+        };
+        let g = group(
+            "cn=admins@other.test,ou=groups,dc=example,dc=org",
+            Some("admins@other.test"),
+        );
+        assert_eq!(
+            named(&g, &p).as_deref(),
+            Some("admins@other.test@example.org")
+        );
+    }
+
+    #[test]
     fn lowercase_is_unicode_and_comes_before_the_filters() {
         let p = GroupPolicy {
             name: GroupNaming::CnAtDomain,
