@@ -1,11 +1,14 @@
-//! Identity mapping: a directory entry and its group names become the Kubernetes user.
+//! Identity mapping: a directory entry and its groups become the Kubernetes user, under
+//! the group policy of `[identity]` (see `groups`).
+
+mod groups;
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
 use crate::config;
-use crate::directory::Entry;
+use crate::directory::{Entry, Group};
 
 /// `status.user` of a TokenReview.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -26,10 +29,15 @@ pub(crate) enum IdentityError {
     /// is cluster-admin that RBAC cannot take away).
     #[error("the username would be the reserved Kubernetes name `{0}`")]
     ReservedUsername(String),
+    /// None of the user's groups (after the group policy) is in `identity.required_groups`.
+    #[error("none of the user's groups is in identity.required_groups")]
+    NotInRequiredGroup,
+    #[error("the group `{0}` has no DC= parts to name its domain (identity.groups.name = \"cn@domain\")")]
+    NoDomain(String),
 }
 
 /// Names Kubernetes reserves for itself, compared without regard to case.
-fn is_reserved(name: &str) -> bool {
+pub(crate) fn is_reserved(name: &str) -> bool {
     name.get(..7)
         .is_some_and(|p| p.eq_ignore_ascii_case("system:"))
 }
@@ -42,13 +50,14 @@ pub(crate) struct Mapped {
 }
 
 /// Builds the user. `typed` is the login name as the user typed it: when the username
-/// attribute holds several values, the one matching it is the username. No name that
-/// begins with `system:` after the prefixes leaves here: such a group is dropped, such a
-/// username is an error.
+/// attribute holds several values, the one matching it is the username. Lower-casing
+/// applies to the directory's spelling, before the operator-written prefix. A user with
+/// none of `identity.required_groups` is an error. No name that begins with `system:`
+/// after the prefixes leaves here: such a group is dropped, such a username is an error.
 pub(crate) fn map(
     entry: &Entry,
     typed: &str,
-    groups: Vec<String>,
+    groups: Vec<Group>,
     user_cfg: &config::User,
     ident: &config::Identity,
 ) -> Result<Mapped, IdentityError> {
@@ -79,11 +88,23 @@ pub(crate) fn map(
         }
     }
 
+    let username = match ident.lowercase_username {
+        true => username.to_lowercase(),
+        false => username.to_string(),
+    };
     let username = format!("{}{}", ident.username_prefix, username);
     if is_reserved(&username) {
         return Err(IdentityError::ReservedUsername(username));
     }
-    let (reserved_groups, mut groups): (Vec<String>, Vec<String>) = groups
+    let mut names = Vec::with_capacity(groups.len());
+    for g in &groups {
+        names.extend(groups::name(g, &ident.groups)?);
+    }
+    if !ident.required_groups.is_empty() && !names.iter().any(|n| ident.required_groups.contains(n))
+    {
+        return Err(IdentityError::NotInRequiredGroup);
+    }
+    let (reserved_groups, mut groups): (Vec<String>, Vec<String>) = names
         .into_iter()
         .map(|g| format!("{}{}", ident.group_prefix, g))
         .partition(|g| is_reserved(g));
@@ -145,6 +166,16 @@ mod tests {
         }
     }
 
+    fn groups(names: &[&str]) -> Vec<Group> {
+        names
+            .iter()
+            .map(|n| Group {
+                dn: format!("cn={n},ou=groups,dc=example,dc=org"),
+                name: Some(n.to_string()),
+            })
+            .collect()
+    }
+
     fn entry(attrs: &[(&str, &[&[u8]])]) -> Entry {
         Entry {
             dn: "uid=alice,dc=x".into(),
@@ -174,16 +205,11 @@ mod tests {
         let ident = config::Identity {
             username_prefix: "ldap:".into(),
             group_prefix: "ldap:".into(),
+            ..Default::default()
         };
-        let u = map(
-            &e,
-            "alice",
-            vec!["b".into(), "a".into(), "b".into()],
-            &user_cfg(),
-            &ident,
-        )
-        .unwrap()
-        .user;
+        let u = map(&e, "alice", groups(&["b", "a", "b"]), &user_cfg(), &ident)
+            .unwrap()
+            .user;
         assert_eq!(u.username, "ldap:Alice");
         assert_eq!(u.uid, "1234");
         assert_eq!(u.groups, vec!["ldap:a", "ldap:b"]);
@@ -242,11 +268,7 @@ mod tests {
     #[test]
     fn system_groups_from_the_directory_are_dropped() {
         let e = entry(&[("uid", &[b"alice"])]);
-        let groups = vec![
-            "system:masters".into(),
-            "SYSTEM:nodes".into(),
-            "devs".into(),
-        ];
+        let groups = groups(&["system:masters", "SYSTEM:nodes", "devs"]);
         let m = map(&e, "alice", groups, &user_cfg(), &Default::default()).unwrap();
         assert_eq!(m.user.groups, vec!["devs"]);
         assert_eq!(m.reserved_groups, vec!["system:masters", "SYSTEM:nodes"]);
@@ -256,13 +278,13 @@ mod tests {
     fn a_prefix_keeps_directory_groups_out_of_system() {
         let e = entry(&[("uid", &[b"alice"])]);
         let ident = config::Identity {
-            username_prefix: String::new(),
             group_prefix: "ldap:".into(),
+            ..Default::default()
         };
         let m = map(
             &e,
             "alice",
-            vec!["system:masters".into()],
+            groups(&["system:masters"]),
             &user_cfg(),
             &ident,
         )
@@ -278,5 +300,89 @@ mod tests {
             map(&e, "system:admin", vec![], &user_cfg(), &Default::default()).err(),
             Some(IdentityError::ReservedUsername("system:admin".into()))
         );
+    }
+
+    #[test]
+    fn lowercase_applies_to_the_directory_name_not_the_prefix() {
+        let e = entry(&[("uid", &["ÅSA.Öberg".as_bytes()])]);
+        let ident = config::Identity {
+            username_prefix: "LDAP:".into(),
+            group_prefix: "LDAP:".into(),
+            lowercase_username: true,
+            groups: config::GroupPolicy {
+                lowercase: true,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let u = map(
+            &e,
+            "åsa.öberg",
+            groups(&["K8s-ÄDMINS"]),
+            &user_cfg(),
+            &ident,
+        )
+        .unwrap()
+        .user;
+        assert_eq!(u.username, "LDAP:åsa.öberg");
+        assert_eq!(u.groups, vec!["LDAP:k8s-ädmins"]);
+    }
+
+    fn required(list: &[&str], include: &[&str]) -> config::Identity {
+        config::Identity {
+            group_prefix: "ldap:".into(),
+            required_groups: list.iter().map(|s| s.to_string()).collect(),
+            groups: config::GroupPolicy {
+                include: include
+                    .iter()
+                    .map(|p| regex::Regex::new(&format!("^(?:{p})$")).unwrap())
+                    .collect(),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_user_in_none_of_the_required_groups_is_refused() {
+        let e = entry(&[("uid", &[b"bob"])]);
+        let ident = required(&["k8s-users"], &[]);
+        let m = map(&e, "bob", groups(&["devs"]), &user_cfg(), &ident);
+        assert_eq!(m.err(), Some(IdentityError::NotInRequiredGroup));
+        let m = map(&e, "bob", vec![], &user_cfg(), &ident);
+        assert_eq!(
+            m.err(),
+            Some(IdentityError::NotInRequiredGroup),
+            "no groups at all"
+        );
+    }
+
+    #[test]
+    fn one_required_group_is_enough_and_is_compared_before_the_prefix() {
+        let e = entry(&[("uid", &[b"alice"])]);
+        let ident = required(&["k8s-users", "k8s-admins"], &[]);
+        let u = map(
+            &e,
+            "alice",
+            groups(&["k8s-admins", "devs"]),
+            &user_cfg(),
+            &ident,
+        )
+        .unwrap()
+        .user;
+        assert_eq!(u.groups, vec!["ldap:devs", "ldap:k8s-admins"]);
+    }
+
+    #[test]
+    fn required_groups_are_compared_exactly_after_the_filters() {
+        let e = entry(&[("uid", &[b"alice"])]);
+        // K8S-USERS is not k8s-users without identity.groups.lowercase.
+        let ident = required(&["k8s-users"], &[]);
+        let m = map(&e, "alice", groups(&["K8S-USERS"]), &user_cfg(), &ident);
+        assert_eq!(m.err(), Some(IdentityError::NotInRequiredGroup));
+        // A group the include patterns leave out does not count.
+        let ident = required(&["k8s-users"], &["k8s-users-.*"]);
+        let m = map(&e, "alice", groups(&["k8s-users"]), &user_cfg(), &ident);
+        assert_eq!(m.err(), Some(IdentityError::NotInRequiredGroup));
     }
 }

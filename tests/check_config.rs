@@ -350,3 +350,83 @@ fn a_url_without_a_host_is_refused_by_check_config_and_serve() {
         assert!(!served.contains("panicked"), "{url}: {served}");
     }
 }
+
+/// `check-config` of the test config with `extra` sections: whether it passed, and stderr.
+fn check_with(extra: &[(&str, &str)]) -> (bool, String) {
+    let d = tempfile::tempdir().unwrap();
+    let (_pki, f) = write_config(d.path(), &["ldap://127.0.0.1:1".into()], extra);
+    let (ok, _, err) = check(&f, false);
+    assert!(
+        ok || err.contains(&f.display().to_string()),
+        "names the file: {err}"
+    );
+    (ok, err)
+}
+
+#[test]
+fn each_group_policy_mistake_is_explained_by_key() {
+    for (identity, key, says) in [
+        (
+            "[identity.groups]\ninclude = [\"k8s-[\"]",
+            "identity.groups.include",
+            "unclosed character class",
+        ),
+        (
+            "[identity.groups]\nexclude = [\"(a{1000}){1000}\"]",
+            "identity.groups.exclude",
+            "size limit",
+        ),
+        (
+            "[identity.groups]\nname = \"upn\"",
+            "identity.groups.name",
+            "cn@domain",
+        ),
+        (
+            "required_groups = [\"k8s-users\"]\n[identity.groups]\nexclude = [\"k8s-.*\"]",
+            "identity.required_groups",
+            "nobody could log in",
+        ),
+        (
+            "required_groups = [\"K8s-Users\"]\n[identity.groups]\nlowercase = true",
+            "identity.required_groups",
+            "upper case",
+        ),
+    ] {
+        let (ok, err) = check_with(&[("identity", identity)]);
+        assert!(!ok, "{identity}");
+        assert!(err.contains(key), "{identity}: {err}");
+        assert!(err.contains(says), "{identity}: {err}");
+    }
+    let (ok, err) = check_with(&[(
+        "identity",
+        "required_groups = [\"k8s-users\"]\n[identity.groups]\ninclude = [\"k8s-.*\"]\nlowercase = true",
+    )]);
+    assert!(ok, "{err}");
+}
+
+#[test]
+fn each_posix_group_mistake_is_explained_by_key() {
+    let rfc2307 = ("ldap", "directory = \"rfc2307\"");
+    for (section, key, says) in [
+        (
+            ("user", "filter = \"(uid={uid})\""),
+            "ldap.user.filter",
+            "{username}",
+        ),
+        (("group", "nested = true"), "ldap.group.nested", "{dn}"),
+        (
+            ("group", "member_uid_attribute = \" \""),
+            "ldap.group.member_uid_attribute",
+            "empty",
+        ),
+    ] {
+        let (ok, err) = check_with(&[rfc2307, section]);
+        assert!(!ok, "{section:?}");
+        assert!(err.contains(key), "{section:?}: {err}");
+        assert!(err.contains(says), "{section:?}: {err}");
+    }
+    assert!(
+        check_with(&[rfc2307]).0,
+        "the preset alone is a valid config"
+    );
+}

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use crate::cache::{AnswerCache, CacheKey, Cached, Keyer, Lookup};
 use crate::clock::now;
 use crate::config::Config;
-use crate::directory::{Backend, Directory, Failure, Found, RejectReason};
+use crate::directory::{AccountState, Backend, Directory, Failure, Found, RejectReason};
 use crate::identity;
 use crate::lockout::{Key, Lockout, Refused, Trust};
 use crate::login::Login;
@@ -385,6 +385,11 @@ impl<B: Backend> Authenticator<B> {
                     Some(login),
                     RejectReason::ReservedName.label(),
                 );
+            }
+            // Only reached with the right password, so it tells nothing to someone without.
+            Err(identity::IdentityError::NotInRequiredGroup) => {
+                let state = AccountState::NotInRequiredGroup;
+                return Resolved::new(Outcome::AccountState(state), Some(login), state.label());
             }
             Err(e) => {
                 tracing::error!(error = %e, "cannot build the Kubernetes user from the directory entry");

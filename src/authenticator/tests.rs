@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 
 use super::*;
-use crate::directory::{Account, AccountState, Entry, PasswordWarning};
+use crate::directory::{Account, AccountState, Entry, Group, PasswordWarning};
 
 /// What the fake directory does on `verify`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -105,7 +105,13 @@ impl Backend for Fake {
                 dn: account.dn.clone(),
                 attrs: vec![("uid".into(), vec![login.key().into_bytes()])],
             },
-            groups: groups.clone(),
+            groups: groups
+                .iter()
+                .map(|n| Group {
+                    dn: format!("cn={n},ou=groups"),
+                    name: Some(n.clone()),
+                })
+                .collect(),
             warning: None,
         })
     }
@@ -140,8 +146,13 @@ failure_window = "5m"
 }
 
 fn authenticator(fake: Arc<Fake>) -> Arc<Authenticator<Fake>> {
+    authenticator_with(fake, "")
+}
+
+/// With `extra` TOML appended after the `[cache]` section (so it starts with a header).
+fn authenticator_with(fake: Arc<Fake>, extra: &str) -> Arc<Authenticator<Fake>> {
     Arc::new(Authenticator::new(
-        config(""),
+        config(extra),
         fake,
         Arc::new(Lockout::new(3, Duration::from_secs(300))),
         Arc::new(Metrics::new()),
@@ -333,4 +344,67 @@ async fn account_states_and_warnings_keep_their_meaning() {
     let r = a.accept(found, &login);
     assert!(matches!(r.outcome, Outcome::Accepted(_)));
     assert!(r.detail.contains("GraceLogins"), "{}", r.detail);
+}
+
+/// alice is in devs, bob in no group.
+fn devs_only(fake: Arc<Fake>) -> Arc<Authenticator<Fake>> {
+    authenticator_with(fake, "[identity]\nrequired_groups = [\"devs\"]")
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_user_outside_the_required_groups_is_refused_with_its_own_error() {
+    let a = devs_only(Arc::new(Fake::new()));
+    let r = review(&a, "bob", "bob-pw").await;
+    assert!(
+        matches!(
+            r.outcome,
+            Outcome::AccountState(AccountState::NotInRequiredGroup)
+        ),
+        "{r:?}"
+    );
+    assert_eq!(
+        r.outcome.error(),
+        Some("Not a member of a group allowed to log in")
+    );
+    assert_eq!(r.outcome.label(), "not_in_required_group");
+    assert_eq!(r.username.as_deref(), Some("bob"));
+    let r = review(&a, "alice", "alice-pw").await;
+    assert!(matches!(r.outcome, Outcome::Accepted(_)), "{r:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_the_password_the_group_policy_tells_nothing() {
+    let a = devs_only(Arc::new(Fake::new()));
+    let outside = review(&a, "bob", "guess").await;
+    let inside = review(&a, "alice", "guess").await;
+    assert!(matches!(outside.outcome, Outcome::Rejected), "{outside:?}");
+    assert_eq!(outside.outcome.error(), inside.outcome.error());
+    assert_eq!(outside.outcome.label(), inside.outcome.label());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_group_policy_refusal_is_cached_for_negative_ttl() {
+    let fake = Arc::new(Fake::new());
+    let a = devs_only(fake.clone());
+    review(&a, "bob", "bob-pw").await;
+    let r = review(&a, "bob", "bob-pw").await;
+    assert_eq!(r.source, Source::Cache);
+    assert!(matches!(r.outcome, Outcome::AccountState(_)), "{r:?}");
+    tokio::time::advance(Duration::from_secs(11)).await;
+    assert_eq!(review(&a, "bob", "bob-pw").await.source, Source::Directory);
+    assert_eq!(Fake::count(&fake.verifies), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn group_policy_refusals_are_not_lockout_failures() {
+    let fake = Arc::new(Fake::new());
+    let a = devs_only(fake.clone());
+    // More refusals than max_failures (3), each one a fresh directory round trip.
+    for _ in 0..5 {
+        let r = review(&a, "bob", "bob-pw").await;
+        assert_eq!(r.source, Source::Directory);
+        tokio::time::advance(Duration::from_secs(11)).await;
+    }
+    let r = review(&a, "bob", "guess").await;
+    assert_eq!(r.source, Source::Directory, "not refused locally: {r:?}");
 }

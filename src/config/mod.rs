@@ -23,6 +23,7 @@ use crate::secret::Password;
 mod cache;
 pub(crate) mod defaults;
 mod group;
+mod identity;
 mod ldap;
 mod log;
 mod password_file;
@@ -99,6 +100,9 @@ pub enum Preset {
     ActiveDirectory,
     /// FreeIPA / 389-ds.
     Freeipa,
+    /// RFC 2307 (NIS schema): `posixAccount` users, `posixGroup` groups listing their
+    /// members by name in `memberUid`.
+    Rfc2307,
     /// No defaults: every filter and attribute is written out.
     Custom,
 }
@@ -136,7 +140,7 @@ pub struct Config {
     pub server: Server,
     /// `[ldap]`: the directory.
     pub ldap: Ldap,
-    /// `[identity]`: prefixes of the Kubernetes names.
+    /// `[identity]`: how directory names become Kubernetes names, and who may log in.
     pub identity: Identity,
     /// `[cache]`: the answer cache and lockout protection.
     pub cache: Cache,
@@ -240,7 +244,7 @@ pub struct User {
 pub struct Group {
     /// `ldap.group.base_dn`: where groups are searched (a trust boundary).
     pub base_dn: String,
-    /// `ldap.group.filter`, with `{dn}`, `{username}` and `{login}` placeholders.
+    /// `ldap.group.filter`, with `{dn}`, `{username}`, `{login}` and `{uid}` placeholders.
     pub filter: String,
     /// `ldap.group.name_attribute`: the Kubernetes group name.
     pub name_attribute: String,
@@ -252,18 +256,55 @@ pub struct Group {
     pub max_nested_depth: usize,
     /// Active Directory resolves nesting on the server (LDAP_MATCHING_RULE_IN_CHAIN).
     pub server_side_nesting: bool,
+    /// `ldap.group.member_uid_attribute`: the attribute of the user entry `{uid}` is read
+    /// from; `None` when the filter has no `{uid}`.
+    pub member_uid_attribute: Option<String>,
 }
 
-/// `[identity]`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// `[identity]`: how directory names become Kubernetes names, and who may log in.
+#[derive(Debug, Clone, Default)]
 pub struct Identity {
     /// `identity.username_prefix`, put before every username.
-    #[serde(default)]
     pub username_prefix: String,
     /// `identity.group_prefix`, put before every group name.
-    #[serde(default)]
     pub group_prefix: String,
+    /// `identity.lowercase_username`: the directory's spelling of the username lower-cased
+    /// (Unicode), before the prefix.
+    pub lowercase_username: bool,
+    /// `identity.required_groups`: a login needs one of these groups (compared exactly
+    /// with the names after `identity.groups`, before the prefix); empty: anyone may.
+    pub required_groups: Vec<String>,
+    /// `[identity.groups]`.
+    pub groups: GroupPolicy,
+}
+
+/// `[identity.groups]`: which of the directory's groups Kubernetes sees, and how named.
+#[derive(Debug, Clone, Default)]
+pub struct GroupPolicy {
+    /// `identity.groups.name`.
+    pub name: GroupNaming,
+    /// `identity.groups.include`: a group is kept only if one of these matches its whole
+    /// name; empty: every group.
+    pub include: Vec<regex::Regex>,
+    /// `identity.groups.exclude`: a group one of these matches (whole name) is dropped.
+    pub exclude: Vec<regex::Regex>,
+    /// `identity.groups.lowercase`: names lower-cased (Unicode) before the filters.
+    pub lowercase: bool,
+}
+
+/// `identity.groups.name`: what a group is called in Kubernetes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum GroupNaming {
+    /// Its `ldap.group.name_attribute` (cn by default).
+    #[default]
+    #[serde(rename = "cn")]
+    Cn,
+    /// Its DN, unique where names repeat across OUs.
+    #[serde(rename = "dn")]
+    Dn,
+    /// `name@domain`, the domain from the DN's `DC=` parts (Pinniped's AD naming).
+    #[serde(rename = "cn@domain")]
+    CnAtDomain,
 }
 
 /// `[cache]`.
@@ -337,7 +378,7 @@ fn resolve(raw: raw::RawConfig, path: &Path) -> Result<Config, ConfigError> {
     let ldap = ldap::resolve(raw.ldap, &mut cx)?;
     let cache = cache::resolve(raw.cache, &cx)?;
     let log = log::resolve(raw.log, &cx)?;
-    let identity = resolve_identity(raw.identity, &cx)?;
+    let identity = identity::resolve(raw.identity, &ldap.group, &cx)?;
     Ok(Config {
         source: path.to_path_buf(),
         server,
@@ -347,26 +388,6 @@ fn resolve(raw: raw::RawConfig, path: &Path) -> Result<Config, ConfigError> {
         log,
         warnings: cx.warnings,
     })
-}
-
-/// A prefix that begins with `system:` would make every directory name a name Kubernetes
-/// reserves for itself (`system:masters` is cluster-admin).
-fn resolve_identity(i: Identity, cx: &Ctx) -> Result<Identity, ConfigError> {
-    for (key, prefix) in [
-        ("identity.username_prefix", &i.username_prefix),
-        ("identity.group_prefix", &i.group_prefix),
-    ] {
-        if prefix
-            .get(..7)
-            .is_some_and(|p| p.eq_ignore_ascii_case("system:"))
-        {
-            return Err(cx.invalid(
-                key,
-                "must not begin with `system:`, a name Kubernetes reserves",
-            ));
-        }
-    }
-    Ok(i)
 }
 
 /// What a section resolver needs besides its own section: the file, for messages, and the

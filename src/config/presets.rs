@@ -51,6 +51,20 @@ pub(super) fn preset_defaults(p: Preset) -> Option<PresetDefaults> {
             nested_group_filter: "(&(objectClass=groupOfNames)(member={dn}))",
             name_attribute: "cn",
         }),
+        Preset::Rfc2307 => Some(PresetDefaults {
+            user_filter: "(&(objectClass=posixAccount)(uid={username}))",
+            username_attribute: "uid",
+            // The number the user's files belong to: every posixAccount has one (the schema
+            // requires it), it survives renames, and it means the same person on every host
+            // that reads this directory. entryUUID would be as good on OpenLDAP but is not
+            // what every RFC 2307 server (NIS gateways, older 389-ds, DSEE) offers.
+            uid_attribute: "uidNumber",
+            login: LoginForms::AsTyped,
+            // memberUid holds names, not DNs: posixGroups do not nest.
+            group_filter: "(&(objectClass=posixGroup)(memberUid={uid}))",
+            nested_group_filter: "(&(objectClass=posixGroup)(memberUid={uid}))",
+            name_attribute: "cn",
+        }),
         Preset::Custom => None,
     }
 }

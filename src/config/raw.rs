@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{Dur, Identity, LogFormat, LoginForms, Preset};
+use super::{Dur, GroupNaming, LogFormat, LoginForms, Preset};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -15,7 +15,7 @@ pub(super) struct RawConfig {
     pub server: RawServer,
     pub ldap: RawLdap,
     #[serde(default)]
-    pub identity: Identity,
+    pub identity: RawIdentity,
     #[serde(default)]
     pub cache: RawCache,
     #[serde(default)]
@@ -87,6 +87,35 @@ pub(super) struct RawGroup {
     pub membership_attribute: Option<String>,
     pub nested: Option<bool>,
     pub max_nested_depth: Option<u64>,
+    pub member_uid_attribute: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawIdentity {
+    #[serde(default)]
+    pub username_prefix: String,
+    #[serde(default)]
+    pub group_prefix: String,
+    #[serde(default)]
+    pub lowercase_username: bool,
+    #[serde(default)]
+    pub required_groups: Vec<String>,
+    #[serde(default)]
+    pub groups: RawGroupPolicy,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawGroupPolicy {
+    #[serde(default)]
+    pub name: GroupNaming,
+    #[serde(default)]
+    pub include: Vec<String>,
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    #[serde(default)]
+    pub lowercase: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -3,7 +3,7 @@
 
 use super::*;
 
-fn write(dir: &Path, body: &str) -> PathBuf {
+pub(super) fn write(dir: &Path, body: &str) -> PathBuf {
     let f = dir.join("config.toml");
     std::fs::write(&f, body).unwrap();
     f
@@ -18,7 +18,7 @@ bind_password_file = "PW"
 base_dn = "ou=people,dc=example,dc=org"
 "#;
 
-fn minimal(dir: &Path) -> String {
+pub(super) fn minimal(dir: &Path) -> String {
     let pw = dir.join("pw");
     std::fs::write(&pw, "s3cret\n").unwrap();
     MINIMAL.replace("PW", pw.to_str().unwrap())
@@ -303,8 +303,15 @@ mod example_config {
             "membership_attribute",
             "nested",
             "max_nested_depth",
+            "member_uid_attribute",
             "username_prefix",
             "group_prefix",
+            "lowercase_username",
+            "required_groups",
+            "name",
+            "lowercase",
+            "include",
+            "exclude",
             "capacity",
             "ttl",
             "negative_ttl",

@@ -35,6 +35,12 @@ pub(super) fn resolve(
         return Err(cx.invalid("ldap.user.filter", "must contain {username} or {login}"));
     }
     check_filter_shape(&filter).map_err(|m| cx.invalid("ldap.user.filter", m))?;
+    if filter.contains("{uid}") {
+        return Err(cx.invalid(
+            "ldap.user.filter",
+            "{uid} is the found entry's own uid, for ldap.group.filter; search with {username}",
+        ));
+    }
     if let Some(t) = &u.dn_template {
         if !t.contains("{username}") {
             return Err(cx.invalid("ldap.user.dn_template", "must contain {username}"));

@@ -11,7 +11,9 @@ use ldap3::LdapError;
 
 use super::ppolicy::{policy_from_controls, PasswordWarning, NS_EXPIRED};
 
-/// Account states a directory reports once it has looked at the account.
+/// Account states known once the password checked out: those a directory reports, and
+/// the daemon's own group policy, which answers the same way (its own text, cached for
+/// `negative_ttl`, no lockout failure) without being a directory answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AccountState {
     PasswordExpired,
@@ -20,6 +22,8 @@ pub enum AccountState {
     MustChangePassword,
     Locked,
     Restricted,
+    /// In none of `identity.required_groups`.
+    NotInRequiredGroup,
 }
 
 impl AccountState {
@@ -32,6 +36,7 @@ impl AccountState {
             AccountState::MustChangePassword => "Password must be changed before logging in",
             AccountState::Locked => "Account is locked",
             AccountState::Restricted => "Account may not log in at this time or from here",
+            AccountState::NotInRequiredGroup => "Not a member of a group allowed to log in",
         }
     }
 
@@ -43,6 +48,7 @@ impl AccountState {
             AccountState::MustChangePassword => "must_change_password",
             AccountState::Locked => "account_locked",
             AccountState::Restricted => "logon_restricted",
+            AccountState::NotInRequiredGroup => "not_in_required_group",
         }
     }
 }

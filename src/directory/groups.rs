@@ -10,8 +10,9 @@ use ldap3::adapters::PagedResults;
 use ldap3::{ldap_escape, Ldap, LdapError, SearchEntry, SearchOptions};
 
 use super::classify::{Attempt, OpError};
+use super::dn::first_rdn_value;
 use super::pool::Server;
-use super::{Directory, Entry, Query};
+use super::{Directory, Entry, Group, Query};
 use crate::login::Login;
 
 const PAGE_SIZE: i32 = 500;
@@ -19,42 +20,6 @@ const PAGE_SIZE: i32 = 500;
 pub(crate) const MAX_GROUPS: usize = 10_000;
 /// Groups per search when walking nested groups level by level.
 const NESTED_BATCH: usize = 50;
-
-/// The value of the first RDN of `dn` when its attribute type is `attr`, unescaped (RFC 4514).
-pub(crate) fn first_rdn_value(dn: &str, attr: &str) -> Option<String> {
-    let (ty, rest) = dn.split_once('=')?;
-    if !ty.trim().eq_ignore_ascii_case(attr) {
-        return None;
-    }
-    let mut out: Vec<u8> = Vec::new();
-    let bytes = rest.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'\\' => {
-                let hex = bytes
-                    .get(i + 1..i + 3)
-                    .and_then(|h| std::str::from_utf8(h).ok());
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(b) => {
-                        out.push(b);
-                        i += 3;
-                    }
-                    None => {
-                        out.push(*bytes.get(i + 1)?);
-                        i += 2;
-                    }
-                }
-            }
-            b',' | b'+' | b';' => break,
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok().map(|s| s.trim().to_string())
-}
 
 /// Whether `entry` holds `attr` only as an AD range slice (`attr;range=0-1499`).
 fn is_ranged(entry: &Entry, attr: &str) -> bool {
@@ -65,11 +30,11 @@ fn is_ranged(entry: &Entry, attr: &str) -> bool {
     })
 }
 
-/// Groups collected so far: names, and the DNs seen (lowercased) that break cycles.
+/// Groups collected so far, and the DNs seen (lowercased) that break cycles.
 #[derive(Default)]
 struct Collected {
     seen: HashSet<String>,
-    names: Vec<String>,
+    groups: Vec<Group>,
 }
 
 impl Collected {
@@ -78,8 +43,56 @@ impl Collected {
         if !self.seen.insert(dn.to_lowercase()) {
             return false;
         }
-        self.names.extend(name);
+        self.groups.push(Group {
+            dn: dn.to_string(),
+            name,
+        });
         true
+    }
+}
+
+/// The values of a group filter's placeholders for one user, RFC 4515-escaped once.
+struct Placeholders {
+    username: String,
+    login: String,
+    /// `{uid}`: from the user's entry, never from the login; `None` when the filter has none.
+    uid: Option<String>,
+}
+
+/// `{uid}`: the user's POSIX name as the entry found holds it (`attr`, usually `uid`), the
+/// name `memberUid` lists. Never the login: `memberUid` matches case-exactly, and `ALICE`
+/// or `ａｌｉｃｅ` find alice's entry but are not what her groups list. An entry with several
+/// values gives the one its RDN names, as nslcd and SSSD do; with none of them in the RDN,
+/// which one the groups list is anybody's guess, and guessing could grant another
+/// account's groups, so that is an error.
+fn member_uid(user: &Entry, attr: &str) -> Result<String, Attempt> {
+    let values: Vec<&str> = user
+        .values(attr)
+        .filter_map(|v| std::str::from_utf8(v).ok())
+        .collect();
+    match values.as_slice() {
+        [] => Err(Attempt::error(format!(
+            "the user entry has no `{attr}` for {{uid}} in ldap.group.filter \
+             (ldap.group.member_uid_attribute)"
+        ))),
+        [one] => Ok(one.to_string()),
+        several => {
+            let rdn = first_rdn_value(&user.dn, attr);
+            several
+                .iter()
+                .find(|v| {
+                    rdn.as_deref()
+                        .is_some_and(|r| r.to_lowercase() == v.to_lowercase())
+                })
+                .map(|v| v.to_string())
+                .ok_or_else(|| {
+                    Attempt::error(format!(
+                        "the user entry has {} values of `{attr}` and its RDN names none of \
+                         them: which one {{uid}} stands for is ambiguous",
+                        several.len()
+                    ))
+                })
+        }
     }
 }
 
@@ -140,13 +153,30 @@ impl Directory {
             .or_else(|| first_rdn_value(&g.dn, attr))
     }
 
-    fn group_filter_for(&self, dn: &str, login: &Login) -> String {
-        self.cfg
+    fn group_filter_for(&self, dn: &str, p: &Placeholders) -> String {
+        let f = self
+            .cfg
             .group
             .filter
             .replace("{dn}", &ldap_escape(dn))
-            .replace("{username}", &ldap_escape(login.name()))
-            .replace("{login}", &ldap_escape(login.typed()))
+            .replace("{username}", &p.username)
+            .replace("{login}", &p.login);
+        match &p.uid {
+            Some(uid) => f.replace("{uid}", uid),
+            None => f,
+        }
+    }
+
+    fn placeholders(&self, user: &Entry, login: &Login) -> Result<Placeholders, Attempt> {
+        let uid = match &self.cfg.group.member_uid_attribute {
+            Some(attr) => Some(ldap_escape(&member_uid(user, attr)?).into_owned()),
+            None => None,
+        };
+        Ok(Placeholders {
+            username: ldap_escape(login.name()).into_owned(),
+            login: ldap_escape(login.typed()).into_owned(),
+            uid,
+        })
     }
 
     async fn search_groups(
@@ -163,7 +193,7 @@ impl Directory {
             .map_err(|e| e.into_attempt(what))
     }
 
-    /// The names of the user's groups.
+    /// The user's groups.
     pub(crate) async fn groups(
         &self,
         s: &Server,
@@ -171,8 +201,9 @@ impl Directory {
         user: &Entry,
         login: &Login,
         deadline: Instant,
-    ) -> Result<Vec<String>, Attempt> {
+    ) -> Result<Vec<Group>, Attempt> {
         let g = &self.cfg.group;
+        let p = self.placeholders(user, login)?;
         let mut got = Collected::default();
         let frontier = match self.membership_source(user) {
             Some(attr) => {
@@ -180,7 +211,7 @@ impl Directory {
                     .await?
             }
             None => {
-                let filter = self.group_filter_for(&user.dn, login);
+                let filter = self.group_filter_for(&user.dn, &p);
                 let found = self
                     .search_groups(s, ldap, &filter, deadline, "group search")
                     .await?;
@@ -188,13 +219,13 @@ impl Directory {
             }
         };
         if g.nested && !g.server_side_nesting && !g.filter.is_empty() {
-            self.walk_up(s, ldap, frontier, login, &mut got, deadline)
+            self.walk_up(s, ldap, frontier, &p, &mut got, deadline)
                 .await?;
         }
         if got.seen.len() > MAX_GROUPS {
             return Err(Attempt::error(format!("more than {MAX_GROUPS} groups")));
         }
-        Ok(got.names)
+        Ok(got.groups)
     }
 
     /// The membership attribute to read the direct groups from, unless AD sent it in
@@ -271,7 +302,7 @@ impl Directory {
         s: &Server,
         ldap: &mut Ldap,
         mut frontier: Vec<String>,
-        login: &Login,
+        p: &Placeholders,
         got: &mut Collected,
         deadline: Instant,
     ) -> Result<(), Attempt> {
@@ -282,7 +313,7 @@ impl Directory {
             for chunk in frontier.chunks(NESTED_BATCH) {
                 let parts: String = chunk
                     .iter()
-                    .map(|dn| self.group_filter_for(dn, login))
+                    .map(|dn| self.group_filter_for(dn, p))
                     .collect();
                 let found = self
                     .search_groups(
@@ -313,23 +344,6 @@ impl Directory {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn first_rdn_is_unescaped() {
-        assert_eq!(
-            first_rdn_value("cn=dev\\2c ops,ou=g,dc=x", "cn").as_deref(),
-            Some("dev, ops")
-        );
-        assert_eq!(
-            first_rdn_value("CN=Domain Users,CN=Users,DC=x", "cn").as_deref(),
-            Some("Domain Users")
-        );
-        assert_eq!(
-            first_rdn_value("cn=a\\,b,dc=x", "cn").as_deref(),
-            Some("a,b")
-        );
-        assert_eq!(first_rdn_value("uid=x,dc=x", "cn"), None);
-    }
 
     #[test]
     fn ranged_attributes_are_recognised() {

@@ -10,6 +10,7 @@
 //! maps those to outcomes and cache policy without looking at LDAP result codes.
 
 pub(crate) mod classify;
+pub(crate) mod dn;
 mod groups;
 mod pool;
 pub(crate) mod ppolicy;
@@ -105,12 +106,21 @@ impl Account {
     }
 }
 
-/// A confirmed user: the entry found, the names of their groups, and what the password
-/// policy said on the way.
+/// A group the user is in: its DN as the directory spells it, and its name
+/// (`ldap.group.name_attribute`) when it has one. Which of them Kubernetes sees is
+/// `identity.groups.name`'s choice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Group {
+    pub dn: String,
+    pub name: Option<String>,
+}
+
+/// A confirmed user: the entry found, their groups, and what the password policy said on
+/// the way.
 #[derive(Debug, Clone)]
 pub(crate) struct Found {
     pub entry: Entry,
-    pub groups: Vec<String>,
+    pub groups: Vec<Group>,
     pub warning: Option<PasswordWarning>,
 }
 
@@ -166,6 +176,11 @@ impl Directory {
             cfg,
             decoy_dn,
         }
+    }
+
+    /// The RDN value of the decoy DN: a name no entry and no group has.
+    fn decoy_uid(&self) -> String {
+        dn::first_rdn_value(&self.decoy_dn, "cn").unwrap_or_default()
     }
 
     /// Runs `step` on each server in failover order until one gives an answer. A server
@@ -313,9 +328,15 @@ impl Backend for Directory {
         if self.cfg.user.dn_template.is_some() || password.is_empty() {
             return;
         }
+        // With {uid} in the group filter, the decoy's group search needs a uid too, one
+        // that no group lists, or an unknown name would skip the search and answer faster.
+        let attrs = match &self.cfg.group.member_uid_attribute {
+            Some(attr) => vec![(attr.clone(), vec![self.decoy_uid().into_bytes()])],
+            None => Vec::new(),
+        };
         let entry = Entry {
             dn: self.decoy_dn.clone(),
-            attrs: Vec::new(),
+            attrs,
         };
         // Whatever the decoy's bind says (it cannot succeed: nothing has this DN), the
         // answer stays a rejection; only its cost matters.

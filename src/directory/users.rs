@@ -32,9 +32,9 @@ impl Directory {
         let u = &self.cfg.user;
         let mut attrs = vec![u.username_attribute.clone(), u.uid_attribute.clone()];
         attrs.extend(u.extra.values().cloned());
-        if let Some(m) = &self.cfg.group.membership_attribute {
-            attrs.push(m.clone());
-        }
+        let g = &self.cfg.group;
+        attrs.extend(g.membership_attribute.iter().cloned());
+        attrs.extend(g.member_uid_attribute.iter().cloned());
         attrs.sort();
         attrs.dedup();
         attrs
@@ -181,7 +181,7 @@ impl Directory {
         login: &Login,
         password: &Password,
         deadline: Instant,
-    ) -> Result<(Option<PasswordWarning>, Vec<String>), Attempt> {
+    ) -> Result<(Option<PasswordWarning>, Vec<super::Group>), Attempt> {
         let mut svc = self.pool.service(s, deadline).await?;
         let bind = self.bind_user(s, &entry.dn, password, deadline);
         let groups = self.groups(s, &mut svc, entry, login, deadline);
