@@ -198,10 +198,13 @@ async fn distribution_lists_are_not_groups() {
 #[tokio::test(flavor = "multi_thread")]
 async fn groups_named_cn_at_domain_carry_the_domain_of_their_dn() {
     // Pinniped's naming of AD groups; the domain comes from the group DN's DC= parts.
-    let d = daemon(&[(
-        "identity",
-        "required_groups = [\"dev-team@example.test\"]\n[identity.groups]\nname = \"cn@domain\"",
-    )]);
+    let d = dc()
+        .daemon()
+        .section(
+            "identity",
+            "required_groups = [\"dev-team@example.test\"]\n[identity.groups]\nname = \"cn@domain\"",
+        )
+        .start();
     let a = review(&d, "EXAMPLE\\alice", ALICE_PASSWORD).await;
     assert_eq!(groups(&a), ["dev-team@example.test"], "{}", a.raw);
     let a = review(&d, "bob", "pa:ss:W0rd!bob").await;

@@ -67,15 +67,12 @@ fn whole_tree() -> Site {
 #[tokio::test(flavor = "multi_thread")]
 async fn only_the_k8s_groups_reach_kubernetes() {
     let slapd = Slapd::start_with(K8S);
-    let d = Daemon::start(
-        &[slapd.url()],
-        &[
+    let d = slapd.daemon().sections(&[
             (
                 "identity",
                 "group_prefix = \"ldap:\"\n[identity.groups]\ninclude = [\"k8s-.*\"]\nexclude = [\"k8s-legacy-.*\"]",
             ),
-        ],
-    );
+        ],).start();
     let a = d.login("alice", "alice-password").await;
     assert_eq!(
         groups(&a),
@@ -103,13 +100,13 @@ async fn of_thousands_of_groups_only_the_included_ones_are_sent() {
         })
         .collect();
     let slapd = Slapd::start_with(&format!("{K8S}\n{many}"));
-    let all = Daemon::start(&[slapd.url()], &[]);
+    let all = slapd.daemon().start();
     let a = all.login("alice", "alice-password").await;
     assert_eq!(groups(&a).as_array().map(Vec::len), Some(1505), "{}", a.raw);
-    let d = Daemon::start(
-        &[slapd.url()],
-        &[("identity", "[identity.groups]\ninclude = [\"k8s-.*\"]")],
-    );
+    let d = slapd
+        .daemon()
+        .sections(&[("identity", "[identity.groups]\ninclude = [\"k8s-.*\"]")])
+        .start();
     let a = d.login("alice", "alice-password").await;
     assert_eq!(
         groups(&a),
@@ -120,13 +117,13 @@ async fn of_thousands_of_groups_only_the_included_ones_are_sent() {
 #[tokio::test(flavor = "multi_thread")]
 async fn people_outside_the_required_groups_are_refused_after_their_password() {
     let slapd = Slapd::start_with(K8S);
-    let d = Daemon::start(
-        &[slapd.url()],
-        &[(
+    let d = slapd
+        .daemon()
+        .sections(&[(
             "identity",
             "required_groups = [\"k8s-users\", \"k8s-admins\"]",
-        )],
-    );
+        )])
+        .start();
     let a = d.login("alice", "alice-password").await;
     assert_eq!(a.body["status"]["authenticated"], true, "{}", a.raw);
 
@@ -138,7 +135,8 @@ async fn people_outside_the_required_groups_are_refused_after_their_password() {
     assert_eq!(slapd.binds_for(BOB_DN), 1, "the password was checked");
     assert_eq!(
         d.metric(
-            "kube_ldap_webhook_reviews_total{outcome=\"not_in_required_group\",source=\"ldap\"}"
+            "kube_ldap_webhook_reviews_total",
+            &[("outcome", "not_in_required_group"), ("source", "ldap")]
         ),
         1.0
     );
@@ -157,13 +155,13 @@ async fn people_outside_the_required_groups_are_refused_after_their_password() {
 #[tokio::test(flavor = "multi_thread")]
 async fn group_policy_refusals_do_not_lock_the_account() {
     let slapd = Slapd::start_with(K8S);
-    let d = Daemon::start(
-        &[slapd.url()],
-        &[
+    let d = slapd
+        .daemon()
+        .sections(&[
             ("identity", "required_groups = [\"k8s-users\"]"),
             ("cache", "negative_ttl = \"0s\"\nmax_failures = 2"),
-        ],
-    );
+        ])
+        .start();
     for _ in 0..4 {
         let a = d.login("bob", "pa:ss:word").await;
         assert_eq!(a.body["status"]["error"], NOT_ALLOWED, "{}", a.raw);
@@ -181,15 +179,15 @@ async fn group_policy_refusals_do_not_lock_the_account() {
 #[tokio::test(flavor = "multi_thread")]
 async fn groups_named_by_dn_keep_equal_names_in_different_ous_apart() {
     let slapd = Slapd::start_with(K8S);
-    let by_cn = Daemon::start_for(&whole_tree(), &[slapd.url()], &[]);
+    let by_cn = slapd.daemon().site(&whole_tree()).start();
     let a = by_cn.login("carol", "carol-password").await;
     assert_eq!(groups(&a), json!(["K8s-Ops", "developers"]), "{}", a.raw);
 
-    let by_dn = Daemon::start_for(
-        &whole_tree(),
-        &[slapd.url()],
-        &[("identity", "[identity.groups]\nname = \"dn\"")],
-    );
+    let by_dn = slapd
+        .daemon()
+        .site(&whole_tree())
+        .sections(&[("identity", "[identity.groups]\nname = \"dn\"")])
+        .start();
     let a = by_dn.login("carol", "carol-password").await;
     assert_eq!(
         groups(&a),
@@ -205,13 +203,13 @@ async fn groups_named_by_dn_keep_equal_names_in_different_ous_apart() {
 #[tokio::test(flavor = "multi_thread")]
 async fn cn_at_domain_appends_the_domain_of_the_group_dn() {
     let slapd = Slapd::start();
-    let d = Daemon::start(
-        &[slapd.url()],
-        &[(
+    let d = slapd
+        .daemon()
+        .sections(&[(
             "identity",
             "required_groups = [\"admins@example.org\"]\n[identity.groups]\nname = \"cn@domain\"",
-        )],
-    );
+        )])
+        .start();
     let a = d.login("alice", "alice-password").await;
     assert_eq!(
         groups(&a),
@@ -226,14 +224,14 @@ async fn cn_at_domain_appends_the_domain_of_the_group_dn() {
 #[tokio::test(flavor = "multi_thread")]
 async fn lowercasing_folds_the_directory_names_but_not_the_prefixes() {
     let slapd = Slapd::start_with(K8S);
-    let d = Daemon::start(
-        &[slapd.url()],
-        &[(
+    let d = slapd
+        .daemon()
+        .sections(&[(
             "identity",
             "username_prefix = \"LDAP:\"\ngroup_prefix = \"LDAP:\"\nlowercase_username = true\n\
              required_groups = [\"k8s-ops\"]\n[identity.groups]\nlowercase = true",
-        )],
-    );
+        )])
+        .start();
     let a = d.login("carol.ödegaard", "carol-password").await;
     let s = &a.body["status"];
     assert_eq!(s["authenticated"], true, "{}", a.raw);
@@ -244,7 +242,7 @@ async fn lowercasing_folds_the_directory_names_but_not_the_prefixes() {
 #[tokio::test(flavor = "multi_thread")]
 async fn without_lowercasing_the_directory_spelling_stays() {
     let slapd = Slapd::start_with(K8S);
-    let d = Daemon::start(&[slapd.url()], &[]);
+    let d = slapd.daemon().start();
     let a = d.login("carol.ödegaard", "carol-password").await;
     assert_eq!(
         a.body["status"]["user"]["username"], "Carol.Ödegaard",

@@ -104,9 +104,14 @@ fn slapd() -> Slapd {
 
 /// A daemon with `directory = "rfc2307"` and `sections`.
 fn rfc2307(slapd: &Slapd, sections: &[(&str, &str)]) -> Daemon {
-    let mut all = vec![("ldap", "directory = \"rfc2307\"")];
-    all.extend_from_slice(sections);
-    Daemon::start(&[slapd.url()], &all)
+    rfc2307_builder(slapd, sections).start()
+}
+
+fn rfc2307_builder(slapd: &Slapd, sections: &[(&str, &str)]) -> DaemonBuilder {
+    slapd
+        .daemon()
+        .section("ldap", "directory = \"rfc2307\"")
+        .sections(sections)
 }
 
 fn groups(a: &Answer) -> serde_json::Value {
@@ -238,16 +243,15 @@ async fn member_uid_and_member_dn_groups_together() {
 #[tokio::test(flavor = "multi_thread")]
 async fn direct_bind_reads_the_uid_from_the_entry_it_bound() {
     let slapd = slapd();
-    let d = rfc2307(
+    let d = rfc2307_builder(
         &slapd,
-        &[
-            ("omit", "service"),
-            (
-                "user",
-                "dn_template = \"uid={username},ou=people,dc=example,dc=org\"",
-            ),
-        ],
-    );
+        &[(
+            "user",
+            "dn_template = \"uid={username},ou=people,dc=example,dc=org\"",
+        )],
+    )
+    .without_service_account()
+    .start();
     let a = d.login("pat", "pat-password").await;
     assert_eq!(groups(&a), json!(["dev", "ops"]), "{}", a.raw);
     assert_eq!(slapd.binds_for(PAT_DN), 1);

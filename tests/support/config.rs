@@ -97,6 +97,13 @@ impl DaemonBuilder {
         self
     }
 
+    /// [`DaemonBuilder::section`] for each `(section, lines)`.
+    pub fn sections(self, sections: &[(&str, &str)]) -> DaemonBuilder {
+        sections
+            .iter()
+            .fold(self, |b, (section, lines)| b.section(section, *lines))
+    }
+
     /// No service account: the daemon binds as the user directly, or the test names one in
     /// the ldap section itself.
     pub fn without_service_account(mut self) -> DaemonBuilder {
