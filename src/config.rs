@@ -477,10 +477,10 @@ fn resolve(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
     if !s.path.starts_with('/') {
         return Err(invalid(p, "server.path", "must start with `/`"));
     }
-    let path_trimmed = if s.path.len() > 1 {
-        s.path.trim_end_matches('/').to_string()
-    } else {
-        s.path.clone()
+    // "/authenticate/" serves /authenticate; "//" serves "/" (not "", which no request has).
+    let path_trimmed = match s.path.trim_end_matches('/') {
+        "" => "/".to_string(),
+        t => t.to_string(),
     };
     let server = Server {
         listen,
@@ -884,6 +884,16 @@ base_dn = "ou=people,dc=example,dc=org"
         assert_eq!(c.cache.ttl, Duration::from_secs(120));
         assert_eq!(c.server.path, "/authenticate");
         assert_eq!(c.ldap.service.unwrap().password.expose(), "s3cret");
+    }
+
+    #[test]
+    fn server_path_of_only_slashes_is_the_root() {
+        let d = tempfile::tempdir().unwrap();
+        for path in ["/", "//", "///"] {
+            let body = format!("[server]\npath = \"{path}\"\n{}", minimal(d.path()));
+            let c = load(&write(d.path(), &body)).unwrap();
+            assert_eq!(c.server.path, "/", "{path}");
+        }
     }
 
     #[test]
