@@ -8,7 +8,10 @@
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
+use arbitrary::Unstructured;
 use kube_ldap_webhook::config::{load, Config, Preset};
+
+use super::config_gen;
 
 /// The content of the scratch directory's `bind-password`.
 const PASSWORD: &str = "fuzz-bind-secret-7d1e";
@@ -59,9 +62,18 @@ pub fn run(data: &[u8]) {
 
 /// [`run`] in a scratch directory made by [`prepare`].
 pub fn run_in(dir: &Path, data: &[u8]) {
-    if reads_outside(data) {
-        return;
+    if !reads_outside(data) {
+        load_and_check(dir, data);
     }
+    // The same input as a document of the real keys, which gets deeper far more often.
+    if let Ok(doc) = config_gen::document(&mut Unstructured::new(data)) {
+        if !names_outside(&doc) {
+            load_and_check(dir, toml::to_string(&doc).unwrap_or_default().as_bytes());
+        }
+    }
+}
+
+fn load_and_check(dir: &Path, data: &[u8]) {
     // One config file per directory: the seed replay may run this from several threads.
     static LOCK: Mutex<()> = Mutex::new(());
     let _one = LOCK.lock().unwrap_or_else(|e| e.into_inner());
@@ -75,13 +87,14 @@ pub fn run_in(dir: &Path, data: &[u8]) {
 /// Whether `ldap.bind_password_file` names a file outside the scratch directory, as the
 /// loader's own TOML parser reads it.
 fn reads_outside(data: &[u8]) -> bool {
-    let Some(table) = std::str::from_utf8(data)
+    std::str::from_utf8(data)
         .ok()
         .and_then(|t| t.parse::<toml::Table>().ok())
-    else {
-        return false;
-    };
-    let file = table
+        .is_some_and(|t| names_outside(&t))
+}
+
+fn names_outside(doc: &toml::Table) -> bool {
+    let file = doc
         .get("ldap")
         .and_then(|l| l.get("bind_password_file"))
         .and_then(|f| f.as_str());

@@ -6,6 +6,7 @@
 //! crash found here becomes a seed and is checked on every test run.
 
 pub mod config;
+mod config_gen;
 pub mod go_duration;
 pub mod ldap_result;
 pub mod token;

@@ -11,9 +11,9 @@ use serde_json::{json, Value};
 
 pub fn run(data: &[u8]) {
     let got = parse(data);
-    // Go reads invalid UTF-8 as U+FFFD; the parser may refuse it (as not JSON) or, where
-    // it skips a field unread, not notice.
-    let text = String::from_utf8_lossy(data);
+    // Go reads invalid UTF-8 and lone surrogate escapes as U+FFFD; the parser may refuse
+    // them (as not JSON) or, in a field it skips unread, not notice.
+    let text = lone_surrogates_replaced(&String::from_utf8_lossy(data));
     let value = match serde_json::from_str::<Value>(&text) {
         Ok(v) => v,
         // Value stops at 128 levels; the parser skips unknown fields without a limit.
@@ -38,6 +38,41 @@ pub fn run(data: &[u8]) {
         round_trip(&req);
         check_render(&req);
     }
+}
+
+/// `\\uD800`-`\\uDFFF` escapes that do not form a pair become `\\uFFFD`, as Go decodes them.
+fn lone_surrogates_replaced(text: &str) -> String {
+    let escape = |s: &str| -> Option<u32> {
+        let hex = s.strip_prefix("\\u")?.get(..4)?;
+        u32::from_str_radix(hex, 16).ok()
+    };
+    let (mut out, mut rest, mut in_string) = (String::new(), text, false);
+    while let Some(c) = rest.chars().next() {
+        let mut take = c.len_utf8();
+        if in_string && c == '\\' {
+            take = 2.min(rest.len());
+            if let Some(unit @ 0xd800..=0xdfff) = escape(rest) {
+                take = 6;
+                let pair = (0xd800..0xdc00).contains(&unit)
+                    && escape(&rest[6..]).is_some_and(|n| (0xdc00..0xe000).contains(&n));
+                if pair {
+                    take = 12;
+                } else {
+                    out.push_str("\\ufffd");
+                    rest = &rest[take..];
+                    continue;
+                }
+            }
+        } else if c == '"' {
+            in_string = !in_string;
+        }
+        let take = (take..=rest.len())
+            .find(|&n| rest.is_char_boundary(n))
+            .unwrap_or(rest.len());
+        out.push_str(&rest[..take]);
+        rest = &rest[take..];
+    }
+    out
 }
 
 /// The answer as comparable data: version, token, audiences, or the error's text.
