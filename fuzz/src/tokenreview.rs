@@ -16,8 +16,15 @@ pub fn run(data: &[u8]) {
     let text = lone_surrogates_replaced(&String::from_utf8_lossy(data));
     let value = match serde_json::from_str::<Value>(&text) {
         Ok(v) => v,
-        // Value stops at 128 levels; the parser skips unknown fields without a limit.
-        Err(e) if e.to_string().contains("recursion limit") => return,
+        // Value stops at 128 levels and at numbers beyond f64; in a field the parser skips
+        // unread, neither matters to it (nor to Go). Nothing to compare with.
+        Err(e) if skipped_fields_may_hold(&e) => {
+            if let Ok(req) = got {
+                round_trip(&req);
+                check_render(&req);
+            }
+            return;
+        }
         Err(_) => {
             assert_eq!(got.err(), Some(ParseError::Json), "parsed what is not JSON");
             return;
@@ -40,7 +47,12 @@ pub fn run(data: &[u8]) {
     }
 }
 
-/// `\\uD800`-`\\uDFFF` escapes that do not form a pair become `\\uFFFD`, as Go decodes them.
+fn skipped_fields_may_hold(e: &serde_json::Error) -> bool {
+    let e = e.to_string();
+    e.contains("recursion limit") || e.contains("number out of range")
+}
+
+/// `\uD800`-`\uDFFF` escapes that do not form a pair become `\uFFFD`, as Go decodes them.
 fn lone_surrogates_replaced(text: &str) -> String {
     let escape = |s: &str| -> Option<u32> {
         let hex = s.strip_prefix("\\u")?.get(..4)?;
