@@ -4,6 +4,7 @@
 #   make test    install test dependencies when missing, lint, run every test
 #   make e2e     the end-to-end tests alone: a real kube-apiserver, etcd and kubectl
 #   make bench   benchmarks (see BENCHMARKS.md)
+#   make fuzz    every fuzz target for FUZZ_TIME seconds (see FUZZING.md; nightly)
 #   make install / make uninstall   (PREFIX=/usr/local, DESTDIR=) after `make`
 #   make deb     a Debian package in target/debian/
 
@@ -13,8 +14,8 @@ DESTDIR ?=
 
 BIN := target/release/kube-ldap-webhook
 
-.PHONY: all build release demo test test-deps lint unit integration conformance e2e bench clean \
-	install uninstall deb
+.PHONY: all build release demo test test-deps lint unit integration conformance e2e bench fuzz \
+	clean install uninstall deb
 
 all: release
 
@@ -53,6 +54,12 @@ bench: release
 	scripts/test-deps.sh --ldap-only
 	$(CARGO) bench --bench reviews
 	$(CARGO) bench --bench enumeration
+
+# cargo-fuzz, one target after another on one core; prints the table for FUZZING.md.
+# `make test` runs the targets' bodies over fuzz/seeds only (tests/fuzz_seeds.rs).
+FUZZ_TIME ?= 300
+fuzz:
+	FUZZ_TIME=$(FUZZ_TIME) fuzz/run.sh $(FUZZ_TARGETS)
 
 clean:
 	$(CARGO) clean

@@ -13,10 +13,14 @@ use crate::directory::{Entry, Group};
 /// `status.user` of a TokenReview.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UserInfo {
+    /// The Kubernetes username, prefix included.
     pub username: String,
+    /// The directory's stable id of the account.
     pub uid: String,
+    /// Group names, prefixed, sorted, without `system:` names.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,
+    /// Extra keys and their attribute values.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub extra: BTreeMap<String, Vec<String>>,
 }

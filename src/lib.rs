@@ -34,7 +34,9 @@ pub mod tokenreview;
 pub mod fuzzing {
     pub use crate::directory::classify::{classify_bind, BindVerdict};
     pub use crate::directory::ppolicy::{
-        parse_ppolicy_value, policy_from_controls, PolicyResponse,
+        parse_ppolicy_value, policy_from_controls, PasswordWarning, PolicyResponse,
     };
+    pub use crate::identity::UserInfo;
+    pub use crate::secret::Password;
     pub use crate::server::parse_go_duration;
 }

@@ -9,14 +9,17 @@ use zeroize::Zeroizing;
 pub struct Password(Zeroizing<String>);
 
 impl Password {
+    /// Takes ownership of a password; it is zeroized when dropped.
     pub fn new(s: String) -> Self {
         Password(Zeroizing::new(s))
     }
 
+    /// The password itself, for the one place that sends it.
     pub fn expose(&self) -> &str {
         &self.0
     }
 
+    /// Whether it is empty (an unauthenticated bind, never sent).
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

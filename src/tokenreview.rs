@@ -2,8 +2,12 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::fmt;
+use std::marker::PhantomData;
 
-use serde::{Deserialize, Serialize};
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 use zeroize::Zeroizing;
 
 use crate::identity::UserInfo;
@@ -35,7 +39,27 @@ struct Wire<'a> {
     api_version: Option<Cow<'a, str>>,
     #[serde(borrow)]
     kind: Option<Cow<'a, str>>,
-    spec: Option<WireSpec>,
+    spec: Option<Object<WireSpec>>,
+}
+
+/// A struct read only from a JSON object, as Go reads one: serde's derive would also take
+/// a JSON array of the field values (`["authentication.k8s.io/v1","TokenReview",...]`).
+struct Object<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(MapAccessDeserializer::new(map))
+            }
+        }
+        d.deserialize_map(V(PhantomData)).map(Object)
+    }
 }
 
 #[derive(Deserialize)]
@@ -84,7 +108,7 @@ pub enum ParseError {
 
 /// Parses a request body leniently, as Go's decoder would (unknown fields ignored).
 pub fn parse(body: &[u8]) -> Result<Request, ParseError> {
-    let wire: Wire = serde_json::from_slice(body).map_err(|_| ParseError::Json)?;
+    let Object(wire): Object<Wire> = serde_json::from_slice(body).map_err(|_| ParseError::Json)?;
     if wire.kind.as_deref() != Some("TokenReview") {
         return Err(ParseError::Kind);
     }
@@ -93,7 +117,7 @@ pub fn parse(body: &[u8]) -> Result<Request, ParseError> {
         Some("authentication.k8s.io/v1beta1") => Version::V1beta1,
         _ => return Err(ParseError::ApiVersion),
     };
-    let spec = wire.spec.ok_or(ParseError::MissingToken)?;
+    let Object(spec) = wire.spec.ok_or(ParseError::MissingToken)?;
     let token = spec
         .token
         .filter(|t| !t.is_empty())
@@ -245,6 +269,21 @@ mod tests {
             parse(br#"{"kind":"TokenReview","apiVersion":"authentication.k8s.io/v1","spec":{}}"#)
                 .unwrap_err(),
             ParseError::MissingToken
+        );
+    }
+
+    #[test]
+    fn arrays_of_the_field_values_are_not_json_objects() {
+        assert_eq!(
+            parse(br#"["authentication.k8s.io/v1","TokenReview",{"token":"x"}]"#).unwrap_err(),
+            ParseError::Json
+        );
+        assert_eq!(
+            parse(
+                br#"{"kind":"TokenReview","apiVersion":"authentication.k8s.io/v1","spec":["x"]}"#
+            )
+            .unwrap_err(),
+            ParseError::Json
         );
     }
 

@@ -23,10 +23,10 @@ pub(super) fn resolve(s: RawServer, cx: &Ctx) -> Result<Server, ConfigError> {
     if !path.starts_with('/') {
         return Err(cx.invalid("server.path", "must start with `/`"));
     }
-    let path = if path.len() > 1 {
-        path.trim_end_matches('/').to_string()
-    } else {
-        path
+    // "/authenticate/" serves /authenticate; "//" serves "/" (not "", which no request has).
+    let path = match path.trim_end_matches('/') {
+        "" => "/".to_string(),
+        t => t.to_string(),
     };
     Ok(Server {
         listen,

@@ -434,3 +434,13 @@ fn prefixes_may_not_reach_into_system_names() {
         assert!(e.contains(&format!("identity.{key}")), "{e}");
     }
 }
+
+#[test]
+fn server_path_of_only_slashes_is_the_root() {
+    let d = tempfile::tempdir().unwrap();
+    for path in ["/", "//", "///"] {
+        let body = format!("[server]\npath = \"{path}\"\n{}", minimal(d.path()));
+        let c = load(&write(d.path(), &body)).unwrap();
+        assert_eq!(c.server.path, "/", "{path}");
+    }
+}

@@ -32,6 +32,7 @@ pub enum PasswordWarning {
 }
 
 impl PasswordWarning {
+    /// The metric label.
     pub fn label(self) -> &'static str {
         match self {
             PasswordWarning::Expiring(_) => "password_expiring",
