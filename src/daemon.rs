@@ -265,7 +265,7 @@ async fn reload(shared: &Shared, path: &Path) {
             tracing::info!(
                 cleared,
                 token_keys = %if keys.is_empty() { "none" } else { keys.as_str() },
-                "configuration, certificates, CAs and token keys reloaded; answer cache cleared"
+                "configuration, certificates and CAs reloaded; answer cache cleared"
             );
         }
         Err(e) => {

@@ -263,12 +263,12 @@ pub async fn review_until(
 /// Rewrites the daemon's config file with `edit` and reloads it (SIGHUP), waiting for the
 /// reload's log line.
 pub fn reload(d: &Daemon, edit: impl FnOnce(String) -> String) {
-    let before = d.log().matches("token keys reloaded").count();
+    let before = d.log().matches("certificates and CAs reloaded").count();
     let text = std::fs::read_to_string(&d.config).unwrap();
     std::fs::write(&d.config, edit(text)).unwrap();
     d.signal(libc::SIGHUP);
     wait_until(
-        || d.log().matches("token keys reloaded").count() > before,
+        || d.log().matches("certificates and CAs reloaded").count() > before,
         || format!("no reload:\n{}", d.log()),
     );
 }
