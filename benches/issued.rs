@@ -13,7 +13,6 @@
 //! short smoke run.
 
 #[path = "../tests/issued_tokens/helpers.rs"]
-#[allow(dead_code)]
 mod helpers;
 #[path = "../tests/support/mod.rs"]
 mod support;
