@@ -54,6 +54,7 @@ bench: release
 	scripts/test-deps.sh --ldap-only
 	$(CARGO) bench --bench reviews
 	$(CARGO) bench --bench enumeration
+	$(CARGO) bench --bench issued
 
 # cargo-fuzz, one target after another on one core; prints the table for FUZZING.md.
 # `make test` runs the targets' bodies over fuzz/seeds only (tests/fuzz_seeds.rs).

@@ -41,18 +41,7 @@ pub fn accepted(body: &[u8]) -> bool {
     body.windows(20).any(|w| w == b"\"authenticated\":true")
 }
 
-/// user + system CPU seconds of a process, all threads.
-pub fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(") ").map_or("", |(_, r)| r);
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = [11, 12]
-        .iter()
-        .filter_map(|&i| f.get(i)?.parse::<u64>().ok())
-        .sum();
-    // SAFETY: sysconf only reads a system constant.
-    ticks as f64 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
-}
+pub use crate::support::cpu_seconds;
 
 /// A `/proc/PID/status` field in KiB (VmHWM, VmRSS).
 pub fn status_kib(pid: u32, field: &str) -> u64 {

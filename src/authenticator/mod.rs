@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use crate::cache::{AnswerCache, CacheKey, Cached, Keyer, Lookup};
 use crate::clock::now;
 use crate::config::Config;
+use crate::directory::state::password_version;
 use crate::directory::{AccountState, Backend, Directory, Failure, Found, RejectReason};
 use crate::identity;
 use crate::lockout::{Key, Lockout, Refused, Trust};
@@ -25,7 +26,7 @@ use crate::login::Login;
 use crate::metrics::{EventLabels, Metrics, ReviewLabels};
 use crate::secret::Password;
 use crate::throttle::Throttle;
-use crate::token::{self, Credentials, Refusal};
+use crate::token::{self, Refusal};
 use crate::tokenreview::User;
 
 pub(crate) use crate::outcome::{Outcome, Review, Source};
@@ -66,10 +67,42 @@ type Flight = watch::Receiver<Option<Resolved>>;
 
 /// What joining a token's directory round trip found.
 enum Joined {
-    /// The answer arrived in the cache meanwhile (and the login name, for the log line).
-    Answered(Cached, String),
+    /// The answer arrived in the cache meanwhile.
+    Answered(Cached),
     /// Wait on this flight; `true` when this review leads it.
     Waiting(Flight, bool),
+}
+
+/// What one directory round trip is to find out.
+enum Work {
+    /// A password: find the account, bind, read the groups.
+    Basic {
+        login: String,
+        password: Password,
+        trust: Trust,
+    },
+    /// A verified issued token: re-check the account and read the groups.
+    Issued(crate::issued::Verified),
+}
+
+/// How a round trip's answer relates to the cache.
+struct Reuse {
+    /// An accepted answer past `cache.ttl` that may bridge an outage.
+    stale: Option<(Arc<User>, Duration)>,
+    /// The cached answer must not outlive this (an issued token's expiry).
+    until: Option<Instant>,
+    /// False for a login: a cached answer is never a password check.
+    use_cache: bool,
+}
+
+impl Work {
+    /// The login name as typed, for the log line of a cache hit.
+    fn login_name(&self) -> Option<String> {
+        match self {
+            Work::Basic { login, .. } => Some(login.clone()),
+            Work::Issued(_) => None,
+        }
+    }
 }
 
 /// The review policy over a directory `B` (the LDAP client in the daemon, a fake in tests).
@@ -147,6 +180,26 @@ impl<B: Backend> Authenticator<B> {
     }
 
     async fn decide(self: &Arc<Self>, token: &str, deadline: Instant, at: Instant) -> Review {
+        if crate::issued::is_issued(token) {
+            return self.decide_issued(token, deadline, at).await;
+        }
+        if !self.config.tokens.accept_basic {
+            return local(
+                Outcome::NotOurs,
+                "basic tokens are off (tokens.accept_basic)",
+            );
+        }
+        self.decide_basic(token, deadline, at, true).await
+    }
+
+    /// A basic token; `use_cache` false (a login) always asks the directory.
+    async fn decide_basic(
+        self: &Arc<Self>,
+        token: &str,
+        deadline: Instant,
+        at: Instant,
+        use_cache: bool,
+    ) -> Review {
         let creds = match token::decode(token) {
             Ok(c) => c,
             Err(Refusal::NotOurs) => return local(Outcome::NotOurs, "not a basic token"),
@@ -156,7 +209,8 @@ impl<B: Backend> Authenticator<B> {
         };
         let key = self.keyer.key(token);
         let stale = match self.cache.get(&key, at) {
-            Lookup::Fresh(cached) => return self.hit(cached, creds.username),
+            _ if !use_cache => None,
+            Lookup::Fresh(cached) => return self.hit(cached, Some(creds.username)),
             Lookup::Stale(user, age) => Some((user, age)),
             Lookup::Miss => None,
         };
@@ -168,10 +222,35 @@ impl<B: Backend> Authenticator<B> {
             Some(_) => Trust::AcceptedBefore,
             None => Trust::Unknown,
         };
-        let (flight, leader) = match self.join_or_lead(key, creds, trust, deadline) {
-            Joined::Answered(cached, username) => return self.hit(cached, username),
-            Joined::Waiting(flight, leader) => (flight, leader),
+        let work = Work::Basic {
+            login: creds.username,
+            password: creds.password,
+            trust,
         };
+        let reuse = Reuse {
+            stale,
+            until: None,
+            use_cache,
+        };
+        self.fly(key, work, reuse, deadline).await
+    }
+
+    /// Runs `work` as the single flight of `key` (or waits for the one running) and turns
+    /// what it resolved into the review; an outage is bridged with `stale` when there is one.
+    async fn fly(
+        self: &Arc<Self>,
+        key: CacheKey,
+        work: Work,
+        how: Reuse,
+        deadline: Instant,
+    ) -> Review {
+        let name = work.login_name();
+        let (flight, leader) =
+            match self.join_or_lead(key, work, how.until, how.use_cache, deadline) {
+                Joined::Answered(cached) => return self.hit(cached, name),
+                Joined::Waiting(flight, leader) => (flight, leader),
+            };
+        let stale = how.stale;
         let source = if leader {
             Source::Directory
         } else {
@@ -200,7 +279,9 @@ impl<B: Backend> Authenticator<B> {
         }
     }
 
-    fn hit(&self, cached: Cached, username: String) -> Review {
+    /// A cached answer; `username` is the login name for the log line (the cached user's
+    /// name when not given).
+    fn hit(&self, cached: Cached, username: Option<String>) -> Review {
         self.cache_hits
             .get_or_init(|| {
                 self.metrics
@@ -210,9 +291,12 @@ impl<B: Backend> Authenticator<B> {
             })
             .inc();
         let (outcome, username) = match cached {
-            Cached::Accepted(u) => (Outcome::Accepted(u), Some(username)),
+            Cached::Accepted(u) => {
+                let name = username.unwrap_or_else(|| u.username().to_string());
+                (Outcome::Accepted(u), Some(name))
+            }
             Cached::Rejected => (Outcome::Rejected, None),
-            Cached::AccountState(s) => (Outcome::AccountState(s), Some(username)),
+            Cached::AccountState(s) => (Outcome::AccountState(s), username),
         };
         Review {
             outcome,
@@ -245,8 +329,9 @@ impl<B: Backend> Authenticator<B> {
     fn join_or_lead(
         self: &Arc<Self>,
         key: CacheKey,
-        creds: Credentials,
-        trust: Trust,
+        work: Work,
+        until: Option<Instant>,
+        use_cache: bool,
         deadline: Instant,
     ) -> Joined {
         let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
@@ -255,26 +340,34 @@ impl<B: Backend> Authenticator<B> {
         }
         // A leader that finished between our cache miss and this lock stored its answer
         // before it left the table: look again, or this would be a second bind.
-        if let Lookup::Fresh(cached) = self.cache.get(&key, now()) {
-            return Joined::Answered(cached, creds.username);
+        if use_cache {
+            if let Lookup::Fresh(cached) = self.cache.get(&key, now()) {
+                return Joined::Answered(cached);
+            }
         }
-        let Credentials {
-            username: login,
-            password,
-        } = creds;
         let (tx, rx) = watch::channel(None);
         inflight.insert(key, rx.clone());
         drop(inflight);
         let leader = Leader {
             auth: self.clone(),
             key,
+            until,
             tx: Some(tx),
         };
         tokio::spawn(async move {
-            let resolved = leader
-                .auth
-                .resolve(&login, &password, trust, deadline)
-                .await;
+            let resolved = match work {
+                Work::Basic {
+                    login,
+                    password,
+                    trust,
+                } => {
+                    leader
+                        .auth
+                        .resolve(&login, &password, trust, deadline)
+                        .await
+                }
+                Work::Issued(verified) => leader.auth.resolve_issued(&verified, deadline).await,
+            };
             leader.finish(resolved);
         });
         Joined::Waiting(rx, true)
@@ -418,7 +511,11 @@ impl<B: Backend> Authenticator<B> {
             }
         };
         Resolved::new(
-            Outcome::Accepted(Arc::new(User::new(&mapped.user))),
+            Outcome::Accepted(Arc::new(User::with_account(
+                &mapped.user,
+                &found.entry.dn,
+                password_version(&found.entry),
+            ))),
             Some(login),
             detail,
         )
@@ -431,13 +528,15 @@ impl<B: Backend> Authenticator<B> {
 struct Leader<B: Backend> {
     auth: Arc<Authenticator<B>>,
     key: CacheKey,
+    /// The answer is never cached past this (an issued token's `exp`).
+    until: Option<Instant>,
     tx: Option<watch::Sender<Option<Resolved>>>,
 }
 
 impl<B: Backend> Leader<B> {
     fn finish(mut self, resolved: Resolved) {
         if let Some(cached) = to_cached(&resolved.outcome).filter(|_| !resolved.local) {
-            self.auth.cache.put(self.key, cached, now());
+            self.auth.cache.put(self.key, cached, now(), self.until);
         }
         // Cache first, then leave the in-flight table: a review arriving in between finds
         // the answer in one place or the other.
@@ -500,7 +599,9 @@ fn to_cached(o: &Outcome) -> Option<Cached> {
         Outcome::Accepted(u) => Some(Cached::Accepted(u.clone())),
         Outcome::Rejected => Some(Cached::Rejected),
         Outcome::AccountState(s) => Some(Cached::AccountState(*s)),
-        Outcome::NotOurs | Outcome::Unavailable | Outcome::BackendError => None,
+        Outcome::NotOurs | Outcome::TokenExpired | Outcome::Unavailable | Outcome::BackendError => {
+            None
+        }
     }
 }
 
@@ -513,5 +614,6 @@ async fn wait(mut flight: Flight, deadline: Instant) -> Option<Resolved> {
     }
 }
 
+mod issued;
 #[cfg(test)]
 mod tests;

@@ -164,14 +164,23 @@ impl Dc {
 
     /// Adds entries (LDIF) as the domain administrator.
     pub fn ldapadd(&self, ldif: &str) -> Result<(), String> {
+        self.as_admin("ldapadd", ldif)
+    }
+
+    /// Applies LDIF changes (`changetype: ...`) as the domain administrator.
+    pub fn ldapmodify(&self, ldif: &str) -> Result<(), String> {
+        self.as_admin("ldapmodify", ldif)
+    }
+
+    fn as_admin(&self, tool: &str, ldif: &str) -> Result<(), String> {
         let mut cmd = self.tool(
-            "ldapadd",
+            tool,
             self.var("SAMBA_ADMIN_DN"),
             self.var("SAMBA_ADMIN_PASSWORD"),
         );
         try_run_with_input(&mut cmd, ldif.as_bytes())
             .map(drop)
-            .map_err(|e| format!("ldapadd (apt-get install ldap-utils): {e}"))
+            .map_err(|e| format!("{tool} (apt-get install ldap-utils): {e}"))
     }
 
     /// ldapsearch as the service account; LDIF without line wrapping.
