@@ -64,6 +64,23 @@ enum Command {
         /// Read the password from this open file descriptor.
         #[arg(long)]
         password_fd: Option<i32>,
+        /// The daemon's login endpoint, https://HOST:PORT[/login]: log in there once and
+        /// print the issued token (cached under $XDG_CACHE_HOME/kube-ldap-webhook) until
+        /// it expires, instead of the password itself.
+        #[arg(long)]
+        login_url: Option<String>,
+        /// With --login-url: the CA of the login endpoint's certificate [default: the
+        /// system's roots].
+        #[arg(long, requires = "login_url", conflicts_with = "ca_data")]
+        ca_file: Option<PathBuf>,
+        /// With --login-url: that CA as base64 of PEM (as a kubeconfig's
+        /// certificate-authority-data).
+        #[arg(long, requires = "login_url")]
+        ca_data: Option<String>,
+        /// With --login-url: forget the cached tokens of that URL (of --username only,
+        /// when given) and print nothing.
+        #[arg(long, requires = "login_url")]
+        logout: bool,
     },
     /// Print the version.
     Version,
@@ -139,15 +156,26 @@ fn main() -> ExitCode {
             username,
             password_file,
             password_fd,
+            login_url,
+            ca_file,
+            ca_data,
+            logout,
         } => match credential::run(credential::Options {
             username,
             password_file: password_file.as_deref(),
             password_fd,
+            login: login_url.as_deref().map(|url| credential::Login {
+                url,
+                ca_file: ca_file.as_deref(),
+                ca_data: ca_data.as_deref(),
+                logout,
+            }),
         }) {
-            Ok(json) => {
+            Ok(Some(json)) => {
                 let mut out = std::io::stdout().lock();
                 succeed(writeln!(out, "{}", json.as_str()).and_then(|_| out.flush()))
             }
+            Ok(None) => ExitCode::SUCCESS,
             Err(e) => fail(e),
         },
         Command::Version => succeed(to_stdout(&format!(
