@@ -40,7 +40,7 @@ const MAX_MESSAGE: usize = 300;
 /// Why no token came from the login endpoint.
 #[derive(Debug, thiserror::Error)]
 pub enum LoginError {
-    #[error("--login-url must be an https:// URL with a host{0}")]
+    #[error("the login URL must be an https:// URL with a host{0}")]
     /// `--login-url` is not an acceptable URL.
     Url(String),
     #[error("--ca-data is not base64 of PEM certificates")]

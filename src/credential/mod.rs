@@ -22,6 +22,9 @@ use zeroize::Zeroizing;
 
 pub use cache::CacheError;
 pub use login::LoginError;
+// What `kubeconfig --user-login` checks before writing them into a kubeconfig.
+pub(crate) use login::login_url;
+pub(crate) use prompt::username_fits;
 
 /// Why the plugin printed no credential; the text goes to kubectl's stderr.
 #[derive(Debug, thiserror::Error)]

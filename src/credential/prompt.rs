@@ -31,7 +31,9 @@ impl Sources<'_> {
             None if self.interactive => prompt_line("Username: ")?,
             None => return Err(CredentialError::NoUsername),
         };
-        check_username(&username)?;
+        if !username_fits(&username) {
+            return Err(CredentialError::BadUsername);
+        }
         Ok(username)
     }
 
@@ -60,11 +62,8 @@ impl Sources<'_> {
 }
 
 /// A username that fits `username:password` (the basic token and HTTP Basic alike).
-pub(crate) fn check_username(username: &str) -> Result<(), CredentialError> {
-    if username.is_empty() || username.contains(':') || username.chars().any(char::is_control) {
-        return Err(CredentialError::BadUsername);
-    }
-    Ok(())
+pub(crate) fn username_fits(username: &str) -> bool {
+    !(username.is_empty() || username.contains(':') || username.chars().any(char::is_control))
 }
 
 fn prompt_line(prompt: &str) -> Result<String, CredentialError> {
