@@ -73,6 +73,8 @@ pub(crate) enum Cached {
 struct Slot {
     value: Cached,
     stored: Instant,
+    /// Never served from this instant on, stale or not (an issued token's `exp`).
+    until: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -119,7 +121,9 @@ impl AnswerCache {
             return Lookup::Miss;
         };
         let age = now.saturating_duration_since(slot.stored);
+        let expired = slot.until.is_some_and(|u| now >= u);
         let result = match &slot.value {
+            _ if expired => Lookup::Miss,
             Cached::Accepted(u) if age < self.ttl => Lookup::Fresh(slot.value.clone()),
             Cached::Accepted(u) if age < self.stale_ttl => Lookup::Stale(u.clone(), age),
             Cached::Rejected | Cached::AccountState(_) if age < self.negative_ttl => {
@@ -134,7 +138,8 @@ impl AnswerCache {
         result
     }
 
-    pub(crate) fn put(&self, key: CacheKey, value: Cached, now: Instant) {
+    /// Stores an answer; `until` is when it must stop being served at all.
+    pub(crate) fn put(&self, key: CacheKey, value: Cached, now: Instant, until: Option<Instant>) {
         let ttl = match value {
             Cached::Accepted(_) => self.ttl.max(self.stale_ttl),
             _ => self.negative_ttl,
@@ -143,7 +148,14 @@ impl AnswerCache {
             return;
         }
         let mut lru = self.lock();
-        lru.push(key, Slot { value, stored: now });
+        lru.push(
+            key,
+            Slot {
+                value,
+                stored: now,
+                until,
+            },
+        );
         while lru.len() > self.capacity {
             lru.pop_lru();
             self.metrics.cache_event("eviction");
@@ -164,6 +176,34 @@ impl AnswerCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_answer_with_an_end_is_never_served_past_it_not_even_stale() {
+        let c = AnswerCache::new(&cfg(10), Arc::new(Metrics::new()));
+        let k = Keyer::random().key("t");
+        let t0 = Instant::now();
+        let exp = t0 + Duration::from_secs(30);
+        c.put(k, Cached::Accepted(user()), t0, Some(exp));
+        assert!(matches!(
+            c.get(&k, t0 + Duration::from_secs(29)),
+            Lookup::Fresh(..)
+        ));
+        assert!(matches!(c.get(&k, exp), Lookup::Miss));
+        c.put(
+            k,
+            Cached::Accepted(user()),
+            t0,
+            Some(t0 + Duration::from_secs(90)),
+        );
+        assert!(
+            matches!(c.get(&k, t0 + Duration::from_secs(61)), Lookup::Stale(..)),
+            "past ttl, before the end: stale for outages only"
+        );
+        assert!(matches!(
+            c.get(&k, t0 + Duration::from_secs(91)),
+            Lookup::Miss
+        ));
+    }
 
     fn cfg(capacity: usize) -> crate::config::Cache {
         crate::config::Cache {
@@ -201,7 +241,7 @@ mod tests {
         let c = AnswerCache::new(&cfg(10), Arc::new(Metrics::new()));
         let k = Keyer::random().key("t");
         let t0 = Instant::now();
-        c.put(k, Cached::Accepted(user()), t0);
+        c.put(k, Cached::Accepted(user()), t0, None);
         assert!(matches!(
             c.get(&k, t0 + Duration::from_secs(59)),
             Lookup::Fresh(..)
@@ -222,7 +262,7 @@ mod tests {
         let c = AnswerCache::new(&cfg(10), Arc::new(Metrics::new()));
         let k = Keyer::random().key("t");
         let t0 = Instant::now();
-        c.put(k, Cached::Rejected, t0);
+        c.put(k, Cached::Rejected, t0, None);
         assert!(matches!(
             c.get(&k, t0 + Duration::from_secs(9)),
             Lookup::Fresh(Cached::Rejected)
@@ -239,7 +279,7 @@ mod tests {
         let keyer = Keyer::random();
         let now = Instant::now();
         for i in 0..1000 {
-            c.put(keyer.key(&i.to_string()), Cached::Rejected, now);
+            c.put(keyer.key(&i.to_string()), Cached::Rejected, now, None);
         }
         assert_eq!(c.len(), 100);
     }
@@ -250,10 +290,10 @@ mod tests {
         let keyer = Keyer::random();
         let (a, b, n) = (keyer.key("a"), keyer.key("b"), keyer.key("new"));
         let now = Instant::now();
-        c.put(a, Cached::Rejected, now);
-        c.put(b, Cached::Rejected, now);
+        c.put(a, Cached::Rejected, now, None);
+        c.put(b, Cached::Rejected, now, None);
         assert!(matches!(c.get(&a, now), Lookup::Fresh(..)));
-        c.put(n, Cached::Rejected, now);
+        c.put(n, Cached::Rejected, now, None);
         assert!(
             matches!(c.get(&b, now), Lookup::Miss),
             "b was least recently used"
@@ -268,8 +308,8 @@ mod tests {
         let c = AnswerCache::new(&cfg(1), metrics.clone());
         let k = Keyer::random().key("t");
         let now = Instant::now();
-        c.put(k, Cached::Rejected, now);
-        c.put(k, Cached::Accepted(user()), now);
+        c.put(k, Cached::Rejected, now, None);
+        c.put(k, Cached::Accepted(user()), now, None);
         assert_eq!(c.len(), 1);
         let evictions = metrics
             .cache_events

@@ -139,28 +139,49 @@ async fn run(config: Config, path: &Path) -> Result<(), DaemonError> {
         runtime.config.server.listen,
         runtime.config.server.ops_listen,
     );
+    let login = runtime.config.login.as_ref().map(|l| l.listen);
     let shared = Arc::new(Shared {
         current: ArcSwap::from_pointee(runtime),
         metrics,
         lockout,
+        login_rate: server::ratelimit::RateLimit::new(),
     });
     let mut hup = signal(SignalKind::hangup()).map_err(ServeError::Signal)?;
     let mut term = signal(SignalKind::terminate()).map_err(ServeError::Signal)?;
     let mut int = signal(SignalKind::interrupt()).map_err(ServeError::Signal)?;
 
     let (stop, stopped) = watch::channel(false);
-    let reviews = tokio::spawn(server::run_reviews(
+    let reviews = tokio::spawn(server::run_listener(
+        server::Port::Reviews,
         listeners.reviews,
         shared.clone(),
         stopped.clone(),
     ));
+    let login_task = listeners.login.map(|l| {
+        tokio::spawn(server::run_listener(
+            server::Port::Login,
+            l,
+            shared.clone(),
+            stopped.clone(),
+        ))
+    });
     let ops_task = listeners
         .ops
         .map(|l| tokio::spawn(server::run_ops(l, shared.clone(), stopped.clone())));
 
+    let keys = shared
+        .current
+        .load()
+        .config
+        .tokens
+        .issued
+        .key_ids()
+        .join(",");
     tracing::info!(
         %listen,
         ops = %ops.map_or("disabled".to_string(), |a| a.to_string()),
+        login = %login.map_or("disabled".to_string(), |a| a.to_string()),
+        token_keys = %if keys.is_empty() { "none" } else { keys.as_str() },
         config = %path.display(),
         version = env!("CARGO_PKG_VERSION"),
         "kube-ldap-webhook serving"
@@ -180,6 +201,9 @@ async fn run(config: Config, path: &Path) -> Result<(), DaemonError> {
     systemd::stopping();
     let _ = stop.send(true);
     let _ = reviews.await;
+    if let Some(t) = login_task {
+        let _ = t.await;
+    }
     if let Some(t) = ops_task {
         let _ = t.await;
     }
@@ -217,17 +241,20 @@ async fn reload(shared: &Shared, path: &Path) {
             if new.config.log.level != old.config.log.level {
                 reload_log_level(&new.config.log.level);
             }
+            let login_at = |c: &Config| c.login.as_ref().map(|l| l.listen);
             if new.config.server.listen != old.config.server.listen
                 || new.config.server.ops_listen != old.config.server.ops_listen
+                || login_at(&new.config) != login_at(&old.config)
             {
                 tracing::warn!(
-                    "server.listen and server.ops_listen changes take effect at the next restart"
+                    "server.listen, server.ops_listen and login.listen changes take effect at the next restart"
                 );
             }
             let cleared = old.authenticator.cached_entries();
             // Lockout counts survive the reload; only its settings change.
             let c = &new.config.cache;
             shared.lockout.configure(c.max_failures, c.failure_window);
+            let keys = new.config.tokens.issued.key_ids().join(",");
             drop(old);
             shared.current.store(Arc::new(new));
             shared
@@ -237,7 +264,8 @@ async fn reload(shared: &Shared, path: &Path) {
                 .inc();
             tracing::info!(
                 cleared,
-                "configuration, certificates and CAs reloaded; answer cache cleared"
+                token_keys = %if keys.is_empty() { "none" } else { keys.as_str() },
+                "configuration, certificates, CAs and token keys reloaded; answer cache cleared"
             );
         }
         Err(e) => {

@@ -15,6 +15,7 @@ pub mod credential;
 pub mod daemon;
 mod directory;
 mod identity;
+pub mod issued;
 pub mod kubeconfig;
 mod lockout;
 mod login;

@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use kube_ldap_webhook::{config, credential, daemon, kubeconfig, process};
+use kube_ldap_webhook::{config, credential, daemon, issued, kubeconfig, process};
 
 /// Kubernetes webhook token authentication against LDAP and Active Directory.
 #[derive(Parser)]
@@ -60,6 +60,13 @@ enum Command {
         /// when given) and print nothing.
         #[arg(long, requires = "login_url")]
         logout: bool,
+    },
+    /// Write a new Ed25519 key pair for issued tokens: DIR/signing.key (mode 0600) and
+    /// DIR/signing.pub. Never overwrites.
+    Keygen {
+        /// The directory to write to (created, mode 0700, when missing).
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Print the version.
     Version,
@@ -241,6 +248,15 @@ fn main() -> ExitCode {
                 succeed(writeln!(out, "{}", json.as_str()).and_then(|_| out.flush()))
             }
             Ok(None) => ExitCode::SUCCESS,
+            Err(e) => fail(e),
+        },
+        Command::Keygen { out } => match issued::keygen(&out) {
+            Ok(kid) => succeed(to_stdout(&format!(
+                "wrote {} (keep it on the nodes that sign, mode 0600) and {} (list it in \
+                 tokens.verification_key_files on every node); key id {kid}\n",
+                out.join("signing.key").display(),
+                out.join("signing.pub").display()
+            ))),
             Err(e) => fail(e),
         },
         Command::Version => succeed(to_stdout(&format!(

@@ -144,6 +144,10 @@ metrics! {
     open_connections: Family<StageLabels, Gauge> = Family::default(),
         "open_connections",
         "Open connections, by listener and stage (handshake: no verified client certificate yet)";
+    /// Requests on the login endpoint, by result.
+    logins: Family<EventLabels, Counter> = Family::default(),
+        "logins",
+        "Login endpoint requests: issued, rejected, unavailable, backend_error, rate_limited, check_accepted, check_rejected";
 }
 
 fn ldap_buckets() -> Histogram {
@@ -199,6 +203,16 @@ impl Metrics {
         }
         for event in ["password_expiring", "grace_login"] {
             let _ = self.password_warnings.get_or_create(&EventLabels { event });
+        }
+        for event in [
+            "issued",
+            "rejected",
+            "unavailable",
+            "rate_limited",
+            "check_accepted",
+            "check_rejected",
+        ] {
+            let _ = self.logins.get_or_create(&EventLabels { event });
         }
         for event in ["username", "group"] {
             let _ = self.reserved_names.get_or_create(&EventLabels { event });

@@ -21,6 +21,9 @@ pub(crate) enum Outcome {
     NotOurs,
     Rejected,
     AccountState(AccountState),
+    /// A genuine issued token past its `exp`: "Credentials are expired", decided from the
+    /// token alone.
+    TokenExpired,
     /// Every directory server failed at the transport level, timed out or said it was busy:
     /// the one case where an accepted answer may be served stale. Never cached.
     Unavailable,
@@ -36,6 +39,7 @@ impl Outcome {
             Outcome::NotOurs => "not_ours",
             Outcome::Rejected => "rejected",
             Outcome::AccountState(s) => s.label(),
+            Outcome::TokenExpired => "token_expired",
             Outcome::Unavailable => "unavailable",
             Outcome::BackendError => "backend_error",
         }
@@ -47,6 +51,7 @@ impl Outcome {
             Outcome::Accepted(_) | Outcome::NotOurs => None,
             Outcome::Rejected => Some(REJECTED),
             Outcome::AccountState(s) => Some(s.message()),
+            Outcome::TokenExpired => Some(AccountState::PasswordExpired.message()),
             Outcome::Unavailable | Outcome::BackendError => Some(UNAVAILABLE),
         }
     }

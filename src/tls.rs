@@ -131,6 +131,19 @@ pub fn server_config(
     Ok(Arc::new(config))
 }
 
+/// The login listener: the same certificate, TLS 1.2+, h2 and http/1.1, and no client
+/// certificate (people log in here; their password is the credential).
+pub(crate) fn login_server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
+    let certs = load_certs(cert)?;
+    let key = load_key(key)?;
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
 /// The LDAP client side: only `ca_file` when given, the system's roots otherwise.
 pub fn ldap_client_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, TlsError> {
     let roots = match ca_file {

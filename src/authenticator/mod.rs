@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use crate::cache::{AnswerCache, CacheKey, Cached, Keyer, Lookup};
 use crate::clock::now;
 use crate::config::Config;
+use crate::directory::state::password_version;
 use crate::directory::{Backend, Directory, Failure, Found, RejectReason};
 use crate::identity;
 use crate::lockout::{Key, Lockout, Refused, Trust};
@@ -63,6 +64,18 @@ impl Resolved {
 }
 
 type Flight = watch::Receiver<Option<Resolved>>;
+
+/// What one directory round trip is to find out.
+enum Work {
+    /// A password: find the account, bind, read the groups.
+    Basic {
+        login: String,
+        password: Password,
+        trust: Trust,
+    },
+    /// A verified issued token: re-check the account and read the groups.
+    Issued(crate::issued::Verified),
+}
 
 /// The review policy over a directory `B` (the LDAP client in the daemon, a fake in tests).
 pub(crate) struct Authenticator<B: Backend = Directory> {
@@ -139,6 +152,26 @@ impl<B: Backend> Authenticator<B> {
     }
 
     async fn decide(self: &Arc<Self>, token: &str, deadline: Instant, at: Instant) -> Review {
+        if crate::issued::is_issued(token) {
+            return self.decide_issued(token, deadline, at).await;
+        }
+        if !self.config.tokens.accept_basic {
+            return local(
+                Outcome::NotOurs,
+                "basic tokens are off (tokens.accept_basic)",
+            );
+        }
+        self.decide_basic(token, deadline, at, true).await
+    }
+
+    /// A basic token; `use_cache` false (a login) always asks the directory.
+    async fn decide_basic(
+        self: &Arc<Self>,
+        token: &str,
+        deadline: Instant,
+        at: Instant,
+        use_cache: bool,
+    ) -> Review {
         let creds = match token::decode(token) {
             Ok(c) => c,
             Err(Refusal::NotOurs) => return local(Outcome::NotOurs, "not a basic token"),
@@ -148,7 +181,8 @@ impl<B: Backend> Authenticator<B> {
         };
         let key = self.keyer.key(token);
         let stale = match self.cache.get(&key, at) {
-            Lookup::Fresh(cached) => return self.hit(cached, creds.username),
+            _ if !use_cache => None,
+            Lookup::Fresh(cached) => return self.hit(cached, Some(creds.username)),
             Lookup::Stale(user, age) => Some((user, age)),
             Lookup::Miss => None,
         };
@@ -160,8 +194,25 @@ impl<B: Backend> Authenticator<B> {
             Some(_) => Trust::AcceptedBefore,
             None => Trust::Unknown,
         };
-        let (flight, leader) =
-            self.join_or_lead(key, creds.username, creds.password, trust, deadline);
+        let work = Work::Basic {
+            login: creds.username,
+            password: creds.password,
+            trust,
+        };
+        self.fly(key, work, stale, None, deadline).await
+    }
+
+    /// Runs `work` as the single flight of `key` (or waits for the one running) and turns
+    /// what it resolved into the review; an outage is bridged with `stale` when there is one.
+    async fn fly(
+        self: &Arc<Self>,
+        key: CacheKey,
+        work: Work,
+        stale: Option<(Arc<User>, Duration)>,
+        until: Option<Instant>,
+        deadline: Instant,
+    ) -> Review {
+        let (flight, leader) = self.join_or_lead(key, work, until, deadline);
         let source = if leader {
             Source::Directory
         } else {
@@ -190,7 +241,9 @@ impl<B: Backend> Authenticator<B> {
         }
     }
 
-    fn hit(&self, cached: Cached, username: String) -> Review {
+    /// A cached answer; `username` is the login name for the log line (the cached user's
+    /// name when not given).
+    fn hit(&self, cached: Cached, username: Option<String>) -> Review {
         self.cache_hits
             .get_or_init(|| {
                 self.metrics
@@ -200,9 +253,12 @@ impl<B: Backend> Authenticator<B> {
             })
             .inc();
         let (outcome, username) = match cached {
-            Cached::Accepted(u) => (Outcome::Accepted(u), Some(username)),
+            Cached::Accepted(u) => {
+                let name = username.unwrap_or_else(|| u.username().to_string());
+                (Outcome::Accepted(u), Some(name))
+            }
             Cached::Rejected => (Outcome::Rejected, None),
-            Cached::AccountState(s) => (Outcome::AccountState(s), Some(username)),
+            Cached::AccountState(s) => (Outcome::AccountState(s), username),
         };
         Review {
             outcome,
@@ -235,9 +291,8 @@ impl<B: Backend> Authenticator<B> {
     fn join_or_lead(
         self: &Arc<Self>,
         key: CacheKey,
-        login: String,
-        password: Password,
-        trust: Trust,
+        work: Work,
+        until: Option<Instant>,
         deadline: Instant,
     ) -> (Flight, bool) {
         let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
@@ -250,13 +305,23 @@ impl<B: Backend> Authenticator<B> {
         let leader = Leader {
             auth: self.clone(),
             key,
+            until,
             tx: Some(tx),
         };
         tokio::spawn(async move {
-            let resolved = leader
-                .auth
-                .resolve(&login, &password, trust, deadline)
-                .await;
+            let resolved = match work {
+                Work::Basic {
+                    login,
+                    password,
+                    trust,
+                } => {
+                    leader
+                        .auth
+                        .resolve(&login, &password, trust, deadline)
+                        .await
+                }
+                Work::Issued(verified) => leader.auth.resolve_issued(&verified, deadline).await,
+            };
             leader.finish(resolved);
         });
         (rx, true)
@@ -395,7 +460,11 @@ impl<B: Backend> Authenticator<B> {
             }
         };
         Resolved::new(
-            Outcome::Accepted(Arc::new(User::new(&mapped.user))),
+            Outcome::Accepted(Arc::new(User::with_account(
+                &mapped.user,
+                &found.entry.dn,
+                password_version(&found.entry),
+            ))),
             Some(login),
             detail,
         )
@@ -408,13 +477,15 @@ impl<B: Backend> Authenticator<B> {
 struct Leader<B: Backend> {
     auth: Arc<Authenticator<B>>,
     key: CacheKey,
+    /// The answer is never cached past this (an issued token's `exp`).
+    until: Option<Instant>,
     tx: Option<watch::Sender<Option<Resolved>>>,
 }
 
 impl<B: Backend> Leader<B> {
     fn finish(mut self, resolved: Resolved) {
         if let Some(cached) = to_cached(&resolved.outcome).filter(|_| !resolved.local) {
-            self.auth.cache.put(self.key, cached, now());
+            self.auth.cache.put(self.key, cached, now(), self.until);
         }
         // Cache first, then leave the in-flight table: a review arriving in between finds
         // the answer in one place or the other.
@@ -477,7 +548,9 @@ fn to_cached(o: &Outcome) -> Option<Cached> {
         Outcome::Accepted(u) => Some(Cached::Accepted(u.clone())),
         Outcome::Rejected => Some(Cached::Rejected),
         Outcome::AccountState(s) => Some(Cached::AccountState(*s)),
-        Outcome::NotOurs | Outcome::Unavailable | Outcome::BackendError => None,
+        Outcome::NotOurs | Outcome::TokenExpired | Outcome::Unavailable | Outcome::BackendError => {
+            None
+        }
     }
 }
 
@@ -490,5 +563,6 @@ async fn wait(mut flight: Flight, deadline: Instant) -> Option<Resolved> {
     }
 }
 
+mod issued;
 #[cfg(test)]
 mod tests;

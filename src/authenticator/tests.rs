@@ -114,6 +114,19 @@ impl Backend for Fake {
         self.decoys.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(self.latency).await;
     }
+
+    /// Issued tokens are proven against real directories (tests/issued_tokens.rs); the
+    /// policies here never issue one.
+    async fn recheck(
+        &self,
+        _dn: &str,
+        _login: &Login,
+        _deadline: Instant,
+    ) -> Result<Found, Failure> {
+        Err(Failure::Error(
+            "the fake directory does not re-check".into(),
+        ))
+    }
 }
 
 fn config(extra: &str) -> Arc<Config> {

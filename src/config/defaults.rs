@@ -145,6 +145,28 @@ pub(crate) const FAILURE_WINDOW: Limit<Duration> = Limit {
     max: hours(24),
 };
 
+pub(crate) const TOKEN_TTL: Limit<Duration> = Limit {
+    key: "login.token_ttl",
+    default: hours(8),
+    min: mins(1),
+    max: hours(24),
+};
+/// Logins per source address (IPv6: per /64) and minute, refilled evenly.
+pub(crate) const LOGIN_RATE: Limit<u64> = Limit {
+    key: "login.rate",
+    default: 10,
+    min: 1,
+    max: 100_000,
+};
+/// Logins a source may make at once before the rate applies.
+pub(crate) const LOGIN_BURST: Limit<u64> = Limit {
+    key: "login.burst",
+    default: 5,
+    min: 1,
+    max: 10_000,
+};
+pub(crate) const TOKEN_ISSUER: &str = "kube-ldap-webhook";
+
 /// Every duration key, for the documentation checks.
 #[cfg(test)]
 pub(crate) const DURATIONS: &[&Limit<Duration>] = &[
@@ -157,6 +179,7 @@ pub(crate) const DURATIONS: &[&Limit<Duration>] = &[
     &NEGATIVE_TTL,
     &STALE_TTL,
     &FAILURE_WINDOW,
+    &TOKEN_TTL,
 ];
 
 /// Every count key, for the documentation checks.
@@ -170,6 +193,8 @@ pub(crate) const COUNTS: &[&Limit<u64>] = &[
     &MAX_NESTED_DEPTH,
     &CAPACITY,
     &MAX_FAILURES,
+    &LOGIN_RATE,
+    &LOGIN_BURST,
 ];
 
 /// How a bound is written in messages and in the documentation.

@@ -5,7 +5,8 @@
 //! - `raw`: the file as written (every key optional);
 //! - `defaults`: every default and every allowed range, one table;
 //! - `presets`: what `ldap.directory` fills in;
-//! - `server`, `ldap`, `user`, `group`, `cache`, `log`: one resolver per section, each turning
+//! - `server`, `ldap`, `user`, `group`, `cache`, `log`, `tokens` (`[login]` and `[tokens]`):
+//!   one resolver per section, each turning
 //!   its raw section into the resolved one and refusing what cannot work, naming the key.
 
 use std::collections::BTreeMap;
@@ -29,6 +30,7 @@ mod password_file;
 mod presets;
 mod raw;
 mod server;
+mod tokens;
 mod user;
 
 pub use password_file::read_password_file;
@@ -142,6 +144,10 @@ pub struct Config {
     pub cache: Cache,
     /// `[log]`.
     pub log: Log,
+    /// `[login]`: the login endpoint that issues tokens; `None` when off.
+    pub login: Option<Login>,
+    /// `[tokens]`: which tokens reviews accept.
+    pub tokens: Tokens,
     /// Things worth telling the operator that do not stop the daemon. Logged by `serve`
     /// (and on reload) once logging is set up; printed by `check-config`.
     pub warnings: Vec<String>,
@@ -283,6 +289,31 @@ pub struct Cache {
     pub failure_window: Duration,
 }
 
+/// `[login]`.
+#[derive(Debug, Clone)]
+pub struct Login {
+    /// `login.listen`: the login listener (HTTPS, no client certificate).
+    pub listen: SocketAddr,
+    /// `login.token_ttl`: lifetime of an issued token.
+    pub token_ttl: Duration,
+    /// `login.rate`: logins per source address and minute.
+    pub rate: u32,
+    /// `login.burst`: logins a source may make at once.
+    pub burst: u32,
+}
+
+/// `[tokens]`.
+#[derive(Debug, Clone)]
+pub struct Tokens {
+    /// `tokens.accept_basic`: basic `username:password` tokens are reviewed.
+    pub accept_basic: bool,
+    /// `tokens.not_before`: tokens issued earlier are refused.
+    pub not_before: Option<std::time::SystemTime>,
+    /// The keys (loaded from `signing_key_file` and `verification_key_files`), issuer,
+    /// audience and lifetime of issued tokens.
+    pub(crate) issued: std::sync::Arc<crate::issued::Tokens>,
+}
+
 /// `[log]`.
 #[derive(Debug, Clone)]
 pub struct Log {
@@ -338,6 +369,7 @@ fn resolve(raw: raw::RawConfig, path: &Path) -> Result<Config, ConfigError> {
     let cache = cache::resolve(raw.cache, &cx)?;
     let log = log::resolve(raw.log, &cx)?;
     let identity = resolve_identity(raw.identity, &cx)?;
+    let (login, tokens) = tokens::resolve(raw.login, raw.tokens, ldap.service.is_some(), &mut cx)?;
     Ok(Config {
         source: path.to_path_buf(),
         server,
@@ -345,6 +377,8 @@ fn resolve(raw: raw::RawConfig, path: &Path) -> Result<Config, ConfigError> {
         identity,
         cache,
         log,
+        login,
+        tokens,
         warnings: cx.warnings,
     })
 }

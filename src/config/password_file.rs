@@ -1,8 +1,21 @@
 //! The bind password file.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::secret::Password;
+
+/// Where a secret file named in the config is: a relative path in systemd's
+/// `$CREDENTIALS_DIRECTORY` when there is one, else next to the config file.
+pub(crate) fn secret_path(file: &Path, config_dir: &Path) -> PathBuf {
+    if file.is_relative() {
+        match std::env::var_os("CREDENTIALS_DIRECTORY") {
+            Some(dir) => Path::new(&dir).join(file),
+            None => config_dir.join(file),
+        }
+    } else {
+        file.to_path_buf()
+    }
+}
 
 /// Reads a secret file. A relative path is looked up in systemd's `$CREDENTIALS_DIRECTORY`
 /// (`LoadCredential=`) when there is one, else next to the config file, so the same config
@@ -12,14 +25,7 @@ pub fn read_password_file(
     file: &Path,
     config_dir: &Path,
 ) -> Result<(Password, Option<String>), String> {
-    let resolved = if file.is_relative() {
-        match std::env::var_os("CREDENTIALS_DIRECTORY") {
-            Some(dir) => Path::new(&dir).join(file),
-            None => config_dir.join(file),
-        }
-    } else {
-        file.to_path_buf()
-    };
+    let resolved = secret_path(file, config_dir);
     let bytes = zeroize::Zeroizing::new(
         std::fs::read(&resolved).map_err(|e| format!("cannot read {}: {e}", resolved.display()))?,
     );

@@ -20,6 +20,10 @@ pub(super) struct RawConfig {
     pub cache: RawCache,
     #[serde(default)]
     pub log: RawLog,
+    #[serde(default)]
+    pub login: RawLogin,
+    #[serde(default)]
+    pub tokens: RawTokens,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -106,4 +110,25 @@ pub(super) struct RawLog {
     pub level: Option<String>,
     #[serde(default)]
     pub format: LogFormat,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLogin {
+    pub listen: Option<String>,
+    pub token_ttl: Option<Dur>,
+    pub rate: Option<u64>,
+    pub burst: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTokens {
+    pub signing_key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub verification_key_files: Vec<PathBuf>,
+    pub accept_basic: Option<bool>,
+    pub not_before: Option<String>,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
 }

@@ -313,6 +313,15 @@ mod example_config {
             "failure_window",
             "level",
             "format",
+            "token_ttl",
+            "rate",
+            "burst",
+            "signing_key_file",
+            "verification_key_files",
+            "accept_basic",
+            "not_before",
+            "issuer",
+            "audience",
         ];
         for k in keys {
             let set = format!("\n{k} = ");

@@ -13,6 +13,7 @@ pub(crate) mod classify;
 mod groups;
 mod pool;
 pub(crate) mod ppolicy;
+pub(crate) mod state;
 mod users;
 
 use std::future::Future;
@@ -140,6 +141,16 @@ pub(crate) trait Backend: Send + Sync + 'static {
         password: &Password,
         deadline: Instant,
     ) -> impl Future<Output = ()> + Send;
+
+    /// Reads the account behind an issued token with the service account: the entry at
+    /// `dn` with its account-state attributes (see [`state`]), and its groups as
+    /// [`Backend::verify`] reads them. No bind as the user: there is no password.
+    fn recheck(
+        &self,
+        dn: &str,
+        login: &Login,
+        deadline: Instant,
+    ) -> impl Future<Output = Result<Found, Failure>> + Send;
 }
 
 /// The LDAP client of one configured directory.
@@ -336,5 +347,24 @@ impl Backend for Directory {
         if let Err(f) = spent {
             tracing::debug!(failure = ?f, "decoy bind did not complete");
         }
+    }
+
+    async fn recheck(&self, dn: &str, login: &Login, deadline: Instant) -> Result<Found, Failure> {
+        if self.cfg.service.is_none() {
+            return Err(Failure::Error(
+                "issued tokens need a service account (ldap.bind_dn)".into(),
+            ));
+        }
+        self.on_some_server(deadline, |s| async move {
+            let mut svc = self.pool.service(s, deadline).await?;
+            let entry = self.read_account(s, &mut svc, dn, deadline).await?;
+            let groups = self.groups(s, &mut svc, &entry, login, deadline).await?;
+            Ok(Found {
+                entry,
+                groups,
+                warning: None,
+            })
+        })
+        .await
     }
 }

@@ -4,13 +4,17 @@
 
 use std::time::Instant;
 
-use ldap3::{dn_escape, ldap_escape, Ldap, SearchEntry, SearchOptions};
+use ldap3::{dn_escape, ldap_escape, Ldap, Scope, SearchEntry, SearchOptions};
 
 use super::classify::{classify_bind, Attempt, BindVerdict, Failure, OpError, RejectReason};
 use super::pool::Server;
 use super::ppolicy::{ppolicy_request, raw_controls, PasswordWarning};
+use super::state::{PASSWORD_ATTRS, STATE_ATTRS};
 use super::{Directory, Entry, Query};
 use crate::login::Login;
+
+/// LDAP result code 32: the base of a search does not exist.
+const NO_SUCH_OBJECT: u32 = 32;
 use crate::secret::Password;
 
 impl Directory {
@@ -28,9 +32,12 @@ impl Directory {
         Some(template.replace("{username}", &dn_escape(login.name())))
     }
 
+    /// What the user search reads: the identity's attributes, and the password-change
+    /// attributes an issued token records.
     fn user_attrs(&self) -> Vec<String> {
         let u = &self.cfg.user;
         let mut attrs = vec![u.username_attribute.clone(), u.uid_attribute.clone()];
+        attrs.extend(PASSWORD_ATTRS.map(String::from));
         attrs.extend(u.extra.values().cloned());
         if let Some(m) = &self.cfg.group.membership_attribute {
             attrs.push(m.clone());
@@ -49,7 +56,33 @@ impl Directory {
         q: Query<'_>,
         deadline: Instant,
     ) -> Result<Entry, Attempt> {
-        let attrs = self.user_attrs();
+        self.find_user_with(s, ldap, q, self.user_attrs(), deadline)
+            .await
+    }
+
+    /// The account behind an issued token, with its state: the entry itself (gone is an
+    /// unknown user) with the user attributes and the account-state attributes.
+    pub(crate) async fn read_account(
+        &self,
+        s: &Server,
+        ldap: &mut Ldap,
+        dn: &str,
+        deadline: Instant,
+    ) -> Result<Entry, Attempt> {
+        let mut attrs = self.user_attrs();
+        attrs.extend(STATE_ATTRS.map(String::from));
+        self.find_user_with(s, ldap, Query::entry(dn), attrs, deadline)
+            .await
+    }
+
+    async fn find_user_with(
+        &self,
+        s: &Server,
+        ldap: &mut Ldap,
+        q: Query<'_>,
+        attrs: Vec<String>,
+        deadline: Instant,
+    ) -> Result<Entry, Attempt> {
         ldap.with_search_options(SearchOptions::new().sizelimit(2))
             .with_timeout(self.pool.op_timeout(deadline));
         let search = ldap.search(q.base, q.scope, q.filter, attrs);
@@ -58,6 +91,11 @@ impl Directory {
             Ok(r) => r,
             Err(OpError::Result { rc: 4, .. }) => {
                 return Err(Attempt::Final(Failure::Rejected(RejectReason::Ambiguous)))
+            }
+            Err(OpError::Result {
+                rc: NO_SUCH_OBJECT, ..
+            }) if matches!(q.scope, Scope::Base) => {
+                return Err(Attempt::Final(Failure::Rejected(RejectReason::UnknownUser)))
             }
             Err(e) => return Err(e.into_attempt("user search")),
         };
@@ -68,6 +106,10 @@ impl Directory {
         match result.rc {
             0 => {}
             4 => return Err(Attempt::Final(Failure::Rejected(RejectReason::Ambiguous))),
+            // The entry itself is gone (a base search): the account was deleted.
+            NO_SUCH_OBJECT if matches!(q.scope, Scope::Base) => {
+                return Err(Attempt::Final(Failure::Rejected(RejectReason::UnknownUser)))
+            }
             rc => {
                 return Err(OpError::Result {
                     rc,

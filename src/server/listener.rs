@@ -1,4 +1,6 @@
-//! The TokenReview listener: accept, TLS with a required client certificate, then HTTP.
+//! The HTTPS listeners: accept, TLS, then HTTP. The TokenReview port requires a client
+//! certificate in the handshake; the login port (see [`Port`]) takes anyone, with its own
+//! connection budget, so that login traffic never takes kube-apiserver's slots.
 //!
 //! Each connection runs in its own task through two stages (see [`super::admission`]):
 //! the handshake, under `handshake_timeout` and replaceable by newer connections, and the
@@ -25,6 +27,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::admission::{Admission, HandshakeSlot, Limits, Refused, VerifiedSlot};
 use super::closes::{Closes, Reason, LOG_INTERVAL};
+use super::login::handle_login;
 use super::review::handle_review;
 use super::{stopped, Shared};
 use crate::metrics::StageLabels;
@@ -39,8 +42,27 @@ const KEEPALIVE_RETRIES: u32 = 3;
 /// [`connection_builder`]; the daemon uses `idle_timeout` instead.
 const DEFAULT_IDLE: Duration = Duration::from_secs(120);
 
-/// Accepts TokenReview connections until `shutdown` turns true, then drains.
-pub(crate) async fn run_reviews(
+/// Which listener: what it serves and whether a client certificate is required.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Port {
+    /// TokenReviews from kube-apiserver; a client certificate from `client_ca_file`.
+    Reviews,
+    /// `POST /login` and `GET /login`; no client certificate.
+    Login,
+}
+
+impl Port {
+    fn name(self) -> &'static str {
+        match self {
+            Port::Reviews => "reviews",
+            Port::Login => "login",
+        }
+    }
+}
+
+/// Accepts connections on `port` until `shutdown` turns true, then drains.
+pub(crate) async fn run_listener(
+    port: Port,
     listener: TcpListener,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
@@ -50,13 +72,13 @@ pub(crate) async fn run_reviews(
             .metrics
             .open_connections
             .get_or_create(&StageLabels {
-                listener: "reviews",
+                listener: port.name(),
                 stage,
             })
             .clone()
     };
     let admission = Admission::new(gauge("handshake"), gauge("verified"));
-    let closes = Closes::new("reviews", shared.metrics.clone());
+    let closes = Closes::new(port.name(), shared.metrics.clone());
     // Every connection task holds a sender; the drain waits for the last one to go.
     let (alive, mut all_gone) = mpsc::channel::<()>(1);
     let mut tick = tokio::time::interval(LOG_INTERVAL);
@@ -80,16 +102,24 @@ pub(crate) async fn run_reviews(
         };
         let accepted_at = Instant::now();
         let rt = shared.current.load_full();
+        let acceptor = match port {
+            Port::Reviews => Some(rt.acceptor.clone()),
+            Port::Login => rt.login_acceptor.clone(),
+        };
+        // The login endpoint was turned off by a reload: its port closes what it accepts.
+        let Some(acceptor) = acceptor else {
+            continue;
+        };
         let limits = Limits::of(&rt.config.server);
         let slot = admission.handshake(peer.ip(), limits);
         let conn = Connection {
+            port,
             peer,
             shared: shared.clone(),
             closes: closes.clone(),
             deadline: accepted_at + rt.config.server.handshake_timeout,
             shutdown: shutdown.clone(),
         };
-        let acceptor = rt.acceptor.clone();
         drop(rt);
         let alive = alive.clone();
         tokio::spawn(async move {
@@ -154,6 +184,7 @@ fn classify(e: &std::io::Error) -> Reason {
 
 /// One accepted connection, from TCP to its last response.
 struct Connection {
+    port: Port,
     peer: SocketAddr,
     shared: Arc<Shared>,
     closes: Arc<Closes>,
@@ -166,16 +197,16 @@ impl Connection {
     async fn run(mut self, tcp: TcpStream, acceptor: TlsAcceptor, slot: HandshakeSlot) {
         let _ = tcp.set_nodelay(true);
         set_keepalive(&tcp);
-        let Some(tls) = self.client_tls_accept(tcp, acceptor, slot).await else {
+        let Some(tls) = self.tls_accept(tcp, acceptor, slot).await else {
             return;
         };
         let (tls, verified) = tls;
         self.serve(tls, verified).await;
     }
 
-    /// The handshake stage: a TLS session with a verified client certificate and a place in
-    /// the verified budget, or nothing (the reason recorded).
-    async fn client_tls_accept(
+    /// The handshake stage: a TLS session (on the review port with a verified client
+    /// certificate) and a place in the verified budget, or nothing (the reason recorded).
+    async fn tls_accept(
         &mut self,
         tcp: TcpStream,
         acceptor: TlsAcceptor,
@@ -201,11 +232,12 @@ impl Connection {
             _ = stopped(&mut self.shutdown) => return None,
         };
         // The verifier requires a certificate; an empty list here would be a rustls bug.
-        if tls
-            .get_ref()
-            .1
-            .peer_certificates()
-            .is_none_or(|c| c.is_empty())
+        if self.port == Port::Reviews
+            && tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .is_none_or(|c| c.is_empty())
         {
             self.closes.record(Reason::NoCertificate, self.peer, "");
             return None;
@@ -236,11 +268,15 @@ impl Connection {
         };
         let activity = Arc::new(Activity::new());
         let svc = {
-            let (shared, activity) = (self.shared.clone(), activity.clone());
+            let (shared, activity, port, peer) =
+                (self.shared.clone(), activity.clone(), self.port, self.peer);
             service_fn(move |req| {
                 let (shared, busy) = (shared.clone(), activity.begin());
                 async move {
-                    let reply = handle_review(&shared, req).await;
+                    let reply = match port {
+                        Port::Reviews => handle_review(&shared, req).await,
+                        Port::Login => handle_login(&shared, peer, req).await,
+                    };
                     drop(busy);
                     Ok::<_, Infallible>(reply)
                 }

@@ -5,6 +5,8 @@
 //! - [`admission`]: the two connection budgets (handshakes, verified connections);
 //! - [`closes`]: connections closed by the daemon, counted and logged sparingly;
 //! - [`review`]: the TokenReview handler, admit -> respond;
+//! - [`login`]: `POST /login` and `GET /login` on the login listener, [`ratelimit`] its
+//!   per-source rate limit;
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`.
 
 use std::net::SocketAddr;
@@ -24,11 +26,13 @@ use crate::metrics::Metrics;
 pub(crate) mod admission;
 pub(crate) mod closes;
 mod listener;
+mod login;
 mod ops;
+pub(crate) mod ratelimit;
 mod review;
 
 pub use listener::connection_builder;
-pub(crate) use listener::run_reviews;
+pub(crate) use listener::{run_listener, Port};
 pub(crate) use ops::run_ops;
 pub use ops::MAX_CONNECTIONS as OPS_MAX_CONNECTIONS;
 pub use review::parse_go_duration;
@@ -60,6 +64,8 @@ pub enum ServeError {
 pub(crate) struct Runtime {
     pub(crate) config: Arc<Config>,
     pub(crate) acceptor: TlsAcceptor,
+    /// The login listener's TLS (no client certificate); `None` without `[login]`.
+    pub(crate) login_acceptor: Option<TlsAcceptor>,
     pub(crate) authenticator: Arc<Authenticator>,
 }
 
@@ -77,6 +83,13 @@ impl Runtime {
             &config.server.tls_key_file,
             &config.server.client_ca_file,
         )?;
+        let login_acceptor = match config.login {
+            Some(_) => Some(TlsAcceptor::from(crate::tls::login_server_config(
+                &config.server.tls_cert_file,
+                &config.server.tls_key_file,
+            )?)),
+            None => None,
+        };
         let ldap_tls = crate::tls::ldap_client_config(config.ldap.ca_file.as_deref())?;
         let config = Arc::new(config);
         let directory = Arc::new(Directory::new(
@@ -93,6 +106,7 @@ impl Runtime {
         Ok(Runtime {
             config,
             acceptor: TlsAcceptor::from(server_tls),
+            login_acceptor,
             authenticator,
         })
     }
@@ -103,12 +117,15 @@ pub(crate) struct Shared {
     pub(crate) metrics: Arc<Metrics>,
     /// Lockout protection's counts, kept across reloads.
     pub(crate) lockout: Arc<Lockout>,
+    /// The login endpoint's per-source budgets, kept across reloads.
+    pub(crate) login_rate: ratelimit::RateLimit,
 }
 
 /// Bound listeners, ready to serve; binding happens before READY=1 is sent.
 pub(crate) struct Listeners {
     pub(crate) reviews: TcpListener,
     pub(crate) ops: Option<TcpListener>,
+    pub(crate) login: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -123,7 +140,15 @@ impl Listeners {
             Some(a) => Some(bind(a).await?),
             None => None,
         };
-        Ok(Listeners { reviews, ops })
+        let login = match &config.login {
+            Some(l) => Some(bind(l.listen).await?),
+            None => None,
+        };
+        Ok(Listeners {
+            reviews,
+            ops,
+            login,
+        })
     }
 }
 

@@ -19,7 +19,7 @@ pub(crate) const MAX_BODY: usize = 64 * 1024;
 
 pub(super) type Reply = Response<Full<Bytes>>;
 
-fn json(status: StatusCode, body: Vec<u8>) -> Reply {
+pub(super) fn json(status: StatusCode, body: Vec<u8>) -> Reply {
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
     r.headers_mut()
@@ -27,7 +27,12 @@ fn json(status: StatusCode, body: Vec<u8>) -> Reply {
     r
 }
 
-fn http_error(shared: &Shared, status: StatusCode, reason: &str, message: &str) -> Reply {
+pub(super) fn http_error(
+    shared: &Shared,
+    status: StatusCode,
+    reason: &str,
+    message: &str,
+) -> Reply {
     shared
         .metrics
         .http_errors
@@ -44,9 +49,9 @@ fn http_error(shared: &Shared, status: StatusCode, reason: &str, message: &str) 
 /// Oversized bodies up to this size are read and thrown away before the 413, so that a
 /// client still writing its body sees the answer instead of a broken pipe; larger ones
 /// are cut off at once.
-const DRAIN_MAX: usize = 4 * 1024 * 1024;
+pub(super) const DRAIN_MAX: usize = 4 * 1024 * 1024;
 
-enum BodyError {
+pub(super) enum BodyError {
     TooLarge,
     Timeout,
     Read,
@@ -54,7 +59,7 @@ enum BodyError {
 
 /// Reads a body of at most [`MAX_BODY`] bytes before `deadline`. A body that arrives in one
 /// frame, as it usually does, is not copied.
-async fn read_body(mut body: Incoming, deadline: Instant) -> Result<Bytes, BodyError> {
+pub(super) async fn read_body(mut body: Incoming, deadline: Instant) -> Result<Bytes, BodyError> {
     let mut first: Option<Bytes> = None;
     let mut rest = bytes::BytesMut::new();
     let mut total = 0usize;
@@ -95,7 +100,7 @@ async fn read_body(mut body: Incoming, deadline: Instant) -> Result<Bytes, BodyE
 
 /// The rest of an unread body is still on the wire: the connection cannot carry another
 /// request, and saying so keeps the client from reusing it.
-fn closing(mut r: Reply) -> Reply {
+pub(super) fn closing(mut r: Reply) -> Reply {
     r.headers_mut()
         .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
     r

@@ -1,0 +1,129 @@
+//! Issued tokens in the review policy, and logins.
+//!
+//! An issued token is looked up in the cache under the HMAC of the whole token, as a basic
+//! token is: the cache only ever holds answers for tokens whose signature was checked, so
+//! a repeat review costs what a basic cache hit costs. On a miss the token is verified
+//! (shape, key, signature, claims: no LDAP traffic for a token that fails), then the
+//! account is re-checked with the service account in a single flight: still there, still
+//! the same uid and name, no account state, password unchanged, groups read now. The
+//! answer is cached like a basic token's, but never past the token's `exp`.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use super::{failed, local, Authenticator, Outcome, Resolved, Review, Work};
+use crate::cache::Lookup;
+use crate::clock::now;
+use crate::directory::state::{account_state, password_version};
+use crate::directory::{AccountState, Backend, Failure, Found};
+use crate::issued::{Refused, Verified};
+use crate::login::Login;
+
+impl<B: Backend> Authenticator<B> {
+    pub(super) async fn decide_issued(
+        self: &Arc<Self>,
+        token: &str,
+        deadline: Instant,
+        at: Instant,
+    ) -> Review {
+        let tokens = &self.config.tokens.issued;
+        if !tokens.enabled() {
+            return local(
+                Outcome::NotOurs,
+                "issued token, but no token keys configured",
+            );
+        }
+        let token = token.trim();
+        let key = self.keyer.key(token);
+        let stale = match self.cache.get(&key, at) {
+            Lookup::Fresh(cached) => return self.hit(cached, None),
+            Lookup::Stale(user, age) => Some((user, age)),
+            Lookup::Miss => None,
+        };
+        let wall = SystemTime::now();
+        let verified = match tokens.verify(token, wall) {
+            Ok(v) => v,
+            Err(Refused::Expired) => return local(Outcome::TokenExpired, "issued token expired"),
+            Err(Refused::Invalid(why)) => return local(Outcome::Rejected, why),
+        };
+        self.metrics.cache_event("miss");
+        let left = verified.expires.duration_since(wall).unwrap_or_default();
+        let until = at + left;
+        self.fly(key, Work::Issued(verified), stale, Some(until), deadline)
+            .await
+    }
+
+    /// The re-check of a verified token's account, as the leader of its single flight.
+    pub(super) async fn resolve_issued(&self, v: &Verified, deadline: Instant) -> Resolved {
+        let cfg = &self.config;
+        let name = v
+            .subject
+            .username
+            .strip_prefix(cfg.identity.username_prefix.as_str())
+            .unwrap_or(&v.subject.username);
+        let login = Login::parse(name, cfg.ldap.user.login);
+        match self
+            .directory
+            .recheck(&v.subject.dn, &login, deadline)
+            .await
+        {
+            Ok(found) => self.reaccept(found, v, &login),
+            // The entry is gone (or the directory no longer finds it): nobody to accept.
+            Err(Failure::Rejected(_)) => {
+                Resolved::new(Outcome::Rejected, None, "the token's account is gone")
+            }
+            Err(f) => failed(f, &login),
+        }
+    }
+
+    /// The answer a re-check leads to: the same identity as at login, or the generic
+    /// rejection; then the account state, then the password, then the user as a login would
+    /// build it (groups, prefixes, `system:` filtering).
+    fn reaccept(&self, found: Found, v: &Verified, login: &Login) -> Resolved {
+        let state = account_state(&found.entry, SystemTime::now());
+        let same_password = password_version(&found.entry) == v.subject.password_version;
+        let resolved = self.accept(found, login);
+        let Outcome::Accepted(user) = &resolved.outcome else {
+            return resolved;
+        };
+        let same = user
+            .account()
+            .is_some_and(|a| a.uid == v.subject.uid && a.username == v.subject.username);
+        if !same {
+            // Deleted and recreated, or renamed: not the person the token was issued to.
+            return Resolved::new(
+                Outcome::Rejected,
+                None,
+                "the account's uid or name changed since the token was issued",
+            );
+        }
+        if let Some(s) = state {
+            return Resolved::new(Outcome::AccountState(s), Some(login), s.label());
+        }
+        if !same_password {
+            return Resolved::new(
+                Outcome::AccountState(AccountState::PasswordExpired),
+                Some(login),
+                "password changed since the token was issued",
+            );
+        }
+        Resolved {
+            detail: Cow::Borrowed("re-checked"),
+            ..resolved
+        }
+    }
+
+    /// A login: the policy of a review of this basic token (decode, lockout, single flight,
+    /// directory, identity), except that the directory is always asked (a cached answer
+    /// is not a password check) and `tokens.accept_basic` does not apply.
+    pub(crate) async fn login(self: &Arc<Self>, credentials: &str, deadline: Instant) -> Review {
+        self.decide_basic(credentials, deadline, now(), false).await
+    }
+
+    /// Whether a review would accept `token` now (`GET /login`): a review without its
+    /// metrics, so that checks do not count as kube-apiserver's reviews.
+    pub(crate) async fn check(self: &Arc<Self>, token: &str, deadline: Instant) -> Review {
+        self.decide(token, deadline, now()).await
+    }
+}

@@ -1,0 +1,270 @@
+//! Issued tokens: PASETO v4.public (Ed25519) signed by the login endpoint and verified at
+//! review time.
+//!
+//! v4.public has no algorithm field: the version and purpose in the prefix fix Ed25519, so
+//! no token can choose how it is checked. The footer `{"kid":"..."}` only selects one of
+//! the configured public keys. Claims carry who (`sub`, `dn`, `name`) and when (`iat`,
+//! `nbf`, `exp`), never groups: those are read from the directory at every review.
+
+pub(crate) mod keys;
+
+use std::time::{Duration, SystemTime};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use pasetors::token::UntrustedToken;
+use pasetors::version4::{PublicToken, V4};
+use pasetors::Public;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use keys::{SigningKey, VerifyingKey};
+
+pub use keys::{keygen, KeyError};
+
+/// What every issued token starts with, and the only thing a review looks at to call a
+/// token ours: basic tokens (base64, no `.`) and JWTs (`eyJ...`) never start with it.
+pub(crate) const PREFIX: &str = "v4.public.";
+/// Longer tokens are refused unread; ours are a few hundred bytes (a long DN included).
+pub(crate) const MAX_LEN: usize = 8192;
+/// Clocks of the nodes differ a little: a token from a node whose clock is ahead by less
+/// than this is valid at once on the others.
+pub(crate) const LEEWAY: Duration = Duration::from_secs(60);
+/// `login.token_ttl` at most; a token claiming a longer life was not made by us.
+pub(crate) const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// Whether a token has the shape of ours.
+pub(crate) fn is_issued(token: &str) -> bool {
+    token.trim_start().starts_with(PREFIX)
+}
+
+/// The settings and keys of issued tokens, as a runtime holds them.
+#[derive(Debug)]
+pub(crate) struct Tokens {
+    signing: Option<SigningKey>,
+    /// The signing key's public half first, then `tokens.verification_key_files`.
+    verifying: Vec<VerifyingKey>,
+    issuer: String,
+    audience: String,
+    ttl: Duration,
+    not_before: Option<SystemTime>,
+}
+
+/// The claims of a token, as signed.
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    iss: String,
+    aud: String,
+    /// The directory's stable uid, as the review renders it.
+    sub: String,
+    /// The entry's DN, for the re-check.
+    dn: String,
+    /// The Kubernetes username, prefix included.
+    name: String,
+    /// A digest of the account's password-change attributes at login (`pwdChangedTime`,
+    /// `pwdLastSet`): a password change since then makes the token expired.
+    pwv: String,
+    iat: String,
+    nbf: String,
+    exp: String,
+    jti: String,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Footer {
+    kid: String,
+}
+
+/// Who a token is for; what the login endpoint signs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Subject {
+    pub uid: String,
+    pub dn: String,
+    pub username: String,
+    pub password_version: String,
+}
+
+/// A verified token: who, and until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Verified {
+    pub subject: Subject,
+    pub expires: SystemTime,
+}
+
+/// A freshly signed token.
+#[derive(Debug)]
+pub(crate) struct Issued {
+    pub token: String,
+    /// `exp` in RFC 3339, as the reply and the token write it.
+    pub expiration_timestamp: String,
+}
+
+/// Why a token with our prefix is not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// Genuine, but past `exp`: "Credentials are expired".
+    Expired,
+    /// Anything else: the generic rejection. The text is for the log.
+    Invalid(&'static str),
+}
+
+/// Why no token could be signed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SignError {
+    #[error("no tokens.signing_key_file")]
+    NoKey,
+    #[error("signing failed")]
+    Sign,
+}
+
+fn rfc3339(t: SystemTime) -> String {
+    let t = OffsetDateTime::from(t);
+    // Whole seconds: the claims stay short and compare as written.
+    let t = t.replace_nanosecond(0).unwrap_or(t);
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+fn parse_time(s: &str) -> Option<SystemTime> {
+    OffsetDateTime::parse(s, &Rfc3339)
+        .ok()
+        .map(SystemTime::from)
+}
+
+/// `tokens.not_before` and the like: an RFC 3339 time, or why not.
+pub(crate) fn parse_rfc3339(s: &str) -> Result<SystemTime, String> {
+    parse_time(s.trim())
+        .ok_or_else(|| format!("`{s}` is not an RFC 3339 time like \"2024-05-01T12:00:00Z\""))
+}
+
+impl Tokens {
+    pub(crate) fn new(
+        signing: Option<SigningKey>,
+        verifying: Vec<VerifyingKey>,
+        issuer: String,
+        audience: String,
+        ttl: Duration,
+        not_before: Option<SystemTime>,
+    ) -> Tokens {
+        let mut all: Vec<VerifyingKey> = signing.iter().map(|k| k.public.clone()).collect();
+        for k in verifying {
+            if !all.iter().any(|a| a.kid == k.kid) {
+                all.push(k);
+            }
+        }
+        Tokens {
+            signing,
+            verifying: all,
+            issuer,
+            audience,
+            ttl,
+            not_before,
+        }
+    }
+
+    /// Whether any key verifies tokens: without one, no token of ours can be valid.
+    pub(crate) fn enabled(&self) -> bool {
+        !self.verifying.is_empty()
+    }
+
+    /// The key ids accepted, signing key first; for the start-up log line.
+    pub(crate) fn key_ids(&self) -> Vec<&str> {
+        self.verifying.iter().map(|k| k.kid.as_str()).collect()
+    }
+
+    /// Signs a token for `subject`, valid from `now` for `login.token_ttl`.
+    pub(crate) fn sign(&self, subject: &Subject, now: SystemTime) -> Result<Issued, SignError> {
+        let key = self.signing.as_ref().ok_or(SignError::NoKey)?;
+        let iat = now;
+        let expires = iat + self.ttl;
+        let mut jti = [0u8; 16];
+        rand::rngs::OsRng.fill_bytes(&mut jti);
+        let claims = Claims {
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            sub: subject.uid.clone(),
+            dn: subject.dn.clone(),
+            name: subject.username.clone(),
+            pwv: subject.password_version.clone(),
+            iat: rfc3339(iat),
+            nbf: rfc3339(iat),
+            exp: rfc3339(expires),
+            jti: URL_SAFE_NO_PAD.encode(jti),
+        };
+        let payload = serde_json::to_vec(&claims).map_err(|_| SignError::Sign)?;
+        let footer = serde_json::to_vec(&Footer {
+            kid: key.public.kid.clone(),
+        })
+        .map_err(|_| SignError::Sign)?;
+        let token = PublicToken::sign(&key.secret, &payload, Some(&footer), None)
+            .map_err(|_| SignError::Sign)?;
+        Ok(Issued {
+            token,
+            expiration_timestamp: claims.exp,
+        })
+    }
+
+    /// Checks a token with our prefix: shape, key, signature, then the claims. Nothing here
+    /// touches the directory.
+    pub(crate) fn verify(&self, token: &str, now: SystemTime) -> Result<Verified, Refused> {
+        let token = token.trim();
+        if token.len() > MAX_LEN {
+            return Err(Refused::Invalid("oversized token"));
+        }
+        let untrusted = UntrustedToken::<Public, V4>::try_from(token)
+            .map_err(|_| Refused::Invalid("malformed token"))?;
+        let footer: Footer = serde_json::from_slice(untrusted.untrusted_footer())
+            .map_err(|_| Refused::Invalid("no key id in the footer"))?;
+        let key = self
+            .verifying
+            .iter()
+            .find(|k| k.kid == footer.kid)
+            .ok_or(Refused::Invalid("unknown key id"))?;
+        PublicToken::verify(&key.key, &untrusted, None, None)
+            .map_err(|_| Refused::Invalid("bad signature"))?;
+        // Signed by one of our keys from here on.
+        let claims: Claims = serde_json::from_slice(untrusted.untrusted_payload())
+            .map_err(|_| Refused::Invalid("malformed claims"))?;
+        self.check(claims, now)
+    }
+
+    fn check(&self, c: Claims, now: SystemTime) -> Result<Verified, Refused> {
+        if c.iss != self.issuer || c.aud != self.audience {
+            return Err(Refused::Invalid("another issuer or audience"));
+        }
+        let (Some(iat), Some(nbf), Some(exp)) =
+            (parse_time(&c.iat), parse_time(&c.nbf), parse_time(&c.exp))
+        else {
+            return Err(Refused::Invalid("malformed times"));
+        };
+        if exp.duration_since(iat).map_or(true, |life| life > MAX_TTL) {
+            return Err(Refused::Invalid("lifetime longer than 24h"));
+        }
+        if self.not_before.is_some_and(|nb| iat < nb) {
+            return Err(Refused::Invalid("issued before tokens.not_before"));
+        }
+        if nbf > now + LEEWAY || iat > now + LEEWAY {
+            return Err(Refused::Invalid("not yet valid"));
+        }
+        if exp <= now {
+            return Err(Refused::Expired);
+        }
+        if c.sub.is_empty() || c.dn.is_empty() || c.name.is_empty() {
+            return Err(Refused::Invalid("empty subject"));
+        }
+        Ok(Verified {
+            subject: Subject {
+                uid: c.sub,
+                dn: c.dn,
+                username: c.name,
+                password_version: c.pwv,
+            },
+            expires: exp,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,297 @@
+//! The login endpoint, on its own listener (`login.listen`), for people:
+//!
+//! - `POST /login` with `Authorization: Basic base64(username:password)`: the policy of a
+//!   review of that basic token (lockout, single flight, directory, identity), then a
+//!   signed token. 200 `{"token","expirationTimestamp"}`; 401 with a `Status` body whose
+//!   message is a review's `status.error`; 429 with `Retry-After`; 503 when the directory
+//!   is unavailable. Every POST spends one of the source's logins.
+//! - `GET /login` with `Authorization: Bearer <issued token>`: 204 when a review would
+//!   accept the token now, 401 (same texts) when not. Only a failed check spends a login.
+//!
+//! Neither the header nor the token is ever logged; the log line is like a review's.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ALLOW, AUTHORIZATION, CACHE_CONTROL, RETRY_AFTER};
+use hyper::header::{CONTENT_LENGTH, WWW_AUTHENTICATE};
+use hyper::{Method, Request, Response, StatusCode};
+use serde::Serialize;
+
+use super::ratelimit::{retry_after_secs, Rate};
+use super::review::{closing, http_error, json, read_body, BodyError, Reply, DRAIN_MAX};
+use super::{Runtime, Shared};
+use crate::metrics::EventLabels;
+use crate::outcome::{Outcome, Review, REJECTED, UNAVAILABLE};
+
+pub(crate) const PATH: &str = "/login";
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Issued<'a> {
+    token: &'a str,
+    expiration_timestamp: &'a str,
+}
+
+pub(super) async fn handle_login(
+    shared: &Shared,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Reply {
+    let started = Instant::now();
+    let rt = shared.current.load_full();
+    let Some(login) = rt.config.login.as_ref() else {
+        return http_error(shared, StatusCode::NOT_FOUND, "NotFound", "not found");
+    };
+    if req.uri().path() != PATH {
+        return http_error(shared, StatusCode::NOT_FOUND, "NotFound", "not found");
+    }
+    let rate = Rate {
+        per_minute: login.rate,
+        burst: login.burst,
+    };
+    let deadline = started + rt.config.server.request_timeout;
+    let method = req.method().clone();
+    let limited = match method {
+        Method::POST => shared.login_rate.take(peer.ip(), rate, started),
+        Method::GET => shared.login_rate.check(peer.ip(), rate, started),
+        _ => {
+            let mut r = http_error(
+                shared,
+                StatusCode::METHOD_NOT_ALLOWED,
+                "MethodNotAllowed",
+                "only POST (log in) and GET (check a token) are allowed",
+            );
+            r.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("GET, POST"));
+            return r;
+        }
+    };
+    if let Err(wait) = limited {
+        count(shared, "rate_limited");
+        return too_many(shared, wait);
+    }
+    let authorization = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| zeroize::Zeroizing::new(v.to_string()));
+    if let Err(reply) = drain(shared, req, deadline).await {
+        return reply;
+    }
+    let credential = authorization.as_deref().and_then(|v| {
+        credential(
+            v,
+            if method == Method::POST {
+                "basic"
+            } else {
+                "bearer"
+            },
+        )
+    });
+    let reply = match (method, credential) {
+        (Method::POST, Some(c)) => post(shared, &rt, c, deadline, peer, started).await,
+        (Method::POST, None) => unauthorized(shared, REJECTED, true),
+        (_, Some(t)) if crate::issued::is_issued(t) => {
+            check(shared, &rt, t, deadline, peer, started, rate).await
+        }
+        (_, _) => {
+            let _ = shared.login_rate.take(peer.ip(), rate, started);
+            count(shared, "check_rejected");
+            unauthorized(shared, REJECTED, false)
+        }
+    };
+    reply
+}
+
+/// The credential of an `Authorization` header with `scheme` (case-insensitive).
+fn credential<'a>(header: &'a str, scheme: &str) -> Option<&'a str> {
+    let (s, rest) = header.trim().split_once(' ')?;
+    let rest = rest.trim();
+    (s.eq_ignore_ascii_case(scheme) && !rest.is_empty()).then_some(rest)
+}
+
+/// Reads and drops a body (a login has none) under the review port's limits.
+async fn drain(shared: &Shared, req: Request<Incoming>, deadline: Instant) -> Result<(), Reply> {
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let too_large = || {
+        closing(http_error(
+            shared,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLarge",
+            "request body is larger than 64 KiB",
+        ))
+    };
+    if declared.is_some_and(|n| n > DRAIN_MAX as u64) {
+        return Err(too_large());
+    }
+    match read_body(req.into_body(), deadline).await {
+        Ok(_) => Ok(()),
+        Err(BodyError::TooLarge) => Err(too_large()),
+        Err(BodyError::Read) => Err(http_error(
+            shared,
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "could not read the request body",
+        )),
+        Err(BodyError::Timeout) => Err(closing(http_error(
+            shared,
+            StatusCode::REQUEST_TIMEOUT,
+            "Timeout",
+            "the request body did not arrive in time",
+        ))),
+    }
+}
+
+async fn post(
+    shared: &Shared,
+    rt: &Runtime,
+    basic: &str,
+    deadline: Instant,
+    peer: SocketAddr,
+    started: Instant,
+) -> Reply {
+    let review = rt.authenticator.login(basic, deadline).await;
+    let reply = match &review.outcome {
+        Outcome::Accepted(user) => match user
+            .account()
+            .map(|a| rt.config.tokens.issued.sign(a, SystemTime::now()))
+        {
+            Some(Ok(issued)) => {
+                count(shared, "issued");
+                let body = serde_json::to_vec(&Issued {
+                    token: &issued.token,
+                    expiration_timestamp: &issued.expiration_timestamp,
+                })
+                .unwrap_or_default();
+                let mut r = json(StatusCode::OK, body);
+                r.headers_mut()
+                    .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                r
+            }
+            _ => {
+                tracing::error!("cannot sign a token: check tokens.signing_key_file");
+                count(shared, "unavailable");
+                unavailable(shared)
+            }
+        },
+        o @ (Outcome::Unavailable | Outcome::BackendError) => {
+            count(shared, o.label());
+            unavailable(shared)
+        }
+        o => {
+            count(shared, "rejected");
+            unauthorized(shared, o.error().unwrap_or(REJECTED), true)
+        }
+    };
+    log("login", &review, peer, started);
+    reply
+}
+
+async fn check(
+    shared: &Shared,
+    rt: &Runtime,
+    token: &str,
+    deadline: Instant,
+    peer: SocketAddr,
+    started: Instant,
+    rate: Rate,
+) -> Reply {
+    let review = rt.authenticator.check(token, deadline).await;
+    let reply = match &review.outcome {
+        Outcome::Accepted(_) => {
+            count(shared, "check_accepted");
+            let mut r = Response::new(Full::new(Bytes::new()));
+            *r.status_mut() = StatusCode::NO_CONTENT;
+            r
+        }
+        Outcome::Unavailable | Outcome::BackendError => unavailable(shared),
+        o => {
+            let _ = shared.login_rate.take(peer.ip(), rate, started);
+            count(shared, "check_rejected");
+            unauthorized(shared, o.error().unwrap_or(REJECTED), false)
+        }
+    };
+    log("login check", &review, peer, started);
+    reply
+}
+
+fn log(what: &'static str, review: &Review, peer: SocketAddr, started: Instant) {
+    tracing::info!(
+        outcome = review.outcome.label(),
+        source = review.source.label(),
+        user = review.username.as_deref().unwrap_or("-"),
+        groups = review.outcome.user().map_or(0, |u| u.group_count()),
+        %peer,
+        latency_us = started.elapsed().as_micros() as u64,
+        detail = %review.detail,
+        "{what}"
+    );
+}
+
+fn count(shared: &Shared, event: &'static str) {
+    shared
+        .metrics
+        .logins
+        .get_or_create(&EventLabels { event })
+        .inc();
+}
+
+fn unauthorized(shared: &Shared, message: &str, basic: bool) -> Reply {
+    let mut r = http_error(shared, StatusCode::UNAUTHORIZED, "Unauthorized", message);
+    if basic {
+        r.headers_mut().insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"kube-ldap-webhook\""),
+        );
+    }
+    r
+}
+
+fn unavailable(shared: &Shared) -> Reply {
+    http_error(
+        shared,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "ServiceUnavailable",
+        UNAVAILABLE,
+    )
+}
+
+fn too_many(shared: &Shared, wait: Duration) -> Reply {
+    let mut r = http_error(
+        shared,
+        StatusCode::TOO_MANY_REQUESTS,
+        "TooManyRequests",
+        "too many login attempts from this address; retry later",
+    );
+    r.headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from(retry_after_secs(wait)));
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::credential;
+
+    #[test]
+    fn the_scheme_is_case_insensitive_and_must_match() {
+        assert_eq!(
+            credential("Basic YWxpY2U6eA==", "basic"),
+            Some("YWxpY2U6eA==")
+        );
+        assert_eq!(
+            credential("bearer  v4.public.x ", "bearer"),
+            Some("v4.public.x")
+        );
+        assert_eq!(credential("Bearer v4.public.x", "basic"), None);
+        assert_eq!(credential("Basic", "basic"), None);
+        assert_eq!(credential("Basic ", "basic"), None);
+    }
+}
