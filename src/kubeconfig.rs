@@ -26,6 +26,9 @@ pub enum KubeconfigError {
         /// What it said.
         url: String,
     },
+    #[error("{0} is required")]
+    /// A flag the webhook kubeconfig needs is missing.
+    Missing(&'static str),
     #[error("--user-login: {0}")]
     /// `--user-login` is not a login URL the plugin would take.
     UserLogin(String),

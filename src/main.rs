@@ -149,7 +149,7 @@ impl KubeconfigArgs {
             });
         }
         // clap requires all four without --user-login.
-        let missing = |flag: &str| kubeconfig::KubeconfigError::Server(format!("(no {flag})"));
+        let missing = kubeconfig::KubeconfigError::Missing;
         kubeconfig::render(&kubeconfig::Options {
             server: self.server.as_deref().ok_or_else(|| missing("--server"))?,
             ca_file: self

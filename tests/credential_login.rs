@@ -7,13 +7,13 @@
 mod helpers;
 mod support;
 
-use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use helpers::*;
 use serde_json::Value;
+use support::terminal::Terminal;
 use support::*;
 
 const ALICE_PASSWORD: &str = "alice-password";
@@ -97,13 +97,11 @@ impl Laptop {
             .collect()
     }
 
-    /// The plugin as kubectl starts it (non-interactive, v1), logging in as alice.
-    fn plugin(&self, site: &Fixture, extra: &[&str]) -> Command {
+    /// The plugin as kubectl starts it (non-interactive, v1) with `url`, trusting the
+    /// system's roots.
+    fn plugin_for(&self, url: &str) -> Command {
         let mut cmd = Command::new(bin());
-        cmd.arg("credential")
-            .args(["--login-url", &site.login_url(), "--ca-file"])
-            .arg(site.server_ca())
-            .args(extra)
+        cmd.args(["credential", "--login-url", url])
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", self.home.path())
@@ -112,15 +110,28 @@ impl Laptop {
         cmd
     }
 
+    /// The plugin with the daemon's login endpoint and its CA.
+    fn plugin(&self, site: &Fixture, extra: &[&str]) -> Command {
+        let mut cmd = self.plugin_for(&site.login_url());
+        cmd.arg("--ca-file").arg(site.server_ca()).args(extra);
+        cmd
+    }
+
+    /// `--username alice --password-file F`.
+    fn alice(&self) -> Vec<String> {
+        let pw = self.password_file.display().to_string();
+        ["--username", "alice", "--password-file", &pw]
+            .map(String::from)
+            .to_vec()
+    }
+
     fn run(&self, site: &Fixture, extra: &[&str]) -> Output {
         self.plugin(site, extra).output().unwrap()
     }
 
     /// A run with alice's username and password file that must print a credential.
     fn credential(&self, site: &Fixture) -> Credential {
-        let pw = self.password_file.display().to_string();
-        let out = self.run(site, &["--username", "alice", "--password-file", &pw]);
-        Credential::of(&out)
+        Credential::of(&self.plugin(site, &[]).args(self.alice()).output().unwrap())
     }
 }
 
@@ -235,9 +246,9 @@ fn the_cache_is_private_to_its_owner_under_xdg_cache_home() {
     let site = Fixture::start();
     let laptop = Laptop::new();
     let xdg = laptop.home.path().join("xdg");
-    let pw = laptop.password_file.display().to_string();
     let out = laptop
-        .plugin(&site, &["--username", "alice", "--password-file", &pw])
+        .plugin(&site, &[])
+        .args(laptop.alice())
         .env("XDG_CACHE_HOME", &xdg)
         .output()
         .unwrap();
@@ -313,11 +324,11 @@ fn the_password_is_nowhere_on_disk_or_in_the_daemons_log() {
 fn parallel_runs_log_in_once() {
     let site = Fixture::start();
     let laptop = Laptop::new();
-    let pw = laptop.password_file.display().to_string();
     let children: Vec<_> = (0..8)
         .map(|_| {
             laptop
-                .plugin(&site, &["--username", "alice", "--password-file", &pw])
+                .plugin(&site, &[])
+                .args(laptop.alice())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()
@@ -426,8 +437,11 @@ fn a_wrong_password_shows_the_daemons_message_and_caches_nothing() {
     let site = Fixture::start();
     let laptop = Laptop::new();
     std::fs::write(&laptop.password_file, "wrong\n").unwrap();
-    let pw = laptop.password_file.display().to_string();
-    let out = laptop.run(&site, &["--username", "alice", "--password-file", &pw]);
+    let out = laptop
+        .plugin(&site, &[])
+        .args(laptop.alice())
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(out.stdout.is_empty(), "nothing for kubectl to misread");
     let err = stderr(&out);
@@ -444,8 +458,8 @@ fn a_rate_limited_login_says_when_to_try_again() {
     let site = Fixture::with_login("rate = 1\nburst = 1");
     let laptop = Laptop::new();
     std::fs::write(&laptop.password_file, "wrong\n").unwrap();
-    let pw = laptop.password_file.display().to_string();
-    let args = ["--username", "alice", "--password-file", &pw];
+    let args = laptop.alice();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let first = laptop.run(&site, &args);
     assert!(
         stderr(&first).contains("login refused"),
@@ -464,15 +478,10 @@ fn a_rate_limited_login_says_when_to_try_again() {
 #[test]
 fn an_unreachable_login_endpoint_is_a_clear_error() {
     let laptop = Laptop::new();
-    let pw = laptop.password_file.display().to_string();
     let url = format!("https://127.0.0.1:{}/login", free_port());
-    let out = Command::new(bin())
-        .args(["credential", "--login-url", &url, "--username", "alice"])
-        .args(["--password-file", &pw])
-        .env("HOME", laptop.home.path())
-        .env_remove("XDG_CACHE_HOME")
-        .env("KUBERNETES_EXEC_INFO", exec_info("v1", false))
-        .stdin(Stdio::null())
+    let out = laptop
+        .plugin_for(&url)
+        .args(laptop.alice())
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -487,15 +496,10 @@ fn an_unreachable_login_endpoint_is_a_clear_error() {
 fn a_login_endpoint_whose_certificate_does_not_chain_to_the_ca_gets_no_password() {
     let site = Fixture::start();
     let laptop = Laptop::new();
-    let pw = laptop.password_file.display().to_string();
     // Without --ca-file: the system's roots, which do not know the test CA.
-    let out = Command::new(bin())
-        .args(["credential", "--login-url", &site.login_url()])
-        .args(["--username", "alice", "--password-file", &pw])
-        .env("HOME", laptop.home.path())
-        .env_remove("XDG_CACHE_HOME")
-        .env("KUBERNETES_EXEC_INFO", exec_info("v1", false))
-        .stdin(Stdio::null())
+    let out = laptop
+        .plugin_for(&site.login_url())
+        .args(laptop.alice())
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -541,46 +545,15 @@ fn on_a_terminal_the_password_is_asked_once_and_the_next_run_needs_none() {
         site.login_url(),
         site.server_ca().display()
     );
-    let mut child = Command::new("script")
-        .args(["-qec", &inner, "/dev/null"])
-        .env("HOME", laptop.home.path())
-        .env_remove("XDG_CACHE_HOME")
-        .env_remove("KUBE_LDAP_WEBHOOK_USERNAME")
-        .env("KUBERNETES_EXEC_INFO", exec_info("v1", true))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("script (util-linux)");
-    let screen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let mut stdout = child.stdout.take().unwrap();
-    let reader = {
-        let screen = screen.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 1024];
-            while let Ok(n @ 1..) = stdout.read(&mut buf) {
-                screen.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        })
-    };
-    let shown = || String::from_utf8_lossy(&screen.lock().unwrap()).into_owned();
-    let mut stdin = child.stdin.take().unwrap();
-    wait_until(
-        || shown().contains("Username: "),
-        || format!("no username prompt: {}", shown()),
-    );
-    stdin.write_all(b"alice\n").unwrap();
-    wait_until(
-        || shown().contains("Password for alice: "),
-        || format!("no password prompt: {}", shown()),
-    );
-    stdin
-        .write_all(format!("{ALICE_PASSWORD}\n").as_bytes())
-        .unwrap();
-    drop(stdin);
-    let status = child.wait().unwrap();
-    reader.join().unwrap();
-    let text = shown();
+    let mut term = Terminal::start(&inner, |c| {
+        c.env("HOME", laptop.home.path())
+            .env_remove("XDG_CACHE_HOME")
+            .env_remove("KUBE_LDAP_WEBHOOK_USERNAME")
+            .env("KUBERNETES_EXEC_INFO", exec_info("v1", true));
+    });
+    term.answer("Username: ", "alice");
+    term.answer("Password for alice: ", ALICE_PASSWORD);
+    let (status, text) = term.finish();
     assert!(status.success(), "{text}");
     assert!(text.contains("v4.public."), "{text}");
     assert_eq!(site.metric(ISSUED), 1.0);

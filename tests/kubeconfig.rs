@@ -27,6 +27,11 @@ fn kubeconfig(pki: &Pki, extra: &[&str], stdout: Stdio) -> Output {
     .arg("--embed")
     .args(extra)
     .stdout(stdout);
+    under_umask_022(&mut cmd)
+}
+
+/// Runs `cmd` with the usual umask, under which a plain file is created 0644.
+fn under_umask_022(cmd: &mut Command) -> Output {
     unsafe {
         cmd.pre_exec(|| {
             libc::umask(0o022);
@@ -147,13 +152,22 @@ fn redirecting_a_key_into_a_readable_file_is_warned_about() {
 
 /// Runs `kubeconfig --user-login` with the usual umask 022 and `extra` arguments.
 fn user_kubeconfig(pki: &Pki, extra: &[&str]) -> Output {
+    user_kubeconfig_for(
+        pki,
+        "https://login.example.org:8444",
+        "https://k8s.example.org:6443",
+        extra,
+    )
+}
+
+fn user_kubeconfig_for(pki: &Pki, login: &str, cluster: &str, extra: &[&str]) -> Output {
     let mut cmd = Command::new(bin());
     cmd.args([
         "kubeconfig",
         "--user-login",
-        "https://login.example.org:8444",
+        login,
         "--cluster-server",
-        "https://k8s.example.org:6443",
+        cluster,
     ])
     .arg("--cluster-ca-file")
     .arg(&pki.client_ca)
@@ -161,13 +175,7 @@ fn user_kubeconfig(pki: &Pki, extra: &[&str]) -> Output {
     .arg(&pki.server_ca)
     .args(extra)
     .stdin(Stdio::null());
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::umask(0o022);
-            Ok(())
-        });
-    }
-    cmd.output().unwrap()
+    under_umask_022(&mut cmd)
 }
 
 fn base64_of(path: &Path) -> String {
@@ -241,43 +249,36 @@ fn a_user_kubeconfig_with_output_is_written_for_its_owner_only() {
 fn a_clear_text_login_url_is_refused() {
     let d = tempfile::tempdir().unwrap();
     let pki = Pki::new(d.path());
-    let mut cmd = Command::new(bin());
-    let out = cmd
-        .args([
-            "kubeconfig",
-            "--user-login",
-            "http://login.example.org:8444",
-            "--cluster-server",
-            "https://k8s.example.org:6443",
-            "--cluster-ca-file",
-        ])
-        .arg(&pki.client_ca)
-        .output()
-        .unwrap();
+    let out = user_kubeconfig_for(
+        &pki,
+        "http://login.example.org:8444",
+        "https://k8s.example.org:6443",
+        &[],
+    );
     assert!(!out.status.success());
     assert!(out.stdout.is_empty());
     assert!(String::from_utf8_lossy(&out.stderr).contains("https://"));
 }
 
 #[test]
-fn a_clear_text_cluster_server_and_a_bad_username_are_refused() {
+fn a_clear_text_cluster_server_is_refused() {
     let d = tempfile::tempdir().unwrap();
     let pki = Pki::new(d.path());
-    let mut cmd = Command::new(bin());
-    let out = cmd
-        .args([
-            "kubeconfig",
-            "--user-login",
-            "https://login.example.org:8444",
-            "--cluster-server",
-            "http://k8s.example.org:6443",
-            "--cluster-ca-file",
-        ])
-        .arg(&pki.client_ca)
-        .output()
-        .unwrap();
+    let out = user_kubeconfig_for(
+        &pki,
+        "https://login.example.org:8444",
+        "http://k8s.example.org:6443",
+        &[],
+    );
     assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--cluster-server"));
+}
+
+#[test]
+fn a_username_the_plugin_would_refuse_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let pki = Pki::new(d.path());
     let out = user_kubeconfig(&pki, &["--username", "a:b"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--username"));

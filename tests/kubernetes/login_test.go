@@ -223,24 +223,12 @@ func loginExecConfig(t *testing.T, d *issuingDaemon, cacheHome string, run int) 
 	}
 }
 
-// getThrough makes one request with a client client-go built and returns the
-// bearer token its exec plugin supplied.
-func getThrough(t *testing.T, rs *recordingServer, client *http.Client, host string) string {
+// issuedThrough is bearerThrough for a token the login endpoint issued.
+func issuedThrough(t *testing.T, rs *recordingServer, client *http.Client, host string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), startupDeadline)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, host+"/version", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatalf("request through the exec plugin: %v", err)
-	}
-	resp.Body.Close()
-	token, ok := strings.CutPrefix(rs.lastAuthorization(), "Bearer ")
-	if !ok || !strings.HasPrefix(token, "v4.public.") {
-		t.Fatalf("Authorization = %q, want a bearer token issued by the login endpoint", rs.lastAuthorization())
+	token := bearerThrough(t, rs, client, host)
+	if !strings.HasPrefix(token, "v4.public.") {
+		t.Fatalf("bearer token %.20q..., want one issued by the login endpoint", token)
 	}
 	return token
 }
@@ -297,9 +285,9 @@ func TestExecPluginRunsAgainOnceExpirationTimestampHasPassed(t *testing.T) {
 	rs := newRecordingServer(t)
 	client, host := kubectlClient(t, rs, loginExecConfig(t, d, cacheHome, 1))
 
-	first := getThrough(t, rs, client, host)
+	first := issuedThrough(t, rs, client, host)
 	expiry := cachedExpiry(t, cacheHome)
-	if again := getThrough(t, rs, client, host); again != first {
+	if again := issuedThrough(t, rs, client, host); again != first {
 		t.Errorf("client-go ran the plugin again before expirationTimestamp %v", expiry)
 	}
 	if got := d.logins(t, "issued"); got != 1 {
@@ -313,7 +301,7 @@ func TestExecPluginRunsAgainOnceExpirationTimestampHasPassed(t *testing.T) {
 		}
 		time.Sleep(time.Until(expiry) + 100*time.Millisecond)
 	}
-	if later := getThrough(t, rs, client, host); later == first {
+	if later := issuedThrough(t, rs, client, host); later == first {
 		t.Errorf("client-go kept the token after its expirationTimestamp %v", expiry)
 	}
 	if got := d.logins(t, "issued"); got != 2 {

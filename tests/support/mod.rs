@@ -2,6 +2,8 @@
 //! binary, and an HTTPS client with a client certificate.
 #![allow(dead_code)]
 
+pub mod terminal;
+
 use std::net::{SocketAddr, TcpListener};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
