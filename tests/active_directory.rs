@@ -2,11 +2,16 @@
 //! controller (tests/fixtures/samba/samba-dc.sh; its behaviour: tests/fixtures/samba/FACTS.md).
 //!
 //! The domain is provisioned once per test binary and shared by every test; each test starts
-//! its own daemon. Apart from one user added at start, the tests only read the directory
-//! (wrong passwords never lock anyone: the domain's lockoutThreshold is 0), so they run in
-//! parallel. Nothing is skipped: without root and network namespaces the DC cannot start
+//! its own daemon. Apart from one user added at start, and the users the issued-token tests
+//! (active_directory/issued_tokens.rs) add and then disable or reset, each its own, the
+//! tests only read the directory (wrong passwords never lock anyone: the domain's
+//! lockoutThreshold is 0), so they run in parallel. Nothing is skipped: without root and network namespaces the DC cannot start
 //! and every test fails saying so.
 
+#[path = "issued_tokens/helpers.rs"]
+mod helpers;
+#[path = "active_directory/issued_tokens.rs"]
+mod issued_tokens;
 mod support;
 
 use std::collections::{BTreeSet, HashMap};

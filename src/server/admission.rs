@@ -182,6 +182,12 @@ pub(crate) struct HandshakeSlot {
 }
 
 impl HandshakeSlot {
+    /// The eviction notice, for a connection that waits for it elsewhere than in
+    /// [`HandshakeSlot::evicted`] (which then no longer resolves for eviction).
+    fn take_eviction(&mut self) -> oneshot::Receiver<()> {
+        std::mem::replace(&mut self.evicted, oneshot::channel().1)
+    }
+
     /// Resolves when a newer connection took this one's place.
     pub(crate) async fn evicted(&mut self) {
         // A dropped sender means the entry is gone too: the same verdict.
@@ -217,6 +223,55 @@ impl Drop for HandshakeSlot {
         let mut t = self.admission.lock();
         if t.remove_handshake(self.source, self.id) {
             self.admission.publish(&t);
+        }
+    }
+}
+
+/// Where a connection stands after its TLS handshake.
+pub(crate) enum Place {
+    /// Still replaceable (the login port, until its first request).
+    Pending(HandshakeSlot),
+    Verified(VerifiedSlot),
+}
+
+enum Held {
+    Pending(HandshakeSlot),
+    Verified(VerifiedSlot),
+    Gone,
+}
+
+/// A connection's place, moved into the verified budget at its first request: on the login
+/// port anyone finishes the handshake, so a connection that never asks for anything must
+/// stay replaceable, as a silent TCP connection is.
+pub(crate) struct Seat(Mutex<Held>);
+
+impl Seat {
+    /// The seat and, while it is pending, the notice that a newer connection replaced it.
+    pub(crate) fn new(place: Place) -> (Arc<Seat>, Option<oneshot::Receiver<()>>) {
+        let (held, eviction) = match place {
+            Place::Pending(mut slot) => {
+                let rx = slot.take_eviction();
+                (Held::Pending(slot), Some(rx))
+            }
+            Place::Verified(v) => (Held::Verified(v), None),
+        };
+        (Arc::new(Seat(Mutex::new(held))), eviction)
+    }
+
+    /// Before each request: a verified place, taken at the first one if need be.
+    pub(crate) fn admit(&self, limits: Limits) -> Result<(), Refused> {
+        let mut held = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match std::mem::replace(&mut *held, Held::Gone) {
+            Held::Verified(v) => {
+                *held = Held::Verified(v);
+                Ok(())
+            }
+            Held::Pending(slot) => {
+                let v = slot.verified(limits)?;
+                *held = Held::Verified(v);
+                Ok(())
+            }
+            Held::Gone => Err(Refused::Limit),
         }
     }
 }
@@ -331,6 +386,34 @@ mod tests {
         let mut y = a.handshake(ip("10.0.0.1"), l);
         assert!(!is_evicted(&mut x) && !is_evicted(&mut y));
         assert_eq!(a.lock().handshake_count, 2);
+    }
+
+    #[test]
+    fn a_pending_seat_takes_its_verified_place_at_the_first_request_only() {
+        let a = admission();
+        let l = limits(10, 10);
+        let (seat, mut eviction) = Seat::new(Place::Pending(a.handshake(ip("10.0.0.1"), l)));
+        assert!(matches!(
+            eviction.as_mut().unwrap().try_recv(),
+            Err(oneshot::error::TryRecvError::Empty)
+        ));
+        assert_eq!(a.lock().verified_count, 0, "no place before a request");
+        assert!(seat.admit(l).is_ok());
+        assert!(seat.admit(l).is_ok(), "one place for every request after");
+        assert_eq!(a.lock().verified_count, 1);
+        assert_eq!(a.lock().handshake_count, 0);
+        drop(seat);
+        assert_eq!(a.lock().verified_count, 0);
+    }
+
+    #[test]
+    fn a_pending_seat_replaced_before_its_first_request_gets_none() {
+        let a = admission();
+        let l = limits(1, 1);
+        let (seat, mut eviction) = Seat::new(Place::Pending(a.handshake(ip("10.0.0.1"), l)));
+        let _newer = a.handshake(ip("10.0.0.1"), l);
+        assert!(matches!(eviction.as_mut().unwrap().try_recv(), Ok(())));
+        assert_eq!(seat.admit(l), Err(Refused::Evicted));
     }
 
     #[test]

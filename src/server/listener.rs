@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
-use super::admission::{Admission, HandshakeSlot, Limits, Refused, VerifiedSlot};
+use super::admission::{Admission, HandshakeSlot, Limits, Place, Refused, Seat};
 use super::closes::{Closes, Reason, LOG_INTERVAL};
 use super::login::handle_login;
 use super::review::handle_review;
@@ -200,8 +200,8 @@ impl Connection {
         let Some(tls) = self.tls_accept(tcp, acceptor, slot).await else {
             return;
         };
-        let (tls, verified) = tls;
-        self.serve(tls, verified).await;
+        let (tls, place) = tls;
+        self.serve(tls, place).await;
     }
 
     /// The handshake stage: a TLS session (on the review port with a verified client
@@ -211,7 +211,7 @@ impl Connection {
         tcp: TcpStream,
         acceptor: TlsAcceptor,
         mut slot: HandshakeSlot,
-    ) -> Option<(TlsStream<TcpStream>, VerifiedSlot)> {
+    ) -> Option<(TlsStream<TcpStream>, Place)> {
         let handshake = tokio::time::timeout_at(self.deadline, acceptor.accept(tcp));
         let tls = tokio::select! {
             r = handshake => match r {
@@ -242,9 +242,14 @@ impl Connection {
             self.closes.record(Reason::NoCertificate, self.peer, "");
             return None;
         }
+        if self.port == Port::Login {
+            // Anyone completes this handshake: a login connection stays replaceable until
+            // its first request arrives.
+            return Some((tls, Place::Pending(slot)));
+        }
         let limits = Limits::of(&self.shared.current.load().config.server);
         match slot.verified(limits) {
-            Ok(verified) => Some((tls, verified)),
+            Ok(verified) => Some((tls, Place::Verified(verified))),
             Err(refused) => {
                 let (reason, detail) = match refused {
                     Refused::Evicted => (Reason::Evicted, "replaced by a newer connection"),
@@ -260,22 +265,27 @@ impl Connection {
     }
 
     /// The verified stage: HTTP until the client leaves, falls silent or the daemon stops.
-    async fn serve(mut self, tls: TlsStream<TcpStream>, _verified: VerifiedSlot) {
+    async fn serve(mut self, tls: TlsStream<TcpStream>, place: Place) {
         let (idle, grace) = {
             let rt = self.shared.current.load();
             let s = &rt.config.server;
             (s.idle_timeout, s.request_timeout + Duration::from_secs(1))
         };
         let activity = Arc::new(Activity::new());
+        let (seat, mut eviction) = Seat::new(place);
         let svc = {
             let (shared, activity, port, peer) =
                 (self.shared.clone(), activity.clone(), self.port, self.peer);
+            let closes = self.closes.clone();
             service_fn(move |req| {
-                let (shared, busy) = (shared.clone(), activity.begin());
+                let (shared, busy, seat) = (shared.clone(), activity.begin(), seat.clone());
+                let closes = closes.clone();
                 async move {
-                    let reply = match port {
-                        Port::Reviews => handle_review(&shared, req).await,
-                        Port::Login => handle_login(&shared, peer, req).await,
+                    let limits = Limits::of(&shared.current.load().config.server);
+                    let reply = match (seat.admit(limits), port) {
+                        (Err(refused), _) => no_place(&shared, &closes, peer, refused),
+                        (Ok(()), Port::Reviews) => handle_review(&shared, req).await,
+                        (Ok(()), Port::Login) => handle_login(&shared, peer, req).await,
                     };
                     drop(busy);
                     Ok::<_, Infallible>(reply)
@@ -316,6 +326,10 @@ impl Connection {
                         }
                     }
                 }
+                _ = wait_evicted(&mut eviction), if eviction.is_some() && !activity.has_started() => {
+                    self.closes.record(Reason::Evicted, self.peer, "replaced by a newer connection before its first request");
+                    return;
+                }
                 _ = stopped(&mut self.shutdown), if closing.is_none() => {
                     conn.as_mut().graceful_shutdown();
                     closing = Some(Instant::now() + DRAIN_TIMEOUT);
@@ -323,6 +337,41 @@ impl Connection {
             }
         }
     }
+}
+
+/// Resolves when a pending connection was replaced by a newer one. The notice's sender is
+/// also dropped when the connection takes its verified place at its first request: that
+/// is no eviction, and never resolves.
+async fn wait_evicted(eviction: &mut Option<tokio::sync::oneshot::Receiver<()>>) {
+    if let Some(rx) = eviction {
+        if rx.await.is_ok() {
+            return;
+        }
+    }
+    std::future::pending().await
+}
+
+/// The answer to a request on a connection that found no verified place.
+fn no_place(
+    shared: &super::Shared,
+    closes: &Closes,
+    peer: SocketAddr,
+    refused: Refused,
+) -> super::review::Reply {
+    let (reason, detail) = match refused {
+        Refused::Evicted => (Reason::Evicted, "replaced by a newer connection"),
+        Refused::Limit => (
+            Reason::Limit,
+            "server.max_connections or server.max_connections_per_source reached",
+        ),
+    };
+    closes.record(reason, peer, detail);
+    super::review::closing(super::review::http_error(
+        shared,
+        hyper::StatusCode::SERVICE_UNAVAILABLE,
+        "ServiceUnavailable",
+        "too many connections; retry later",
+    ))
 }
 
 enum Verdict {
