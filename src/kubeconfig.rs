@@ -1,4 +1,7 @@
-//! The webhook kubeconfig for kube-apiserver's `--authentication-token-webhook-config-file`.
+//! The webhook kubeconfig for kube-apiserver's `--authentication-token-webhook-config-file`,
+//! and ([`render_user`]) the kubeconfig of a user who logs in at the daemon.
+
+mod user;
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -7,12 +10,34 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine;
 
+pub use user::{render_user, UserOptions};
+
 /// Why no kubeconfig was written.
 #[derive(Debug, thiserror::Error)]
 pub enum KubeconfigError {
     #[error("--server must be an https:// URL, got `{0}`")]
     /// `--server` is not an `https://` URL.
     Server(String),
+    #[error("{flag} must be an https:// URL with a host, got `{url}`")]
+    /// `--cluster-server` is not an `https://` URL.
+    Url {
+        /// The flag.
+        flag: &'static str,
+        /// What it said.
+        url: String,
+    },
+    #[error("{0} is required")]
+    /// A flag the webhook kubeconfig needs is missing.
+    Missing(&'static str),
+    #[error("--user-login: {0}")]
+    /// `--user-login` is not a login URL the plugin would take.
+    UserLogin(String),
+    #[error("--username must not be empty or contain `:` or control characters")]
+    /// A username the plugin would refuse.
+    Username,
+    #[error("--name must not be empty or contain control characters")]
+    /// An unusable `--name`.
+    Name,
     #[error("cannot read {path}: {source}")]
     /// A certificate or key file could not be read.
     Read {

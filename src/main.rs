@@ -29,30 +29,9 @@ enum Command {
         #[arg(long)]
         connect: bool,
     },
-    /// Print (or with --output write) the webhook kubeconfig for kube-apiserver.
-    Kubeconfig {
-        /// The daemon's URL, e.g. https://127.0.0.1:8443/authenticate
-        #[arg(long)]
-        server: String,
-        /// CA that signed the daemon's server certificate.
-        #[arg(long)]
-        ca_file: PathBuf,
-        /// kube-apiserver's client certificate.
-        #[arg(long)]
-        client_cert: PathBuf,
-        /// kube-apiserver's client key.
-        #[arg(long)]
-        client_key: PathBuf,
-        /// Embed the files as *-data instead of referring to their paths.
-        #[arg(long)]
-        embed: bool,
-        /// Write to this file, mode 0600, instead of stdout.
-        #[arg(long)]
-        output: Option<PathBuf>,
-        /// With --output: replace an existing file.
-        #[arg(long, requires = "output")]
-        force: bool,
-    },
+    /// Print (or with --output write) the webhook kubeconfig for kube-apiserver, or with
+    /// --user-login the kubeconfig of a user who logs in at the daemon.
+    Kubeconfig(KubeconfigArgs),
     /// kubectl exec credential plugin: prints an ExecCredential.
     Credential {
         /// LDAP username [env: KUBE_LDAP_WEBHOOK_USERNAME]
@@ -64,6 +43,23 @@ enum Command {
         /// Read the password from this open file descriptor.
         #[arg(long)]
         password_fd: Option<i32>,
+        /// The daemon's login endpoint, https://HOST:PORT[/login]: log in there once and
+        /// print the issued token (cached under $XDG_CACHE_HOME/kube-ldap-webhook) until
+        /// it expires, instead of the password itself.
+        #[arg(long)]
+        login_url: Option<String>,
+        /// With --login-url: the CA of the login endpoint's certificate [default: the
+        /// system's roots].
+        #[arg(long, requires = "login_url", conflicts_with = "ca_data")]
+        ca_file: Option<PathBuf>,
+        /// With --login-url: that CA as base64 of PEM (as a kubeconfig's
+        /// certificate-authority-data).
+        #[arg(long, requires = "login_url")]
+        ca_data: Option<String>,
+        /// With --login-url: forget the cached tokens of that URL (of --username only,
+        /// when given) and print nothing.
+        #[arg(long, requires = "login_url")]
+        logout: bool,
     },
     /// Write a new Ed25519 key pair for issued tokens: DIR/signing.key (mode 0600) and
     /// DIR/signing.pub. Never overwrites.
@@ -74,6 +70,118 @@ enum Command {
     },
     /// Print the version.
     Version,
+}
+
+#[derive(clap::Args)]
+struct KubeconfigArgs {
+    /// The daemon's URL, e.g. https://127.0.0.1:8443/authenticate
+    #[arg(
+        long,
+        required_unless_present = "user_login",
+        conflicts_with = "user_login"
+    )]
+    server: Option<String>,
+    /// CA that signed the daemon's server certificate (with --user-login: the login
+    /// endpoint's, whose certificate is the daemon's; the system's roots when absent).
+    #[arg(long, required_unless_present = "user_login")]
+    ca_file: Option<PathBuf>,
+    /// kube-apiserver's client certificate.
+    #[arg(
+        long,
+        required_unless_present = "user_login",
+        conflicts_with = "user_login"
+    )]
+    client_cert: Option<PathBuf>,
+    /// kube-apiserver's client key.
+    #[arg(
+        long,
+        required_unless_present = "user_login",
+        conflicts_with = "user_login"
+    )]
+    client_key: Option<PathBuf>,
+    /// A user's kubeconfig instead: kubectl logs in at this login endpoint of the daemon,
+    /// e.g. https://k8s-login.example.org:8444
+    #[arg(long, requires_all = ["cluster_server", "cluster_ca_file"])]
+    user_login: Option<String>,
+    /// With --user-login: kube-apiserver's URL.
+    #[arg(long, requires = "user_login")]
+    cluster_server: Option<String>,
+    /// With --user-login: the CA of kube-apiserver's certificate.
+    #[arg(long, requires = "user_login")]
+    cluster_ca_file: Option<PathBuf>,
+    /// With --user-login: the user's LDAP username (asked for at login when absent).
+    #[arg(long, requires = "user_login")]
+    username: Option<String>,
+    /// With --user-login: the name of the cluster and context [default: the cluster
+    /// server's host].
+    #[arg(long, requires = "user_login")]
+    name: Option<String>,
+    /// With --user-login: the plugin's command on the user's machine.
+    #[arg(long, requires = "user_login")]
+    exec_command: Option<String>,
+    /// Embed the files as *-data instead of referring to their paths.
+    #[arg(long)]
+    embed: bool,
+    /// Write to this file, mode 0600, instead of stdout.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// With --output: replace an existing file.
+    #[arg(long, requires = "output")]
+    force: bool,
+}
+
+impl KubeconfigArgs {
+    fn render(&self) -> Result<String, kubeconfig::KubeconfigError> {
+        if let (Some(login_url), Some(cluster_server), Some(cluster_ca_file)) = (
+            &self.user_login,
+            &self.cluster_server,
+            &self.cluster_ca_file,
+        ) {
+            return kubeconfig::render_user(&kubeconfig::UserOptions {
+                login_url,
+                login_ca_file: self.ca_file.as_deref(),
+                cluster_server,
+                cluster_ca_file,
+                embed: self.embed,
+                username: self.username.as_deref(),
+                name: self.name.as_deref(),
+                command: self.exec_command.as_deref().unwrap_or("kube-ldap-webhook"),
+            });
+        }
+        // clap requires all four without --user-login.
+        let missing = kubeconfig::KubeconfigError::Missing;
+        kubeconfig::render(&kubeconfig::Options {
+            server: self.server.as_deref().ok_or_else(|| missing("--server"))?,
+            ca_file: self
+                .ca_file
+                .as_deref()
+                .ok_or_else(|| missing("--ca-file"))?,
+            client_cert: self
+                .client_cert
+                .as_deref()
+                .ok_or_else(|| missing("--client-cert"))?,
+            client_key: self
+                .client_key
+                .as_deref()
+                .ok_or_else(|| missing("--client-key"))?,
+            embed: self.embed,
+        })
+    }
+
+    fn write(&self) -> Result<(), kubeconfig::KubeconfigError> {
+        let text = self.render()?;
+        match &self.output {
+            Some(path) => kubeconfig::write_private(path, &text, self.force),
+            None => {
+                // Only the webhook kubeconfig holds a key.
+                if let Some(w) = kubeconfig::stdout_warning(self.embed && self.user_login.is_none())
+                {
+                    eprintln!("kube-ldap-webhook: {w}");
+                }
+                to_stdout(&text).map_err(kubeconfig::KubeconfigError::Stdout)
+            }
+        }
+    }
 }
 
 fn fail(e: impl std::fmt::Display) -> ExitCode {
@@ -115,46 +223,31 @@ fn main() -> ExitCode {
                 Err(e) => fail(e),
             }
         }
-        Command::Kubeconfig {
-            server,
-            ca_file,
-            client_cert,
-            client_key,
-            embed,
-            output,
-            force,
-        } => {
-            let written = kubeconfig::render(&kubeconfig::Options {
-                server: &server,
-                ca_file: &ca_file,
-                client_cert: &client_cert,
-                client_key: &client_key,
-                embed,
-            })
-            .and_then(|text| match &output {
-                Some(path) => kubeconfig::write_private(path, &text, force),
-                None => {
-                    if let Some(w) = kubeconfig::stdout_warning(embed) {
-                        eprintln!("kube-ldap-webhook: {w}");
-                    }
-                    to_stdout(&text).map_err(kubeconfig::KubeconfigError::Stdout)
-                }
-            });
-            succeed(written)
-        }
+        Command::Kubeconfig(args) => succeed(args.write()),
         Command::Credential {
             username,
             password_file,
             password_fd,
+            login_url,
+            ca_file,
+            ca_data,
+            logout,
         } => match credential::run(credential::Options {
             username,
             password_file: password_file.as_deref(),
             password_fd,
+            login: login_url.as_deref().map(|url| credential::Login {
+                url,
+                ca_file: ca_file.as_deref(),
+                ca_data: ca_data.as_deref(),
+                logout,
+            }),
         }) {
-            Ok(json) => {
+            Ok(Some(json)) => {
                 let mut out = std::io::stdout().lock();
                 succeed(writeln!(out, "{}", json.as_str()).and_then(|_| out.flush()))
             }
+            Ok(None) => ExitCode::SUCCESS,
             Err(e) => fail(e),
         },
         Command::Keygen { out } => match issued::keygen(&out) {

@@ -2,10 +2,11 @@
 
 mod support;
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
 use base64::Engine;
+use support::terminal::Terminal;
 
 fn exec_info(version: &str, interactive: bool) -> String {
     format!(
@@ -180,47 +181,14 @@ fn username_with_a_colon_and_empty_password_are_refused() {
 #[test]
 fn interactive_use_prompts_on_the_terminal() {
     // `script` gives the plugin a real terminal, as kubectl does when interactive.
-    let mut child = Command::new("script")
-        .args([
-            "-qec",
-            &format!("{} credential", support::bin()),
-            "/dev/null",
-        ])
-        .env("KUBERNETES_EXEC_INFO", exec_info("v1", true))
-        .env_remove("KUBE_LDAP_WEBHOOK_USERNAME")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("script (util-linux)");
-    // The terminal's output as it comes, so that the password is typed only once it is
-    // asked for, as a person would.
-    let screen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let mut stdout = child.stdout.take().unwrap();
-    let reader = {
-        let screen = screen.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 1024];
-            while let Ok(n @ 1..) = stdout.read(&mut buf) {
-                screen.lock().unwrap().extend_from_slice(&buf[..n]);
-            }
-        })
-    };
-    let shown = || String::from_utf8_lossy(&screen.lock().unwrap()).into_owned();
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(b"alice\n").unwrap();
-    support::wait_until(
-        || shown().contains("Password for alice: "),
-        || format!("no password prompt: {}", shown()),
-    );
-    stdin.write_all(b"typed-secret\n").unwrap();
-    drop(stdin);
-    let status = child.wait().unwrap();
-    reader.join().unwrap();
-    let text = shown();
+    let mut term = Terminal::start(&format!("{} credential", support::bin()), |c| {
+        c.env("KUBERNETES_EXEC_INFO", exec_info("v1", true))
+            .env_remove("KUBE_LDAP_WEBHOOK_USERNAME");
+    });
+    term.answer("Username: ", "alice");
+    term.answer("Password for alice: ", "typed-secret");
+    let (status, text) = term.finish();
     assert!(status.success(), "{text}");
-    assert!(text.contains("Username: "), "{text}");
-    assert!(text.contains("Password for alice: "), "{text}");
     let expected = base64::engine::general_purpose::STANDARD.encode("alice:typed-secret");
     assert!(text.contains(&expected), "{text}");
 }

@@ -39,7 +39,7 @@ type clusterSpec struct {
 type cluster struct {
 	name   string
 	dir    string
-	daemon *daemon
+	daemon *daemon // with a login endpoint on cluster v1 (daemon.login)
 	api    *localcluster.APIServer
 	admin  string // the admin kubeconfig
 
@@ -163,7 +163,12 @@ type userInfo struct {
 
 func whoami(t *testing.T, kubeconfig string) userInfo {
 	t.Helper()
-	out := kubectlOK(t, kubeconfig, "auth", "whoami", "-o", "json")
+	return parseWhoami(t, kubectlOK(t, kubeconfig, "auth", "whoami", "-o", "json"))
+}
+
+// parseWhoami reads what `kubectl auth whoami -o json` printed.
+func parseWhoami(t *testing.T, out string) userInfo {
+	t.Helper()
 	var review struct {
 		Kind   string `json:"kind"`
 		Status struct {

@@ -62,7 +62,24 @@ type daemon struct {
 	cfgPath string
 	listen  string // host:port of the TokenReview listener
 	ops     string // host:port of /healthz, /readyz, /metrics
+	login   string // host:port of the login endpoint; "" without one (see loginConfig)
 	proc    *localcluster.Process
+}
+
+// loginListen stands for the login endpoint's address in a daemon config;
+// startDaemon puts a free port there.
+const loginListen = "@LOGIN_LISTEN@"
+
+// loginConfig is the [login] and [tokens] part of a daemon's config: the login
+// endpoint on a free port, signing with a key pair made by `kube-ldap-webhook
+// keygen` (README, "Logging in once").
+func (s *suite) loginConfig() (string, error) {
+	keys := filepath.Join(s.dir, "token-keys")
+	if out, err := exec.Command(s.daemonBin, "keygen", "--out", keys).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("kube-ldap-webhook keygen: %v: %s", err, out)
+	}
+	return fmt.Sprintf("\n[login]\nlisten = %q\n\n[tokens]\nsigning_key_file = %q\n",
+		loginListen, filepath.Join(keys, "signing.key")), nil
 }
 
 // startDaemon writes a config ([server] on free loopback ports with the webhook PKI,
@@ -82,6 +99,14 @@ func startDaemonOnce(s *suite, dir, ldapConfig string) (*daemon, error) {
 			return nil, err
 		}
 		*addr = fmt.Sprintf("127.0.0.1:%d", port)
+	}
+	if strings.Contains(ldapConfig, loginListen) {
+		port, err := localcluster.FreePort()
+		if err != nil {
+			return nil, err
+		}
+		d.login = fmt.Sprintf("127.0.0.1:%d", port)
+		ldapConfig = strings.ReplaceAll(ldapConfig, loginListen, d.login)
 	}
 	pki := func(f string) string { return filepath.Join(s.webhookPKI, f) }
 	cfg := fmt.Sprintf("[server]\nlisten = %q\ntls_cert_file = %q\ntls_key_file = %q\nclient_ca_file = %q\nops_listen = %q\n\n%s",

@@ -143,8 +143,13 @@ func (s *suite) setup() error {
 
 // startClusters starts both clusters side by side (each kube-apiserver takes seconds).
 func (s *suite) startClusters(ctx context.Context) error {
+	login, err := s.loginConfig()
+	if err != nil {
+		return err
+	}
 	specs := []clusterSpec{
-		{name: clusterV1, webhookVersion: "v1", webhookCacheTTL: "2m", audit: true, daemonConfig: s.openldapDaemonConfig("2m")},
+		// This daemon also has the login endpoint (login_test.go).
+		{name: clusterV1, webhookVersion: "v1", webhookCacheTTL: "2m", audit: true, daemonConfig: s.openldapDaemonConfig("2m") + login},
 		// The daemon's own cache is short here, so that the LDAP outage test reaches its stale answers soon.
 		{name: clusterV1beta1, webhookCacheTTL: "0s", daemonConfig: s.openldapDaemonConfig(daemonStaleTestTTL.String())},
 	}

@@ -90,6 +90,13 @@ func bearerFromPlugin(t *testing.T, execCfg *clientcmdapi.ExecConfig) string {
 	t.Helper()
 	rs := newRecordingServer(t)
 	client, host := kubectlClient(t, rs, execCfg)
+	return bearerThrough(t, rs, client, host)
+}
+
+// bearerThrough makes one request with a client client-go built and returns
+// the bearer token its exec plugin supplied.
+func bearerThrough(t *testing.T, rs *recordingServer, client *http.Client, host string) string {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), startupDeadline)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, host+"/version", nil)

@@ -591,6 +591,11 @@ negative_ttl = "10s"
 // startDaemon writes a config (the brief's, pointing at ldapURL) into dir and
 // runs `kube-ldap-webhook serve --config FILE` until /healthz answers 200.
 func (s *suite) startDaemon(dir, ldapURL string) (*daemonInstance, error) {
+	return s.startDaemonWith(dir, ldapURL, "")
+}
+
+// startDaemonWith is startDaemon with extra TOML tables appended to the config.
+func (s *suite) startDaemonWith(dir, ldapURL, extra string) (*daemonInstance, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -614,7 +619,7 @@ func (s *suite) startDaemon(dir, ldapURL string) (*daemonInstance, error) {
 	if err := os.WriteFile(pwFile, []byte(serviceBindPW), 0o600); err != nil {
 		return nil, err
 	}
-	cfg := fmt.Sprintf(daemonConfig, d.listen, s.pki.ServerCert, s.pki.ServerKey, s.pki.ClientCA, d.ops, ldapURL, pwFile)
+	cfg := fmt.Sprintf(daemonConfig, d.listen, s.pki.ServerCert, s.pki.ServerKey, s.pki.ClientCA, d.ops, ldapURL, pwFile) + extra
 	if err := os.WriteFile(d.cfgPath, []byte(cfg), 0o600); err != nil {
 		return nil, err
 	}

@@ -353,6 +353,13 @@ func TestBackendDownIsAnErrorNotARejection(t *testing.T) {
 // daemon's /metrics (0 when the series is not there).
 func (d *daemonInstance) reviews(t *testing.T, outcome, source string) float64 {
 	t.Helper()
+	return d.metric(t, "kube_ldap_webhook_reviews_total", `outcome="`+outcome+`"`, `source="`+source+`"`)
+}
+
+// metric reads the series of family with all of labels (`name="value"`) from
+// the daemon's /metrics (0 when it is not there).
+func (d *daemonInstance) metric(t *testing.T, family string, labels ...string) float64 {
+	t.Helper()
 	client := &http.Client{Timeout: startupDeadline}
 	resp, err := client.Get("http://" + d.ops + "/metrics")
 	if err != nil {
@@ -364,8 +371,14 @@ func (d *daemonInstance) reviews(t *testing.T, outcome, source string) float64 {
 		t.Fatalf("GET /metrics: %v", err)
 	}
 	for _, line := range strings.Split(string(body), "\n") {
-		if strings.HasPrefix(line, "kube_ldap_webhook_reviews_total{") &&
-			strings.Contains(line, `outcome="`+outcome+`"`) && strings.Contains(line, `source="`+source+`"`) {
+		if !strings.HasPrefix(line, family+"{") {
+			continue
+		}
+		matches := true
+		for _, l := range labels {
+			matches = matches && strings.Contains(line, l)
+		}
+		if matches {
 			fields := strings.Fields(line)
 			v, err := strconv.ParseFloat(fields[len(fields)-1], 64)
 			if err != nil {

@@ -24,6 +24,7 @@ mod pki;
 mod process;
 mod samba;
 mod slapd;
+pub mod terminal;
 
 use std::net::TcpListener;
 use std::path::PathBuf;

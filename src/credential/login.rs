@@ -1,0 +1,497 @@
+//! The daemon's login endpoint, from the plugin's side: `POST /login` with HTTP Basic
+//! credentials for a token, `GET /login` with a token to ask whether the daemon still
+//! accepts it. HTTPS only, verified against `--ca-file`/`--ca-data` or the system's roots,
+//! on the binary's one crypto provider (ring).
+
+use std::path::Path;
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::header::{HeaderMap, HeaderValue, ACCEPT, AUTHORIZATION, RETRY_AFTER, USER_AGENT};
+use hyper::{Method, Request, StatusCode};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::CertificateDer;
+use rustls::{ClientConfig, RootCertStore};
+use serde::Deserialize;
+use time::OffsetDateTime;
+use url::Url;
+use zeroize::Zeroizing;
+
+use crate::secret::Password;
+use crate::tls::TlsError;
+
+/// A login waits for the directory (the daemon's LDAP timeouts are seconds each).
+const LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
+/// The check before a cached token is used: short, since a daemon that does not answer
+/// leaves the decision to kube-apiserver anyway.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
+/// Any answer of the login endpoint fits easily; more is not the daemon talking.
+const MAX_BODY: usize = 64 * 1024;
+const MAX_TOKEN: usize = 16 * 1024;
+/// Server-supplied text shown to the user is cut here.
+const MAX_MESSAGE: usize = 300;
+
+/// Why no token came from the login endpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    #[error("the login URL must be an https:// URL with a host{0}")]
+    /// `--login-url` is not an acceptable URL.
+    Url(String),
+    #[error("--ca-data is not base64 of PEM certificates")]
+    /// `--ca-data` holds no usable certificate.
+    CaData,
+    #[error("the login endpoint's CA: {0}")]
+    /// `--ca-file` or the TLS setup failed.
+    Tls(#[from] TlsError),
+    #[error("cannot start the HTTPS client: {0}")]
+    /// The async runtime could not be built.
+    Runtime(#[source] std::io::Error),
+    #[error("cannot reach the login endpoint {url}: {cause}")]
+    /// No HTTP answer (connection refused, TLS failure, timeout ...).
+    Unreachable {
+        /// The login URL.
+        url: String,
+        /// What failed.
+        cause: String,
+    },
+    #[error("login refused: {0}")]
+    /// 401: the daemon's reason, e.g. `Invalid username or password`.
+    Refused(String),
+    #[error("too many logins from this address: try again {0}")]
+    /// 429, with what `Retry-After` said.
+    RateLimited(String),
+    #[error("the login endpoint cannot log anyone in right now: {0}")]
+    /// 503: the directory is unavailable.
+    Unavailable(String),
+    #[error("the login endpoint answered HTTP {status}{message}")]
+    /// Any other status.
+    Status {
+        /// The HTTP status code.
+        status: u16,
+        /// `: reason` when the body said one.
+        message: String,
+    },
+    #[error("the login endpoint's answer is not a token: {0}")]
+    /// A 200 whose body is not `{"token", "expirationTimestamp"}`.
+    Answer(&'static str),
+}
+
+/// The login URL: `https://` with a host, no credentials, query or fragment. A bare
+/// `https://host:port` or `https://host:port/` means the daemon's `/login`.
+pub(crate) fn login_url(raw: &str) -> Result<Url, LoginError> {
+    let url = Url::parse(raw).map_err(|e| LoginError::Url(format!(", got `{raw}` ({e})")))?;
+    // Never echo a URL that carries credentials.
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(LoginError::Url(
+            " and no user name or password in it".into(),
+        ));
+    }
+    if url.scheme() != "https" {
+        return Err(LoginError::Url(format!(
+            ", got `{raw}`: the password must not cross the network in clear text"
+        )));
+    }
+    if url.host_str().is_none_or(str::is_empty) || url.query().is_some() || url.fragment().is_some()
+    {
+        return Err(LoginError::Url(format!(
+            " and no query or fragment, got `{raw}`"
+        )));
+    }
+    let mut url = url;
+    if url.path().is_empty() || url.path() == "/" {
+        url.set_path("/login");
+    }
+    Ok(url)
+}
+
+/// A token as the daemon issues it and kubectl sends it: printable ASCII, no white space.
+pub(crate) fn plausible_token(token: &str) -> bool {
+    !token.is_empty() && token.len() <= MAX_TOKEN && token.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// Which certificates the login endpoint's must chain to.
+pub(crate) enum Trust<'a> {
+    /// The system's roots.
+    System,
+    /// `--ca-file`.
+    File(&'a Path),
+    /// `--ca-data`: base64 of PEM, as a kubeconfig's `certificate-authority-data`.
+    Data(&'a str),
+}
+
+fn roots(trust: Trust<'_>) -> Result<RootCertStore, LoginError> {
+    match trust {
+        Trust::File(path) => Ok(crate::tls::load_roots(path)?),
+        Trust::Data(b64) => {
+            let pem = base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .map_err(|_| LoginError::CaData)?;
+            let mut roots = RootCertStore::empty();
+            for cert in CertificateDer::pem_slice_iter(&pem) {
+                roots
+                    .add(cert.map_err(|_| LoginError::CaData)?)
+                    .map_err(|_| LoginError::CaData)?;
+            }
+            if roots.is_empty() {
+                return Err(LoginError::CaData);
+            }
+            Ok(roots)
+        }
+        Trust::System => {
+            let mut roots = RootCertStore::empty();
+            // A broken system certificate must not stop a login.
+            let _ = roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+            Ok(roots)
+        }
+    }
+}
+
+/// What the daemon answered about a cached token.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Check {
+    /// It would accept it in a review now.
+    Accepted,
+    /// It would not (expired, password changed, account disabled, key rotated ...).
+    Refused(String),
+    /// No verdict: unreachable, rate limited, overloaded.
+    Unsettled(String),
+}
+
+/// A token from `POST /login`.
+pub(crate) struct Issued {
+    pub(crate) token: Zeroizing<String>,
+    pub(crate) expires: OffsetDateTime,
+    /// `expires` in RFC 3339, UTC, whole seconds (rounded down): what client-go reads.
+    pub(crate) expiration_timestamp: String,
+}
+
+/// The login endpoint and the client that talks to it.
+pub(crate) struct Endpoint {
+    url: Url,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    rt: tokio::runtime::Runtime,
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Endpoint {
+    pub(crate) fn new(url: Url, trust: Trust<'_>) -> Result<Endpoint, LoginError> {
+        let config = ClientConfig::builder_with_provider(crate::tls::provider())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(TlsError::from)?
+            .with_root_certificates(roots(trust)?)
+            .with_no_client_auth();
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(config)
+            .https_only()
+            .enable_http1()
+            .build();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(LoginError::Runtime)?;
+        let client = Client::builder(TokioExecutor::new()).build(https);
+        Ok(Endpoint { url, client, rt })
+    }
+
+    pub(crate) fn url(&self) -> &str {
+        self.url.as_str()
+    }
+
+    fn request(&self, method: Method, authorization: &str) -> Option<Request<Full<Bytes>>> {
+        let mut auth = HeaderValue::from_str(authorization).ok()?;
+        auth.set_sensitive(true);
+        Request::builder()
+            .method(method)
+            .uri(self.url.as_str())
+            .header(AUTHORIZATION, auth)
+            .header(ACCEPT, "application/json")
+            .header(
+                USER_AGENT,
+                concat!("kube-ldap-webhook/", env!("CARGO_PKG_VERSION")),
+            )
+            .body(Full::new(Bytes::new()))
+            .ok()
+    }
+
+    fn send(&self, req: Request<Full<Bytes>>, limit: Duration) -> Result<Answer, String> {
+        self.rt.block_on(async {
+            let exchange = async {
+                let resp = self.client.request(req).await.map_err(|e| chain(&e))?;
+                let (parts, body) = resp.into_parts();
+                let body = Limited::new(body, MAX_BODY)
+                    .collect()
+                    .await
+                    .map_err(|e| format!("reading the answer: {e}"))?
+                    .to_bytes();
+                Ok(Answer {
+                    status: parts.status,
+                    headers: parts.headers,
+                    body,
+                })
+            };
+            tokio::time::timeout(limit, exchange)
+                .await
+                .unwrap_or_else(|_| Err(format!("no answer within {}s", limit.as_secs())))
+        })
+    }
+
+    /// `POST /login` with `username:password` as HTTP Basic credentials.
+    pub(crate) fn login(&self, username: &str, password: &Password) -> Result<Issued, LoginError> {
+        let mut plain = Zeroizing::new(String::with_capacity(
+            username.len() + password.expose().len() + 1,
+        ));
+        plain.push_str(username);
+        plain.push(':');
+        plain.push_str(password.expose());
+        let basic = Zeroizing::new(format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(plain.as_bytes())
+        ));
+        let req = self
+            .request(Method::POST, &basic)
+            .ok_or(LoginError::Url(" that makes an HTTP request".into()))?;
+        let a = self
+            .send(req, LOGIN_TIMEOUT)
+            .map_err(|cause| LoginError::Unreachable {
+                url: self.url.to_string(),
+                cause,
+            })?;
+        match a.status {
+            StatusCode::OK => issued(&a.body),
+            StatusCode::UNAUTHORIZED => {
+                Err(LoginError::Refused(message(&a.body).unwrap_or_else(|| {
+                    "the login endpoint gave no reason".into()
+                })))
+            }
+            StatusCode::TOO_MANY_REQUESTS => Err(LoginError::RateLimited(retry_after(&a.headers))),
+            StatusCode::SERVICE_UNAVAILABLE => Err(LoginError::Unavailable(
+                message(&a.body).unwrap_or_else(|| "HTTP 503".into()),
+            )),
+            s => Err(LoginError::Status {
+                status: s.as_u16(),
+                message: message(&a.body)
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default(),
+            }),
+        }
+    }
+
+    /// `GET /login` with the token as a bearer token: would the daemon accept it now?
+    pub(crate) fn check(&self, token: &str) -> Check {
+        let bearer = Zeroizing::new(format!("Bearer {token}"));
+        let Some(req) = self.request(Method::GET, &bearer) else {
+            return Check::Refused("the cached token is not a token".into());
+        };
+        match self.send(req, CHECK_TIMEOUT) {
+            Ok(a) if a.status.is_success() => Check::Accepted,
+            Ok(a) if a.status == StatusCode::UNAUTHORIZED => {
+                Check::Refused(message(&a.body).unwrap_or_else(|| "HTTP 401".into()))
+            }
+            Ok(a) => Check::Unsettled(format!("HTTP {}", a.status.as_u16())),
+            Err(cause) => Check::Unsettled(cause),
+        }
+    }
+}
+
+/// An error with its causes, which is where hyper says what actually failed.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    text
+}
+
+fn issued(body: &[u8]) -> Result<Issued, LoginError> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Body {
+        token: Zeroizing<String>,
+        expiration_timestamp: String,
+    }
+    let b: Body = serde_json::from_slice(body)
+        .map_err(|_| LoginError::Answer("not JSON with token and expirationTimestamp"))?;
+    if !plausible_token(&b.token) {
+        return Err(LoginError::Answer(
+            "the token is empty, too long or not printable",
+        ));
+    }
+    let expires = OffsetDateTime::parse(
+        &b.expiration_timestamp,
+        &time::format_description::well_known::Rfc3339,
+    )
+    .map_err(|_| LoginError::Answer("expirationTimestamp is not an RFC 3339 time"))?;
+    let expires = expires
+        .to_offset(time::UtcOffset::UTC)
+        .replace_nanosecond(0)
+        .map_err(|_| LoginError::Answer("expirationTimestamp is out of range"))?;
+    let expiration_timestamp = expires
+        .format(&time::format_description::well_known::Rfc3339)
+        .map_err(|_| LoginError::Answer("expirationTimestamp is out of range"))?;
+    Ok(Issued {
+        token: b.token,
+        expires,
+        expiration_timestamp,
+    })
+}
+
+/// Text the server sent, made safe for a terminal: no control characters (escape
+/// sequences), bounded length.
+fn printable(text: &str) -> String {
+    text.chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_MESSAGE)
+        .collect()
+}
+
+/// The `message` of a `Status`-shaped body.
+fn message(body: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Status {
+        message: Option<String>,
+    }
+    let m = printable(&serde_json::from_slice::<Status>(body).ok()?.message?);
+    (!m.trim().is_empty()).then_some(m)
+}
+
+fn retry_after(headers: &HeaderMap) -> String {
+    let value = headers
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .unwrap_or("");
+    match value.parse::<u64>() {
+        Ok(1) => "in 1 second".into(),
+        Ok(n) => format!("in {n} seconds"),
+        Err(_) if !value.is_empty() => format!("after {}", printable(value)),
+        Err(_) => "later".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bare_origin_means_the_daemons_login_path() {
+        for raw in [
+            "https://login.example.org:8444",
+            "https://login.example.org:8444/",
+        ] {
+            assert_eq!(
+                login_url(raw).unwrap().as_str(),
+                "https://login.example.org:8444/login"
+            );
+        }
+        assert_eq!(
+            login_url("https://proxy.example.org/k8s/login")
+                .unwrap()
+                .as_str(),
+            "https://proxy.example.org/k8s/login"
+        );
+    }
+
+    #[test]
+    fn clear_text_http_is_refused() {
+        let e = login_url("http://login.example.org:8444/login").unwrap_err();
+        assert!(e.to_string().contains("https://"), "{e}");
+    }
+
+    #[test]
+    fn credentials_in_the_url_are_refused_without_being_echoed() {
+        let e = login_url("https://alice:hunter2@login.example.org/login").unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn queries_fragments_and_non_urls_are_refused() {
+        for raw in [
+            "https://login.example.org/login?x=1",
+            "https://login.example.org/login#x",
+            "login.example.org:8444",
+            "",
+        ] {
+            assert!(login_url(raw).is_err(), "{raw}");
+        }
+    }
+
+    #[test]
+    fn a_login_answer_gives_the_token_and_its_expiry() {
+        let i = issued(
+            br#"{"token":"v4.public.abc","expirationTimestamp":"2030-01-01T08:00:00+01:00"}"#,
+        )
+        .unwrap();
+        assert_eq!(i.token.as_str(), "v4.public.abc");
+        assert_eq!(i.expires.unix_timestamp(), 1_893_481_200);
+        assert_eq!(i.expiration_timestamp, "2030-01-01T07:00:00Z");
+    }
+
+    #[test]
+    fn fractions_of_a_second_are_dropped_from_the_expiry() {
+        let i =
+            issued(br#"{"token":"t","expirationTimestamp":"2030-01-01T08:00:00.999Z"}"#).unwrap();
+        assert_eq!(i.expiration_timestamp, "2030-01-01T08:00:00Z");
+    }
+
+    #[test]
+    fn a_login_answer_without_a_usable_token_is_refused() {
+        for body in [
+            &br#"{"token":"","expirationTimestamp":"2030-01-01T08:00:00Z"}"#[..],
+            br#"{"token":"a b","expirationTimestamp":"2030-01-01T08:00:00Z"}"#,
+            br#"{"token":"a\nb","expirationTimestamp":"2030-01-01T08:00:00Z"}"#,
+            br#"{"token":"abc","expirationTimestamp":"tomorrow"}"#,
+            br#"{"token":"abc"}"#,
+            b"<html>",
+        ] {
+            assert!(issued(body).is_err(), "{}", String::from_utf8_lossy(body));
+        }
+    }
+
+    #[test]
+    fn the_servers_message_is_shown_without_control_characters() {
+        let m = message(br#"{"kind":"Status","message":"Credentials are expired\u001b[2J"}"#);
+        assert_eq!(m.as_deref(), Some("Credentials are expired[2J"));
+        assert_eq!(message(b"{}"), None);
+        assert_eq!(message(b"not json"), None);
+    }
+
+    #[test]
+    fn retry_after_is_shown_in_seconds_or_as_given() {
+        let mut h = HeaderMap::new();
+        assert_eq!(retry_after(&h), "later");
+        h.insert(RETRY_AFTER, HeaderValue::from_static("42"));
+        assert_eq!(retry_after(&h), "in 42 seconds");
+        h.insert(
+            RETRY_AFTER,
+            HeaderValue::from_static("Wed, 21 Oct 2030 07:28:00 GMT"),
+        );
+        assert_eq!(retry_after(&h), "after Wed, 21 Oct 2030 07:28:00 GMT");
+    }
+
+    #[test]
+    fn ca_data_must_hold_a_certificate() {
+        assert!(matches!(roots(Trust::Data("%%%")), Err(LoginError::CaData)));
+        let not_pem = base64::engine::general_purpose::STANDARD.encode("hello");
+        assert!(matches!(
+            roots(Trust::Data(&not_pem)),
+            Err(LoginError::CaData)
+        ));
+    }
+}
