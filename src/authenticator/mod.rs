@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use crate::cache::{AnswerCache, CacheKey, Cached, Keyer, Lookup};
 use crate::clock::now;
 use crate::config::Config;
-use crate::directory::{Backend, Directory, Failure, Found, RejectReason};
+use crate::directory::{Backend, Directories, Failure, Found, RejectReason};
 use crate::identity;
 use crate::lockout::{Key, Lockout, Refused, Trust};
 use crate::login::Login;
@@ -65,7 +65,7 @@ impl Resolved {
 type Flight = watch::Receiver<Option<Resolved>>;
 
 /// The review policy over a directory `B` (the LDAP client in the daemon, a fake in tests).
-pub(crate) struct Authenticator<B: Backend = Directory> {
+pub(crate) struct Authenticator<B: Backend = Directories> {
     config: Arc<Config>,
     directory: Arc<B>,
     cache: AnswerCache,
@@ -269,7 +269,7 @@ impl<B: Backend> Authenticator<B> {
         trust: Trust,
         deadline: Instant,
     ) -> Resolved {
-        let login = Login::parse(raw, self.config.ldap.user.login);
+        let login = self.config.login(raw);
         let account = match self.directory.find(&login, deadline).await {
             Ok(a) => a,
             Err(Failure::Rejected(r @ (RejectReason::UnknownUser | RejectReason::Ambiguous))) => {
@@ -279,7 +279,7 @@ impl<B: Backend> Authenticator<B> {
         };
         let attempt = match self
             .lockout
-            .begin(Key::account(&account.dn), trust, deadline)
+            .begin(Key::account(&login.scoped(&account.dn)), trust, deadline)
             .await
         {
             Ok(a) => a,
@@ -346,14 +346,8 @@ impl<B: Backend> Authenticator<B> {
     }
 
     fn accept(&self, found: Found, login: &Login) -> Resolved {
-        let cfg = &self.config;
-        let mapped = identity::map(
-            &found.entry,
-            login.name(),
-            found.groups,
-            &cfg.ldap.user,
-            &cfg.identity,
-        );
+        let (ldap, ident) = self.config.directory_of(login);
+        let mapped = identity::map(&found.entry, login.name(), found.groups, &ldap.user, ident);
         let mapped = match mapped {
             Ok(m) => m,
             Err(e @ identity::IdentityError::ReservedUsername(_)) => {
