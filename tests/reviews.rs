@@ -381,7 +381,7 @@ async fn failover_to_the_second_url_when_the_first_is_dead() {
     assert_eq!(a.body["status"]["authenticated"], true, "{}", a.raw);
     let (_, metrics) = d.ops("/metrics");
     assert!(
-        metrics.contains("kube_ldap_webhook_ldap_failovers_total 1"),
+        metrics.contains("kube_ldap_webhook_ldap_failovers_total{directory=\"default\"} 1"),
         "{metrics}"
     );
 }
