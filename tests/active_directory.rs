@@ -9,6 +9,10 @@
 
 mod support;
 
+/// Domain controllers found in DNS, on the same DC: tests/active_directory/discovery.rs.
+#[path = "active_directory/discovery.rs"]
+mod discovery;
+
 use std::collections::{BTreeSet, HashMap};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};

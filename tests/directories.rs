@@ -103,20 +103,6 @@ fn user(a: &Answer) -> (String, Vec<String>) {
     )
 }
 
-/// The sum of the samples of `name` whose labels include each of `labels`.
-fn metric(d: &Daemon, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let (_, text) = d.ops("/metrics");
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
-        .filter(|l| {
-            labels
-                .iter()
-                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
-        })
-        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_domain_part_chooses_the_directory() {
     let t = start();
@@ -256,8 +242,7 @@ async fn ldap_series_carry_the_directory() {
     t.d.login("PARTNER\\alice", PARTNER_ALICE).await;
     let name = "kube_ldap_webhook_ldap_operations_total";
     for directory in ["default", "partner"] {
-        let binds = metric(
-            &t.d,
+        let binds = t.d.metric_sum(
             name,
             &[
                 ("directory", directory),
@@ -268,10 +253,9 @@ async fn ldap_series_carry_the_directory() {
         assert_eq!(binds, 1.0, "{directory}");
     }
     let connections = "kube_ldap_webhook_ldap_connections";
-    assert!(metric(&t.d, connections, &[("directory", "partner")]) >= 1.0);
+    assert!(t.d.metric_sum(connections, &[("directory", "partner")]) >= 1.0);
     assert_eq!(
-        metric(
-            &t.d,
+        t.d.metric_sum(
             "kube_ldap_webhook_ldap_failovers_total",
             &[("directory", "partner")]
         ),

@@ -571,6 +571,8 @@ pub struct Daemon {
     pub port: u16,
     pub ops_port: u16,
     pub config: PathBuf,
+    /// A program the daemon runs under (`unshare ...`), empty for none.
+    pub wrapper: Vec<String>,
     child: Option<Child>,
 }
 
@@ -605,6 +607,30 @@ impl Daemon {
         sections: &[(&str, &str)],
         env: &[(&str, &str)],
     ) -> Daemon {
+        let mut d = Daemon::prepare(site, urls, sections, &[]);
+        d.spawn(env);
+        d
+    }
+
+    /// [`Daemon::start_for`] with the daemon run under `wrapper` (its argv, the daemon's
+    /// appended), which must exec it so that the pid and signals stay the daemon's.
+    pub fn start_wrapped(
+        site: &Site,
+        urls: &[String],
+        sections: &[(&str, &str)],
+        wrapper: &[String],
+    ) -> Daemon {
+        let mut d = Daemon::prepare(site, urls, sections, wrapper);
+        d.spawn(&[]);
+        d
+    }
+
+    fn prepare(
+        site: &Site,
+        urls: &[String],
+        sections: &[(&str, &str)],
+        wrapper: &[String],
+    ) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let pki = Pki::new(dir.path());
         let (port, ops_port) = (free_port(), free_port());
@@ -614,16 +640,15 @@ impl Daemon {
             config_toml_for(site, &pki, urls, port, ops_port, sections),
         )
         .unwrap();
-        let mut d = Daemon {
+        Daemon {
             dir,
             pki,
             port,
             ops_port,
             config,
+            wrapper: wrapper.to_vec(),
             child: None,
-        };
-        d.spawn(env);
-        d
+        }
     }
 
     pub fn spawn(&mut self, env: &[(&str, &str)]) {
@@ -632,8 +657,11 @@ impl Daemon {
             .append(true)
             .open(self.log_path())
             .unwrap();
-        let mut cmd = Command::new(bin());
-        cmd.args(["serve", "--config"])
+        let mut argv = self.wrapper.clone();
+        argv.push(bin().into());
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..])
+            .args(["serve", "--config"])
             .arg(&self.config)
             .env_remove("RUST_LOG")
             .env_remove("NOTIFY_SOCKET")
@@ -794,6 +822,20 @@ impl Daemon {
             .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0.0)
+    }
+
+    /// The sum of the samples of `name` on /metrics whose labels include each of `labels`.
+    pub fn metric_sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let (_, text) = self.ops("/metrics");
+        text.lines()
+            .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+            .filter(|l| {
+                labels
+                    .iter()
+                    .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+            })
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum()
     }
 
     pub fn wait_for_log(&self, needle: &str) {
