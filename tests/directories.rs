@@ -321,3 +321,48 @@ fn check_config_names_the_key_of_a_shared_prefix() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_password_of_either_directory_reaches_the_log_or_the_ops_listener() {
+    let t = start();
+    t.d.login("PARTNER\\alice", PARTNER_ALICE).await;
+    t.d.login("PARTNER\\alice", "partner-guess-1").await;
+    t.d.login("alice@partner.test", "partner-guess-2").await;
+    t.d.login("alice", "alice-password").await;
+    let seen = [
+        t.d.log(),
+        t.d.ops("/readyz").1,
+        t.d.ops("/metrics").1,
+        t.d.ops("/readyz/partner").1,
+    ]
+    .join("\n");
+    for secret in [
+        SERVICE_PASSWORD,
+        PARTNER_ALICE,
+        "partner-guess-1",
+        "partner-guess-2",
+        "alice-password",
+    ] {
+        assert!(!seen.contains(secret), "{secret} leaked:\n{seen}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn readyz_of_one_directory_knows_only_configured_names() {
+    let t = start();
+    assert_eq!(t.d.ops("/readyz/partner").0, 200);
+    let long = format!("/readyz/{}", "p".repeat(4000));
+    for path in [
+        "/readyz/",
+        "/readyz/Partner",
+        "/readyz/partner/",
+        "/readyz/partner/../default",
+        "/readyz/..%2fdefault",
+        "/readyz/%00",
+        long.as_str(),
+    ] {
+        let (code, body) = t.d.ops(path);
+        assert_eq!(code, 404, "{path}: {body}");
+        assert_eq!(body, "no such directory\n", "{path}");
+    }
+}

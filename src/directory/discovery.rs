@@ -129,6 +129,17 @@ fn within(host: &str, domain: &str) -> bool {
     host == domain || host.strip_suffix(domain).is_some_and(|h| h.ends_with('.'))
 }
 
+/// One SRV record as DNS sent it: the target as ASCII without the trailing dot (`None`
+/// for "."), and its TTL.
+#[derive(Debug, Clone)]
+pub(crate) struct Record {
+    pub(crate) target: Option<String>,
+    pub(crate) port: u16,
+    pub(crate) priority: u16,
+    pub(crate) weight: u16,
+    pub(crate) ttl: Duration,
+}
+
 /// Looks the names up, most preferred first, and turns their records into servers.
 pub(crate) async fn lookup(
     names: &[String],
@@ -140,47 +151,77 @@ pub(crate) async fn lookup(
     let resolver = TokioResolver::builder_tokio()
         .map_err(|e| LookupError::Config(e.to_string()))?
         .build();
-    let mut servers: Vec<(String, Origin)> = Vec::new();
-    let (mut ttl, mut first_error) = (None::<Duration>, None);
+    let mut answers = Vec::new();
+    let mut first_error = None;
     for name in names {
-        let records = match resolver.srv_lookup(format!("{name}.")).await {
-            Ok(l) => l,
-            Err(e) if e.is_no_records_found() => continue,
+        match resolver.srv_lookup(format!("{name}.")).await {
+            Ok(l) => {
+                let records = l.as_lookup().record_iter().filter_map(|r| {
+                    let RData::SRV(srv) = r.data() else {
+                        return None;
+                    };
+                    let target = srv.target();
+                    Some(Record {
+                        target: (!target.is_root())
+                            .then(|| target.to_ascii().trim_end_matches('.').to_string()),
+                        port: srv.port(),
+                        priority: srv.priority(),
+                        weight: srv.weight(),
+                        ttl: Duration::from_secs(u64::from(r.ttl())),
+                    })
+                });
+                answers.push((name.clone(), records.collect()));
+            }
+            Err(e) if e.is_no_records_found() => {}
             Err(e) => {
                 first_error.get_or_insert(LookupError::Dns {
                     name: name.clone(),
                     error: e.to_string(),
                 });
-                continue;
             }
-        };
-        let mut found = Vec::new();
-        for r in records.as_lookup().record_iter() {
-            let RData::SRV(srv) = r.data() else { continue };
-            let t = Duration::from_secs(u64::from(r.ttl()));
-            ttl = Some(ttl.map_or(t, |x| x.min(t)));
-            // "." says the service is decidedly not available there (RFC 2782).
-            if srv.target().is_root() {
+        }
+    }
+    let found = servers_from(answers, domain, start_tls, &mut rand::thread_rng());
+    match (found.servers.is_empty(), first_error) {
+        (false, _) => Ok(found),
+        (true, Some(e)) => Err(e),
+        // No record, or only "." and skipped targets: said so, and the last list is kept,
+        // since a DNS mistake must not take every server away.
+        (true, None) => Err(LookupError::NoRecords(names.join(", "))),
+    }
+}
+
+/// The servers the answers name, name by name in order, each name's in RFC 2782 order:
+/// without "." targets (no service there, RFC 2782), targets outside `domain`, repeats, and
+/// any past [`MAX_SERVERS`]. The TTL is the smallest among the records.
+pub(crate) fn servers_from(
+    answers: Vec<(String, Vec<Record>)>,
+    domain: &str,
+    start_tls: bool,
+    rng: &mut impl Rng,
+) -> Found {
+    let mut servers: Vec<(String, Origin)> = Vec::new();
+    let mut ttl: Option<Duration> = None;
+    for (name, records) in answers {
+        let mut usable = Vec::new();
+        for r in records {
+            ttl = Some(ttl.map_or(r.ttl, |t| t.min(r.ttl)));
+            let Some(target) = r.target.map(|t| t.to_ascii_lowercase()) else {
                 continue;
-            }
-            let target = srv
-                .target()
-                .to_ascii()
-                .trim_end_matches('.')
-                .to_ascii_lowercase();
+            };
             if !target.split('.').all(config::is_dns_label) || !within(&target, domain) {
                 tracing::warn!(record = %name, %target,
                     "skipped an SRV target outside the discovered domain (list such a server in ldap.urls)");
                 continue;
             }
-            found.push(Srv {
+            usable.push(Srv {
                 target,
-                port: srv.port(),
-                priority: srv.priority(),
-                weight: srv.weight(),
+                port: r.port,
+                priority: r.priority,
+                weight: r.weight,
             });
         }
-        for srv in rfc2782_order(found, &mut rand::thread_rng()) {
+        for srv in rfc2782_order(usable, rng) {
             let u = url(&srv, start_tls);
             if servers.len() < MAX_SERVERS && !servers.iter().any(|(x, _)| *x == u) {
                 let origin = Origin::Dns {
@@ -192,13 +233,7 @@ pub(crate) async fn lookup(
             }
         }
     }
-    match (servers.is_empty(), first_error) {
-        (false, _) => Ok(Found { servers, ttl }),
-        (true, Some(e)) => Err(e),
-        // No record, or only "." and skipped targets: said so, and the last list is kept,
-        // since a DNS mistake must not take every server away.
-        (true, None) => Err(LookupError::NoRecords(names.join(", "))),
-    }
+    Found { servers, ttl }
 }
 
 /// What the last lookups said, for `/readyz` and `check-config --connect`.

@@ -132,3 +132,93 @@ fn dns_may_name_hosts_of_the_domain_only() {
     assert!(!within("example.test.evil.org", "example.test"));
     assert!(!within("test", "example.test"));
 }
+
+fn record(target: Option<&str>, priority: u16, ttl: u64) -> Record {
+    Record {
+        target: target.map(str::to_string),
+        port: 389,
+        priority,
+        weight: 100,
+        ttl: Duration::from_secs(ttl),
+    }
+}
+
+fn urls(f: &Found) -> Vec<&str> {
+    f.servers.iter().map(|(u, _)| u.as_str()).collect()
+}
+
+#[test]
+fn the_sites_servers_come_before_the_domains_and_each_server_once() {
+    let site = "_ldap._tcp.Berlin._sites.dc._msdcs.example.test".to_string();
+    let all = "_ldap._tcp.dc._msdcs.example.test".to_string();
+    let found = servers_from(
+        vec![
+            (site.clone(), vec![record(Some("DC2.example.test"), 0, 600)]),
+            (
+                all,
+                vec![
+                    record(Some("dc1.example.test"), 0, 900),
+                    record(Some("dc2.example.test"), 0, 300),
+                ],
+            ),
+        ],
+        "example.test",
+        false,
+        &mut StdRng::seed_from_u64(1),
+    );
+    assert_eq!(
+        urls(&found),
+        [
+            "ldaps://dc2.example.test:636",
+            "ldaps://dc1.example.test:636"
+        ]
+    );
+    assert_eq!(
+        found.servers[0].1,
+        Origin::Dns {
+            record: site,
+            priority: 0,
+            weight: 100
+        },
+        "the first record that named it"
+    );
+    assert_eq!(
+        found.ttl,
+        Some(Duration::from_secs(300)),
+        "the smallest TTL"
+    );
+}
+
+#[test]
+fn a_dot_target_and_hosts_outside_the_domain_name_no_server() {
+    let found = servers_from(
+        vec![(
+            "_ldap._tcp.example.test".into(),
+            vec![
+                record(None, 0, 60),
+                record(Some("dc1.example.org"), 0, 60),
+                record(Some("example.test.evil.org"), 0, 60),
+                record(Some("dc/1.example.test"), 0, 60),
+                record(Some("dc1.example.test"), 5, 60),
+            ],
+        )],
+        "example.test",
+        true,
+        &mut StdRng::seed_from_u64(1),
+    );
+    assert_eq!(urls(&found), ["ldap://dc1.example.test:389"]);
+}
+
+#[test]
+fn no_more_than_max_servers_are_taken_from_dns() {
+    let many = (0..1000)
+        .map(|i| record(Some(&format!("dc{i}.example.test")), 0, 60))
+        .collect();
+    let found = servers_from(
+        vec![("_ldap._tcp.example.test".into(), many)],
+        "example.test",
+        false,
+        &mut StdRng::seed_from_u64(1),
+    );
+    assert_eq!(found.servers.len(), MAX_SERVERS);
+}
