@@ -366,3 +366,21 @@ async fn readyz_of_one_directory_knows_only_configured_names() {
         assert_eq!(body, "no such directory\n", "{path}");
     }
 }
+
+#[test]
+fn an_override_of_another_directorys_key_is_named_with_its_variable() {
+    let t = start();
+    let out = Command::new(bin())
+        .args(["check-config", "--config"])
+        .arg(&t.d.config)
+        .env("KUBE_LDAP_WEBHOOK_DIRECTORIES__PARTNER__TIMEOUT", "11m")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("key `directories.partner.timeout`"), "{err}");
+    assert!(
+        err.contains("set by KUBE_LDAP_WEBHOOK_DIRECTORIES__PARTNER__TIMEOUT"),
+        "{err}"
+    );
+}

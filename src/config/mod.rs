@@ -18,7 +18,6 @@ use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use serde::{Deserialize, Deserializer};
 
-use crate::login::Login;
 use crate::secret::Password;
 
 mod cache;
@@ -33,6 +32,7 @@ mod raw;
 mod server;
 mod user;
 
+pub(crate) use directories::directory_key;
 pub(crate) use ldap::is_dns_label;
 pub use password_file::read_password_file;
 
@@ -504,51 +504,6 @@ impl Config {
             }
         }
         Ok(())
-    }
-
-    /// Every directory, `[ldap]` first: its name, settings and identity rules.
-    pub(crate) fn each_directory(&self) -> impl Iterator<Item = (&str, &Ldap, &Identity)> {
-        std::iter::once((DEFAULT_DIRECTORY, &self.ldap, &self.identity)).chain(
-            self.directories
-                .iter()
-                .map(|d| (d.name.as_str(), &d.ldap, &d.identity)),
-        )
-    }
-
-    /// `raw` read as a login of the directory its domain part selects (`OTHER\bob`,
-    /// `bob@other.test`); bare names and domains no other directory lists go to `[ldap]`.
-    pub(crate) fn login(&self, raw: &str) -> Login {
-        Login::route(
-            raw,
-            self.ldap.user.login,
-            self.directories.iter().map(|d| {
-                (
-                    d.name.as_str(),
-                    d.ldap.user.domains.as_slice(),
-                    d.ldap.user.login,
-                )
-            }),
-        )
-    }
-
-    /// The settings and identity rules of the directory `login` was routed to.
-    pub(crate) fn directory_of(&self, login: &Login) -> (&Ldap, &Identity) {
-        match login.directory().checked_sub(1) {
-            Some(i) => match self.directories.get(i) {
-                Some(d) => (&d.ldap, &d.identity),
-                None => (&self.ldap, &self.identity),
-            },
-            None => (&self.ldap, &self.identity),
-        }
-    }
-}
-
-/// `ldap.KEY` for the default directory, `directories.NAME.KEY` for another.
-pub(crate) fn directory_key(name: &str, key: &str) -> String {
-    if name == DEFAULT_DIRECTORY {
-        format!("ldap.{key}")
-    } else {
-        format!("directories.{name}.{key}")
     }
 }
 

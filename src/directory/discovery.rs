@@ -355,6 +355,9 @@ impl Discovery {
 
     /// Waits until the first lookup completed, or `deadline`.
     pub(crate) async fn first_lookup(&self, deadline: Instant) {
+        if *self.lookups.borrow() > 0 {
+            return;
+        }
         let mut rx = self.lookups.subscribe();
         let left = deadline.saturating_duration_since(Instant::now());
         let _ = tokio::time::timeout(left, rx.wait_for(|n| *n > 0)).await;
