@@ -24,6 +24,9 @@ impl Config {
     /// `raw` read as a login of the directory its domain part selects (`OTHER\bob`,
     /// `bob@other.test`); bare names and domains no other directory lists go to `[ldap]`.
     pub(crate) fn login(&self, raw: &str) -> Login {
+        if self.directories.is_empty() {
+            return Login::parse(raw, self.ldap.user.login);
+        }
         Login::route(
             raw,
             self.ldap.user.login,

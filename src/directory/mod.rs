@@ -8,6 +8,10 @@
 //!
 //! Every failure is classified once, in [`classify`], into a [`Failure`]: the authenticator
 //! maps those to outcomes and cache policy without looking at LDAP result codes.
+//!
+//! The authenticator holds [`Directories`], which hands each login to the [`Directory`] its
+//! domain part chose (`routing`); a directory's servers are `ldap.urls` and, with
+//! `ldap.discover`, those DNS names (`discovery`).
 
 pub(crate) mod classify;
 mod discovery;

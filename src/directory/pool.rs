@@ -449,3 +449,6 @@ impl Pool {
         s.bind_conns.dec();
     }
 }
+
+#[cfg(test)]
+mod tests;
