@@ -203,15 +203,14 @@ pub(crate) fn servers_from(
     let mut servers: Vec<(String, Origin)> = Vec::new();
     let mut ttl: Option<Duration> = None;
     for (name, records) in answers {
-        let mut usable = Vec::new();
+        let (mut usable, mut skipped) = (Vec::new(), Vec::new());
         for r in records {
             ttl = Some(ttl.map_or(r.ttl, |t| t.min(r.ttl)));
             let Some(target) = r.target.map(|t| t.to_ascii_lowercase()) else {
                 continue;
             };
             if !target.split('.').all(config::is_dns_label) || !within(&target, domain) {
-                tracing::warn!(record = %name, %target,
-                    "skipped an SRV target outside the discovered domain (list such a server in ldap.urls)");
+                skipped.push(target);
                 continue;
             }
             usable.push(Srv {
@@ -220,6 +219,13 @@ pub(crate) fn servers_from(
                 priority: r.priority,
                 weight: r.weight,
             });
+        }
+        if !skipped.is_empty() {
+            // One line per name, however many records DNS sent.
+            let n = skipped.len();
+            skipped.truncate(3);
+            tracing::warn!(record = %name, skipped = n, examples = ?skipped,
+                "skipped SRV targets outside the discovered domain (list such servers in ldap.urls)");
         }
         for srv in rfc2782_order(usable, rng) {
             let u = url(&srv, start_tls);

@@ -20,7 +20,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::classify::{Attempt, OpError};
 use crate::config;
-use crate::metrics::{ConnLabels, DirectoryLabels, LdapOpLabels, Metrics, OperationLabels};
+use crate::metrics::{
+    ConnLabels, DirectoryLabels, LdapOpLabels, Metrics, OperationLabels, LDAP_OPERATIONS,
+};
 
 /// A server that failed is tried last for this long.
 const BACKOFF: Duration = Duration::from_secs(5);
@@ -209,13 +211,40 @@ impl Pool {
             .filter(|u| !before.contains(u))
             .cloned()
             .collect();
-        let removed = before
+        let removed: Vec<String> = before
             .iter()
             .filter(|u| !after.contains(u))
             .cloned()
             .collect();
         self.listed.store(Arc::new(new));
+        for url in &removed {
+            self.forget(url);
+        }
         (added, removed)
+    }
+
+    /// Removes the series of a server DNS no longer names: DNS must not be able to grow the
+    /// metrics without bound by naming ever new servers. (A reload keeps them: the same
+    /// servers come back.)
+    fn forget(&self, url: &str) {
+        let server = label_of(url);
+        for kind in ["service", "bind"] {
+            self.metrics.ldap_connections.remove(&ConnLabels {
+                directory: self.directory.clone(),
+                server: server.clone(),
+                kind,
+            });
+        }
+        for operation in LDAP_OPERATIONS {
+            for result in ["ok", "error", "unreachable"] {
+                self.metrics.ldap_operations.remove(&LdapOpLabels {
+                    directory: self.directory.clone(),
+                    server: server.clone(),
+                    operation,
+                    result,
+                });
+            }
+        }
     }
 
     /// Servers in the order to try: from the last one that answered on, in list order, and

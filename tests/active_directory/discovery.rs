@@ -282,7 +282,7 @@ async fn targets_outside_the_domain_are_skipped() {
         listed[0].starts_with("ldaps://dc1.example.test:636"),
         "{listed:?}"
     );
-    d.wait_for_log("skipped an SRV target outside the discovered domain");
+    d.wait_for_log("skipped SRV targets outside the discovered domain");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -340,6 +340,10 @@ async fn dns_changes_are_followed_and_a_failed_lookup_keeps_the_list() {
         || format!("{:?}", servers(&d)),
     );
     assert!(listed(&d, "dc1.example.test"));
+    wait_until(
+        || !d.ops("/metrics").1.contains("dead3.example.test"),
+        || format!("dead3's series stayed:\n{}", d.ops("/metrics").1),
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

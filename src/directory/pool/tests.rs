@@ -113,3 +113,20 @@ fn the_server_that_answered_last_is_tried_first_wherever_it_moved() {
         "down: last"
     );
 }
+
+#[test]
+fn a_server_dns_dropped_leaves_no_series_behind() {
+    let p = pool("");
+    p.set_discovered(vec![dns("ldaps://dc1.example.test:636", 0)]);
+    let dc1 = p.listed()[0].server.clone();
+    p.record(&dc1, "bind", "ok", Instant::now());
+    assert!(p
+        .metrics
+        .encode()
+        .contains("server=\"dc1.example.test:636\""));
+    drop(dc1);
+    p.set_discovered(vec![dns("ldaps://dc2.example.test:636", 0)]);
+    let text = p.metrics.encode();
+    assert!(!text.contains("dc1.example.test"), "{text}");
+    assert!(text.contains("server=\"dc2.example.test:636\""), "{text}");
+}
