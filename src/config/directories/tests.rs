@@ -258,3 +258,20 @@ fn sites_belong_to_active_directory() {
     assert_names(&e, "directories.partner.ad_site");
     assert!(e.contains("active-directory"), "{e}");
 }
+
+#[test]
+fn the_readme_example_of_several_directories_loads() {
+    let readme = include_str!("../../../README.md");
+    let section = &readme[readme.find("## Several directories").unwrap()..];
+    let start = section.find("```toml\n").unwrap() + "```toml\n".len();
+    let toml = &section[start..start + section[start..].find("```").unwrap()];
+    let d = tempfile::tempdir().unwrap();
+    for f in ["bind-password", "partner-bind-password"] {
+        std::fs::write(d.path().join(f), "pw\n").unwrap();
+    }
+    let c = load(&write(d.path(), toml)).unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<_> = c.each_directory().map(|(n, _, _)| n).collect();
+    assert_eq!(names, ["default", "partner"]);
+    assert_eq!(c.login("PARTNER\\bob").directory(), 1);
+    assert_eq!(c.login("bob").directory(), 0);
+}
