@@ -13,6 +13,7 @@ use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{reload, EnvFilter, Registry};
 
 use crate::config::{self, Config, LogFormat};
+use crate::directory::Readiness;
 use crate::lockout::Lockout;
 use crate::metrics::{EventLabels, Metrics};
 use crate::server::{self, Listeners, Runtime, ServeError, Shared};
@@ -213,15 +214,29 @@ async fn run(config: Config, path: &Path) -> Result<(), DaemonError> {
     Ok(())
 }
 
-/// Says early in the log whether LDAP is reachable; serving does not wait for it.
+/// The time a probe of every directory may take: each connects and searches once.
+fn probe_budget(config: &Config) -> Duration {
+    config
+        .each_directory()
+        .map(|(_, l, _)| l.timeout + l.connect_timeout)
+        .max()
+        .unwrap_or_default()
+}
+
+/// Starts the runtime's background work (DNS lookups) and says early in the log whether
+/// each directory is reachable; serving does not wait for it.
 fn spawn_startup_probe(shared: &Arc<Shared>) {
     let rt = shared.current.load_full();
+    rt.authenticator.directory().start();
     tokio::spawn(async move {
-        let deadline = Instant::now() + rt.config.ldap.timeout + rt.config.ldap.connect_timeout;
-        match rt.authenticator.directory().probe(deadline).await {
-            Ok(url) => tracing::info!(server = %url, "LDAP reachable"),
-            Err(e) => {
-                tracing::warn!(error = %e, "no LDAP server reachable yet; reviews answer 'backend unavailable' until one is")
+        let deadline = Instant::now() + probe_budget(&rt.config);
+        for p in rt.authenticator.directory().probe(deadline).await.probes {
+            match p.answer {
+                Ok(url) => {
+                    tracing::info!(directory = %p.directory, server = %url, "LDAP reachable")
+                }
+                Err(e) => tracing::warn!(directory = %p.directory, error = %e,
+                    "no LDAP server reachable yet; reviews answer 'backend unavailable' until one is"),
             }
         }
     });
@@ -258,6 +273,7 @@ async fn reload(shared: &Shared, path: &Path) {
             shared.lockout.configure(c.max_failures, c.failure_window);
             let keys = new.config.tokens.issued.key_ids().join(",");
             drop(old);
+            new.authenticator.directory().start();
             shared.current.store(Arc::new(new));
             shared
                 .metrics
@@ -300,21 +316,47 @@ pub fn check_config(path: &Path, connect: bool) -> Result<String, DaemonError> {
     }
     if connect {
         crate::tls::install_default_provider();
-        let budget = config.ldap.connect_timeout + config.ldap.timeout;
-        let deadline = Instant::now() + budget + Duration::from_millis(100);
-        let url = runtime()?
-            .block_on(rt.authenticator.directory().probe(deadline))
-            .map_err(DaemonError::Connect)?;
-        let who = match &config.ldap.service {
-            Some(s) => format!(
-                "bound as {} and searched {}",
-                s.bind_dn, config.ldap.user.base_dn
-            ),
-            None => "connected (direct bind: no service account to test)".to_string(),
-        };
-        summary.push_str(&format!("\n{url}: {who}"));
+        let deadline = Instant::now() + probe_budget(config) + Duration::from_millis(100);
+        let readiness = runtime()?.block_on(rt.authenticator.directory().probe(deadline));
+        summary.push_str(&connect_report(config, &readiness)?);
     }
     Ok(summary)
+}
+
+/// What `check-config --connect` found in each directory; an error naming every directory
+/// none of whose servers answered.
+fn connect_report(config: &Config, readiness: &Readiness) -> Result<String, DaemonError> {
+    let named = readiness.probes.len() > 1;
+    let mut report = String::new();
+    let mut failed = Vec::new();
+    for (p, (_, ldap, _)) in readiness.probes.iter().zip(config.each_directory()) {
+        let name = if named {
+            format!("{}: ", p.directory)
+        } else {
+            String::new()
+        };
+        match &p.answer {
+            Ok(url) => {
+                let who = match &ldap.service {
+                    Some(s) => format!("bound as {} and searched {}", s.bind_dn, ldap.user.base_dn),
+                    None => "connected (direct bind: no service account to test)".to_string(),
+                };
+                report.push_str(&format!("\n{name}{url}: {who}"));
+            }
+            Err(e) => failed.push(format!("{name}{e}")),
+        }
+        for line in &p.details {
+            report.push_str(&format!("\n  {line}"));
+        }
+    }
+    if failed.is_empty() {
+        Ok(report)
+    } else {
+        Err(DaemonError::Connect(format!(
+            "{}{report}",
+            failed.join("; ")
+        )))
+    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,8 @@
 //! one account gets one budget per spelling. So the login is NFKC-normalised first, and
 //! keys are additionally case-folded.
 
+use std::sync::Arc;
+
 use unicode_normalization::UnicodeNormalization;
 
 use crate::config::LoginForms;
@@ -20,6 +22,11 @@ pub(crate) struct Login {
     name: String,
     /// The domain part, when the name had one and domains are stripped.
     domain: Option<String>,
+    /// The directory the domain part chose: 0 for `[ldap]`, `i` for the `i`-th of
+    /// `[directories.*]`; with its name, which keys that must not be shared between
+    /// directories carry (the same DN may exist in two forests).
+    directory: usize,
+    scope: Option<Arc<str>>,
 }
 
 impl Login {
@@ -36,6 +43,68 @@ impl Login {
             typed,
             name,
             domain,
+            directory: 0,
+            scope: None,
+        }
+    }
+
+    /// `raw` read for the directory its domain part selects: `others` are the directories
+    /// besides the default one, in order, as (name, domains, login forms). A bare name, or
+    /// one whose domain none of them lists, is the default directory's, read with
+    /// `default_forms`.
+    pub(crate) fn route<'a>(
+        raw: &str,
+        default_forms: LoginForms,
+        others: impl IntoIterator<Item = (&'a str, &'a [String], LoginForms)>,
+    ) -> Login {
+        let typed: String = raw.nfkc().collect();
+        if let Some((_, domain)) = split_domain(&typed) {
+            let domain = fold(domain);
+            for (i, (name, domains, forms)) in others.into_iter().enumerate() {
+                if domains.iter().any(|d| fold(d) == domain) {
+                    return Login {
+                        directory: i + 1,
+                        scope: Some(name.into()),
+                        ..Login::parse(raw, forms)
+                    };
+                }
+            }
+        }
+        Login::parse(raw, default_forms)
+    }
+
+    /// The login `name` of an account in the directory `index` (0 for `[ldap]`) named
+    /// `scope` (`None` for `[ldap]`): what an issued token's re-check reads groups with.
+    pub(crate) fn in_directory(
+        name: &str,
+        forms: LoginForms,
+        index: usize,
+        scope: Option<&str>,
+    ) -> Login {
+        Login {
+            directory: index,
+            scope: scope.map(Arc::from),
+            ..Login::parse(name, forms)
+        }
+    }
+
+    /// The name of a directory other than `[ldap]` this login belongs to.
+    pub(crate) fn scope(&self) -> Option<&str> {
+        self.scope.as_deref()
+    }
+
+    /// The directory this login belongs to: 0 for `[ldap]`, `i` for the `i`-th other.
+    pub(crate) fn directory(&self) -> usize {
+        self.directory
+    }
+
+    /// `key` qualified by the login's directory (unchanged for the default directory), for
+    /// lockout budgets: accounts of two directories never share one.
+    pub(crate) fn scoped(&self, key: &str) -> String {
+        match &self.scope {
+            None => key.to_string(),
+            // NUL: no directory name and no DN has it, so no scoped key equals another.
+            Some(d) => format!("\0{d}\0{key}"),
         }
     }
 
@@ -55,7 +124,7 @@ impl Login {
     /// The account name folded as directories compare it: the key under which names that
     /// matched nothing share one lockout budget, whatever their spelling.
     pub(crate) fn key(&self) -> String {
-        fold(&self.name)
+        self.scoped(&fold(&self.name))
     }
 
     /// Whether the domain part (if any) is one of `domains`; an empty list allows any.
@@ -137,6 +206,59 @@ mod tests {
             "alice"
         );
         assert_eq!(strip("ＥＸＡＭＰＬＥ＼alice").name(), "alice");
+    }
+
+    fn routed(raw: &str) -> Login {
+        let partner = vec!["PARTNER".to_string(), "partner.test".to_string()];
+        let lab = vec!["lab.test".to_string()];
+        Login::route(
+            raw,
+            LoginForms::AsTyped,
+            [
+                ("partner", partner.as_slice(), LoginForms::StripDomain),
+                ("lab", lab.as_slice(), LoginForms::AsTyped),
+            ],
+        )
+    }
+
+    #[test]
+    fn the_domain_part_chooses_the_directory_and_is_read_its_way() {
+        for raw in [
+            "PARTNER\\bob",
+            "partner\\bob",
+            "bob@Partner.Test",
+            "bob@ｐａｒｔｎｅｒ.test",
+        ] {
+            let l = routed(raw);
+            assert_eq!((l.directory(), l.name()), (1, "bob"), "{raw}");
+        }
+        let lab = routed("carol@lab.test");
+        assert_eq!((lab.directory(), lab.name()), (2, "carol@lab.test"));
+    }
+
+    #[test]
+    fn bare_names_and_unlisted_domains_stay_with_the_default_directory() {
+        for raw in ["bob", "OTHER\\bob", "bob@other.test", "bob@"] {
+            let l = routed(raw);
+            assert_eq!((l.directory(), l.name()), (0, raw), "{raw}");
+        }
+    }
+
+    #[test]
+    fn keys_of_different_directories_never_meet() {
+        let default = routed("bob");
+        let partner = routed("PARTNER\\bob");
+        assert_ne!(default.key(), partner.key());
+        assert_eq!(
+            default.key(),
+            "bob",
+            "the default directory's keys are unchanged"
+        );
+        assert_eq!(partner.key(), routed("bob@partner.test").key());
+        assert_ne!(
+            default.scoped("cn=bob,dc=example"),
+            partner.scoped("cn=bob,dc=example")
+        );
     }
 
     #[test]

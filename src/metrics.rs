@@ -1,5 +1,6 @@
-//! The one metrics registry. Label values come from small closed sets (outcome, server URL,
-//! operation, result, listener, close reason): never a username, a token or an address.
+//! The one metrics registry. Label values come from small closed sets (outcome, directory
+//! name, server URL, operation, result, listener, close reason): never a username, a token
+//! or a client's address.
 
 use std::sync::atomic::AtomicU64;
 
@@ -23,6 +24,7 @@ pub(crate) struct EventLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct LdapOpLabels {
+    pub directory: String,
     pub server: String,
     pub operation: &'static str,
     pub result: &'static str,
@@ -30,14 +32,37 @@ pub(crate) struct LdapOpLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct OperationLabels {
+    pub directory: String,
     pub operation: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct ConnLabels {
+    pub directory: String,
     pub server: String,
     pub kind: &'static str,
 }
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct DirectoryLabels {
+    pub directory: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct DiscoveryLabels {
+    pub directory: String,
+    pub result: &'static str,
+}
+
+/// The operations whose duration is recorded, seeded per directory.
+pub(crate) const LDAP_OPERATIONS: [&str; 6] = [
+    "connect",
+    "service_bind",
+    "search_user",
+    "bind",
+    "search_groups",
+    "probe",
+];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct CodeLabels {
@@ -116,13 +141,19 @@ metrics! {
     stale_served_age_seconds: Histogram = Histogram::new(exponential_buckets(1.0, 2.0, 14)),
         "cache_stale_age_seconds", "Age of accepted answers served while every LDAP server was down";
     ldap_operations: Family<LdapOpLabels, Counter> = Family::default(),
-        "ldap_operations", "LDAP operations, by server, kind and result";
+        "ldap_operations", "LDAP operations, by directory, server, kind and result";
     ldap_seconds: Family<OperationLabels, Histogram> = Family::new_with_constructor(ldap_buckets),
-        "ldap_operation_duration_seconds", "Time of LDAP operations";
-    ldap_failovers: Counter = Counter::default(),
-        "ldap_failovers", "Times a review moved on to the next LDAP server";
+        "ldap_operation_duration_seconds", "Time of LDAP operations, by directory and kind";
+    ldap_failovers: Family<DirectoryLabels, Counter> = Family::default(),
+        "ldap_failovers", "Times a review moved on to the next LDAP server, by directory";
     ldap_connections: Family<ConnLabels, Gauge> = Family::default(),
-        "ldap_connections", "Open LDAP connections, by server and kind (service, bind)";
+        "ldap_connections", "Open LDAP connections, by directory, server and kind (service, bind)";
+    /// DNS lookups of `ldap.discover`, by result (ok, failed: the last good list is kept).
+    ldap_discovery: Family<DiscoveryLabels, Counter> = Family::default(),
+        "ldap_discovery_lookups",
+        "DNS SRV lookups of LDAP servers, by directory and result (failed: the last good list is kept)";
+    ldap_discovered: Family<DirectoryLabels, Gauge> = Family::default(),
+        "ldap_discovered_servers", "LDAP servers the last good DNS lookup named, by directory";
     lockout_refusals: Counter = Counter::default(),
         "lockout_refusals", "Reviews refused locally to protect an account from directory lockout";
     http_errors: Family<CodeLabels, Counter> = Family::default(),
@@ -186,18 +217,6 @@ impl Metrics {
                 .reviews
                 .get_or_create(&ReviewLabels { outcome, source });
         }
-        for operation in [
-            "connect",
-            "service_bind",
-            "search_user",
-            "bind",
-            "search_groups",
-            "probe",
-        ] {
-            let _ = self
-                .ldap_seconds
-                .get_or_create(&OperationLabels { operation });
-        }
         for event in ["ok", "failed"] {
             let _ = self.reloads.get_or_create(&EventLabels { event });
         }
@@ -235,6 +254,29 @@ impl Metrics {
             let _ = self
                 .open_connections
                 .get_or_create(&StageLabels { listener, stage });
+        }
+    }
+
+    /// The series of one directory that exist before its first operation.
+    pub(crate) fn seed_directory(&self, name: &str, discovers: bool) {
+        for operation in LDAP_OPERATIONS {
+            let _ = self.ldap_seconds.get_or_create(&OperationLabels {
+                directory: name.to_string(),
+                operation,
+            });
+        }
+        let directory = DirectoryLabels {
+            directory: name.to_string(),
+        };
+        let _ = self.ldap_failovers.get_or_create(&directory);
+        if discovers {
+            let _ = self.ldap_discovered.get_or_create(&directory);
+            for result in ["ok", "failed"] {
+                let _ = self.ldap_discovery.get_or_create(&DiscoveryLabels {
+                    directory: name.to_string(),
+                    result,
+                });
+            }
         }
     }
 

@@ -156,10 +156,16 @@ impl User {
 
     /// [`User::new`], remembering the entry's DN and password version: what a token for
     /// this user records.
-    pub(crate) fn with_account(info: &UserInfo, dn: &str, password_version: String) -> User {
+    pub(crate) fn with_account(
+        info: &UserInfo,
+        directory: &str,
+        dn: &str,
+        password_version: String,
+    ) -> User {
         User {
             account: Some(Box::new(crate::issued::Subject {
                 uid: info.uid.clone(),
+                directory: directory.to_string(),
                 dn: dn.to_string(),
                 username: info.username.clone(),
                 password_version,

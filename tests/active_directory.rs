@@ -14,6 +14,10 @@ mod helpers;
 mod issued_tokens;
 mod support;
 
+/// Domain controllers found in DNS, on the same DC: tests/active_directory/discovery.rs.
+#[path = "active_directory/discovery.rs"]
+mod discovery;
+
 use std::collections::BTreeSet;
 use std::process::Command;
 

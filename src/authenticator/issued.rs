@@ -60,13 +60,14 @@ impl<B: Backend> Authenticator<B> {
 
     /// The re-check of a verified token's account, as the leader of its single flight.
     pub(super) async fn resolve_issued(&self, v: &Verified, deadline: Instant) -> Resolved {
-        let cfg = &self.config;
-        let name = v
-            .subject
-            .username
-            .strip_prefix(cfg.identity.username_prefix.as_str())
-            .unwrap_or(&v.subject.username);
-        let login = Login::parse(name, cfg.ldap.user.login);
+        let s = &v.subject;
+        let Some(login) = self.config.login_of(&s.directory, &s.username) else {
+            return Resolved::new(
+                Outcome::Rejected,
+                None,
+                "the token's directory or prefix is no longer configured",
+            );
+        };
         match self
             .directory
             .recheck(&v.subject.dn, &login, deadline)

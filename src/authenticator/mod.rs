@@ -19,7 +19,7 @@ use crate::cache::{AnswerCache, CacheKey, Cached, Keyer, Lookup};
 use crate::clock::now;
 use crate::config::Config;
 use crate::directory::state::password_version;
-use crate::directory::{AccountState, Backend, Directory, Failure, Found, RejectReason};
+use crate::directory::{AccountState, Backend, Directories, Failure, Found, RejectReason};
 use crate::identity;
 use crate::lockout::{Key, Lockout, Refused, Trust};
 use crate::login::Login;
@@ -106,7 +106,7 @@ impl Work {
 }
 
 /// The review policy over a directory `B` (the LDAP client in the daemon, a fake in tests).
-pub(crate) struct Authenticator<B: Backend = Directory> {
+pub(crate) struct Authenticator<B: Backend = Directories> {
     config: Arc<Config>,
     directory: Arc<B>,
     cache: AnswerCache,
@@ -380,7 +380,7 @@ impl<B: Backend> Authenticator<B> {
         trust: Trust,
         deadline: Instant,
     ) -> Resolved {
-        let login = Login::parse(raw, self.config.ldap.user.login);
+        let login = self.config.login(raw);
         let account = match self.directory.find(&login, deadline).await {
             Ok(a) => a,
             Err(Failure::Rejected(r @ (RejectReason::UnknownUser | RejectReason::Ambiguous))) => {
@@ -390,7 +390,7 @@ impl<B: Backend> Authenticator<B> {
         };
         let attempt = match self
             .lockout
-            .begin(Key::account(&account.dn), trust, deadline)
+            .begin(Key::account(&login.scoped(&account.dn)), trust, deadline)
             .await
         {
             Ok(a) => a,
@@ -457,14 +457,8 @@ impl<B: Backend> Authenticator<B> {
     }
 
     fn accept(&self, found: Found, login: &Login) -> Resolved {
-        let cfg = &self.config;
-        let mapped = identity::map(
-            &found.entry,
-            login.name(),
-            found.groups,
-            &cfg.ldap.user,
-            &cfg.identity,
-        );
+        let (ldap, ident) = self.config.directory_of(login);
+        let mapped = identity::map(&found.entry, login.name(), found.groups, &ldap.user, ident);
         let mapped = match mapped {
             Ok(m) => m,
             Err(e @ identity::IdentityError::ReservedUsername(_)) => {
@@ -513,6 +507,7 @@ impl<B: Backend> Authenticator<B> {
         Resolved::new(
             Outcome::Accepted(Arc::new(User::with_account(
                 &mapped.user,
+                login.scope().unwrap_or_default(),
                 &found.entry.dn,
                 password_version(&found.entry),
             ))),

@@ -95,6 +95,22 @@ pub(crate) const LDAP_TIMEOUT: Limit<Duration> = Limit {
     min: MS,
     max: mins(10),
 };
+/// The refresh of servers found in DNS follows the records' TTL, but not more often than
+/// this (a TTL of 0 would mean a lookup per review) ...
+pub(crate) const DISCOVER_REFRESH_MIN: Limit<Duration> = Limit {
+    key: "ldap.discover_refresh_min",
+    default: secs(30),
+    min: secs(1),
+    max: hours(1),
+};
+/// ... and not more seldom than this (a DC retired with a day-long TTL would be tried for a
+/// day). A failed lookup is retried after `DISCOVER_REFRESH_MIN`.
+pub(crate) const DISCOVER_REFRESH_MAX: Limit<Duration> = Limit {
+    key: "ldap.discover_refresh_max",
+    default: hours(1),
+    min: secs(1),
+    max: days(1),
+};
 pub(crate) const LDAP_MAX_CONNECTIONS: Limit<u64> = Limit {
     key: "ldap.max_connections",
     default: 16,
@@ -175,6 +191,8 @@ pub(crate) const DURATIONS: &[&Limit<Duration>] = &[
     &IDLE_TIMEOUT,
     &CONNECT_TIMEOUT,
     &LDAP_TIMEOUT,
+    &DISCOVER_REFRESH_MIN,
+    &DISCOVER_REFRESH_MAX,
     &TTL,
     &NEGATIVE_TTL,
     &STALE_TTL,

@@ -6,10 +6,14 @@ use std::path::Path;
 
 use super::defaults as d;
 use super::raw::RawLdap;
-use super::{group, presets, user, ConfigError, Ctx, Ldap, Preset, ServiceAccount};
+use super::{group, presets, user, ConfigError, Ctx, Discover, Ldap, Preset, ServiceAccount};
 
 pub(super) fn resolve(l: RawLdap, cx: &mut Ctx) -> Result<Ldap, ConfigError> {
+    if cx.directory.is_none() {
+        only_in_other_directories(&l, cx)?;
+    }
     check_transport(&l, cx)?;
+    let discover = discovery(&l, cx)?;
     let service = service_account(&l, cx)?;
     let defaults = presets::preset_defaults(l.directory);
     let user = user::resolve(l.user, defaults.as_ref(), service.is_some(), cx)?;
@@ -19,6 +23,7 @@ pub(super) fn resolve(l: RawLdap, cx: &mut Ctx) -> Result<Ldap, ConfigError> {
         timeout: cx.duration(&d::LDAP_TIMEOUT, l.timeout)?,
         max_connections: cx.count(&d::LDAP_MAX_CONNECTIONS, l.max_connections)?,
         urls: l.urls,
+        discover,
         start_tls: l.start_tls,
         ca_file: l.ca_file,
         service,
@@ -32,8 +37,14 @@ pub(super) fn resolve(l: RawLdap, cx: &mut Ctx) -> Result<Ldap, ConfigError> {
 /// whoever sits on the path reads them, and can answer the bind with success and any
 /// groups: refused unless the server is this machine or the operator says so explicitly.
 fn check_transport(l: &RawLdap, cx: &mut Ctx) -> Result<(), ConfigError> {
-    if l.urls.is_empty() {
-        return Err(cx.invalid("ldap.urls", "at least one URL is required"));
+    if l.urls.is_empty() && l.discover.is_none() {
+        return Err(cx.invalid(
+            "ldap.urls",
+            format!(
+                "at least one URL is required (or {} to find the servers in DNS)",
+                cx.key("ldap.discover")
+            ),
+        ));
     }
     let mut remote_plain = Vec::new();
     let mut any_plain = false;
@@ -77,13 +88,115 @@ fn check_transport(l: &RawLdap, cx: &mut Ctx) -> Result<(), ConfigError> {
         )),
         Some(_) => {
             cx.warn(format!(
-                "ldap.urls has ldap:// to {} without ldap.start_tls (ldap.allow_insecure = true): \
+                "{} has ldap:// to {} without ldap.start_tls (ldap.allow_insecure = true): \
                  passwords cross the network in clear text",
+                cx.key("ldap.urls"),
                 remote_plain.join(", ")
             ));
             Ok(())
         }
     }
+}
+
+/// The keys that describe a directory among several; the default directory has its own.
+fn only_in_other_directories(l: &RawLdap, cx: &Ctx) -> Result<(), ConfigError> {
+    if !l.domains.is_empty() {
+        return Err(cx.invalid(
+            "ldap.domains",
+            "belongs in [directories.NAME]; the domains of the default directory are ldap.user.domains",
+        ));
+    }
+    for (key, set, instead) in [
+        (
+            "ldap.username_prefix",
+            l.username_prefix.is_some(),
+            "identity.username_prefix",
+        ),
+        (
+            "ldap.group_prefix",
+            l.group_prefix.is_some(),
+            "identity.group_prefix",
+        ),
+    ] {
+        if set {
+            return Err(cx.invalid(
+                key,
+                format!("belongs in [directories.NAME]; the default directory's is {instead}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `ldap.discover` and the keys that go with it. Servers found in DNS are reached over
+/// LDAPS on port 636, or with `ldap.start_tls` over StartTLS on the record's port: never in
+/// clear text, since no one can vouch for a host DNS named.
+fn discovery(l: &RawLdap, cx: &Ctx) -> Result<Option<Discover>, ConfigError> {
+    let refresh_min = cx.duration(&d::DISCOVER_REFRESH_MIN, l.discover_refresh_min)?;
+    let refresh_max = cx.duration(&d::DISCOVER_REFRESH_MAX, l.discover_refresh_max)?;
+    if refresh_max < refresh_min {
+        return Err(cx.invalid(
+            d::DISCOVER_REFRESH_MAX.key,
+            format!(
+                "must not be below {} ({})",
+                cx.key(d::DISCOVER_REFRESH_MIN.key),
+                humantime::format_duration(refresh_min)
+            ),
+        ));
+    }
+    let Some(domain) = &l.discover else {
+        if l.ad_site.is_some() {
+            return Err(cx.invalid(
+                "ldap.ad_site",
+                format!("needs {} (the AD domain)", cx.key("ldap.discover")),
+            ));
+        }
+        return Ok(None);
+    };
+    let domain = dns_name(domain).map_err(|m| cx.invalid("ldap.discover", m))?;
+    let site = match &l.ad_site {
+        None => None,
+        Some(_) if l.directory != Preset::ActiveDirectory => {
+            return Err(cx.invalid(
+                "ldap.ad_site",
+                "sites are Active Directory's: it needs directory = \"active-directory\"",
+            ))
+        }
+        Some(s) if is_dns_label(s.trim()) => Some(s.trim().to_string()),
+        Some(s) => {
+            return Err(cx.invalid(
+                "ldap.ad_site",
+                format!("`{s}` is not a site name that can appear in DNS (letters, digits, `-`)"),
+            ))
+        }
+    };
+    Ok(Some(Discover {
+        domain,
+        site,
+        refresh_min,
+        refresh_max,
+    }))
+}
+
+/// A DNS domain as the SRV lookups use it: ASCII (an internationalised name in its `xn--`
+/// form), lower case, no trailing dot.
+fn dns_name(s: &str) -> Result<String, String> {
+    let name = s.trim().trim_end_matches('.').to_ascii_lowercase();
+    if name.is_empty() || name.len() > 253 || !name.split('.').all(is_dns_label) {
+        return Err(format!(
+            "`{s}` is not a DNS domain like \"example.test\" (ASCII letters, digits, `-`; an \
+             internationalised name in its xn-- form)"
+        ));
+    }
+    Ok(name)
+}
+
+/// One label of a host name: letters, digits and inner hyphens, 1 to 63 of them.
+pub(crate) fn is_dns_label(l: &str) -> bool {
+    (1..=63).contains(&l.len())
+        && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        && !l.starts_with('-')
+        && !l.ends_with('-')
 }
 
 /// This machine by address (127.0.0.0/8, ::1, IPv4-mapped 127/8) or by the name
@@ -128,7 +241,28 @@ fn service_account(l: &RawLdap, cx: &mut Ctx) -> Result<Option<ServiceAccount>, 
 
 #[cfg(test)]
 mod tests {
-    use super::is_loopback;
+    use super::{dns_name, is_loopback};
+
+    #[test]
+    fn discovery_domains_are_ascii_dns_names() {
+        assert_eq!(dns_name("Example.Test.").unwrap(), "example.test");
+        assert_eq!(
+            dns_name("xn--bcher-kva.example").unwrap(),
+            "xn--bcher-kva.example"
+        );
+        for bad in [
+            "",
+            ".",
+            "a..b",
+            "-a.test",
+            "a_b.test",
+            "bücher.example",
+            "a b.test",
+        ] {
+            assert!(dns_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(dns_name(&format!("{}.test", "a".repeat(64))).is_err());
+    }
 
     #[test]
     fn loopback_is_127_slash_8_and_ipv6_one_and_localhost() {

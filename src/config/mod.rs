@@ -23,6 +23,7 @@ use crate::secret::Password;
 
 mod cache;
 pub(crate) mod defaults;
+mod directories;
 mod group;
 mod identity;
 mod ldap;
@@ -34,6 +35,8 @@ mod server;
 mod tokens;
 mod user;
 
+pub(crate) use directories::directory_key;
+pub(crate) use ldap::is_dns_label;
 pub use password_file::read_password_file;
 
 /// Where `serve` and `check-config` look without `--config` or `KUBE_LDAP_WEBHOOK_CONFIG`.
@@ -58,8 +61,9 @@ pub enum ConfigError {
     Invalid {
         /// The file read.
         file: String,
-        /// The key to blame, as written in the file (`cache.capacity`).
-        key: &'static str,
+        /// The key to blame, as written in the file (`cache.capacity`,
+        /// `directories.partner.urls`).
+        key: String,
         /// What is wrong with it.
         message: String,
     },
@@ -152,6 +156,8 @@ pub struct Config {
     pub login: Option<Login>,
     /// `[tokens]`: which tokens reviews accept.
     pub tokens: Tokens,
+    /// `[directories.NAME]`: the directories besides `[ldap]`, in name order.
+    pub directories: Vec<ExtraDirectory>,
     /// Things worth telling the operator that do not stop the daemon. Logged by `serve`
     /// (and on reload) once logging is set up; printed by `check-config`.
     pub warnings: Vec<String>,
@@ -189,11 +195,27 @@ pub struct Server {
     pub idle_timeout: Duration,
 }
 
+/// The name of the directory `[ldap]` describes, in metrics, logs and `/readyz`.
+pub const DEFAULT_DIRECTORY: &str = "default";
+
+/// `[directories.NAME]`: a directory besides `[ldap]`, chosen by the domain part of a login.
+#[derive(Debug, Clone)]
+pub struct ExtraDirectory {
+    /// `NAME`.
+    pub name: String,
+    /// Its `[ldap]`-shaped settings; `ldap.user.domains` holds `directories.NAME.domains`.
+    pub ldap: Ldap,
+    /// `[identity]` with this directory's `username_prefix` and `group_prefix`.
+    pub identity: Identity,
+}
+
 /// `[ldap]`.
 #[derive(Debug, Clone)]
 pub struct Ldap {
-    /// `ldap.urls`: the servers, tried in order with failover.
+    /// `ldap.urls`: the servers, tried in order with failover, before any found in DNS.
     pub urls: Vec<String>,
+    /// `ldap.discover` and its settings: servers from DNS SRV records.
+    pub discover: Option<Discover>,
     /// `ldap.start_tls`: StartTLS on `ldap://` URLs.
     pub start_tls: bool,
     /// `ldap.ca_file`: the CA of the servers' certificates; the system roots when `None`.
@@ -212,6 +234,19 @@ pub struct Ldap {
     pub user: User,
     /// `[ldap.group]`.
     pub group: Group,
+}
+
+/// `ldap.discover`: where DNS says the servers are.
+#[derive(Debug, Clone)]
+pub struct Discover {
+    /// `ldap.discover`: the DNS domain, lower case, without a trailing dot.
+    pub domain: String,
+    /// `ldap.ad_site`: the Active Directory site whose DCs come first.
+    pub site: Option<String>,
+    /// `ldap.discover_refresh_min`: the shortest time between two lookups.
+    pub refresh_min: Duration,
+    /// `ldap.discover_refresh_max`: the longest.
+    pub refresh_max: Duration,
 }
 
 /// The account the daemon searches as. Its `Debug` never shows the password.
@@ -404,6 +439,7 @@ fn resolve(raw: raw::RawConfig, path: &Path) -> Result<Config, ConfigError> {
     let mut cx = Ctx {
         file: path,
         warnings: Vec::new(),
+        directory: None,
     };
     let server = server::resolve(raw.server, &cx)?;
     let ldap = ldap::resolve(raw.ldap, &mut cx)?;
@@ -411,6 +447,7 @@ fn resolve(raw: raw::RawConfig, path: &Path) -> Result<Config, ConfigError> {
     let log = log::resolve(raw.log, &cx)?;
     let identity = identity::resolve(raw.identity, &ldap.group, &cx)?;
     let (login, tokens) = tokens::resolve(raw.login, raw.tokens, ldap.service.is_some(), &mut cx)?;
+    let directories = directories::resolve(raw.directories, &ldap, &identity, &mut cx)?;
     Ok(Config {
         source: path.to_path_buf(),
         server,
@@ -420,20 +457,37 @@ fn resolve(raw: raw::RawConfig, path: &Path) -> Result<Config, ConfigError> {
         log,
         login,
         tokens,
+        directories,
         warnings: cx.warnings,
     })
 }
 
-/// What a section resolver needs besides its own section: the file, for messages, and the
-/// warnings collected so far.
+/// What a section resolver needs besides its own section: the file, for messages, the
+/// warnings collected so far, and which directory's section is being read.
 struct Ctx<'a> {
     file: &'a Path,
     warnings: Vec<String>,
+    /// `Some(NAME)` while `[directories.NAME]` is read with the `[ldap]` resolvers: their
+    /// `ldap.*` keys are then named `directories.NAME.*`.
+    directory: Option<String>,
 }
 
 impl Ctx<'_> {
     fn invalid(&self, key: &'static str, message: impl Into<String>) -> ConfigError {
+        invalid(self.file, self.key(key), message)
+    }
+
+    /// [`Ctx::invalid`] for a key built at run time (`directories.NAME.domains`).
+    fn invalid_at(&self, key: String, message: impl Into<String>) -> ConfigError {
         invalid(self.file, key, message)
+    }
+
+    /// `key` as the file spells it for the section being read.
+    fn key(&self, key: &str) -> String {
+        match (&self.directory, key.strip_prefix("ldap.")) {
+            (Some(name), Some(rest)) => format!("directories.{name}.{rest}"),
+            _ => key.to_string(),
+        }
     }
 
     fn warn(&mut self, message: impl fmt::Display) {
@@ -471,7 +525,7 @@ impl Ctx<'_> {
 
 /// The error for `key`; when an environment variable set the key, the message says so,
 /// since the file then shows another value than the one refused.
-fn invalid(path: &Path, key: &'static str, message: impl Into<String>) -> ConfigError {
+fn invalid(path: &Path, key: String, message: impl Into<String>) -> ConfigError {
     let mut message = message.into();
     let var = format!("{ENV_PREFIX}{}", key.replace('.', "__").to_uppercase());
     if std::env::var_os(&var).is_some() {
@@ -488,16 +542,18 @@ impl Config {
     /// Checks that the files the server needs exist and are readable.
     pub fn check_files(&self) -> Result<(), ConfigError> {
         let p = &self.source;
-        let check = |key: &'static str, f: &Path| -> Result<(), ConfigError> {
+        let check = |key: String, f: &Path| -> Result<(), ConfigError> {
             std::fs::File::open(f)
                 .map(|_| ())
                 .map_err(|e| invalid(p, key, format!("cannot read {}: {e}", f.display())))
         };
-        check("server.tls_cert_file", &self.server.tls_cert_file)?;
-        check("server.tls_key_file", &self.server.tls_key_file)?;
-        check("server.client_ca_file", &self.server.client_ca_file)?;
-        if let Some(ca) = &self.ldap.ca_file {
-            check("ldap.ca_file", ca)?;
+        check("server.tls_cert_file".into(), &self.server.tls_cert_file)?;
+        check("server.tls_key_file".into(), &self.server.tls_key_file)?;
+        check("server.client_ca_file".into(), &self.server.client_ca_file)?;
+        for (name, ldap, _) in self.each_directory() {
+            if let Some(ca) = &ldap.ca_file {
+                check(directory_key(name, "ca_file"), ca)?;
+            }
         }
         Ok(())
     }

@@ -24,6 +24,9 @@ pub(super) struct RawConfig {
     pub login: RawLogin,
     #[serde(default)]
     pub tokens: RawTokens,
+    /// `[directories.NAME]`: more directories, each chosen by the domain part of a login.
+    #[serde(default)]
+    pub directories: BTreeMap<String, RawLdap>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -47,7 +50,13 @@ pub(super) struct RawServer {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawLdap {
+    #[serde(default)]
     pub urls: Vec<String>,
+    /// A DNS domain whose SRV records name the servers.
+    pub discover: Option<String>,
+    pub ad_site: Option<String>,
+    pub discover_refresh_min: Option<Dur>,
+    pub discover_refresh_max: Option<Dur>,
     #[serde(default)]
     pub start_tls: bool,
     /// Plain `ldap://` to a host other than this one, knowingly.
@@ -65,6 +74,12 @@ pub(super) struct RawLdap {
     pub user: RawUser,
     #[serde(default)]
     pub group: RawGroup,
+    /// Only in `[directories.NAME]`: the domain parts of a login that select it.
+    #[serde(default)]
+    pub domains: Vec<String>,
+    /// Only in `[directories.NAME]` (the default directory's are `identity.*_prefix`).
+    pub username_prefix: Option<String>,
+    pub group_prefix: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

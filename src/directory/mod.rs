@@ -8,17 +8,23 @@
 //!
 //! Every failure is classified once, in [`classify`], into a [`Failure`]: the authenticator
 //! maps those to outcomes and cache policy without looking at LDAP result codes.
+//!
+//! The authenticator holds [`Directories`], which hands each login to the [`Directory`] its
+//! domain part chose (`routing`); a directory's servers are `ldap.urls` and, with
+//! `ldap.discover`, those DNS names (`discovery`).
 
 pub(crate) mod classify;
+mod discovery;
 pub(crate) mod dn;
 mod groups;
 mod pool;
 pub(crate) mod ppolicy;
+mod routing;
 pub(crate) mod state;
 mod users;
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use ldap3::{Scope, SearchEntry};
@@ -28,8 +34,11 @@ use rustls::ClientConfig;
 pub(crate) use classify::{AccountState, Failure, RejectReason};
 pub(crate) use ppolicy::PasswordWarning;
 
+pub(crate) use routing::{Directories, Readiness};
+
 use classify::Attempt;
-use pool::{remaining, Pool};
+use discovery::Discovery;
+use pool::{remaining, Origin, Pool, Server};
 
 use crate::config;
 use crate::login::Login;
@@ -165,14 +174,20 @@ pub(crate) trait Backend: Send + Sync + 'static {
 
 /// The LDAP client of one configured directory.
 pub(crate) struct Directory {
+    name: String,
     cfg: Arc<config::Ldap>,
-    pool: Pool,
+    pool: Arc<Pool>,
+    /// Servers from DNS, when `ldap.discover` is set.
+    discovery: Option<Arc<Discovery>>,
+    /// Stops the background lookups when the directory goes (a reload replaced it).
+    discovering: OnceLock<tokio::sync::watch::Sender<()>>,
     /// A DN under the user base that no entry has: the decoy binds to it.
     decoy_dn: String,
 }
 
 impl Directory {
     pub(crate) fn new(
+        name: &str,
         cfg: config::Ldap,
         tls: Arc<ClientConfig>,
         metrics: Arc<Metrics>,
@@ -181,10 +196,18 @@ impl Directory {
         rand::rngs::OsRng.fill_bytes(&mut nonce);
         let nonce: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
         let decoy_dn = format!("cn=kube-ldap-webhook-decoy-{nonce},{}", cfg.user.base_dn);
+        metrics.seed_directory(name, cfg.discover.is_some());
+        let discovery = cfg
+            .discover
+            .as_ref()
+            .map(|d| Arc::new(Discovery::new(name, &cfg, d, &metrics)));
         let cfg = Arc::new(cfg);
         Directory {
-            pool: Pool::new(cfg.clone(), tls, metrics),
+            name: name.to_string(),
+            pool: Arc::new(Pool::new(name, cfg.clone(), tls, metrics)),
             cfg,
+            discovery,
+            discovering: OnceLock::new(),
             decoy_dn,
         }
     }
@@ -192,6 +215,28 @@ impl Directory {
     /// The RDN value of the decoy DN: a name no entry and no group has.
     fn decoy_uid(&self) -> String {
         dn::first_rdn_value(&self.decoy_dn, "cn").unwrap_or_default()
+    }
+
+    /// The directory's name: `default` for `[ldap]`, `NAME` for `[directories.NAME]`.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Starts the DNS lookups, once; a no-op without `ldap.discover`. Needs a tokio runtime.
+    pub(crate) fn start(&self) {
+        if let Some(d) = &self.discovery {
+            self.discovering
+                .get_or_init(|| d.spawn(Arc::downgrade(&self.pool)));
+        }
+    }
+
+    /// The servers to try, in order, once DNS had its first say (or `deadline` came).
+    async fn servers(&self, deadline: Instant) -> Vec<Arc<Server>> {
+        if let Some(d) = &self.discovery {
+            self.start();
+            d.first_lookup(deadline).await;
+        }
+        self.pool.order()
     }
 
     /// Runs `step` on each server in failover order until one gives an answer. A server
@@ -202,11 +247,14 @@ impl Directory {
         step: F,
     ) -> Result<T, Failure>
     where
-        F: Fn(&'a pool::Server) -> Fut,
+        F: Fn(Arc<Server>) -> Fut,
         Fut: Future<Output = Result<T, Attempt>> + 'a,
     {
-        let mut last = String::from("no LDAP server configured");
-        for (n, i) in self.pool.order().into_iter().enumerate() {
+        let mut last = match &self.discovery {
+            Some(d) => format!("no LDAP server: {}", d.describe()),
+            None => String::from("no LDAP server configured"),
+        };
+        for (n, s) in self.servers(deadline).await.into_iter().enumerate() {
             if remaining(deadline).is_zero() {
                 last = "deadline reached".into();
                 break;
@@ -214,17 +262,17 @@ impl Directory {
             if n > 0 {
                 self.pool.failover();
             }
-            match step(&self.pool.servers[i]).await {
+            match step(s.clone()).await {
                 Ok(v) => {
-                    self.pool.answered(i);
+                    self.pool.answered(&s);
                     return Ok(v);
                 }
                 Err(Attempt::Final(f)) => {
-                    self.pool.answered(i);
+                    self.pool.answered(&s);
                     return Err(f);
                 }
                 Err(Attempt::ServerDown(why)) => {
-                    self.pool.mark_down(i, &why);
+                    self.pool.mark_down(&s, &why);
                     last = why;
                 }
             }
@@ -232,12 +280,34 @@ impl Directory {
         Err(Failure::Outage(last))
     }
 
+    /// The servers in the order listed, each with where it came from, and what DNS said
+    /// last: for /readyz and `check-config --connect`. Empty without `ldap.discover`, where
+    /// the list is the configured one.
+    pub(crate) fn describe(&self) -> Vec<String> {
+        let Some(d) = &self.discovery else {
+            return Vec::new();
+        };
+        let mut lines = vec![d.describe()];
+        for l in self.pool.listed().iter() {
+            let from = match &l.origin {
+                Origin::Configured => config::directory_key(&self.name, "urls"),
+                Origin::Dns {
+                    record,
+                    priority,
+                    weight,
+                } => format!("{record} priority {priority} weight {weight}"),
+            };
+            lines.push(format!("server {} ({from})", l.server.url));
+        }
+        lines
+    }
+
     /// Whether some server answers: connects (and binds the service account) and reads the
     /// root DSE or the user base. Used by /readyz and `check-config --connect`.
     pub(crate) async fn probe(&self, deadline: Instant) -> Result<String, String> {
         let mut errors = Vec::new();
-        for i in self.pool.order() {
-            let s = &self.pool.servers[i];
+        for s in self.servers(deadline).await {
+            let s = &*s;
             let attempt = async {
                 let (mut ldap, base) = match self.cfg.service {
                     Some(_) => (
@@ -270,6 +340,12 @@ impl Directory {
                 Err(Attempt::Final(f)) => errors.push(format!("{}: {f:?}", s.url)),
             }
         }
+        if errors.is_empty() {
+            errors.push(match &self.discovery {
+                Some(d) => format!("no LDAP server: {}", d.describe()),
+                None => "no LDAP server configured".into(),
+            });
+        }
         Err(errors.join("; "))
     }
 }
@@ -292,9 +368,9 @@ impl Backend for Directory {
         self.on_some_server(deadline, |s| {
             let filter = filter.as_str();
             async move {
-                let mut svc = self.pool.service(s, deadline).await?;
+                let mut svc = self.pool.service(&s, deadline).await?;
                 let entry = self
-                    .find_user(s, &mut svc, Query::subtree(base, filter), deadline)
+                    .find_user(&s, &mut svc, Query::subtree(base, filter), deadline)
                     .await?;
                 Ok(Account {
                     dn: entry.dn.clone(),
@@ -319,10 +395,13 @@ impl Backend for Directory {
         }
         self.on_some_server(deadline, |s| async move {
             match &account.entry {
-                None => self.direct(s, &account.dn, login, password, deadline).await,
+                None => {
+                    self.direct(&s, &account.dn, login, password, deadline)
+                        .await
+                }
                 Some(entry) => {
                     let (warning, groups) = self
-                        .bind_and_groups(s, entry, login, password, deadline)
+                        .bind_and_groups(&s, entry, login, password, deadline)
                         .await?;
                     Ok(Found {
                         entry: entry.clone(),
@@ -356,7 +435,7 @@ impl Backend for Directory {
                 let entry = &entry;
                 async move {
                     match self
-                        .bind_and_groups(s, entry, login, password, deadline)
+                        .bind_and_groups(&s, entry, login, password, deadline)
                         .await
                     {
                         Err(Attempt::ServerDown(m)) => Err(Attempt::ServerDown(m)),
@@ -377,9 +456,9 @@ impl Backend for Directory {
             ));
         }
         self.on_some_server(deadline, |s| async move {
-            let mut svc = self.pool.service(s, deadline).await?;
-            let entry = self.read_account(s, &mut svc, dn, deadline).await?;
-            let groups = self.groups(s, &mut svc, &entry, login, deadline).await?;
+            let mut svc = self.pool.service(&s, deadline).await?;
+            let entry = self.read_account(&s, &mut svc, dn, deadline).await?;
+            let groups = self.groups(&s, &mut svc, &entry, login, deadline).await?;
             Ok(Found {
                 entry,
                 groups,

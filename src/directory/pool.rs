@@ -1,19 +1,28 @@
-//! Connections to one directory server and failover between servers.
+//! Connections to one directory's servers and failover between them.
 //!
 //! Per server: one service connection (bound as `bind_dn`) shared by every search, since
 //! ldap3 multiplexes operations on one connection, and a pool of bind connections, each used
 //! by one user bind at a time (a bind changes the identity of its whole connection).
+//!
+//! The list of servers is `ldap.urls` followed by those DNS names (`ldap.discover`), and
+//! changes when a lookup says otherwise: a server that stays keeps its connections, one that
+//! goes is dropped once the operations running on it are done.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
 use rustls::ClientConfig;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::classify::{Attempt, OpError};
 use crate::config;
-use crate::metrics::{ConnLabels, LdapOpLabels, Metrics, OperationLabels};
+use crate::metrics::{
+    ConnLabels, DirectoryLabels, LdapOpLabels, Metrics, OperationLabels, LDAP_OPERATIONS,
+};
 
 /// A server that failed is tried last for this long.
 const BACKOFF: Duration = Duration::from_secs(5);
@@ -27,7 +36,7 @@ pub(crate) fn remaining(deadline: Instant) -> Duration {
     deadline.saturating_duration_since(Instant::now())
 }
 
-/// One configured server and its connections.
+/// One server and its connections.
 pub(crate) struct Server {
     pub(crate) url: String,
     label: String,
@@ -37,6 +46,42 @@ pub(crate) struct Server {
     idle: Mutex<Vec<Ldap>>,
     permits: Arc<Semaphore>,
     down_until: Mutex<Option<Instant>>,
+    /// `ldap_connections` of this server, kind service and bind.
+    service_conns: Gauge,
+    bind_conns: Gauge,
+}
+
+/// A server dropped from the list, or of a directory replaced by a reload, closes its
+/// connections once the last operation on it is done: take them off the gauges.
+impl Drop for Server {
+    fn drop(&mut self) {
+        if lock(&self.service).take().is_some() {
+            self.service_conns.dec();
+        }
+        let idle = std::mem::take(&mut *lock(&self.idle));
+        self.bind_conns.dec_by(idle.len() as i64);
+    }
+}
+
+/// Why a server is in the list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// `ldap.urls`.
+    Configured,
+    /// An SRV record of `ldap.discover`.
+    Dns {
+        /// The name looked up (`_ldap._tcp.dc._msdcs.example.test`).
+        record: String,
+        priority: u16,
+        weight: u16,
+    },
+}
+
+/// A server in the list, with why it is there.
+#[derive(Clone)]
+pub(crate) struct Listed {
+    pub(crate) server: Arc<Server>,
+    pub(crate) origin: Origin,
 }
 
 /// A connection for one user bind; give it back with [`Pool::checkin`] or drop it with
@@ -48,11 +93,15 @@ pub(crate) struct BindConn {
 
 /// Every server of one directory, with the settings their connections need.
 pub(crate) struct Pool {
-    pub(crate) servers: Vec<Server>,
+    listed: ArcSwap<Vec<Listed>>,
     cfg: Arc<config::Ldap>,
     tls: Arc<ClientConfig>,
-    preferred: std::sync::atomic::AtomicUsize,
+    /// The URL of the server that answered last: tried first.
+    preferred: Mutex<Option<String>>,
     metrics: Arc<Metrics>,
+    /// The directory's name, the `directory` label of its series.
+    directory: String,
+    failovers: Counter,
 }
 
 fn label_of(url: &str) -> String {
@@ -67,83 +116,182 @@ fn label_of(url: &str) -> String {
 
 impl Pool {
     pub(crate) fn new(
+        directory: &str,
         cfg: Arc<config::Ldap>,
         tls: Arc<ClientConfig>,
         metrics: Arc<Metrics>,
     ) -> Pool {
-        let servers = cfg
-            .urls
-            .iter()
-            .map(|u| Server {
-                url: u.clone(),
-                label: label_of(u),
-                starttls: cfg.start_tls && u.to_ascii_lowercase().starts_with("ldap://"),
-                service: Mutex::new(None),
-                connecting: tokio::sync::Mutex::new(()),
-                idle: Mutex::new(Vec::new()),
-                permits: Arc::new(Semaphore::new(cfg.max_connections)),
-                down_until: Mutex::new(None),
+        let failovers = metrics
+            .ldap_failovers
+            .get_or_create(&DirectoryLabels {
+                directory: directory.to_string(),
             })
-            .collect();
-        Pool {
-            servers,
+            .clone();
+        let pool = Pool {
+            listed: ArcSwap::from_pointee(Vec::new()),
             cfg,
             tls,
-            preferred: std::sync::atomic::AtomicUsize::new(0),
+            preferred: Mutex::new(None),
             metrics,
+            directory: directory.to_string(),
+            failovers,
+        };
+        let configured = pool
+            .cfg
+            .urls
+            .iter()
+            .map(|u| Listed {
+                server: Arc::new(pool.server(u)),
+                origin: Origin::Configured,
+            })
+            .collect();
+        pool.listed.store(Arc::new(configured));
+        pool
+    }
+
+    fn server(&self, url: &str) -> Server {
+        let label = label_of(url);
+        let gauge = |kind| {
+            self.metrics
+                .ldap_connections
+                .get_or_create(&ConnLabels {
+                    directory: self.directory.clone(),
+                    server: label.clone(),
+                    kind,
+                })
+                .clone()
+        };
+        Server {
+            url: url.to_string(),
+            starttls: self.cfg.start_tls && url.to_ascii_lowercase().starts_with("ldap://"),
+            service: Mutex::new(None),
+            connecting: tokio::sync::Mutex::new(()),
+            idle: Mutex::new(Vec::new()),
+            permits: Arc::new(Semaphore::new(self.cfg.max_connections)),
+            down_until: Mutex::new(None),
+            service_conns: gauge("service"),
+            bind_conns: gauge("bind"),
+            label,
         }
     }
 
-    /// Servers in the order to try: the last one that worked first, servers in back-off last.
-    pub(crate) fn order(&self) -> Vec<usize> {
-        let n = self.servers.len().max(1);
-        let start = self.preferred.load(std::sync::atomic::Ordering::Relaxed) % n;
+    /// The servers now, in list order, with why each is there.
+    pub(crate) fn listed(&self) -> Arc<Vec<Listed>> {
+        self.listed.load_full()
+    }
+
+    /// Makes the list `ldap.urls` followed by `found` (DNS's servers, in the order to try
+    /// them), keeping the connections of servers already listed. Returns the URLs added and
+    /// removed.
+    pub(crate) fn set_discovered(
+        &self,
+        found: Vec<(String, Origin)>,
+    ) -> (Vec<String>, Vec<String>) {
+        let old = self.listed.load_full();
+        let mut new: Vec<Listed> = old
+            .iter()
+            .filter(|l| l.origin == Origin::Configured)
+            .cloned()
+            .collect();
+        for (url, origin) in found {
+            if new.iter().any(|l| l.server.url == url) {
+                continue;
+            }
+            let server = match old.iter().find(|l| l.server.url == url) {
+                Some(l) => l.server.clone(),
+                None => Arc::new(self.server(&url)),
+            };
+            new.push(Listed { server, origin });
+        }
+        let urls =
+            |v: &[Listed]| -> Vec<String> { v.iter().map(|l| l.server.url.clone()).collect() };
+        let (before, after) = (urls(&old), urls(&new));
+        let added = after
+            .iter()
+            .filter(|u| !before.contains(u))
+            .cloned()
+            .collect();
+        let removed: Vec<String> = before
+            .iter()
+            .filter(|u| !after.contains(u))
+            .cloned()
+            .collect();
+        self.listed.store(Arc::new(new));
+        for url in &removed {
+            self.forget(url);
+        }
+        (added, removed)
+    }
+
+    /// Removes the series of a server DNS no longer names: DNS must not be able to grow the
+    /// metrics without bound by naming ever new servers. (A reload keeps them: the same
+    /// servers come back.)
+    fn forget(&self, url: &str) {
+        let server = label_of(url);
+        for kind in ["service", "bind"] {
+            self.metrics.ldap_connections.remove(&ConnLabels {
+                directory: self.directory.clone(),
+                server: server.clone(),
+                kind,
+            });
+        }
+        for operation in LDAP_OPERATIONS {
+            for result in ["ok", "error", "unreachable"] {
+                self.metrics.ldap_operations.remove(&LdapOpLabels {
+                    directory: self.directory.clone(),
+                    server: server.clone(),
+                    operation,
+                    result,
+                });
+            }
+        }
+    }
+
+    /// Servers in the order to try: from the last one that answered on, in list order, and
+    /// servers in back-off last.
+    pub(crate) fn order(&self) -> Vec<Arc<Server>> {
+        let listed = self.listed.load();
+        let n = listed.len().max(1);
+        let start = lock(&self.preferred)
+            .as_deref()
+            .and_then(|u| listed.iter().position(|l| l.server.url == u))
+            .unwrap_or(0);
         let now = Instant::now();
-        let (mut up, mut down): (Vec<usize>, Vec<usize>) = (0..self.servers.len())
-            .map(|i| (start + i) % n)
-            .partition(|&i| lock(&self.servers[i].down_until).is_none_or(|t| t <= now));
+        let (mut up, mut down): (Vec<_>, Vec<_>) = (0..listed.len())
+            .map(|i| listed[(start + i) % n].server.clone())
+            .partition(|s| lock(&s.down_until).is_none_or(|t| t <= now));
         up.append(&mut down);
         up
     }
 
     /// This server answered: start with it next time, and it is not down.
-    pub(crate) fn answered(&self, i: usize) {
-        self.preferred
-            .store(i, std::sync::atomic::Ordering::Relaxed);
-        *lock(&self.servers[i].down_until) = None;
+    pub(crate) fn answered(&self, s: &Server) {
+        let mut preferred = lock(&self.preferred);
+        if preferred.as_deref() != Some(s.url.as_str()) {
+            *preferred = Some(s.url.clone());
+        }
+        drop(preferred);
+        *lock(&s.down_until) = None;
     }
 
-    pub(crate) fn mark_down(&self, i: usize, why: &str) {
-        let s = &self.servers[i];
+    pub(crate) fn mark_down(&self, s: &Server, why: &str) {
         *lock(&s.down_until) = Some(Instant::now() + BACKOFF);
         if lock(&s.service).take().is_some() {
-            self.conn_gauge(s, "service").dec();
+            s.service_conns.dec();
         }
-        tracing::warn!(server = %s.label, reason = %why, "LDAP server failed; trying the next one");
+        tracing::warn!(directory = %self.directory, server = %s.label, reason = %why,
+            "LDAP server failed; trying the next one");
     }
 
     pub(crate) fn failover(&self) {
-        self.metrics.ldap_failovers.inc();
-    }
-
-    fn conn_gauge(
-        &self,
-        s: &Server,
-        kind: &'static str,
-    ) -> prometheus_client::metrics::gauge::Gauge {
-        self.metrics
-            .ldap_connections
-            .get_or_create(&ConnLabels {
-                server: s.label.clone(),
-                kind,
-            })
-            .clone()
+        self.failovers.inc();
     }
 
     fn record(&self, s: &Server, operation: &'static str, result: &'static str, started: Instant) {
         self.metrics
             .ldap_operations
             .get_or_create(&LdapOpLabels {
+                directory: self.directory.clone(),
                 server: s.label.clone(),
                 operation,
                 result,
@@ -151,7 +299,10 @@ impl Pool {
             .inc();
         self.metrics
             .ldap_seconds
-            .get_or_create(&OperationLabels { operation })
+            .get_or_create(&OperationLabels {
+                directory: self.directory.clone(),
+                operation,
+            })
             .observe(started.elapsed().as_secs_f64());
     }
 
@@ -241,7 +392,7 @@ impl Pool {
                     return Ok(l);
                 }
                 *slot = None;
-                self.conn_gauge(s, "service").dec();
+                s.service_conns.dec();
             }
         }
         let mut ldap = self
@@ -271,7 +422,7 @@ impl Pool {
             }
         }
         *lock(&s.service) = Some(ldap.clone());
-        self.conn_gauge(s, "service").inc();
+        s.service_conns.inc();
         Ok(ldap)
     }
 
@@ -296,7 +447,7 @@ impl Pool {
                             _permit: permit,
                         });
                     }
-                    self.conn_gauge(s, "bind").dec();
+                    s.bind_conns.dec();
                 }
                 None => break,
             }
@@ -305,7 +456,7 @@ impl Pool {
             .connect(s, deadline)
             .await
             .map_err(|e| e.into_attempt("connect"))?;
-        self.conn_gauge(s, "bind").inc();
+        s.bind_conns.inc();
         Ok(BindConn {
             ldap,
             _permit: permit,
@@ -317,26 +468,16 @@ impl Pool {
         if idle.len() < self.cfg.max_connections {
             idle.push(c.ldap);
         } else {
-            self.conn_gauge(s, "bind").dec();
+            s.bind_conns.dec();
         }
     }
 
     /// A bind connection whose operation failed in transit: it is not reused.
     pub(crate) fn discard(&self, s: &Server, c: BindConn) {
         drop(c);
-        self.conn_gauge(s, "bind").dec();
+        s.bind_conns.dec();
     }
 }
 
-/// A directory replaced by a reload closes its connections: take them off the gauges.
-impl Drop for Pool {
-    fn drop(&mut self) {
-        for s in &self.servers {
-            if lock(&s.service).take().is_some() {
-                self.conn_gauge(s, "service").dec();
-            }
-            let idle = std::mem::take(&mut *lock(&s.idle));
-            self.conn_gauge(s, "bind").dec_by(idle.len() as i64);
-        }
-    }
-}
+#[cfg(test)]
+mod tests;

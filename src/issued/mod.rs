@@ -59,6 +59,9 @@ struct Claims {
     aud: String,
     /// The directory's stable uid, as the review renders it.
     sub: String,
+    /// The directory of the entry (`[directories.NAME]`); absent for `[ldap]`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    dir: String,
     /// The entry's DN, for the re-check.
     dn: String,
     /// The Kubernetes username, prefix included.
@@ -82,6 +85,9 @@ struct Footer {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Subject {
     pub uid: String,
+    /// The directory the account lives in: empty for `[ldap]`, `NAME` for
+    /// `[directories.NAME]`.
+    pub directory: String,
     pub dn: String,
     pub username: String,
     pub password_version: String,
@@ -185,6 +191,7 @@ impl Tokens {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
             sub: subject.uid.clone(),
+            dir: subject.directory.clone(),
             dn: subject.dn.clone(),
             name: subject.username.clone(),
             pwv: subject.password_version.clone(),
@@ -257,6 +264,7 @@ impl Tokens {
         Ok(Verified {
             subject: Subject {
                 uid: c.sub,
+                directory: c.dir,
                 dn: c.dn,
                 username: c.name,
                 password_version: c.pwv,

@@ -25,6 +25,7 @@ fn tokens(signing: SigningKey) -> Tokens {
 
 fn alice() -> Subject {
     Subject {
+        directory: String::new(),
         uid: "a11ce".into(),
         dn: "uid=alice,ou=people,dc=example,dc=org".into(),
         username: "alice".into(),

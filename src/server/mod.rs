@@ -19,7 +19,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::authenticator::Authenticator;
 use crate::config::Config;
-use crate::directory::Directory;
+use crate::directory::Directories;
 use crate::lockout::Lockout;
 use crate::metrics::Metrics;
 
@@ -90,16 +90,11 @@ impl Runtime {
             )?)),
             None => None,
         };
-        let ldap_tls = crate::tls::ldap_client_config(config.ldap.ca_file.as_deref())?;
+        let directories = Arc::new(Directories::new(&config, &metrics)?);
         let config = Arc::new(config);
-        let directory = Arc::new(Directory::new(
-            config.ldap.clone(),
-            ldap_tls,
-            metrics.clone(),
-        ));
         let authenticator = Arc::new(Authenticator::new(
             config.clone(),
-            directory,
+            directories,
             lockout,
             metrics,
         ));

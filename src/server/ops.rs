@@ -21,6 +21,7 @@ use tokio::sync::{watch, Semaphore};
 use super::closes::{Closes, Reason, LOG_INTERVAL};
 use super::review::Reply;
 use super::{stopped, Runtime, Shared};
+use crate::directory::Readiness;
 use crate::metrics::StageLabels;
 
 /// Open connections at most. Prometheus, a probe and a person with curl need a handful.
@@ -102,14 +103,22 @@ async fn handle_ops(shared: &Shared, ready: &ReadyCache, req: Request<Incoming>)
     }
     match req.uri().path() {
         "/healthz" => text(StatusCode::OK, "text/plain", "ok\n".into()),
-        "/readyz" => match ready.probe(shared).await {
-            Ok(url) => text(StatusCode::OK, "text/plain", format!("ok: {url} answers\n")),
-            Err(e) => text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "text/plain",
-                format!("no LDAP server answers: {e}\n"),
-            ),
-        },
+        "/readyz" => {
+            let r = ready.probe(shared).await;
+            readyz(&r, r.probes.len() > 1)
+        }
+        // One directory's readiness, for a check that must not fail with another's.
+        p if p.starts_with("/readyz/") => {
+            let r = ready.probe(shared).await;
+            match r.only(&p["/readyz/".len()..]) {
+                Some(one) => readyz(&one, true),
+                None => text(
+                    StatusCode::NOT_FOUND,
+                    "text/plain",
+                    "no such directory\n".into(),
+                ),
+            }
+        }
         "/metrics" => text(
             StatusCode::OK,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
@@ -119,12 +128,21 @@ async fn handle_ops(shared: &Shared, ready: &ReadyCache, req: Request<Incoming>)
     }
 }
 
+fn readyz(r: &Readiness, named: bool) -> Reply {
+    let status = if r.ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    text(status, "text/plain", r.render(named))
+}
+
 struct Probed {
     at: Instant,
     /// The runtime probed: a reload makes the answer stale at once. Weak, so that a
     /// replaced runtime (and its LDAP connections) is not kept alive by this cache.
     runtime: Weak<Runtime>,
-    result: Result<String, String>,
+    result: Readiness,
 }
 
 /// One LDAP probe at a time for every `/readyz`: callers wait for the probe in progress
@@ -135,7 +153,7 @@ struct ReadyCache {
 }
 
 impl ReadyCache {
-    async fn probe(&self, shared: &Shared) -> Result<String, String> {
+    async fn probe(&self, shared: &Shared) -> Readiness {
         let rt = shared.current.load_full();
         let mut last = self.last.lock().await;
         if let Some(p) = last.as_ref() {
@@ -144,7 +162,8 @@ impl ReadyCache {
                 return p.result.clone();
             }
         }
-        let deadline = Instant::now() + rt.config.ldap.timeout.min(Duration::from_secs(3));
+        let slowest = rt.config.each_directory().map(|(_, l, _)| l.timeout).max();
+        let deadline = Instant::now() + slowest.unwrap_or_default().min(Duration::from_secs(3));
         let result = rt.authenticator.directory().probe(deadline).await;
         *last = Some(Probed {
             at: Instant::now(),

@@ -166,7 +166,14 @@ impl DaemonBuilder {
     }
 
     fn toml(&self, pki: &Pki, listen: u16, ops: u16) -> String {
-        assert!(!self.urls.is_empty(), "a daemon needs an LDAP URL");
+        let discovers = self
+            .sections
+            .iter()
+            .any(|(s, l)| *s == "ldap" && l.contains("discover"));
+        assert!(
+            !self.urls.is_empty() || discovers,
+            "a daemon needs an LDAP URL or ldap.discover"
+        );
         let lines = |name: &str| {
             self.sections
                 .iter()
