@@ -3,6 +3,8 @@
 //! partner.test). Both hold the fixture's entries under the same DNs, which is what a
 //! partner forest looks like from here: the same names, other people.
 
+#[path = "issued_tokens/helpers.rs"]
+mod helpers;
 mod support;
 
 use std::path::Path;
@@ -382,5 +384,52 @@ fn an_override_of_another_directorys_key_is_named_with_its_variable() {
     assert!(
         err.contains("set by KUBE_LDAP_WEBHOOK_DIRECTORIES__PARTNER__TIMEOUT"),
         "{err}"
+    );
+}
+
+/// An issued token records its directory: the re-check at review time reads the partner's
+/// entry and groups, not the default directory's (where carol does not exist).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_issued_token_is_rechecked_in_the_directory_it_came_from() {
+    let corp = Slapd::start();
+    let partner = Slapd::start_with(CAROL);
+    let secrets = tempfile::tempdir().unwrap();
+    let pw = secrets.path().join("partner-bind-password");
+    std::fs::write(&pw, format!("{SERVICE_PASSWORD}\n")).unwrap();
+    std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let keys = helpers::KeyPair::new();
+    let issuer = helpers::Issuer::start(
+        &Site::openldap(),
+        &[corp.url()],
+        &[
+            (
+                "user",
+                "login = \"strip-domain\"\ndomains = [\"CORP\", \"corp.test\"]",
+            ),
+            (
+                "identity",
+                "username_prefix = \"corp:\"\ngroup_prefix = \"corp:\"",
+            ),
+            ("cache", &partner_tables(&partner, &pw)),
+        ],
+        &keys,
+        "",
+        "",
+    );
+    let token = issuer.token("PARTNER\\carol", "carol-password").await;
+    assert_eq!(helpers::claims_of(&token)["dir"], "partner");
+    let a = issuer.review(&token).await;
+    assert_eq!(
+        user(&a),
+        (
+            "partner:carol".to_string(),
+            vec!["partner:partner-only".to_string()]
+        ),
+        "{}",
+        a.raw
+    );
+    assert!(
+        !corp.log().to_lowercase().contains("carol"),
+        "the default directory was not asked about carol"
     );
 }
