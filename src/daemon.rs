@@ -141,54 +141,15 @@ async fn run(config: Config, path: &Path) -> Result<(), DaemonError> {
     ));
     let runtime = Runtime::build(config, metrics.clone(), lockout.clone())?;
     let listeners = Listeners::bind(&runtime.config).await?;
-    let (listen, ops) = (
-        runtime.config.server.listen,
-        runtime.config.server.ops_listen,
-    );
-    let login = runtime.config.login.as_ref().map(|l| l.listen);
     let shared = Arc::new(Shared {
         current: ArcSwap::from_pointee(runtime),
         metrics,
         lockout,
         login_rate: server::ratelimit::RateLimit::new(),
     });
-
     let (stop, stopped) = watch::channel(false);
-    let reviews = tokio::spawn(server::run_listener(
-        server::Port::Reviews,
-        listeners.reviews,
-        shared.clone(),
-        stopped.clone(),
-    ));
-    let login_task = listeners.login.map(|l| {
-        tokio::spawn(server::run_listener(
-            server::Port::Login,
-            l,
-            shared.clone(),
-            stopped.clone(),
-        ))
-    });
-    let ops_task = listeners
-        .ops
-        .map(|l| tokio::spawn(server::run_ops(l, shared.clone(), stopped.clone())));
-
-    let keys = shared
-        .current
-        .load()
-        .config
-        .tokens
-        .issued
-        .key_ids()
-        .join(",");
-    tracing::info!(
-        %listen,
-        ops = %ops.map_or("disabled".to_string(), |a| a.to_string()),
-        login = %login.map_or("disabled".to_string(), |a| a.to_string()),
-        token_keys = %if keys.is_empty() { "none" } else { keys.as_str() },
-        config = %path.display(),
-        version = env!("CARGO_PKG_VERSION"),
-        "kube-ldap-webhook serving"
-    );
+    let tasks = spawn_listeners(listeners, &shared, &stopped);
+    log_serving(&shared, path);
     systemd::ready();
     systemd::spawn_watchdog();
     spawn_startup_probe(&shared);
@@ -203,15 +164,44 @@ async fn run(config: Config, path: &Path) -> Result<(), DaemonError> {
     tracing::info!("shutting down: no new connections, finishing in-flight reviews");
     systemd::stopping();
     let _ = stop.send(true);
-    let _ = reviews.await;
-    if let Some(t) = login_task {
-        let _ = t.await;
-    }
-    if let Some(t) = ops_task {
+    for t in tasks {
         let _ = t.await;
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// One task per listener: reviews, and login and ops when configured.
+fn spawn_listeners(
+    listeners: Listeners,
+    shared: &Arc<Shared>,
+    stopped: &watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let port = |p, l| tokio::spawn(server::run_listener(p, l, shared.clone(), stopped.clone()));
+    let mut tasks = vec![port(server::Port::Reviews, listeners.reviews)];
+    tasks.extend(listeners.login.map(|l| port(server::Port::Login, l)));
+    tasks.extend(
+        listeners
+            .ops
+            .map(|l| tokio::spawn(server::run_ops(l, shared.clone(), stopped.clone()))),
+    );
+    tasks
+}
+
+/// The start-up line: where the daemon listens and with which token keys.
+fn log_serving(shared: &Shared, path: &Path) {
+    let rt = shared.current.load();
+    let c = &rt.config;
+    let keys = c.tokens.issued.key_ids().join(",");
+    tracing::info!(
+        listen = %c.server.listen,
+        ops = %c.server.ops_listen.map_or("disabled".to_string(), |a| a.to_string()),
+        login = %c.login.as_ref().map_or("disabled".to_string(), |l| l.listen.to_string()),
+        token_keys = %if keys.is_empty() { "none" } else { keys.as_str() },
+        config = %path.display(),
+        version = env!("CARGO_PKG_VERSION"),
+        "kube-ldap-webhook serving"
+    );
 }
 
 /// The time a probe of every directory may take: each connects and searches once.

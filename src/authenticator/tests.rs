@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 
 use super::*;
-use crate::directory::{Account, AccountState, Entry, Group, PasswordWarning};
+use crate::directory::{Account, AccountState, Entry, Found, Group, PasswordWarning};
+use crate::secret::Password;
 
 /// What the fake directory does on `verify`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

@@ -1,6 +1,8 @@
 //! Unit tests of loading and resolving; the check-config and serve behaviour is tested
 //! through the binary in tests/check_config.rs.
 
+use std::collections::BTreeMap;
+
 use super::*;
 
 pub(super) fn write(dir: &Path, body: &str) -> PathBuf {
