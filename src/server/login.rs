@@ -22,7 +22,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 
 use super::ratelimit::{retry_after_secs, Rate};
-use super::review::{closing, http_error, json, read_body, BodyError, Reply, DRAIN_MAX};
+use super::review::{closing, http_error, json, read_body, too_large, BodyError, Reply, DRAIN_MAX};
 use super::{Runtime, Shared};
 use crate::metrics::EventLabels;
 use crate::outcome::{Outcome, Review, REJECTED, UNAVAILABLE};
@@ -121,20 +121,12 @@ async fn drain(shared: &Shared, req: Request<Incoming>, deadline: Instant) -> Re
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let too_large = || {
-        closing(http_error(
-            shared,
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "RequestEntityTooLarge",
-            "request body is larger than 64 KiB",
-        ))
-    };
     if declared.is_some_and(|n| n > DRAIN_MAX as u64) {
-        return Err(too_large());
+        return Err(too_large(shared));
     }
     match read_body(req.into_body(), deadline).await {
         Ok(_) => Ok(()),
-        Err(BodyError::TooLarge) => Err(too_large()),
+        Err(BodyError::TooLarge) => Err(too_large(shared)),
         Err(BodyError::Read) => Err(http_error(
             shared,
             StatusCode::BAD_REQUEST,

@@ -98,6 +98,16 @@ pub(super) async fn read_body(mut body: Incoming, deadline: Instant) -> Result<B
     Ok(first.unwrap_or_else(|| rest.freeze()))
 }
 
+/// 413 for a body over the limit, and the connection closes: the rest is still on the wire.
+pub(super) fn too_large(shared: &Shared) -> Reply {
+    closing(http_error(
+        shared,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "RequestEntityTooLarge",
+        "request body is larger than 64 KiB",
+    ))
+}
+
 /// The rest of an unread body is still on the wire: the connection cannot carry another
 /// request, and saying so keeps the client from reusing it.
 pub(super) fn closing(mut r: Reply) -> Reply {
@@ -195,26 +205,18 @@ async fn admit(
             .insert(ALLOW, HeaderValue::from_static("POST"));
         return Err(r);
     }
-    let too_large = || {
-        closing(http_error(
-            shared,
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "RequestEntityTooLarge",
-            "request body is larger than 64 KiB",
-        ))
-    };
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > DRAIN_MAX as u64) {
-        return Err(too_large());
+        return Err(too_large(shared));
     }
     let deadline = deadline_for(&req, cfg.request_timeout, started);
     let bytes = match read_body(req.into_body(), deadline).await {
         Ok(b) => b,
-        Err(BodyError::TooLarge) => return Err(too_large()),
+        Err(BodyError::TooLarge) => return Err(too_large(shared)),
         Err(BodyError::Read) => {
             return Err(http_error(
                 shared,
