@@ -139,6 +139,16 @@ fn resolve(raw: raw::RawConfig, path: &Path) -> Result<Config, ConfigError> {
     let identity = identity::resolve(raw.identity, &ldap.group, &cx)?;
     let (login, tokens) = tokens::resolve(raw.login, raw.tokens, ldap.service.is_some(), &mut cx)?;
     let directories = directories::resolve(raw.directories, &ldap, &identity, &mut cx)?;
+    // Every directory a token can come from must be able to re-check it.
+    if login.is_some() || tokens.issued.enabled() {
+        if let Some(d) = directories.iter().find(|d| d.ldap.service.is_none()) {
+            return Err(cx.invalid_at(
+                directory_key(&d.name, "bind_dn"),
+                "issued tokens need a service account in every directory: the account is \
+                 re-checked with it at every review",
+            ));
+        }
+    }
     Ok(Config {
         source: path.to_path_buf(),
         server,

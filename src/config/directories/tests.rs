@@ -275,3 +275,31 @@ fn the_readme_example_of_several_directories_loads() {
     assert_eq!(c.login("PARTNER\\bob").directory(), 1);
     assert_eq!(c.login("bob").directory(), 0);
 }
+
+#[test]
+fn issued_tokens_need_a_service_account_in_every_directory() {
+    let e = refused(|d| {
+        crate::issued::keys::keygen(&d.join("keys")).unwrap();
+        let body = two(d, "")
+            .replace("bind_dn = \"cn=svc,dc=partner,dc=test\"\n", "")
+            .replacen(
+                &format!("bind_password_file = \"{}\"\n", d.join("pw").display()),
+                "",
+                2,
+            );
+        // [ldap] keeps its account; only the partner binds as the user.
+        let ldap_pw = format!("bind_password_file = \"{}\"\n", d.join("pw").display());
+        let body = body.replacen(
+            "bind_dn = \"CN=svc,DC=example,DC=test\"\n",
+            &format!("bind_dn = \"CN=svc,DC=example,DC=test\"\n{ldap_pw}"),
+            1,
+        );
+        format!(
+            "{body}dn_template = \"uid={{username}},ou=people,dc=partner,dc=test\"\n\
+             [tokens]\nverification_key_files = [\"{}\"]\n",
+            d.join("keys/signing.pub").display()
+        )
+    });
+    assert_names(&e, "directories.partner.bind_dn");
+    assert!(e.contains("issued tokens"), "{e}");
+}
