@@ -121,7 +121,11 @@ func startDaemonOnce(s *suite, dir, ldapConfig string) (*daemon, error) {
 // answers and the TokenReview listener accepts connections.
 func (d *daemon) start(bin string) error {
 	cmd := exec.Command(bin, "serve", "--config", d.cfgPath)
-	cmd.Env = cleanEnv()
+	// Generous LDAP timeouts, inside kube-apiserver's 30 s: on a busy machine a slow DC must
+	// not read as an outage. The outage scenarios stop the server outright instead.
+	cmd.Env = append(cleanEnv(),
+		"KUBE_LDAP_WEBHOOK_LDAP__TIMEOUT=20s",
+		"KUBE_LDAP_WEBHOOK_LDAP__CONNECT_TIMEOUT=10s")
 	cmd.Dir = d.dir
 	var err error
 	if d.proc, err = localcluster.Start("kube-ldap-webhook", d.logPath(), cmd); err != nil {
