@@ -277,15 +277,44 @@ func tail(path string, lines int) string {
 	return strings.Join(all, "\n")
 }
 
-// freePort asks the kernel for a free TCP port on 127.0.0.1.
+// freePort returns a loopback port nothing listens on now, from below the kernel's
+// ephemeral range: a port 0 socket closed again hands out an ephemeral port, which any
+// outgoing connection (kube-apiserver to etcd, the daemon to slapd) may take as its source
+// port before the server binds it. Each port is handed out once per process.
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+	portsOnce.Do(func() {
+		low, high := 10000, 32768
+		if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+			var l, h int
+			if n, _ := fmt.Sscan(string(b), &l, &h); n == 2 {
+				if l >= 12000 {
+					high = l
+				} else {
+					low, high = h+1, 65536
+				}
+			}
+		}
+		portsLow, portsSpan = low, high-low
+		portsNext = (os.Getpid() ^ time.Now().Nanosecond()) % portsSpan
+	})
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for i := 0; i < portsSpan; i++ {
+		port := portsLow + portsNext%portsSpan
+		portsNext++
+		if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			l.Close()
+			return port, nil
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return 0, fmt.Errorf("no free loopback port in %d-%d", portsLow, portsLow+portsSpan-1)
 }
+
+var (
+	portsOnce                      sync.Once
+	portsMu                        sync.Mutex
+	portsLow, portsSpan, portsNext int
+)
 
 // ---------------------------------------------------------------------------
 // PKI

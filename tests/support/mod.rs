@@ -10,6 +10,7 @@
 //! - `metrics`: values read from /metrics;
 //! - `https`: the HTTPS client with a client certificate, review bodies, raw TLS;
 //! - `notify`: the NOTIFY_SOCKET of sd_notify;
+//! - `ports`: loopback ports for the servers a test starts;
 //! - `process`: child processes that die with the test.
 //!
 //! Every test file and bench includes this module whole, so not every item is used by each.
@@ -21,12 +22,12 @@ mod https;
 mod metrics;
 mod notify;
 mod pki;
+mod ports;
 mod process;
 mod samba;
 mod slapd;
 pub mod terminal;
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -38,6 +39,7 @@ pub use https::*;
 pub use metrics::*;
 pub use notify::*;
 pub use pki::*;
+pub use ports::*;
 pub use process::*;
 pub use samba::*;
 pub use slapd::*;
@@ -67,13 +69,6 @@ pub fn repo() -> PathBuf {
 /// The daemon binary cargo built for this test or bench (the release one under `cargo bench`).
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_kube-ldap-webhook")
-}
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
 }
 
 /// The bearer token kube-apiserver passes on: base64 of `user:password`.
