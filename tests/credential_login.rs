@@ -26,7 +26,7 @@ const GENEROUS_RATE: &str = "rate = 6000\nburst = 1000";
 
 /// The daemon with its login endpoint, against its own slapd.
 struct Fixture {
-    _slapd: Slapd,
+    slapd: Slapd,
     _keys: KeyPair,
     issuer: Issuer,
 }
@@ -49,7 +49,7 @@ impl Fixture {
         );
         issuer.daemon.wait_for_probe();
         Fixture {
-            _slapd: slapd,
+            slapd,
             _keys: keys,
             issuer,
         }
@@ -524,6 +524,38 @@ fn a_cached_token_is_used_when_the_daemon_cannot_be_asked() {
         "{}",
         second.stderr
     );
+}
+
+#[test]
+fn a_login_while_the_directory_is_down_says_so_and_caches_nothing() {
+    let mut site = Fixture::start();
+    site.slapd.stop();
+    let laptop = Laptop::new();
+    let out = laptop
+        .plugin(&site, &[])
+        .args(laptop.alice())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty(), "nothing for kubectl to misread");
+    let err = stderr(&out);
+    assert!(
+        err.contains("cannot log anyone in right now")
+            && err.contains("Authentication backend unavailable"),
+        "{err}"
+    );
+    assert!(laptop.token_files().is_empty());
+}
+
+#[test]
+fn a_cached_token_is_kept_while_the_directory_is_down() {
+    let mut site = Fixture::start();
+    let laptop = Laptop::new();
+    let first = laptop.credential(&site);
+    site.slapd.stop();
+    let second = laptop.credential(&site);
+    assert_eq!(second.token(), first.token(), "{}", second.stderr);
+    assert_eq!(site.metric(ISSUED), 1.0, "no second login");
 }
 
 #[test]

@@ -23,6 +23,7 @@ use time::OffsetDateTime;
 use url::Url;
 use zeroize::Zeroizing;
 
+use crate::outcome::UNAVAILABLE;
 use crate::secret::Password;
 use crate::tls::TlsError;
 
@@ -67,7 +68,8 @@ pub enum LoginError {
     /// 429, with what `Retry-After` said.
     RateLimited(String),
     #[error("the login endpoint cannot log anyone in right now: {0}")]
-    /// 503: the directory is unavailable.
+    /// 401 with the review's backend text (503 from daemons before the contract fixed
+    /// 401): the directory is unavailable.
     Unavailable(String),
     #[error("the login endpoint answered HTTP {status}{message}")]
     /// Any other status.
@@ -269,11 +271,14 @@ impl Endpoint {
             })?;
         match a.status {
             StatusCode::OK => issued(&a.body),
-            StatusCode::UNAUTHORIZED => {
-                Err(LoginError::Refused(message(&a.body).unwrap_or_else(|| {
-                    "the login endpoint gave no reason".into()
-                })))
-            }
+            StatusCode::UNAUTHORIZED => match message(&a.body) {
+                Some(m) if m == UNAVAILABLE => Err(LoginError::Unavailable(m)),
+                m => {
+                    Err(LoginError::Refused(m.unwrap_or_else(|| {
+                        "the login endpoint gave no reason".into()
+                    })))
+                }
+            },
             StatusCode::TOO_MANY_REQUESTS => Err(LoginError::RateLimited(retry_after(&a.headers))),
             StatusCode::SERVICE_UNAVAILABLE => Err(LoginError::Unavailable(
                 message(&a.body).unwrap_or_else(|| "HTTP 503".into()),

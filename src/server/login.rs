@@ -3,10 +3,13 @@
 //! - `POST /login` with `Authorization: Basic base64(username:password)`: the policy of a
 //!   review of that basic token (lockout, single flight, directory, identity), then a
 //!   signed token. 200 `{"token","expirationTimestamp"}`; 401 with a `Status` body whose
-//!   message is a review's `status.error`; 429 with `Retry-After`; 503 when the directory
-//!   is unavailable. Every POST spends one of the source's logins.
+//!   message is a review's `status.error` (`Authentication backend unavailable` included,
+//!   as the contract fixes it); 429 with `Retry-After`. Every POST spends one of the
+//!   source's logins.
 //! - `GET /login` with `Authorization: Bearer <issued token>`: 204 when a review would
-//!   accept the token now, 401 (same texts) when not. Only a failed check spends a login.
+//!   accept the token now, 401 (same texts) when not, 503 when the directory cannot say: the
+//!   plugin then keeps its token and leaves the verdict to kube-apiserver. Only a failed
+//!   check spends a login.
 //!
 //! Neither the header nor the token is ever logged; the log line is like a review's.
 
@@ -171,12 +174,12 @@ async fn post(
             _ => {
                 tracing::error!("cannot sign a token: check tokens.signing_key_file");
                 count(shared, "unavailable");
-                unavailable(shared)
+                unauthorized(shared, UNAVAILABLE, true)
             }
         },
         o @ (Outcome::Unavailable | Outcome::BackendError) => {
             count(shared, o.label());
-            unavailable(shared)
+            unauthorized(shared, UNAVAILABLE, true)
         }
         o => {
             count(shared, "rejected");
