@@ -184,6 +184,18 @@ fn review(site: &Fixture, token: &str) -> Answer {
 }
 
 /// Rewrites the one cached entry with `edit`, as time or a tampering hand would.
+/// A run for alice that must fail: its stderr, after checking kubectl got nothing to use.
+fn failed_login(laptop: &Laptop, site: &Fixture) -> String {
+    let out = laptop
+        .plugin(site, &[])
+        .args(laptop.alice())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty(), "nothing for kubectl to misread");
+    stderr(&out)
+}
+
 fn edit_cached_entry(laptop: &Laptop, edit: impl FnOnce(&mut Value)) {
     let files = laptop.token_files();
     assert_eq!(files.len(), 1, "{files:?}");
@@ -441,14 +453,7 @@ fn a_wrong_password_shows_the_daemons_message_and_caches_nothing() {
     let site = Fixture::start();
     let laptop = Laptop::new();
     std::fs::write(&laptop.password_file, "wrong\n").unwrap();
-    let out = laptop
-        .plugin(&site, &[])
-        .args(laptop.alice())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(out.stdout.is_empty(), "nothing for kubectl to misread");
-    let err = stderr(&out);
+    let err = failed_login(&laptop, &site);
     assert!(
         err.contains("login refused") && err.contains(GENERIC),
         "{err}"
@@ -531,14 +536,7 @@ fn a_login_while_the_directory_is_down_says_so_and_caches_nothing() {
     let mut site = Fixture::start();
     site.slapd.stop();
     let laptop = Laptop::new();
-    let out = laptop
-        .plugin(&site, &[])
-        .args(laptop.alice())
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(out.stdout.is_empty(), "nothing for kubectl to misread");
-    let err = stderr(&out);
+    let err = failed_login(&laptop, &site);
     assert!(
         err.contains("cannot log anyone in right now")
             && err.contains("Authentication backend unavailable"),
