@@ -98,4 +98,7 @@ pub(crate) struct Review {
     pub username: Option<String>,
     /// Why, for the log line (never a secret).
     pub detail: Cow<'static, str>,
+    /// Who the directory said this is, when it said so in this review's round trip: what a
+    /// login signs. Not kept in the cache, whose answers never sign anything.
+    pub account: Option<Box<crate::issued::Subject>>,
 }

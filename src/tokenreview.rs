@@ -136,8 +136,6 @@ pub struct User {
     json: Box<str>,
     username: Box<str>,
     groups: usize,
-    /// Who the directory said this is, for signing an issued token at login.
-    account: Option<Box<crate::issued::Subject>>,
 }
 
 impl User {
@@ -150,33 +148,7 @@ impl User {
                 .into_boxed_str(),
             username: info.username.as_str().into(),
             groups: info.groups.len(),
-            account: None,
         }
-    }
-
-    /// [`User::new`], remembering the entry's DN and password version: what a token for
-    /// this user records.
-    pub(crate) fn with_account(
-        info: &UserInfo,
-        directory: &str,
-        dn: &str,
-        password_version: String,
-    ) -> User {
-        User {
-            account: Some(Box::new(crate::issued::Subject {
-                uid: info.uid.clone(),
-                directory: directory.to_string(),
-                dn: dn.to_string(),
-                username: info.username.clone(),
-                password_version,
-            })),
-            ..User::new(info)
-        }
-    }
-
-    /// Who this is, as a token records it; `None` for users not read from an entry.
-    pub(crate) fn account(&self) -> Option<&crate::issued::Subject> {
-        self.account.as_deref()
     }
 
     /// The Kubernetes username, prefix included.

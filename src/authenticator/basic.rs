@@ -9,6 +9,7 @@ use super::{failed, Authenticator, Outcome, Resolved};
 use crate::directory::state::password_version;
 use crate::directory::{AccountState, Backend, Failure, Found, RejectReason};
 use crate::identity;
+use crate::issued::Subject;
 use crate::lockout::{Key, Refused, Trust};
 use crate::login::Login;
 use crate::metrics::EventLabels;
@@ -147,15 +148,20 @@ impl<B: Backend> Authenticator<B> {
                 Cow::Owned(format!("bound; password policy: {w:?}"))
             }
         };
-        Resolved::new(
-            Outcome::Accepted(Arc::new(User::with_account(
-                &mapped.user,
-                login.scope().unwrap_or_default(),
-                &found.entry.dn,
-                password_version(&found.entry),
-            ))),
-            Some(login),
-            detail,
-        )
+        let account = Subject {
+            uid: mapped.user.uid.clone(),
+            directory: login.scope().unwrap_or_default().to_string(),
+            dn: found.entry.dn.clone(),
+            username: mapped.user.username.clone(),
+            password_version: password_version(&found.entry),
+        };
+        Resolved {
+            account: Some(Box::new(account)),
+            ..Resolved::new(
+                Outcome::Accepted(Arc::new(User::new(&mapped.user))),
+                Some(login),
+                detail,
+            )
+        }
     }
 }

@@ -98,6 +98,7 @@ impl<B: Backend> Authenticator<B> {
                 },
                 username: resolved.username,
                 detail: resolved.detail,
+                account: resolved.account,
             },
         }
     }

@@ -89,11 +89,12 @@ impl<B: Backend> Authenticator<B> {
         let state = account_state(&found.entry, SystemTime::now());
         let same_password = password_version(&found.entry) == v.subject.password_version;
         let resolved = self.accept(found, login);
-        let Outcome::Accepted(user) = &resolved.outcome else {
+        let Outcome::Accepted(_) = &resolved.outcome else {
             return resolved;
         };
-        let same = user
-            .account()
+        let same = resolved
+            .account
+            .as_ref()
             .is_some_and(|a| a.uid == v.subject.uid && a.username == v.subject.username);
         if !same {
             // Deleted and recreated, or renamed: not the person the token was issued to.

@@ -18,6 +18,7 @@ use crate::cache::{AnswerCache, CacheKey, Cached, Keyer, Lookup};
 use crate::clock::now;
 use crate::config::Config;
 use crate::directory::{Backend, Directories, Failure, RejectReason};
+use crate::issued::Subject;
 use crate::lockout::{Lockout, Trust};
 use crate::login::Login;
 use crate::metrics::{EventLabels, Metrics, ReviewLabels};
@@ -35,6 +36,9 @@ struct Resolved {
     detail: Cow<'static, str>,
     /// Decided by lockout protection without a bind; not cached.
     local: bool,
+    /// With an accepted answer from the directory: who, for a login to sign. Outside the
+    /// cached [`User`], which would carry it (five strings) for every cached answer.
+    account: Option<Box<Subject>>,
 }
 
 impl Resolved {
@@ -48,6 +52,7 @@ impl Resolved {
             username: username.map(|l| l.typed().to_string()),
             detail: detail.into(),
             local: false,
+            account: None,
         }
     }
 
@@ -213,6 +218,7 @@ impl<B: Backend> Authenticator<B> {
             source: Source::Cache,
             username,
             detail: Cow::Borrowed("cached"),
+            account: None,
         }
     }
 
@@ -230,6 +236,7 @@ impl<B: Backend> Authenticator<B> {
                 "LDAP unavailable ({}); served a stale answer",
                 resolved.detail
             )),
+            account: None,
         }
     }
 }
@@ -257,6 +264,7 @@ fn local(outcome: Outcome, why: &'static str) -> Review {
         source: Source::Local,
         username: None,
         detail: Cow::Borrowed(why),
+        account: None,
     }
 }
 

@@ -208,6 +208,34 @@ async fn concurrent_reviews_of_one_token_share_one_directory_round_trip() {
     );
 }
 
+/// What a login signs comes with the directory's answer, also to a login that joined a
+/// review's round trip; answers from the cache carry none (logins never take them).
+#[tokio::test(start_paused = true)]
+async fn a_login_joining_a_reviews_round_trip_gets_the_account_to_sign() {
+    let fake = Arc::new(Fake::new());
+    let a = authenticator(fake.clone());
+    let leader = {
+        let a = a.clone();
+        tokio::spawn(async move { review(&a, "alice", "alice-pw").await })
+    };
+    tokio::task::yield_now().await;
+    let login = a.login(&token("alice", "alice-pw"), deadline()).await;
+    let leader = leader.await.unwrap();
+    assert_eq!(Fake::count(&fake.verifies), 1, "one round trip for both");
+    assert_eq!(
+        (leader.source, login.source),
+        (Source::Directory, Source::Coalesced)
+    );
+    let account = login.account.expect("the login's account");
+    assert_eq!(
+        (account.dn.as_str(), account.username.as_str()),
+        ("uid=alice,ou=people", "alice")
+    );
+    let hit = review(&a, "alice", "alice-pw").await;
+    assert_eq!(hit.source, Source::Cache);
+    assert!(hit.account.is_none());
+}
+
 #[tokio::test(start_paused = true)]
 async fn an_accepted_answer_is_served_from_the_cache_until_ttl() {
     let fake = Arc::new(Fake::new());

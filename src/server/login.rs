@@ -155,8 +155,9 @@ async fn post(
 ) -> Reply {
     let review = rt.authenticator.login(basic, deadline).await;
     let reply = match &review.outcome {
-        Outcome::Accepted(user) => match user
-            .account()
+        Outcome::Accepted(_) => match review
+            .account
+            .as_deref()
             .map(|a| rt.config.tokens.issued.sign(a, SystemTime::now()))
         {
             Some(Ok(issued)) => {
