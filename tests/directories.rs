@@ -66,9 +66,11 @@ fn start() -> Two {
     let partner = Slapd::start_with(CAROL);
     partner.set_password(ALICE_DN, PARTNER_ALICE);
     let secrets = tempfile::tempdir().unwrap();
-    let pw = secrets.path().join("partner-bind-password");
-    std::fs::write(&pw, format!("{SERVICE_PASSWORD}\n")).unwrap();
-    std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let pw = secret_file(
+        secrets.path(),
+        "partner-bind-password",
+        &format!("{SERVICE_PASSWORD}\n"),
+    );
     let cache = format!("max_failures = 3\n{}", partner_tables(&partner, &pw));
     let d = corp
         .daemon()
@@ -394,9 +396,11 @@ async fn an_issued_token_is_rechecked_in_the_directory_it_came_from() {
     let corp = Slapd::start();
     let partner = Slapd::start_with(CAROL);
     let secrets = tempfile::tempdir().unwrap();
-    let pw = secrets.path().join("partner-bind-password");
-    std::fs::write(&pw, format!("{SERVICE_PASSWORD}\n")).unwrap();
-    std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let pw = secret_file(
+        secrets.path(),
+        "partner-bind-password",
+        &format!("{SERVICE_PASSWORD}\n"),
+    );
     let keys = helpers::KeyPair::new();
     let issuer = helpers::Issuer::start(
         &Site::openldap(),

@@ -15,7 +15,7 @@ use std::time::{Instant, SystemTime};
 use super::{failed, local, Authenticator, Outcome, Resolved, Reuse, Review, Work};
 use crate::cache::Lookup;
 use crate::clock::now;
-use crate::directory::state::{account_state, password_version};
+use crate::directory::state::account_state;
 use crate::directory::{AccountState, Backend, Failure, Found};
 use crate::issued::{Refused, Verified};
 use crate::login::Login;
@@ -87,23 +87,23 @@ impl<B: Backend> Authenticator<B> {
     /// build it (groups, prefixes, `system:` filtering).
     fn reaccept(&self, found: Found, v: &Verified, login: &Login) -> Resolved {
         let state = account_state(&found.entry, SystemTime::now());
-        let same_password = password_version(&found.entry) == v.subject.password_version;
         let resolved = self.accept(found, login);
         let Outcome::Accepted(_) = &resolved.outcome else {
             return resolved;
         };
         let same = resolved
             .account
-            .as_ref()
-            .is_some_and(|a| a.uid == v.subject.uid && a.username == v.subject.username);
-        if !same {
+            .as_deref()
+            .filter(|a| a.uid == v.subject.uid && a.username == v.subject.username);
+        let Some(now) = same else {
             // Deleted and recreated, or renamed: not the person the token was issued to.
             return Resolved::new(
                 Outcome::Rejected,
                 None,
                 "the account's uid or name changed since the token was issued",
             );
-        }
+        };
+        let same_password = now.password_version == v.subject.password_version;
         if let Some(s) = state {
             return Resolved::new(Outcome::AccountState(s), Some(login), s.label());
         }

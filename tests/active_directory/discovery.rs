@@ -351,9 +351,11 @@ async fn dns_changes_are_followed_and_a_failed_lookup_keeps_the_list() {
 async fn openldap_by_default_and_active_directory_from_dns_for_its_domains() {
     let slapd = Slapd::start();
     let secrets = tempfile::tempdir().unwrap();
-    let pw = secrets.path().join("ad-bind-password");
-    std::fs::write(&pw, dc().var("SAMBA_BIND_PASSWORD")).unwrap();
-    std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let pw = secret_file(
+        secrets.path(),
+        "ad-bind-password",
+        dc().var("SAMBA_BIND_PASSWORD"),
+    );
     let ad = format!(
         r#"
 [directories.ad]

@@ -1,7 +1,6 @@
 //! The daemon's configuration for a test, and [`DaemonBuilder`], the one way to make it: a
 //! directory site, its URLs, extra lines per section, the environment, how to run it.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use super::{free_port, Daemon, Pki, SERVICE_DN, SERVICE_PASSWORD};
@@ -188,9 +187,11 @@ impl DaemonBuilder {
             .collect::<Vec<_>>()
             .join(", ");
         let service = if self.service_account {
-            let pw = pki.dir.join("bind-password");
-            std::fs::write(&pw, format!("{}\n", self.site.bind_password)).unwrap();
-            std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o600)).unwrap();
+            let pw = super::secret_file(
+                &pki.dir,
+                "bind-password",
+                &format!("{}\n", self.site.bind_password),
+            );
             format!(
                 "bind_dn = \"{}\"\nbind_password_file = \"{}\"",
                 self.site.bind_dn,

@@ -71,6 +71,15 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_kube-ldap-webhook")
 }
 
+/// Writes `contents` to `dir/name`, mode 0600, as the daemon wants a password file.
+pub fn secret_file(dir: &std::path::Path, name: &str, contents: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
 /// The bearer token kube-apiserver passes on: base64 of `user:password`.
 pub fn token(user: &str, password: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))

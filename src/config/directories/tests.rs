@@ -38,6 +38,14 @@ base_dn = "ou=people,dc=partner,dc=test"
     )
 }
 
+/// [`two`] with `line` added to its `[ldap]` table.
+fn with_ldap_line(dir: &Path, line: &str) -> String {
+    two(dir, "").replace(
+        "directory = \"active-directory\"",
+        &format!("directory = \"active-directory\"\n{line}"),
+    )
+}
+
 fn write(dir: &Path, body: &str) -> PathBuf {
     let f = dir.join("config.toml");
     std::fs::write(&f, body).unwrap();
@@ -193,12 +201,7 @@ fn the_keys_of_other_directories_are_refused_in_ldap() {
         ("domains = [\"X\"]", "ldap.domains"),
         ("username_prefix = \"x:\"", "ldap.username_prefix"),
     ] {
-        let e = refused(|d| {
-            two(d, "").replace(
-                "directory = \"active-directory\"",
-                &format!("directory = \"active-directory\"\n{line}"),
-            )
-        });
+        let e = refused(|d| with_ldap_line(d, line));
         assert_names(&e, key);
     }
 }
@@ -242,12 +245,7 @@ fn discovery_mistakes_name_their_key() {
             "ldap.discover_refresh_max",
         ),
     ] {
-        let e = refused(|d| {
-            two(d, "").replace(
-                "directory = \"active-directory\"",
-                &format!("directory = \"active-directory\"\n{line}"),
-            )
-        });
+        let e = refused(|d| with_ldap_line(d, line));
         assert_names(&e, key);
     }
 }
