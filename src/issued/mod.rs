@@ -101,11 +101,20 @@ pub(crate) struct Verified {
 }
 
 /// A freshly signed token.
-#[derive(Debug)]
 pub(crate) struct Issued {
     pub token: String,
     /// `exp` in RFC 3339, as the reply and the token write it.
     pub expiration_timestamp: String,
+}
+
+/// The token is a credential until it expires: never in Debug output.
+impl std::fmt::Debug for Issued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Issued")
+            .field("token", &"<redacted>")
+            .field("expiration_timestamp", &self.expiration_timestamp)
+            .finish()
+    }
 }
 
 /// Why a token with our prefix is not accepted.

@@ -72,6 +72,16 @@ fn a_signed_token_verifies_and_names_its_subject() {
 }
 
 #[test]
+fn a_signed_tokens_debug_output_does_not_show_it() {
+    let (_d, k) = pair();
+    let issued = tokens(k).sign(&alice(), now()).unwrap();
+    let shown = format!("{issued:?}");
+    assert!(!shown.contains(&issued.token), "{shown}");
+    assert!(!shown.contains(PREFIX), "{shown}");
+    assert!(shown.contains(&issued.expiration_timestamp), "{shown}");
+}
+
+#[test]
 fn the_footer_names_the_key_and_the_claims_hold_no_groups() {
     let (_d, k) = pair();
     let kid = k.public.kid.clone();
