@@ -59,9 +59,8 @@ pub(super) fn resolve(
     let signing = match &t.signing_key_file {
         Some(f) => {
             let path = super::password_file::secret_path(f, &dir);
-            let (key, warning) = keys::load_signing_key(&path)
+            let key = keys::load_signing_key(&path)
                 .map_err(|e| cx.invalid("tokens.signing_key_file", e.to_string()))?;
-            cx.warnings.extend(warning);
             Some(key)
         }
         None => None,

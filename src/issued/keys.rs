@@ -3,7 +3,7 @@
 
 use std::fs::OpenOptions;
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -12,6 +12,8 @@ use pasetors::keys::{AsymmetricPublicKey, AsymmetricSecretKey};
 use pasetors::version4::V4;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
+
+use super::key_files::{self, Kind};
 
 /// The file names `keygen` writes.
 pub(crate) const SIGNING_KEY: &str = "signing.key";
@@ -37,6 +39,35 @@ pub enum KeyError {
         path: PathBuf,
         /// What is wrong with it.
         message: &'static str,
+    },
+    /// Others may read a signing key, or replace a key.
+    #[error("{what} {path} has mode {mode:04o}: {why} (chmod {fix:04o})")]
+    Mode {
+        /// `signing key` or `verification key`.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Its mode.
+        mode: u32,
+        /// Who may do what they must not.
+        why: &'static str,
+        /// The mode to set instead.
+        fix: u32,
+    },
+    /// Others may replace a key in a directory above it.
+    #[error(
+        "{what} {path}: its directory {dir} has mode {mode:04o}: others could put their own key \
+         in its place (chmod o-w {dir})"
+    )]
+    Directory {
+        /// `signing key` or `verification key`.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The directory.
+        dir: PathBuf,
+        /// Its mode.
+        mode: u32,
     },
     /// `keygen` found a file it would overwrite.
     #[error("{path} exists; keygen never overwrites a key (move it away first)")]
@@ -92,22 +123,10 @@ impl std::fmt::Debug for SigningKey {
     }
 }
 
-fn read_text(path: &Path) -> Result<Zeroizing<String>, KeyError> {
-    let bytes = Zeroizing::new(std::fs::read(path).map_err(|source| KeyError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?);
-    let text = std::str::from_utf8(&bytes).map_err(|_| KeyError::Invalid {
-        path: path.to_path_buf(),
-        message: "not a PEM file",
-    })?;
-    Ok(Zeroizing::new(text.to_string()))
-}
-
-/// Reads a signing key (PKCS#8 PEM, `PRIVATE KEY`). Also returns a warning when group or
-/// others may read the file.
-pub(crate) fn load_signing_key(path: &Path) -> Result<(SigningKey, Option<String>), KeyError> {
-    let pem = read_text(path)?;
+/// Reads a signing key (PKCS#8 PEM, `PRIVATE KEY`) that only its owner and group may read
+/// and only its owner may write (see [`key_files`]).
+pub(crate) fn load_signing_key(path: &Path) -> Result<SigningKey, KeyError> {
+    let pem = key_files::read(path, Kind::Signing)?;
     let pair = ed25519_compact::KeyPair::from_pem(&pem).map_err(|_| KeyError::Invalid {
         path: path.to_path_buf(),
         message: "no Ed25519 private key (PKCS#8 PEM, as `kube-ldap-webhook keygen` or \
@@ -119,19 +138,12 @@ pub(crate) fn load_signing_key(path: &Path) -> Result<(SigningKey, Option<String
     };
     let secret = AsymmetricSecretKey::<V4>::from(pair.sk.as_ref()).map_err(|_| invalid())?;
     let public = VerifyingKey::from_raw(pair.pk.as_ref(), path)?;
-    let mode = std::fs::metadata(path).map(|m| m.permissions().mode());
-    let warning = mode.ok().filter(|m| m & 0o044 != 0).map(|_| {
-        format!(
-            "{}: the token signing key is readable by group or others; chmod 600 it",
-            path.display()
-        )
-    });
-    Ok((SigningKey { secret, public }, warning))
+    Ok(SigningKey { secret, public })
 }
 
-/// Reads a public key (SPKI PEM, `PUBLIC KEY`).
+/// Reads a public key (SPKI PEM, `PUBLIC KEY`) that others cannot replace.
 pub(crate) fn load_verifying_key(path: &Path) -> Result<VerifyingKey, KeyError> {
-    let pem = read_text(path)?;
+    let pem = key_files::read(path, Kind::Verification)?;
     if pem.contains("PRIVATE KEY-----") {
         return Err(KeyError::Invalid {
             path: path.to_path_buf(),
@@ -211,6 +223,7 @@ pub fn keygen(dir: &Path) -> Result<String, KeyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn keygen_writes_a_private_key_only_its_owner_reads_and_a_matching_public_key() {
@@ -221,8 +234,7 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
-        let (sk, warning) = load_signing_key(&d.path().join(SIGNING_KEY)).unwrap();
-        assert!(warning.is_none());
+        let sk = load_signing_key(&d.path().join(SIGNING_KEY)).unwrap();
         let pk = load_verifying_key(&d.path().join(PUBLIC_KEY)).unwrap();
         assert_eq!(sk.public.kid, kid);
         assert_eq!(pk.kid, kid);
@@ -259,7 +271,7 @@ mod tests {
         keygen(d.path()).unwrap();
         let pem = std::fs::read_to_string(d.path().join(SIGNING_KEY)).unwrap();
         let body: String = pem.lines().nth(1).unwrap().to_string();
-        let (sk, _) = load_signing_key(&d.path().join(SIGNING_KEY)).unwrap();
+        let sk = load_signing_key(&d.path().join(SIGNING_KEY)).unwrap();
         assert!(!format!("{sk:?}").contains(&body));
         std::fs::write(d.path().join("bad.pub"), &pem[..pem.len() / 2]).unwrap();
         let e = load_verifying_key(&d.path().join("bad.pub")).unwrap_err();

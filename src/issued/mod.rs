@@ -6,6 +6,7 @@
 //! the configured public keys. Claims carry who (`sub`, `dn`, `name`) and when (`iat`,
 //! `nbf`, `exp`), never groups: those are read from the directory at every review.
 
+mod key_files;
 pub(crate) mod keys;
 
 use std::time::{Duration, SystemTime};

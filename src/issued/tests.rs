@@ -8,7 +8,7 @@ const HOUR: Duration = Duration::from_secs(3600);
 fn pair() -> (tempfile::TempDir, SigningKey) {
     let d = tempfile::tempdir().unwrap();
     keygen(d.path()).unwrap();
-    let (k, _) = keys::load_signing_key(&d.path().join(keys::SIGNING_KEY)).unwrap();
+    let k = keys::load_signing_key(&d.path().join(keys::SIGNING_KEY)).unwrap();
     (d, k)
 }
 
