@@ -60,6 +60,17 @@ impl Keyer {
         mac.update(token.as_bytes());
         CacheKey(mac.finalize().into_bytes().into())
     }
+
+    /// The keyed hash of several parts, each length-prefixed so that no two different
+    /// lists of parts hash alike (lockout protection's accepted credentials).
+    pub(crate) fn digest(&self, parts: &[&[u8]]) -> [u8; 32] {
+        let mut mac = self.mac.clone();
+        for p in parts {
+            mac.update(&(p.len() as u64).to_be_bytes());
+            mac.update(p);
+        }
+        mac.finalize().into_bytes().into()
+    }
 }
 
 /// A cacheable answer. Backend errors are never cached, so they have no variant here.

@@ -319,3 +319,115 @@ fn keygen_writes_a_0600_key_and_never_overwrites() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("exists"));
     assert_eq!(std::fs::read(&keys.key).unwrap(), before);
 }
+
+// -------------------------------------------------------------------------------------
+// Lockout cannot keep the owner of a working password out of logging in
+// -------------------------------------------------------------------------------------
+
+const ALICE_DN: &str = "uid=alice,ou=people,dc=example,dc=org";
+const STRANGERS: [Ipv4Addr; 3] = [
+    Ipv4Addr::new(127, 0, 0, 2),
+    Ipv4Addr::new(127, 0, 0, 3),
+    Ipv4Addr::new(127, 0, 0, 4),
+];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_owner_logs_in_after_strangers_guess_at_post_login_from_other_addresses() {
+    let slapd = Slapd::start();
+    let (i, _k) = start(&slapd, &[("cache", "max_failures = 3")], "");
+    i.token("alice", "alice-password").await;
+    for (n, source) in STRANGERS.iter().enumerate() {
+        let r = i.login_from(*source, "alice", &format!("guess-{n}")).await;
+        assert_eq!((r.status, r.body["message"].as_str()), (401, Some(GENERIC)));
+    }
+    // Locked for strangers: a fourth guess is refused without a bind.
+    let r = i.login_from(STRANGERS[0], "alice", "guess-3").await;
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        slapd.binds_for(ALICE_DN),
+        4,
+        "the first login and three guesses"
+    );
+    let r = i.login("alice", "alice-password").await;
+    assert_eq!(r.status, 200, "{}", r.raw);
+    assert_eq!(slapd.binds_for(ALICE_DN), 5, "the directory decided");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_owner_logs_in_after_guesses_sent_through_reviews() {
+    let slapd = Slapd::start();
+    let (i, _k) = start(&slapd, &[("cache", "max_failures = 3")], "");
+    // The owner's basic token, accepted in a review, is the same credential as a login.
+    assert!(authenticated(
+        &i.daemon.login("alice", "alice-password").await
+    ));
+    for n in 0..3 {
+        let a = i.daemon.login("alice", &format!("guess-{n}")).await;
+        assert_eq!(error_of(&a), GENERIC);
+    }
+    let r = i.login("alice", "alice-password").await;
+    assert_eq!(r.status, 200, "{}", r.raw);
+    assert_eq!(slapd.binds_for(ALICE_DN), 5, "the login bound");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_password_never_accepted_is_held_at_post_login_while_the_account_is_locked() {
+    let slapd = Slapd::start();
+    let (i, _k) = start(&slapd, &[("cache", "max_failures = 3")], "");
+    for (n, source) in STRANGERS.iter().enumerate() {
+        i.login_from(*source, "alice", &format!("guess-{n}")).await;
+    }
+    let r = i.login("alice", "alice-password").await;
+    assert_eq!((r.status, r.body["message"].as_str()), (401, Some(GENERIC)));
+    assert_eq!(slapd.binds_for(ALICE_DN), 3, "refused without a bind");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn beyond_max_in_flight_a_login_is_refused_without_a_bind() {
+    let slapd = Slapd::start();
+    // The harness's ldap.timeout (30 s) holds the logins at the stopped slapd.
+    let (i, _k) = start(&slapd, &[], "max_in_flight = 2");
+    let i = std::sync::Arc::new(i);
+    let in_flight = || {
+        i.daemon.metric(
+            "kube_ldap_webhook_logins_in_flight",
+            &[("directory", "default")],
+        )
+    };
+    let paused = slapd.pause();
+    let held: Vec<_> = [("bob", STRANGERS[0]), ("nobody", STRANGERS[1])]
+        .into_iter()
+        .map(|(user, source)| {
+            let i = i.clone();
+            tokio::spawn(async move { i.login_from(source, user, "guess").await })
+        })
+        .collect();
+    wait_until(
+        || in_flight() == 2.0,
+        || format!("in flight: {}", in_flight()),
+    );
+    let r = i.login_from(STRANGERS[2], "alice", "alice-password").await;
+    assert_eq!(
+        (r.status, r.body["message"].as_str()),
+        (401, Some("Authentication backend unavailable")),
+        "{}",
+        r.raw
+    );
+    let refusals = i.daemon.metric(
+        "kube_ldap_webhook_login_ceiling_refusals_total",
+        &[("directory", "default")],
+    );
+    assert_eq!(refusals, 1.0);
+    drop(paused);
+    for h in held {
+        assert_eq!(h.await.unwrap().status, 401);
+    }
+    let stats = slapd.stats();
+    assert_eq!(
+        stats.binds_for(ALICE_DN),
+        0,
+        "the refused login bound nothing"
+    );
+    assert_eq!(stats.decoy_binds(), 1, "the held logins went on");
+    assert_eq!(in_flight(), 0.0);
+}

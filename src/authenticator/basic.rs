@@ -1,9 +1,11 @@
-//! A basic token's round trip: find the account, check its lockout budget, bind (or spend
-//! a decoy's work on a name that matched nothing), and build the Kubernetes user.
+//! A basic token's round trip: a login takes its place under `login.max_in_flight`, find
+//! the account, check its lockout budget, bind (or spend a decoy's work on a name that
+//! matched nothing), and build the Kubernetes user. A credential the directory accepted
+//! before skips the ceiling and the lockout budget: the directory decides for it.
 
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::{failed, Authenticator, Outcome, Resolved};
 use crate::directory::state::password_version;
@@ -22,9 +24,20 @@ impl<B: Backend> Authenticator<B> {
         raw: &str,
         password: &Password,
         trust: Trust,
+        ceiling: bool,
         deadline: Instant,
     ) -> Resolved {
         let login = self.config.login(raw);
+        let proof = self.lockout.proof(&login, password);
+        let window = self.trust_window();
+        let trust = trust.or(self.lockout.accepted_before(&proof, window));
+        let _slot = match (ceiling, trust) {
+            (true, Trust::Unknown) => match self.ceiling.enter(login.directory()) {
+                Some(slot) => Some(slot),
+                None => return over_ceiling(),
+            },
+            _ => None,
+        };
         let account = match self.directory.find(&login, deadline).await {
             Ok(a) => a,
             Err(Failure::Rejected(r @ (RejectReason::UnknownUser | RejectReason::Ambiguous))) => {
@@ -32,11 +45,8 @@ impl<B: Backend> Authenticator<B> {
             }
             Err(f) => return failed(f, &login),
         };
-        let attempt = match self
-            .lockout
-            .begin(Key::account(&login.scoped(&account.dn)), trust, deadline)
-            .await
-        {
+        let key = Key::account(&login.scoped(&account.dn));
+        let attempt = match self.lockout.begin(key.clone(), trust, deadline).await {
             Ok(a) => a,
             Err(refused) => return self.refused(refused),
         };
@@ -47,7 +57,12 @@ impl<B: Backend> Authenticator<B> {
         {
             Ok(found) => {
                 attempt.succeeded();
-                self.accept(found, &login)
+                let resolved = self.accept(found, &login);
+                match resolved.outcome {
+                    Outcome::Accepted(_) => self.lockout.remember(proof, &key, window),
+                    _ => self.lockout.forget(&proof),
+                }
+                resolved
             }
             Err(
                 f @ Failure::Rejected(
@@ -57,10 +72,21 @@ impl<B: Backend> Authenticator<B> {
                 ),
             ) => {
                 attempt.failed();
+                self.lockout.forget(&proof);
+                failed(f, &login)
+            }
+            Err(f @ (Failure::Rejected(_) | Failure::AccountState(_))) => {
+                self.lockout.forget(&proof);
                 failed(f, &login)
             }
             Err(f) => failed(f, &login),
         }
+    }
+
+    /// How long a credential the directory accepted stays trusted: as long as a review
+    /// would trust its cached answer (`cache.stale_ttl`, or `cache.ttl` when longer).
+    fn trust_window(&self) -> Duration {
+        self.config.cache.ttl.max(self.config.cache.stale_ttl)
     }
 
     /// A name that matched nothing (or too much) draws on its own budget and costs a decoy
@@ -163,5 +189,17 @@ impl<B: Backend> Authenticator<B> {
                 detail,
             )
         }
+    }
+}
+
+/// A login beyond `login.max_in_flight`: answered as an unavailable backend, not cached.
+fn over_ceiling() -> Resolved {
+    Resolved {
+        local: true,
+        ..Resolved::new(
+            Outcome::Unavailable,
+            None,
+            "too many logins in flight at this directory (login.max_in_flight)",
+        )
     }
 }

@@ -32,6 +32,8 @@ pub(super) enum Work {
         login: String,
         password: Password,
         trust: Trust,
+        /// A login: counts against `login.max_in_flight` unless accepted before.
+        ceiling: bool,
     },
     /// A verified issued token: re-check the account and read the groups.
     Issued(crate::issued::Verified),
@@ -140,10 +142,11 @@ impl<B: Backend> Authenticator<B> {
                     login,
                     password,
                     trust,
+                    ceiling,
                 } => {
                     leader
                         .auth
-                        .resolve(&login, &password, trust, deadline)
+                        .resolve(&login, &password, trust, ceiling, deadline)
                         .await
                 }
                 Work::Issued(verified) => leader.auth.resolve_issued(&verified, deadline).await,

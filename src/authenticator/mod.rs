@@ -71,6 +71,8 @@ pub(crate) struct Authenticator<B: Backend = Directories> {
     cache: AnswerCache,
     keyer: Keyer,
     lockout: Arc<Lockout>,
+    /// `login.max_in_flight`, per directory.
+    ceiling: Ceiling,
     inflight: Mutex<HashMap<CacheKey, Flight>>,
     metrics: Arc<Metrics>,
     /// The counters of the common case, an accepted token found in the cache, looked up in
@@ -93,6 +95,7 @@ impl<B: Backend> Authenticator<B> {
             cache: AnswerCache::new(&config.cache, metrics.clone()),
             keyer: Keyer::random(),
             lockout,
+            ceiling: Ceiling::new(&config, &metrics),
             inflight: Mutex::new(HashMap::new()),
             config,
             directory,
@@ -167,24 +170,22 @@ impl<B: Backend> Authenticator<B> {
             }
         };
         let key = self.keyer.key(token);
-        let stale = match self.cache.get(&key, at) {
-            _ if !use_cache => None,
-            Lookup::Fresh(cached) => return self.hit(cached, Some(creds.username)),
-            Lookup::Stale(user, age) => Some((user, age)),
-            Lookup::Miss => None,
+        // A token accepted before is trusted with the directory's verdict even while
+        // someone else's wrong passwords hold the account's lockout budget; a login of the
+        // same credential too, though its answer never comes from the cache.
+        let (stale, trust) = match self.cache.get(&key, at) {
+            Lookup::Fresh(cached) if use_cache => return self.hit(cached, Some(creds.username)),
+            Lookup::Fresh(Cached::Accepted(_)) => (None, Trust::AcceptedBefore),
+            Lookup::Stale(user, age) => (use_cache.then_some((user, age)), Trust::AcceptedBefore),
+            Lookup::Fresh(_) | Lookup::Miss => (None, Trust::Unknown),
         };
         self.metrics.cache_event("miss");
 
-        // A token accepted before is trusted with the directory's verdict even while
-        // someone else's wrong passwords hold the account's lockout budget.
-        let trust = match stale {
-            Some(_) => Trust::AcceptedBefore,
-            None => Trust::Unknown,
-        };
         let work = Work::Basic {
             login: creds.username,
             password: creds.password,
             trust,
+            ceiling: !use_cache,
         };
         let reuse = Reuse {
             stale,
@@ -269,9 +270,13 @@ fn local(outcome: Outcome, why: &'static str) -> Review {
 }
 
 mod basic;
+mod ceiling;
 mod flight;
 mod issued;
 #[cfg(test)]
+mod login_tests;
+#[cfg(test)]
 mod tests;
 
+use ceiling::Ceiling;
 use flight::{Flight, Reuse, Work};

@@ -16,7 +16,7 @@ use crate::secret::Password;
 
 /// What the fake directory does on `verify`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Mode {
+pub(super) enum Mode {
     Normal,
     Outage,
     Error,
@@ -24,18 +24,18 @@ enum Mode {
 }
 
 /// A directory of a few users, keyed by folded name, that counts what it was asked.
-struct Fake {
+pub(super) struct Fake {
     users: HashMap<String, (String, String, Vec<String>)>,
     mode: Mutex<Mode>,
     /// Time each verify takes (on the paused clock).
     latency: Duration,
-    finds: AtomicUsize,
-    verifies: AtomicUsize,
-    decoys: AtomicUsize,
+    pub(super) finds: AtomicUsize,
+    pub(super) verifies: AtomicUsize,
+    pub(super) decoys: AtomicUsize,
 }
 
 impl Fake {
-    fn new() -> Fake {
+    pub(super) fn new() -> Fake {
         let mut users = HashMap::new();
         users.insert(
             "alice".to_string(),
@@ -63,11 +63,11 @@ impl Fake {
         }
     }
 
-    fn set(&self, m: Mode) {
+    pub(super) fn set(&self, m: Mode) {
         *self.mode.lock().unwrap() = m;
     }
 
-    fn count(c: &AtomicUsize) -> usize {
+    pub(super) fn count(c: &AtomicUsize) -> usize {
         c.load(Ordering::SeqCst)
     }
 }
@@ -136,13 +136,19 @@ impl Backend for Fake {
     }
 }
 
-fn config(extra: &str) -> Arc<Config> {
+pub(super) fn config(extra: &str) -> Arc<Config> {
+    config_with("", extra)
+}
+
+/// With `ldap` lines in `[ldap]`, and `extra` after `[cache]`.
+pub(super) fn config_with(ldap: &str, extra: &str) -> Arc<Config> {
     let d = tempfile::tempdir().unwrap();
     let f = d.path().join("config.toml");
     let body = format!(
         r#"
 [ldap]
 urls = ["ldap://127.0.0.1:1"]
+{ldap}
 [ldap.user]
 base_dn = "ou=people"
 dn_template = "uid={{username}},ou=people"
@@ -159,29 +165,35 @@ failure_window = "5m"
     Arc::new(crate::config::load(&f).unwrap())
 }
 
-fn authenticator(fake: Arc<Fake>) -> Arc<Authenticator<Fake>> {
+pub(super) fn authenticator(fake: Arc<Fake>) -> Arc<Authenticator<Fake>> {
     authenticator_with(fake, "")
 }
 
 /// With `extra` TOML appended after the `[cache]` section (so it starts with a header).
-fn authenticator_with(fake: Arc<Fake>, extra: &str) -> Arc<Authenticator<Fake>> {
-    Arc::new(Authenticator::new(
-        config(extra),
-        fake,
-        Arc::new(Lockout::new(3, Duration::from_secs(300))),
-        Arc::new(Metrics::new()),
-    ))
+pub(super) fn authenticator_with(fake: Arc<Fake>, extra: &str) -> Arc<Authenticator<Fake>> {
+    let lockout = Arc::new(Lockout::new(3, Duration::from_secs(300)));
+    authenticator_on(config(extra), fake, lockout, Arc::new(Metrics::new()))
 }
 
-fn token(user: &str, password: &str) -> String {
+/// An authenticator of `config` sharing `lockout` and `metrics`, as runtimes do.
+pub(super) fn authenticator_on(
+    config: Arc<Config>,
+    fake: Arc<Fake>,
+    lockout: Arc<Lockout>,
+    metrics: Arc<Metrics>,
+) -> Arc<Authenticator<Fake>> {
+    Arc::new(Authenticator::new(config, fake, lockout, metrics))
+}
+
+pub(super) fn token(user: &str, password: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
 }
 
-fn deadline() -> Instant {
+pub(super) fn deadline() -> Instant {
     now() + Duration::from_secs(30)
 }
 
-async fn review(a: &Arc<Authenticator<Fake>>, user: &str, password: &str) -> Review {
+pub(super) async fn review(a: &Arc<Authenticator<Fake>>, user: &str, password: &str) -> Review {
     a.review(&token(user, password), deadline()).await
 }
 

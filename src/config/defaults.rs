@@ -181,6 +181,15 @@ pub(crate) const LOGIN_BURST: Limit<u64> = Limit {
     min: 1,
     max: 10_000,
 };
+/// Logins of credentials not accepted before at one directory at once, from every source
+/// together: what many addresses, each within its rate, can make the daemon try. Half the
+/// default `ldap.max_connections`, so that reviews keep connections of their own.
+pub(crate) const LOGIN_MAX_IN_FLIGHT: Limit<u64> = Limit {
+    key: "login.max_in_flight",
+    default: 8,
+    min: 1,
+    max: 1000,
+};
 pub(crate) const TOKEN_ISSUER: &str = "kube-ldap-webhook";
 
 /// Every duration key, for the documentation checks.
@@ -213,6 +222,7 @@ pub(crate) const COUNTS: &[&Limit<u64>] = &[
     &MAX_FAILURES,
     &LOGIN_RATE,
     &LOGIN_BURST,
+    &LOGIN_MAX_IN_FLIGHT,
 ];
 
 /// How a bound is written in messages and in the documentation.

@@ -164,6 +164,26 @@ impl Issuer {
         self.call("POST", &self.login_url(), Some(&basic)).await
     }
 
+    /// [`Issuer::login`] from the local address `source`.
+    pub async fn login_from(
+        &self,
+        source: std::net::Ipv4Addr,
+        user: &str,
+        password: &str,
+    ) -> Reply {
+        let basic = format!("Basic {}", token(user, password));
+        let url = self.login_url();
+        request_from(
+            &self.daemon.pki,
+            Some(source.into()),
+            "POST",
+            &url,
+            Some(&basic),
+            Vec::new(),
+        )
+        .await
+    }
+
     /// A login that must succeed: the token.
     pub async fn token(&self, user: &str, password: &str) -> String {
         let r = self.login(user, password).await;
@@ -203,11 +223,27 @@ pub async fn request(
     authorization: Option<&str>,
     body: Vec<u8>,
 ) -> Reply {
+    request_from(pki, None, method, url, authorization, body).await
+}
+
+/// [`request`] from the local address `source` (any 127/8 address is this host): another
+/// client as far as the login port's per-source limits are concerned.
+pub async fn request_from(
+    pki: &Pki,
+    source: Option<std::net::IpAddr>,
+    method: &str,
+    url: &str,
+    authorization: Option<&str>,
+    body: Vec<u8>,
+) -> Reply {
+    let mut tcp = hyper_util::client::legacy::connect::HttpConnector::new();
+    tcp.enforce_http(false);
+    tcp.set_local_address(source);
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(client_tls(pki, None))
         .https_only()
         .enable_http1()
-        .build();
+        .wrap_connector(tcp);
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build(connector);
     let mut b = hyper::Request::builder().method(method).uri(url);
     if let Some(a) = authorization {

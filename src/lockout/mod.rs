@@ -9,9 +9,10 @@
 //!   unknown names can never push a failing account out.
 //! - Attempts in flight count against the budget, so a burst of concurrent wrong passwords
 //!   causes at most `max_failures` binds; further attempts wait for those to finish.
-//! - A token this daemon accepted before (still within `cache.stale_ttl`) is never refused
-//!   here: it goes to the directory, which decides. Three wrong passwords from an attacker
-//!   cannot lock the owner of a working token out of Kubernetes.
+//! - A credential this daemon accepted before (still within `cache.stale_ttl`) is never
+//!   refused here, whether it comes in a review or at `POST /login`: it goes to the
+//!   directory, which decides. Three wrong passwords from an attacker cannot lock the owner
+//!   of a working password out of Kubernetes or out of logging in ([`accepted`]).
 //!
 //! The state outlives a reload: one `Lockout` serves every runtime; a reload only changes
 //! its settings.
@@ -23,7 +24,13 @@ use lru::LruCache;
 use tokio::sync::Notify;
 
 use crate::clock;
-use crate::login::fold;
+use crate::login::{fold, Login};
+use crate::secret::Password;
+
+mod accepted;
+
+use accepted::Accepted;
+pub(crate) use accepted::Proof;
 
 /// Accounts with failures or attempts in flight kept at most. Only names the directory
 /// found can enter, so filling this takes that many real accounts.
@@ -97,6 +104,8 @@ fn name(key: &Key) -> &str {
 
 pub(crate) struct Lockout {
     tables: Mutex<Tables>,
+    /// Apart from `tables`: a review's trust lookup never waits on a budget's bookkeeping.
+    accepted: Mutex<Accepted>,
 }
 
 /// A running attempt; tell it how the attempt ended, or drop it to count nothing.
@@ -124,6 +133,17 @@ pub(crate) enum Trust {
     AcceptedBefore,
 }
 
+impl Trust {
+    /// Accepted before by either account.
+    pub(crate) fn or(self, other: Trust) -> Trust {
+        if self == Trust::AcceptedBefore {
+            self
+        } else {
+            other
+        }
+    }
+}
+
 impl Lockout {
     pub(crate) fn new(max_failures: u32, window: Duration) -> Lockout {
         Lockout {
@@ -136,7 +156,40 @@ impl Lockout {
                 accounts: LruCache::unbounded(),
                 unknown: LruCache::unbounded(),
             }),
+            accepted: Mutex::new(Accepted::new()),
         }
+    }
+
+    fn accepted(&self) -> std::sync::MutexGuard<'_, Accepted> {
+        self.accepted.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The keyed hash by which `login` with `password` is remembered.
+    pub(crate) fn proof(&self, login: &Login, password: &Password) -> Proof {
+        self.accepted().proof(login, password)
+    }
+
+    /// Whether the directory accepted this credential within `window`.
+    pub(crate) fn accepted_before(&self, proof: &Proof, window: Duration) -> Trust {
+        if self.accepted().contains(proof, window, clock::now()) {
+            Trust::AcceptedBefore
+        } else {
+            Trust::Unknown
+        }
+    }
+
+    /// The credential was accepted for the account `key`; trusted for `window` from now.
+    pub(crate) fn remember(&self, proof: Proof, key: &Key, window: Duration) {
+        if window.is_zero() {
+            return;
+        }
+        self.accepted()
+            .remember(proof, name(key), window, clock::now());
+    }
+
+    /// The directory refused this credential: trust it no more.
+    pub(crate) fn forget(&self, proof: &Proof) {
+        self.accepted().forget(proof);
     }
 
     /// New settings from a reload; the counts so far are kept.
@@ -213,6 +266,12 @@ impl Lockout {
                 && s.failures >= settings.max_failures
                 && clock::now().saturating_duration_since(s.window_start) < settings.window
         })
+    }
+
+    /// Remembered credentials, and accounts they belong to.
+    #[cfg(test)]
+    pub(crate) fn remembered(&self) -> (usize, usize) {
+        self.accepted().len()
     }
 
     /// Accounts and unknown names with state.
@@ -301,154 +360,4 @@ impl Drop for Attempt {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn later() -> Instant {
-        clock::now() + Duration::from_secs(5)
-    }
-
-    fn lockout(max: u32, window: Duration) -> Arc<Lockout> {
-        Arc::new(Lockout::new(max, window))
-    }
-
-    fn alice() -> Key {
-        Key::account("uid=alice,ou=people,dc=example,dc=org")
-    }
-
-    async fn fail(l: &Arc<Lockout>, key: Key) {
-        l.begin(key, Trust::Unknown, later())
-            .await
-            .unwrap()
-            .failed();
-    }
-
-    #[tokio::test]
-    async fn refuses_after_max_failures_for_the_account_whatever_the_dn_case() {
-        let l = lockout(3, Duration::from_secs(300));
-        fail(&l, Key::account("uid=Alice,ou=People,dc=example,dc=org")).await;
-        fail(&l, Key::account("UID=ALICE,OU=PEOPLE,DC=EXAMPLE,DC=ORG")).await;
-        fail(&l, alice()).await;
-        let r = l.begin(alice(), Trust::Unknown, later()).await;
-        assert_eq!(r.err(), Some(Refused::Locked));
-        assert!(l.is_locked(&alice()));
-        let bob = Key::account("uid=bob,ou=people,dc=example,dc=org");
-        assert!(l.begin(bob, Trust::Unknown, later()).await.is_ok());
-    }
-
-    #[tokio::test]
-    async fn a_token_accepted_before_is_never_refused() {
-        let l = lockout(1, Duration::from_secs(300));
-        fail(&l, alice()).await;
-        assert!(l.is_locked(&alice()));
-        let a = l.begin(alice(), Trust::AcceptedBefore, later()).await;
-        assert!(a.is_ok(), "the directory decides for a known-good token");
-        a.unwrap().succeeded();
-        assert!(!l.is_locked(&alice()), "its success resets the count");
-    }
-
-    #[tokio::test]
-    async fn a_flood_of_unknown_names_does_not_evict_a_locked_account() {
-        let l = lockout(2, Duration::from_secs(300));
-        fail(&l, alice()).await;
-        fail(&l, alice()).await;
-        for i in 0..(MAX_UNKNOWN + 500) {
-            fail(&l, Key::unknown(format!("nobody{i}"))).await;
-        }
-        assert!(l.is_locked(&alice()));
-        let (accounts, unknown) = l.tracked();
-        assert_eq!(accounts, 1);
-        assert_eq!(unknown, MAX_UNKNOWN, "unknown names are bounded");
-    }
-
-    #[tokio::test]
-    async fn unknown_names_have_their_own_budget() {
-        let l = lockout(2, Duration::from_secs(300));
-        let ghost = || Key::unknown("ghost".into());
-        fail(&l, ghost()).await;
-        fail(&l, ghost()).await;
-        let r = l.begin(ghost(), Trust::Unknown, later()).await;
-        assert_eq!(r.err(), Some(Refused::Locked));
-        assert!(!l.is_locked(&alice()));
-    }
-
-    #[tokio::test]
-    async fn users_without_failures_leave_no_state_behind() {
-        let l = lockout(3, Duration::from_secs(300));
-        l.begin(alice(), Trust::Unknown, later())
-            .await
-            .unwrap()
-            .succeeded();
-        drop(
-            l.begin(Key::unknown("bob".into()), Trust::Unknown, later())
-                .await,
-        );
-        fail(&l, Key::account("uid=carol")).await;
-        assert_eq!(l.tracked(), (1, 0), "only carol's failure is kept");
-        l.begin(Key::account("uid=carol"), Trust::Unknown, later())
-            .await
-            .unwrap()
-            .succeeded();
-        assert_eq!(l.tracked(), (0, 0));
-    }
-
-    #[tokio::test]
-    async fn success_resets_the_count() {
-        let l = lockout(3, Duration::from_secs(300));
-        fail(&l, alice()).await;
-        fail(&l, alice()).await;
-        l.begin(alice(), Trust::Unknown, later())
-            .await
-            .unwrap()
-            .succeeded();
-        fail(&l, alice()).await;
-        fail(&l, alice()).await;
-        assert!(l.begin(alice(), Trust::Unknown, later()).await.is_ok());
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn window_expiry_lifts_the_refusal() {
-        let l = lockout(1, Duration::from_secs(300));
-        fail(&l, alice()).await;
-        assert!(l.is_locked(&alice()));
-        tokio::time::advance(Duration::from_secs(299)).await;
-        assert!(l.is_locked(&alice()));
-        tokio::time::advance(Duration::from_secs(2)).await;
-        assert!(!l.is_locked(&alice()));
-        assert!(l.begin(alice(), Trust::Unknown, later()).await.is_ok());
-    }
-
-    #[tokio::test]
-    async fn attempts_in_flight_hold_the_budget() {
-        let l = lockout(2, Duration::from_secs(300));
-        let a = l.begin(alice(), Trust::Unknown, later()).await.unwrap();
-        let b = l.begin(alice(), Trust::Unknown, later()).await.unwrap();
-        let soon = clock::now() + Duration::from_millis(30);
-        let r = l.begin(alice(), Trust::Unknown, soon).await;
-        assert_eq!(r.err(), Some(Refused::Deadline));
-        a.failed();
-        b.failed();
-        let r = l.begin(alice(), Trust::Unknown, later()).await;
-        assert_eq!(r.err(), Some(Refused::Locked));
-    }
-
-    #[tokio::test]
-    async fn a_reload_changes_the_settings_and_keeps_the_counts() {
-        let l = lockout(3, Duration::from_secs(300));
-        fail(&l, alice()).await;
-        fail(&l, alice()).await;
-        assert!(!l.is_locked(&alice()));
-        l.configure(2, Duration::from_secs(300));
-        assert!(l.is_locked(&alice()));
-    }
-
-    #[tokio::test]
-    async fn zero_max_failures_turns_protection_off() {
-        let l = lockout(0, Duration::from_secs(300));
-        for _ in 0..10 {
-            fail(&l, alice()).await;
-        }
-        assert!(l.begin(alice(), Trust::Unknown, later()).await.is_ok());
-        assert_eq!(l.tracked(), (0, 0));
-    }
-}
+mod tests;

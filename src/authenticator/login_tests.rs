@@ -1,0 +1,185 @@
+//! Logins against lockout protection and the ceiling on logins in flight, with the fake
+//! directory of `tests` on tokio's paused clock: a credential the directory accepted
+//! before is never held back by either; one never accepted is.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::tests::{
+    authenticator, authenticator_on, config, config_with, deadline, review, token, Fake,
+};
+use super::*;
+use crate::metrics::DirectoryLabels;
+
+const GUESSES: [&str; 3] = ["guess0", "guess1", "guess2"];
+
+fn lockout() -> Arc<Lockout> {
+    Arc::new(Lockout::new(3, Duration::from_secs(300)))
+}
+
+async fn login(a: &Arc<Authenticator<Fake>>, user: &str, password: &str) -> Review {
+    a.login(&token(user, password), deadline()).await
+}
+
+/// A config with a login endpoint whose ceiling is `max` (and the service account and
+/// signing key a login endpoint needs).
+fn with_login(max: u32) -> Arc<Config> {
+    let d = tempfile::tempdir().unwrap();
+    crate::issued::keys::keygen(&d.path().join("keys")).unwrap();
+    let pw = d.path().join("pw");
+    std::fs::write(&pw, "secret\n").unwrap();
+    let ldap = format!(
+        "bind_dn = \"cn=svc\"\nbind_password_file = \"{}\"",
+        pw.display()
+    );
+    let key = d.path().join("keys").join(crate::issued::keys::SIGNING_KEY);
+    let extra = format!(
+        "[login]\nlisten = \"127.0.0.1:0\"\nmax_in_flight = {max}\n\
+         [tokens]\nsigning_key_file = \"{}\"",
+        key.display()
+    );
+    config_with(&ldap, &extra)
+}
+
+fn accepted(r: &Review) -> bool {
+    matches!(r.outcome, Outcome::Accepted(_))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_login_accepted_before_is_not_locked_out_by_wrong_logins() {
+    let fake = Arc::new(Fake::new());
+    let a = authenticator(fake.clone());
+    assert!(accepted(&login(&a, "alice", "alice-pw").await));
+    for g in GUESSES {
+        login(&a, "alice", g).await;
+    }
+    let r = login(&a, "alice", "alice-pw").await;
+    assert!(accepted(&r), "{r:?}");
+    assert_eq!(r.source, Source::Directory, "the directory decided");
+    assert_eq!(Fake::count(&fake.verifies), 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_login_of_a_token_reviews_accepted_is_not_locked_out_by_guesses_in_reviews() {
+    let fake = Arc::new(Fake::new());
+    let a = authenticator(fake.clone());
+    assert!(accepted(&review(&a, "alice", "alice-pw").await));
+    for g in GUESSES {
+        review(&a, "alice", g).await;
+    }
+    let r = login(&a, "alice", "alice-pw").await;
+    assert!(accepted(&r), "{r:?}");
+    assert_eq!(Fake::count(&fake.verifies), 5, "the login bound");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_credential_never_accepted_is_still_held_by_lockout() {
+    let fake = Arc::new(Fake::new());
+    let a = authenticator(fake.clone());
+    for g in GUESSES {
+        review(&a, "alice", g).await;
+    }
+    let r = login(&a, "alice", "alice-pw").await;
+    assert!(matches!(r.outcome, Outcome::Rejected), "{r:?}");
+    assert_eq!(r.source, Source::Local);
+    assert_eq!(Fake::count(&fake.verifies), 3, "no bind");
+}
+
+#[tokio::test(start_paused = true)]
+async fn trust_outlives_a_reload_and_ends_with_the_window() {
+    let (fake, shared) = (Arc::new(Fake::new()), lockout());
+    let metrics = Arc::new(Metrics::new());
+    let before = authenticator_on(config(""), fake.clone(), shared.clone(), metrics.clone());
+    login(&before, "alice", "alice-pw").await;
+    // A reload: a new runtime with an empty cache, the same lockout.
+    let a = authenticator_on(config(""), fake.clone(), shared.clone(), metrics);
+    for g in GUESSES {
+        login(&a, "alice", g).await;
+    }
+    assert!(accepted(&login(&a, "alice", "alice-pw").await));
+    // stale_ttl is 1h (longer than ttl): past it, the same credential is a stranger's.
+    tokio::time::advance(Duration::from_secs(3601)).await;
+    for g in GUESSES {
+        login(&a, "alice", g).await;
+    }
+    let r = login(&a, "alice", "alice-pw").await;
+    assert_eq!((r.source, r.outcome.label()), (Source::Local, "rejected"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn beyond_the_ceiling_a_login_is_unavailable_without_asking_the_directory() {
+    let fake = Arc::new(Fake::new());
+    let metrics = Arc::new(Metrics::new());
+    let a = authenticator_on(with_login(2), fake.clone(), lockout(), metrics.clone());
+    // Three names that match nothing at once: each costs a decoy that takes a while.
+    let logins: Vec<_> = ["mallory", "trudy", "eve"]
+        .into_iter()
+        .map(|name| {
+            let a = a.clone();
+            tokio::spawn(async move { login(&a, name, "guess").await })
+        })
+        .collect();
+    let mut refused = 0;
+    for l in logins {
+        let r = l.await.unwrap();
+        if matches!(r.outcome, Outcome::Unavailable) {
+            assert_eq!(r.source, Source::Local);
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 1);
+    assert_eq!(Fake::count(&fake.finds), 2, "the third asked nothing");
+    let labels = DirectoryLabels {
+        directory: "default".into(),
+    };
+    assert_eq!(
+        metrics.login_ceiling_refusals.get_or_create(&labels).get(),
+        1
+    );
+    assert_eq!(metrics.logins_in_flight.get_or_create(&labels).get(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_ceiling_lets_a_credential_accepted_before_through() {
+    let fake = Arc::new(Fake::new());
+    let metrics = Arc::new(Metrics::new());
+    let a = authenticator_on(with_login(1), fake.clone(), lockout(), metrics.clone());
+    assert!(accepted(&login(&a, "alice", "alice-pw").await));
+    let stranger = {
+        let a = a.clone();
+        tokio::spawn(async move { login(&a, "mallory", "guess").await })
+    };
+    let labels = DirectoryLabels {
+        directory: "default".into(),
+    };
+    while metrics.logins_in_flight.get_or_create(&labels).get() == 0 {
+        tokio::task::yield_now().await;
+    }
+    let r = login(&a, "bob", "bob-pw").await;
+    assert!(matches!(r.outcome, Outcome::Unavailable), "full: {r:?}");
+    let r = login(&a, "alice", "alice-pw").await;
+    assert!(accepted(&r), "{r:?}");
+    assert!(matches!(stranger.await.unwrap().outcome, Outcome::Rejected));
+}
+
+#[tokio::test(start_paused = true)]
+async fn reviews_are_not_counted_against_the_login_ceiling() {
+    let fake = Arc::new(Fake::new());
+    let a = authenticator_on(
+        with_login(1),
+        fake.clone(),
+        lockout(),
+        Arc::new(Metrics::new()),
+    );
+    let reviews: Vec<_> = ["mallory", "trudy", "eve"]
+        .into_iter()
+        .map(|name| {
+            let a = a.clone();
+            tokio::spawn(async move { review(&a, name, "guess").await })
+        })
+        .collect();
+    for r in reviews {
+        assert!(matches!(r.await.unwrap().outcome, Outcome::Rejected));
+    }
+    assert_eq!(Fake::count(&fake.decoys), 3);
+}
