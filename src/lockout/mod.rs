@@ -29,8 +29,8 @@ use crate::secret::Password;
 
 mod accepted;
 
-use accepted::Accepted;
 pub(crate) use accepted::Proof;
+use accepted::{Accepted, Hashes};
 
 /// Accounts with failures or attempts in flight kept at most. Only names the directory
 /// found can enter, so filling this takes that many real accounts.
@@ -106,6 +106,7 @@ pub(crate) struct Lockout {
     tables: Mutex<Tables>,
     /// Apart from `tables`: a review's trust lookup never waits on a budget's bookkeeping.
     accepted: Mutex<Accepted>,
+    hashes: Hashes,
 }
 
 /// A running attempt; tell it how the attempt ended, or drop it to count nothing.
@@ -157,6 +158,7 @@ impl Lockout {
                 unknown: LruCache::unbounded(),
             }),
             accepted: Mutex::new(Accepted::new()),
+            hashes: Hashes::new(),
         }
     }
 
@@ -166,7 +168,7 @@ impl Lockout {
 
     /// The keyed hash by which `login` with `password` is remembered.
     pub(crate) fn proof(&self, login: &Login, password: &Password) -> Proof {
-        self.accepted().proof(login, password)
+        self.hashes.proof(login, password)
     }
 
     /// Whether the directory accepted this credential within `window`.
@@ -183,8 +185,8 @@ impl Lockout {
         if window.is_zero() {
             return;
         }
-        self.accepted()
-            .remember(proof, name(key), window, clock::now());
+        let id = self.hashes.account(name(key));
+        self.accepted().remember(proof, id, window, clock::now());
     }
 
     /// The directory refused this credential: trust it no more.
