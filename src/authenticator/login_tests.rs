@@ -24,6 +24,23 @@ async fn login(a: &Arc<Authenticator<Fake>>, user: &str, password: &str) -> Revi
 /// A config with a login endpoint whose ceiling is `max` (and the service account and
 /// signing key a login endpoint needs).
 fn with_login(max: u32) -> Arc<Config> {
+    with_login_and(max, "")
+}
+
+/// [`with_login`] and a second directory, `partner`, chosen by `PARTNER\name`.
+fn with_partner(max: u32) -> Arc<Config> {
+    with_login_and(
+        max,
+        "[identity]\nusername_prefix = \"example:\"\ngroup_prefix = \"example:\"\n\
+         [directories.partner]\ndomains = [\"PARTNER\"]\nurls = [\"ldap://127.0.0.1:2\"]\n\
+         username_prefix = \"partner:\"\ngroup_prefix = \"partner:\"\n\
+         bind_dn = \"cn=svc\"\nbind_password_file = \"PW\"\n\
+         [directories.partner.user]\nbase_dn = \"ou=people\"\n\
+         dn_template = \"uid={username},ou=people\"\n",
+    )
+}
+
+fn with_login_and(max: u32, directories: &str) -> Arc<Config> {
     let d = tempfile::tempdir().unwrap();
     crate::issued::keys::keygen(&d.path().join("keys")).unwrap();
     let pw = d.path().join("pw");
@@ -33,8 +50,9 @@ fn with_login(max: u32) -> Arc<Config> {
         pw.display()
     );
     let key = d.path().join("keys").join(crate::issued::keys::SIGNING_KEY);
+    let directories = directories.replace("PW", &pw.display().to_string());
     let extra = format!(
-        "[login]\nlisten = \"127.0.0.1:0\"\nmax_in_flight = {max}\n\
+        "{directories}[login]\nlisten = \"127.0.0.1:0\"\nmax_in_flight = {max}\n\
          [tokens]\nsigning_key_file = \"{}\"",
         key.display()
     );
@@ -182,4 +200,33 @@ async fn reviews_are_not_counted_against_the_login_ceiling() {
         assert!(matches!(r.await.unwrap().outcome, Outcome::Rejected));
     }
     assert_eq!(Fake::count(&fake.decoys), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_directory_has_a_ceiling_of_its_own() {
+    let fake = Arc::new(Fake::new());
+    let metrics = Arc::new(Metrics::new());
+    let a = authenticator_on(with_partner(1), fake.clone(), lockout(), metrics.clone());
+    let stranger = {
+        let a = a.clone();
+        tokio::spawn(async move { login(&a, "mallory", "guess").await })
+    };
+    let default = DirectoryLabels {
+        directory: "default".into(),
+    };
+    while metrics.logins_in_flight.get_or_create(&default).get() == 0 {
+        tokio::task::yield_now().await;
+    }
+    let r = login(&a, "trudy", "guess").await;
+    assert!(matches!(r.outcome, Outcome::Unavailable), "{r:?}");
+    // Let in while the default directory's only place is still taken.
+    assert_eq!(metrics.logins_in_flight.get_or_create(&default).get(), 1);
+    let r = login(&a, "PARTNER\\eve", "guess").await;
+    assert!(matches!(r.outcome, Outcome::Rejected), "{r:?}");
+    stranger.await.unwrap();
+    let partner = DirectoryLabels {
+        directory: "partner".into(),
+    };
+    let refusals = |l| metrics.login_ceiling_refusals.get_or_create(l).get();
+    assert_eq!((refusals(&default), refusals(&partner)), (1, 0));
 }
