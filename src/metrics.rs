@@ -175,14 +175,14 @@ metrics! {
     open_connections: Family<StageLabels, Gauge> = Family::default(),
         "open_connections",
         "Open connections, by listener and stage (handshake: no verified client certificate yet)";
-    /// Password logins at a directory now that count against `login.max_in_flight`.
+    /// Password logins at a directory now that count against `login.max_logins_per_directory`.
     logins_in_flight: Family<DirectoryLabels, Gauge> = Family::default(),
         "logins_in_flight",
-        "Logins of credentials not accepted before that are at the directory now, by directory (at most login.max_in_flight)";
-    /// Logins turned away at `login.max_in_flight`, without LDAP traffic.
+        "Logins of credentials not accepted before that are at the directory now, by directory (at most login.max_logins_per_directory)";
+    /// Logins turned away at `login.max_logins_per_directory`, without LDAP traffic.
     login_ceiling_refusals: Family<DirectoryLabels, Counter> = Family::default(),
         "login_ceiling_refusals",
-        "Logins refused without LDAP traffic because login.max_in_flight logins were at the directory already, by directory";
+        "Logins refused without LDAP traffic because login.max_logins_per_directory logins were at the directory already, by directory";
     /// Requests on the login endpoint, by result.
     logins: Family<EventLabels, Counter> = Family::default(),
         "logins",

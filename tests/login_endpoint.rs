@@ -383,10 +383,10 @@ async fn a_password_never_accepted_is_held_at_post_login_while_the_account_is_lo
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn beyond_max_in_flight_a_login_is_refused_without_a_bind() {
+async fn beyond_max_logins_per_directory_a_login_is_refused_without_a_bind() {
     let slapd = Slapd::start();
     // The harness's ldap.timeout (30 s) holds the logins at the stopped slapd.
-    let (i, _k) = start(&slapd, &[], "max_in_flight = 2");
+    let (i, _k) = start(&slapd, &[], "max_logins_per_directory = 2");
     let i = std::sync::Arc::new(i);
     let in_flight = || {
         i.daemon.metric(

@@ -1,4 +1,4 @@
-//! A basic token's round trip: a login takes its place under `login.max_in_flight`, find
+//! A basic token's round trip: a login takes its place under `login.max_logins_per_directory`, find
 //! the account, check its lockout budget, bind (or spend a decoy's work on a name that
 //! matched nothing), and build the Kubernetes user. A credential the directory accepted
 //! before skips the ceiling and the lockout budget: the directory decides for it.
@@ -192,14 +192,14 @@ impl<B: Backend> Authenticator<B> {
     }
 }
 
-/// A login beyond `login.max_in_flight`: answered as an unavailable backend, not cached.
+/// A login beyond `login.max_logins_per_directory`: answered as an unavailable backend, not cached.
 fn over_ceiling() -> Resolved {
     Resolved {
         local: true,
         ..Resolved::new(
             Outcome::Unavailable,
             None,
-            "too many logins in flight at this directory (login.max_in_flight)",
+            "too many logins in flight at this directory (login.max_logins_per_directory)",
         )
     }
 }

@@ -1,4 +1,4 @@
-//! The ceiling on logins in flight per directory (`login.max_in_flight`): each source is
+//! The ceiling on logins in flight per directory (`login.max_logins_per_directory`): each source is
 //! held to its rate at the login port, but many sources together could still make the
 //! daemon a password sprayer against the directory. Beyond the ceiling a login is refused
 //! at once, without LDAP traffic, as an unavailable backend (the contract's 401 text).
@@ -50,7 +50,10 @@ impl Ceiling {
             })
             .collect();
         Ceiling {
-            max: config.login.as_ref().map_or(u32::MAX, |l| l.max_in_flight),
+            max: config
+                .login
+                .as_ref()
+                .map_or(u32::MAX, |l| l.max_logins_per_directory),
             directories,
         }
     }

@@ -32,7 +32,7 @@ pub(super) enum Work {
         login: String,
         password: Password,
         trust: Trust,
-        /// A login: counts against `login.max_in_flight` unless accepted before.
+        /// A login: counts against `login.max_logins_per_directory` unless accepted before.
         ceiling: bool,
     },
     /// A verified issued token: re-check the account and read the groups.

@@ -52,7 +52,7 @@ fn with_login_and(max: u32, directories: &str) -> Arc<Config> {
     let key = d.path().join("keys").join(crate::issued::keys::SIGNING_KEY);
     let directories = directories.replace("PW", &pw.display().to_string());
     let extra = format!(
-        "{directories}[login]\nlisten = \"127.0.0.1:0\"\nmax_in_flight = {max}\n\
+        "{directories}[login]\nlisten = \"127.0.0.1:0\"\nmax_logins_per_directory = {max}\n\
          [tokens]\nsigning_key_file = \"{}\"",
         key.display()
     );

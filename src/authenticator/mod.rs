@@ -71,7 +71,7 @@ pub(crate) struct Authenticator<B: Backend = Directories> {
     cache: AnswerCache,
     keyer: Keyer,
     lockout: Arc<Lockout>,
-    /// `login.max_in_flight`, per directory.
+    /// `login.max_logins_per_directory`, per directory.
     ceiling: Ceiling,
     inflight: Mutex<HashMap<CacheKey, Flight>>,
     metrics: Arc<Metrics>,

@@ -184,8 +184,8 @@ pub(crate) const LOGIN_BURST: Limit<u64> = Limit {
 /// Logins of credentials not accepted before at one directory at once, from every source
 /// together: what many addresses, each within its rate, can make the daemon try. Half the
 /// default `ldap.max_connections`, so that reviews keep connections of their own.
-pub(crate) const LOGIN_MAX_IN_FLIGHT: Limit<u64> = Limit {
-    key: "login.max_in_flight",
+pub(crate) const LOGIN_MAX_LOGINS_PER_DIRECTORY: Limit<u64> = Limit {
+    key: "login.max_logins_per_directory",
     default: 8,
     min: 1,
     max: 1000,
@@ -222,7 +222,7 @@ pub(crate) const COUNTS: &[&Limit<u64>] = &[
     &MAX_FAILURES,
     &LOGIN_RATE,
     &LOGIN_BURST,
-    &LOGIN_MAX_IN_FLIGHT,
+    &LOGIN_MAX_LOGINS_PER_DIRECTORY,
 ];
 
 /// How a bound is written in messages and in the documentation.

@@ -294,9 +294,9 @@ pub struct Login {
     pub rate: u32,
     /// `login.burst`: logins a source may make at once.
     pub burst: u32,
-    /// `login.max_in_flight`: logins of credentials not accepted before that may be at a
+    /// `login.max_logins_per_directory`: logins of credentials not accepted before that may be at a
     /// directory at once, from all sources together.
-    pub max_in_flight: u32,
+    pub max_logins_per_directory: u32,
 }
 
 /// `[tokens]`.
