@@ -108,9 +108,12 @@ impl<B: Backend> Authenticator<B> {
     /// with a `token`, the same uid and name as when it was signed; the account state of
     /// the entry's attributes; with a `token`, the same password.
     ///
-    /// At a login the bind already answered for the account's state: the entry was read
-    /// before it, without the state attributes (a bind clears a timed-out ppolicy lock that
-    /// the entry still shows), so [`account_state`] finds nothing there.
+    /// At a login the bind already answered for the account's state, and the entry was
+    /// read before it without the lock attributes (a bind clears a timed-out ppolicy lock
+    /// that the entry still shows): [`account_state`] sees only the password attributes
+    /// there, which say what the bind said (AD's must-change, 389-ds' reset password); a
+    /// 389-ds password past its expiration is refused even while the server grants grace
+    /// binds, which are for changing it, as a re-check would refuse it.
     pub(super) fn admit(&self, found: Found, login: &Login, token: Option<&Verified>) -> Resolved {
         let state = account_state(&found.entry, SystemTime::now());
         let version = self.config.tokens.issued.password_version(&found.entry);
