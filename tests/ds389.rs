@@ -58,6 +58,29 @@ async fn an_account_disabled_with_ns_account_lock_is_refused() {
     assert_eq!(error_of(&basic), GENERIC, "{}", basic.raw);
 }
 
+/// A role locked with `dsidm role lock`: 389-ds gives its members `nsAccountLock` through a
+/// class of service (a virtual attribute), which the re-check reads like a stored one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_member_of_a_locked_role_is_refused() {
+    let (ds, _keys, i, token) = logged_in().await;
+    ds.dsidm(&["role", "create-managed", "--cn", "contractors"]);
+    let role = ds.dsidm(&["role", "get", "contractors"]);
+    let role_dn = role
+        .lines()
+        .find_map(|l| l.strip_prefix("dn: "))
+        .unwrap_or_else(|| panic!("no role DN in {role}"))
+        .to_string();
+    set_alice(&ds, "nsRoleDN", &role_dn);
+    ds.dsidm(&["role", "lock", &role_dn]);
+    assert_eq!(
+        ds.attribute(ALICE_DN, "nsAccountLock").as_deref(),
+        Some("true")
+    );
+    let (issued, basic) = token_and_password(&i, &token, "alice-password").await;
+    assert_eq!(error_of(&issued), "Account is disabled", "{}", issued.raw);
+    assert_eq!(error_of(&basic), GENERIC, "{}", basic.raw);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_account_locked_by_the_password_policy_is_refused() {
     let (ds, _keys, i, token) = logged_in().await;

@@ -243,6 +243,17 @@ impl Ds389 {
         );
     }
 
+    /// Runs 389-ds' own administration tool (`dsidm`) as the Directory Manager.
+    pub fn dsidm(&self, args: &[&str]) -> String {
+        run_checked(
+            Command::new("dsidm")
+                .arg(self.url())
+                .args(["-D", MANAGER_DN, "-w", MANAGER_PASSWORD, "-b", DS_BASE_DN])
+                .args(args),
+            "dsidm (apt-get install 389-ds-base)",
+        )
+    }
+
     /// Whether `dn` binds with `password` (straight to the server, not through a daemon).
     pub fn binds(&self, dn: &str, password: &str) -> bool {
         self.client("ldapwhoami", dn, password)
