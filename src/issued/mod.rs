@@ -3,7 +3,7 @@
 //!
 //! v4.public has no algorithm field: the version and purpose in the prefix fix Ed25519, so
 //! no token can choose how it is checked. The footer `{"kid":"..."}` only selects one of
-//! the configured public keys. Claims carry who (`sub`, `dn`, `name`) and when (`iat`,
+//! the configured public keys. Claims carry who (`sub`, `dn`, `name`, `login`) and when (`iat`,
 //! `nbf`, `exp`), never groups: those are read from the directory at every review.
 
 pub(crate) mod keys;
