@@ -100,3 +100,32 @@ async fn the_token_records_the_login_as_typed_for_the_user_filter() {
     );
     assert!(authenticated(&i.review(&token).await));
 }
+
+/// The re-check costs what it cost before the filter: one search of the entry itself (base
+/// scope, the filter the login searched with), then the group search.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recheck_is_one_base_search_of_the_dn_with_the_user_filter() {
+    let slapd = Slapd::start();
+    let keys = KeyPair::new();
+    let i = issuer(&slapd, &keys, &[]);
+    let token = i.token("alice", "alice-password").await;
+    let mark = slapd.log_mark();
+    assert!(authenticated(&i.review(&token).await));
+    let stats = slapd.stats_since(mark);
+    let searches = stats.searches();
+    let of_alice: Vec<_> = searches
+        .iter()
+        .filter(|l| l.contains(&format!("base=\"{ALICE_DN}\"")))
+        .collect();
+    assert_eq!(of_alice.len(), 1, "{searches:#?}");
+    let filter = "filter=\"(&(objectClass=inetOrgPerson)(uid=alice))\"";
+    assert!(
+        of_alice[0].contains("scope=0") && of_alice[0].contains(filter),
+        "{searches:#?}"
+    );
+    assert_eq!(
+        searches.len(),
+        2,
+        "the entry, then the groups: {searches:#?}"
+    );
+}
