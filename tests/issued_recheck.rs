@@ -129,3 +129,30 @@ async fn a_recheck_is_one_base_search_of_the_dn_with_the_user_filter() {
         "the entry, then the groups: {searches:#?}"
     );
 }
+
+/// Direct bind has nobody to re-check a token with (no password, no service account):
+/// issued tokens there are refused before the daemon starts, naming the key.
+#[test]
+fn issued_tokens_without_a_service_account_are_refused_by_check_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = KeyPair::new();
+    let tokens = issuing_config("", free_port(), &keys, "", "");
+    let written = Daemon::builder()
+        .url("ldap://127.0.0.1:389")
+        .without_service_account()
+        .section(
+            "user",
+            "dn_template = \"uid={username},ou=people,dc=example,dc=org\"",
+        )
+        .section("cache", tokens)
+        .write_to(dir.path());
+    let out = std::process::Command::new(bin())
+        .args(["check-config", "--config"])
+        .arg(&written.path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("login.listen"), "{stderr}");
+    assert!(stderr.contains("ldap.bind_dn"), "{stderr}");
+}
