@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs, from Debian's packages, what the tests, the demo and the benchmarks need
-# and this machine lacks: a real OpenLDAP, a real Samba AD DC, systemd's analyzer,
+# and this machine lacks: a real OpenLDAP, a real Samba AD DC, a real 389-ds, systemd's analyzer,
 # dpkg-deb, the Prometheus text parser.
 # Does nothing when everything is there. Needs root to install.
 set -euo pipefail
@@ -11,6 +11,8 @@ have slapd || need+=(slapd)
 have ldapsearch || need+=(ldap-utils)
 have openssl || need+=(openssl)
 if [ "${1:-}" != "--ldap-only" ]; then
+    # 389 Directory Server (FreeIPA's directory) for tests/ds389.rs.
+    have dscreate || need+=(389-ds-base)
     have samba || need+=(samba-ad-dc)
     [ -d /usr/share/samba/setup ] || need+=(samba-ad-provision)
     have wbinfo || need+=(winbind)

@@ -4,19 +4,9 @@
 
 mod support;
 
-use std::process::Command;
-
 use support::*;
 
 const METRIC: &str = "kube_ldap_webhook_password_policy_warnings_total";
-
-fn generalized_time(ago: &str) -> String {
-    let out = Command::new("date")
-        .args(["-u", "-d", ago, "+%Y%m%d%H%M%SZ"])
-        .output()
-        .unwrap();
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
-}
 
 /// slapd with the ppolicy overlay and one user per account state.
 fn start() -> (Slapd, Daemon) {

@@ -5,13 +5,13 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::{failed, Authenticator, Outcome, Resolved};
-use crate::directory::state::password_version;
+use crate::directory::state::account_state;
 use crate::directory::{AccountState, Backend, Failure, Found, RejectReason};
 use crate::identity;
-use crate::issued::Subject;
+use crate::issued::{Subject, Verified};
 use crate::lockout::{Key, Refused, Trust};
 use crate::login::Login;
 use crate::metrics::EventLabels;
@@ -57,7 +57,7 @@ impl<B: Backend> Authenticator<B> {
         {
             Ok(found) => {
                 attempt.succeeded();
-                let resolved = self.accept(found, &login);
+                let resolved = self.admit(found, &login, None);
                 match resolved.outcome {
                     Outcome::Accepted(_) => self.lockout.remember(proof, &key, window),
                     _ => self.lockout.forget(&proof),
@@ -126,7 +126,56 @@ impl<B: Backend> Authenticator<B> {
         }
     }
 
-    pub(super) fn accept(&self, found: Found, login: &Login) -> Resolved {
+    /// Whether `found` may log in now, and as whom: every rule of a login once the
+    /// directory vouched for the entry (the user filter matched it, in the search; the
+    /// password bound, or a token names it). A login and the re-check of an issued token
+    /// both end here, so a rule added here holds on both paths. In order: the Kubernetes
+    /// identity (required groups, a `system:` name refused, `system:` groups dropped);
+    /// with a `token`, the same uid and name as when it was signed; the account state of
+    /// the entry's attributes; with a `token`, the same password.
+    ///
+    /// At a login the bind already answered for the account's state, and the entry was
+    /// read before it without the lock attributes (a bind clears a timed-out ppolicy lock
+    /// that the entry still shows): [`account_state`] sees only the password attributes
+    /// there, which say what the bind said (AD's must-change, 389-ds' reset password); a
+    /// 389-ds password past its expiration is refused even while the server grants grace
+    /// binds, which are for changing it, as a re-check would refuse it.
+    pub(super) fn admit(&self, found: Found, login: &Login, token: Option<&Verified>) -> Resolved {
+        let state = account_state(&found.entry, SystemTime::now());
+        let version = self.config.tokens.issued.password_version(&found.entry);
+        let resolved = self.identify(found, login, version.clone().unwrap_or_default());
+        let (Outcome::Accepted(_), Some(account)) = (&resolved.outcome, &resolved.account) else {
+            return resolved;
+        };
+        if let Some(t) = token {
+            let s = &t.subject;
+            if account.uid != s.uid || account.username != s.username {
+                // Deleted and recreated, or renamed: not the person the token was issued to.
+                return Resolved::new(
+                    Outcome::Rejected,
+                    None,
+                    "the account's uid or name changed since the token was issued",
+                );
+            }
+        }
+        if let Some(s) = state {
+            return Resolved::new(Outcome::AccountState(s), Some(login), s.label());
+        }
+        // Only the signing key's own tokens carry a version this node can compute.
+        if let Some(t) = token.filter(|t| t.signed_here) {
+            if version.as_ref() != Some(&t.subject.password_version) {
+                return Resolved::new(
+                    Outcome::AccountState(AccountState::PasswordExpired),
+                    Some(login),
+                    "password changed since the token was issued",
+                );
+            }
+        }
+        resolved
+    }
+
+    /// The Kubernetes user an entry makes, with the account a login signs a token for.
+    fn identify(&self, found: Found, login: &Login, password_version: String) -> Resolved {
         let (ldap, ident) = self.config.directory_of(login);
         let mapped = identity::map(&found.entry, login.name(), found.groups, &ldap.user, ident);
         let mapped = match mapped {
@@ -179,7 +228,8 @@ impl<B: Backend> Authenticator<B> {
             directory: login.scope().unwrap_or_default().to_string(),
             dn: found.entry.dn.clone(),
             username: mapped.user.username.clone(),
-            password_version: password_version(&found.entry),
+            login: login.typed().to_string(),
+            password_version,
         };
         Resolved {
             account: Some(Box::new(account)),

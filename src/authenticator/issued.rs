@@ -15,10 +15,8 @@ use std::time::{Instant, SystemTime};
 use super::{failed, local, Authenticator, Outcome, Resolved, Reuse, Review, Work};
 use crate::cache::Lookup;
 use crate::clock::now;
-use crate::directory::state::account_state;
-use crate::directory::{AccountState, Backend, Failure, Found};
+use crate::directory::{Backend, Failure};
 use crate::issued::{Refused, Verified};
-use crate::login::Login;
 
 impl<B: Backend> Authenticator<B> {
     pub(super) async fn decide_issued(
@@ -58,10 +56,12 @@ impl<B: Backend> Authenticator<B> {
         self.fly(key, Work::Issued(verified), reuse, deadline).await
     }
 
-    /// The re-check of a verified token's account, as the leader of its single flight.
+    /// The re-check of a verified token's account, as the leader of its single flight:
+    /// the directory reads the entry if the user filter still matches it, and the login's
+    /// policy decides ([`Authenticator::admit`]).
     pub(super) async fn resolve_issued(&self, v: &Verified, deadline: Instant) -> Resolved {
         let s = &v.subject;
-        let Some(login) = self.config.login_of(&s.directory, &s.username) else {
+        let Some(login) = self.config.login_of(&s.directory, &s.username, &s.login) else {
             return Resolved::new(
                 Outcome::Rejected,
                 None,
@@ -73,50 +73,23 @@ impl<B: Backend> Authenticator<B> {
             .recheck(&v.subject.dn, &login, deadline)
             .await
         {
-            Ok(found) => self.reaccept(found, v, &login),
-            // The entry is gone (or the directory no longer finds it): nobody to accept.
-            Err(Failure::Rejected(_)) => {
-                Resolved::new(Outcome::Rejected, None, "the token's account is gone")
+            Ok(found) => {
+                let resolved = self.admit(found, &login, Some(v));
+                match resolved.outcome {
+                    Outcome::Accepted(_) => Resolved {
+                        detail: Cow::Borrowed("re-checked"),
+                        ..resolved
+                    },
+                    _ => resolved,
+                }
             }
-            Err(f) => failed(f, &login),
-        }
-    }
-
-    /// The answer a re-check leads to: the same identity as at login, or the generic
-    /// rejection; then the account state, then the password, then the user as a login would
-    /// build it (groups, prefixes, `system:` filtering).
-    fn reaccept(&self, found: Found, v: &Verified, login: &Login) -> Resolved {
-        let state = account_state(&found.entry, SystemTime::now());
-        let resolved = self.accept(found, login);
-        let Outcome::Accepted(_) = &resolved.outcome else {
-            return resolved;
-        };
-        let same = resolved
-            .account
-            .as_deref()
-            .filter(|a| a.uid == v.subject.uid && a.username == v.subject.username);
-        let Some(now) = same else {
-            // Deleted and recreated, or renamed: not the person the token was issued to.
-            return Resolved::new(
+            // The entry is gone, or the user filter no longer admits it: nobody to accept.
+            Err(Failure::Rejected(_)) => Resolved::new(
                 Outcome::Rejected,
                 None,
-                "the account's uid or name changed since the token was issued",
-            );
-        };
-        let same_password = now.password_version == v.subject.password_version;
-        if let Some(s) = state {
-            return Resolved::new(Outcome::AccountState(s), Some(login), s.label());
-        }
-        if !same_password {
-            return Resolved::new(
-                Outcome::AccountState(AccountState::PasswordExpired),
-                Some(login),
-                "password changed since the token was issued",
-            );
-        }
-        Resolved {
-            detail: Cow::Borrowed("re-checked"),
-            ..resolved
+                "the token's account is gone or no longer matches ldap.user.filter",
+            ),
+            Err(f) => failed(f, &login),
         }
     }
 

@@ -32,6 +32,17 @@ pub(super) struct Fake {
     pub(super) finds: AtomicUsize,
     pub(super) verifies: AtomicUsize,
     pub(super) decoys: AtomicUsize,
+    /// What the directory says about the accounts since their logins, for re-checks.
+    since: Mutex<Since>,
+}
+
+/// Changes to the fake's accounts after their logins, seen by re-checks only.
+#[derive(Default)]
+struct Since {
+    /// Attributes every entry has now (`nsAccountLock`, `pwdChangedTime`...).
+    attrs: Vec<(String, String)>,
+    /// Groups every account is in now, when changed.
+    groups: Option<Vec<String>>,
 }
 
 impl Fake {
@@ -60,6 +71,7 @@ impl Fake {
             finds: AtomicUsize::new(0),
             verifies: AtomicUsize::new(0),
             decoys: AtomicUsize::new(0),
+            since: Mutex::new(Since::default()),
         }
     }
 
@@ -69,6 +81,31 @@ impl Fake {
 
     pub(super) fn count(c: &AtomicUsize) -> usize {
         c.load(Ordering::SeqCst)
+    }
+}
+
+impl Fake {
+    fn found(dn: &str, login: &Login, groups: &[String], attrs: &[(String, String)]) -> Found {
+        let mut all = vec![("uid".to_string(), vec![login.key().into_bytes()])];
+        all.extend(
+            attrs
+                .iter()
+                .map(|(k, v)| (k.clone(), vec![v.clone().into_bytes()])),
+        );
+        Found {
+            entry: Entry {
+                dn: dn.to_string(),
+                attrs: all,
+            },
+            groups: groups
+                .iter()
+                .map(|n| Group {
+                    dn: format!("cn={n},ou=groups"),
+                    name: Some(n.clone()),
+                })
+                .collect(),
+            warning: None,
+        }
     }
 }
 
@@ -101,20 +138,7 @@ impl Backend for Fake {
         if password.expose() != pw {
             return Err(Failure::Rejected(RejectReason::WrongPassword));
         }
-        Ok(Found {
-            entry: Entry {
-                dn: account.dn.clone(),
-                attrs: vec![("uid".into(), vec![login.key().into_bytes()])],
-            },
-            groups: groups
-                .iter()
-                .map(|n| Group {
-                    dn: format!("cn={n},ou=groups"),
-                    name: Some(n.clone()),
-                })
-                .collect(),
-            warning: None,
-        })
+        Ok(Fake::found(&account.dn, login, groups, &[]))
     }
 
     async fn decoy(&self, _login: &Login, _password: &Password, _deadline: Instant) {
@@ -122,17 +146,16 @@ impl Backend for Fake {
         tokio::time::sleep(self.latency).await;
     }
 
-    /// Issued tokens are proven against real directories (tests/issued_tokens.rs); the
-    /// policies here never issue one.
-    async fn recheck(
-        &self,
-        _dn: &str,
-        _login: &Login,
-        _deadline: Instant,
-    ) -> Result<Found, Failure> {
-        Err(Failure::Error(
-            "the fake directory does not re-check".into(),
-        ))
+    /// The account as it is now (see [`Since`]); the user filter is the real directory's
+    /// part, proven in tests/issued_tokens.rs.
+    async fn recheck(&self, dn: &str, login: &Login, _deadline: Instant) -> Result<Found, Failure> {
+        let (_, _, groups) = self
+            .users
+            .get(&login.key())
+            .ok_or(Failure::Rejected(RejectReason::UnknownUser))?;
+        let since = self.since.lock().unwrap();
+        let groups = since.groups.as_ref().unwrap_or(groups);
+        Ok(Fake::found(dn, login, groups, &since.attrs))
     }
 }
 
@@ -140,8 +163,14 @@ pub(super) fn config(extra: &str) -> Arc<Config> {
     config_with("", extra)
 }
 
-/// With `ldap` lines in `[ldap]`, and `extra` after `[cache]`.
+/// With `ldap` lines in `[ldap]`, and `extra` after `[cache]`; direct bind.
 pub(super) fn config_with(ldap: &str, extra: &str) -> Arc<Config> {
+    config_for(ldap, "dn_template = \"uid={username},ou=people\"", extra)
+}
+
+/// With `ldap` and `user` TOML at the ends of `[ldap]` and `[ldap.user]`, and `extra`
+/// after `[cache]`.
+fn config_for(ldap: &str, user: &str, extra: &str) -> Arc<Config> {
     let d = tempfile::tempdir().unwrap();
     let f = d.path().join("config.toml");
     let body = format!(
@@ -151,7 +180,7 @@ urls = ["ldap://127.0.0.1:1"]
 {ldap}
 [ldap.user]
 base_dn = "ou=people"
-dn_template = "uid={{username}},ou=people"
+{user}
 [cache]
 ttl = "2m"
 negative_ttl = "10s"
@@ -171,8 +200,12 @@ pub(super) fn authenticator(fake: Arc<Fake>) -> Arc<Authenticator<Fake>> {
 
 /// With `extra` TOML appended after the `[cache]` section (so it starts with a header).
 pub(super) fn authenticator_with(fake: Arc<Fake>, extra: &str) -> Arc<Authenticator<Fake>> {
+    authenticator_of(fake, config(extra))
+}
+
+fn authenticator_of(fake: Arc<Fake>, config: Arc<Config>) -> Arc<Authenticator<Fake>> {
     let lockout = Arc::new(Lockout::new(3, Duration::from_secs(300)));
-    authenticator_on(config(extra), fake, lockout, Arc::new(Metrics::new()))
+    authenticator_on(config, fake, lockout, Arc::new(Metrics::new()))
 }
 
 /// An authenticator of `config` sharing `lockout` and `metrics`, as runtimes do.
@@ -395,7 +428,7 @@ async fn account_states_and_warnings_keep_their_meaning() {
         groups: vec![],
         warning: Some(PasswordWarning::GraceLogins(1)),
     };
-    let r = a.accept(found, &login);
+    let r = a.admit(found, &login, None);
     assert!(matches!(r.outcome, Outcome::Accepted(_)));
     assert!(r.detail.contains("GraceLogins"), "{}", r.detail);
 }
@@ -462,3 +495,5 @@ async fn group_policy_refusals_are_not_lockout_failures() {
     let r = review(&a, "bob", "guess").await;
     assert_eq!(r.source, Source::Directory, "not refused locally: {r:?}");
 }
+
+mod admit;

@@ -42,11 +42,24 @@ impl Config {
 
     /// The login of `username` (as a token records it, prefix included) in the directory
     /// named `directory` (empty for `[ldap]`); `None` when no such directory is configured
-    /// any more or the name lacks its prefix.
-    pub(crate) fn login_of(&self, directory: &str, username: &str) -> Option<Login> {
+    /// any more or the name lacks its prefix. `typed`, the name as typed at the login
+    /// (empty if the token did not record it), fills the user filter as it did then.
+    pub(crate) fn login_of(&self, directory: &str, username: &str, typed: &str) -> Option<Login> {
+        let as_typed = |name: &'_ str| {
+            if typed.is_empty() {
+                name.to_string()
+            } else {
+                typed.to_string()
+            }
+        };
         if directory.is_empty() {
             let name = username.strip_prefix(self.identity.username_prefix.as_str())?;
-            return Some(Login::in_directory(name, self.ldap.user.login, 0, None));
+            return Some(Login::in_directory(
+                &as_typed(name),
+                self.ldap.user.login,
+                0,
+                None,
+            ));
         }
         let (i, d) = self
             .directories
@@ -55,7 +68,7 @@ impl Config {
             .find(|(_, d)| d.name == directory)?;
         let name = username.strip_prefix(d.identity.username_prefix.as_str())?;
         Some(Login::in_directory(
-            name,
+            &as_typed(name),
             d.ldap.user.login,
             i + 1,
             Some(&d.name),

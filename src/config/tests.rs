@@ -455,3 +455,23 @@ fn server_path_of_only_slashes_is_the_root() {
         assert_eq!(c.server.path, "/", "{path}");
     }
 }
+
+/// An issued token's re-check fills the user filter from the name as typed at the login
+/// (the token records it), read with its directory's login forms; older tokens fall back
+/// to the username without its prefix.
+#[test]
+fn a_tokens_login_is_the_name_as_typed_in_its_directory() {
+    let d = tempfile::tempdir().unwrap();
+    let body = minimal(d.path()).replace("[ldap.user]", "[ldap.user]\nlogin = \"strip-domain\"")
+        + "[identity]\nusername_prefix = \"ldap:\"\n";
+    let c = load(&write(d.path(), &body)).unwrap();
+    let typed = c.login_of("", "ldap:alice", "EXAMPLE\\alice").unwrap();
+    assert_eq!((typed.typed(), typed.name()), ("EXAMPLE\\alice", "alice"));
+    let old = c.login_of("", "ldap:alice", "").unwrap();
+    assert_eq!((old.typed(), old.name()), ("alice", "alice"));
+    assert!(
+        c.login_of("", "alice", "alice").is_none(),
+        "the prefix is gone"
+    );
+    assert!(c.login_of("elsewhere", "ldap:alice", "alice").is_none());
+}

@@ -92,10 +92,15 @@ impl<'a> Query<'a> {
 
     /// The entry `dn` itself.
     fn entry(dn: &'a str) -> Query<'a> {
+        Query::entry_matching(dn, "(objectClass=*)")
+    }
+
+    /// The entry `dn` itself, if it matches `filter`.
+    fn entry_matching(dn: &'a str, filter: &'a str) -> Query<'a> {
         Query {
             base: dn,
             scope: Scope::Base,
-            filter: "(objectClass=*)",
+            filter,
         }
     }
 }
@@ -162,8 +167,10 @@ pub(crate) trait Backend: Send + Sync + 'static {
     ) -> impl Future<Output = ()> + Send;
 
     /// Reads the account behind an issued token with the service account: the entry at
-    /// `dn` with its account-state attributes (see [`state`]), and its groups as
-    /// [`Backend::verify`] reads them. No bind as the user: there is no password.
+    /// `dn` if `ldap.user.filter` (filled from `login` as [`Backend::find`] fills it) still
+    /// matches it, with its account-state attributes (see [`state`]), and its groups as
+    /// [`Backend::verify`] reads them. No bind as the user: there is no password. An entry
+    /// gone or no longer matched is [`RejectReason::UnknownUser`].
     fn recheck(
         &self,
         dn: &str,
@@ -450,6 +457,9 @@ impl Backend for Directory {
     }
 
     async fn recheck(&self, dn: &str, login: &Login, deadline: Instant) -> Result<Found, Failure> {
+        // Direct bind has nobody to read the entry with: no password, no service account.
+        // check-config refuses issued tokens there; a token that still reaches this is
+        // refused, never accepted unchecked.
         if self.cfg.service.is_none() {
             return Err(Failure::Error(
                 "issued tokens need a service account (ldap.bind_dn)".into(),
@@ -457,7 +467,7 @@ impl Backend for Directory {
         }
         self.on_some_server(deadline, |s| async move {
             let mut svc = self.pool.service(&s, deadline).await?;
-            let entry = self.read_account(&s, &mut svc, dn, deadline).await?;
+            let entry = self.read_account(&s, &mut svc, dn, login, deadline).await?;
             let groups = self.groups(&s, &mut svc, &entry, login, deadline).await?;
             Ok(Found {
                 entry,

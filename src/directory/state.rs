@@ -1,27 +1,39 @@
 //! An account's state read from its entry, for the re-check of an issued token: no bind
 //! is made then (there is no password), so what a bind would have said is read from the
-//! attributes Active Directory and OpenLDAP's ppolicy overlay keep about the account.
+//! attributes Active Directory, OpenLDAP's ppolicy overlay and 389-ds (FreeIPA) keep about
+//! the account.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use sha2::{Digest, Sha256};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 
 use super::{AccountState, Entry};
 
 /// The attributes that change when the password does; read at login (into the token)
-/// and at every re-check.
-pub(crate) const PASSWORD_ATTRS: [&str; 2] = ["pwdChangedTime", "pwdLastSet"];
+/// and at every re-check. OpenLDAP ppolicy: `pwdChangedTime`; AD: `pwdLastSet`; 389-ds:
+/// `pwdUpdateTime`, and `passwordExpirationTime` (moved by every change while a policy
+/// sets a maximum age); FreeIPA: `krbLastPwdChange`.
+pub(crate) const PASSWORD_ATTRS: [&str; 5] = [
+    "pwdChangedTime",
+    "pwdLastSet",
+    "pwdUpdateTime",
+    "passwordExpirationTime",
+    "krbLastPwdChange",
+];
 
-/// The attributes of the account state (both directories' names: a server ignores the
+/// The attributes of the account state (every directory's names: a server ignores the
 /// ones it does not know).
-pub(crate) const STATE_ATTRS: [&str; 5] = [
+pub(crate) const STATE_ATTRS: [&str; 7] = [
     "userAccountControl",
     "msDS-User-Account-Control-Computed",
     "accountExpires",
     "pwdAccountLockedTime",
     "pwdReset",
+    "nsAccountLock",
+    "accountUnlockTime",
 ];
 
 const UF_ACCOUNTDISABLE: u64 = 0x2;
@@ -45,6 +57,52 @@ fn number(entry: &Entry, attr: &str) -> Option<u64> {
     text(entry, attr).and_then(|t| t.parse::<i64>().ok().map(|n| n as u64))
 }
 
+/// 389-ds' "at once" in `accountUnlockTime` (locked until an administrator unlocks) and
+/// in `passwordExpirationTime` (an administrator reset the password: change it first).
+const DS_EPOCH: &str = "19700101000000Z";
+
+/// A GeneralizedTime as 389-ds writes it (`YYYYMMDDHHMMSSZ`).
+fn generalized(t: &str) -> Option<SystemTime> {
+    let t = t.strip_suffix('Z')?;
+    if t.len() != 14 || !t.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| t[r].parse::<u32>().ok();
+    let month = time::Month::try_from(u8::try_from(n(4..6)?).ok()?).ok()?;
+    let date = time::Date::from_calendar_date(
+        i32::try_from(n(0..4)?).ok()?,
+        month,
+        u8::try_from(n(6..8)?).ok()?,
+    )
+    .ok()?;
+    let at = date
+        .with_hms(
+            u8::try_from(n(8..10)?).ok()?,
+            u8::try_from(n(10..12)?).ok()?,
+            u8::try_from(n(12..14)?).ok()?,
+        )
+        .ok()?;
+    Some(SystemTime::from(at.assume_utc()))
+}
+
+/// 389-ds' password policy, as a bind would apply it: locked by too many failures
+/// (`accountUnlockTime` ahead, or "at once"), the password reset by an administrator
+/// (`passwordExpirationTime` at the epoch) or expired.
+fn ds_policy_state(entry: &Entry, now: SystemTime) -> Option<AccountState> {
+    if let Some(t) = text(entry, "accountUnlockTime") {
+        if t == DS_EPOCH || generalized(t).is_some_and(|u| u > now) {
+            return Some(AccountState::Locked);
+        }
+    }
+    let expires = text(entry, "passwordExpirationTime")?;
+    if expires == DS_EPOCH {
+        return Some(AccountState::MustChangePassword);
+    }
+    generalized(expires)
+        .is_some_and(|t| t <= now)
+        .then_some(AccountState::PasswordExpired)
+}
+
 /// A FILETIME (100 ns ticks since 1601) as a time; `None` for "never".
 fn filetime(ticks: u64) -> Option<SystemTime> {
     if ticks == 0 || ticks >= FILETIME_NEVER {
@@ -58,7 +116,10 @@ fn filetime(ticks: u64) -> Option<SystemTime> {
 pub(crate) fn account_state(entry: &Entry, now: SystemTime) -> Option<AccountState> {
     let uac = number(entry, "userAccountControl").unwrap_or(0);
     let computed = number(entry, "msDS-User-Account-Control-Computed").unwrap_or(0);
-    if uac & UF_ACCOUNTDISABLE != 0 {
+    // 389-ds and FreeIPA (`ipa user-disable`, `dsidm account lock`): `nsAccountLock`, also
+    // as the virtual attribute a locked role's class of service gives its members.
+    let ns_locked = text(entry, "nsAccountLock").is_some_and(|v| v.eq_ignore_ascii_case("TRUE"));
+    if uac & UF_ACCOUNTDISABLE != 0 || ns_locked {
         return Some(AccountState::Disabled);
     }
     if number(entry, "accountExpires")
@@ -72,6 +133,9 @@ pub(crate) fn account_state(entry: &Entry, now: SystemTime) -> Option<AccountSta
     if computed & UF_LOCKOUT != 0 || text(entry, "pwdAccountLockedTime").is_some() {
         return Some(AccountState::Locked);
     }
+    if let Some(s) = ds_policy_state(entry, now) {
+        return Some(s);
+    }
     if computed & UF_PASSWORD_EXPIRED != 0 {
         return Some(AccountState::PasswordExpired);
     }
@@ -82,11 +146,14 @@ pub(crate) fn account_state(entry: &Entry, now: SystemTime) -> Option<AccountSta
     None
 }
 
-/// A short digest of the password-change attributes: equal as long as the password was
-/// not changed. Compared for equality only, so the clocks of directory and daemon never
-/// matter, and the token does not show when the password was changed.
-pub(crate) fn password_version(entry: &Entry) -> String {
-    let mut h = Sha256::new();
+/// A short keyed digest of the password-change attributes: equal as long as the password
+/// was not changed. Compared for equality only, so the clocks of directory and daemon never
+/// matter. Keyed, because the attributes are times: an unkeyed digest of a time is found
+/// again by trying the seconds of a few days, and would tell a token's holder when the
+/// password was last changed; under `key` (derived from the signing key, see
+/// `Tokens::password_version`) nobody without the key can test a guess.
+pub(crate) fn password_version(entry: &Entry, key: &Hmac<Sha256>) -> String {
+    let mut h = key.clone();
     for attr in PASSWORD_ATTRS {
         h.update(attr.as_bytes());
         h.update(b"=");
@@ -95,8 +162,8 @@ pub(crate) fn password_version(entry: &Entry) -> String {
         }
         h.update(b";");
     }
-    let mut v = URL_SAFE_NO_PAD.encode(h.finalize());
-    v.truncate(16);
+    let mut v = URL_SAFE_NO_PAD.encode(h.finalize().into_bytes());
+    v.truncate(22);
     v
 }
 
@@ -188,18 +255,89 @@ mod tests {
         );
     }
 
+    fn key(k: &[u8]) -> Hmac<Sha256> {
+        <Hmac<Sha256> as hmac::digest::KeyInit>::new_from_slice(k).unwrap()
+    }
+
     #[test]
     fn the_password_version_changes_with_the_password_only() {
-        let before = password_version(&entry(&[
-            ("pwdChangedTime", "20240501120000Z"),
-            ("mail", "a@b"),
-        ]));
-        let same = password_version(&entry(&[("pwdChangedTime", "20240501120000Z")]));
-        let changed = password_version(&entry(&[("pwdChangedTime", "20240501120001Z")]));
-        let ad = password_version(&entry(&[("pwdLastSet", "20240501120000Z")]));
+        let k = key(b"k1");
+        let version = |attrs: &[(&str, &str)]| password_version(&entry(attrs), &k);
+        let before = version(&[("pwdChangedTime", "20240501120000Z"), ("mail", "a@b")]);
+        let same = version(&[("pwdChangedTime", "20240501120000Z")]);
+        let changed = version(&[("pwdChangedTime", "20240501120001Z")]);
+        let ad = version(&[("pwdLastSet", "20240501120000Z")]);
         assert_eq!(before, same);
         assert_ne!(before, changed);
         assert_ne!(before, ad, "the attribute name is part of the digest");
-        assert_eq!(before.len(), 16);
+        assert_eq!(before.len(), 22);
+    }
+
+    #[test]
+    fn the_password_version_of_389_ds_and_freeipa_changes_with_the_password() {
+        let k = key(b"k1");
+        let version = |attrs: &[(&str, &str)]| password_version(&entry(attrs), &k);
+        for attr in [
+            "pwdUpdateTime",
+            "passwordExpirationTime",
+            "krbLastPwdChange",
+        ] {
+            let before = version(&[(attr, "20240501120000Z")]);
+            let after = version(&[(attr, "20240601120000Z")]);
+            assert_ne!(before, after, "{attr}");
+            assert_ne!(before, version(&[]), "{attr}");
+        }
+    }
+
+    /// A token's holder who guesses the time of the last password change cannot test the
+    /// guess: the version is keyed, and no two keys give the same version.
+    #[test]
+    fn the_same_password_time_under_two_keys_gives_two_versions() {
+        let e = entry(&[("pwdChangedTime", "20240501120000Z")]);
+        assert_ne!(
+            password_version(&e, &key(b"k1")),
+            password_version(&e, &key(b"k2"))
+        );
+    }
+
+    #[test]
+    fn a_389_ds_account_is_disabled_by_ns_account_lock() {
+        assert_eq!(
+            state(&[("nsAccountLock", "TRUE")]),
+            Some(AccountState::Disabled)
+        );
+        assert_eq!(
+            state(&[("nsAccountLock", "true")]),
+            Some(AccountState::Disabled)
+        );
+        assert_eq!(state(&[("nsAccountLock", "FALSE")]), None);
+    }
+
+    #[test]
+    fn a_389_ds_password_policy_state_is_read_from_its_times() {
+        // Locked until an administrator unlocks it, or until a time still ahead.
+        assert_eq!(
+            state(&[("accountUnlockTime", "19700101000000Z")]),
+            Some(AccountState::Locked)
+        );
+        assert_eq!(
+            state(&[("accountUnlockTime", "22000101000000Z")]),
+            Some(AccountState::Locked)
+        );
+        assert_eq!(state(&[("accountUnlockTime", "20200101000000Z")]), None);
+        // An administrator's reset under passwordMustChange, an expired password.
+        assert_eq!(
+            state(&[("passwordExpirationTime", "19700101000000Z")]),
+            Some(AccountState::MustChangePassword)
+        );
+        assert_eq!(
+            state(&[("passwordExpirationTime", "20200101000000Z")]),
+            Some(AccountState::PasswordExpired)
+        );
+        assert_eq!(
+            state(&[("passwordExpirationTime", "22000101000000Z")]),
+            None
+        );
+        assert_eq!(state(&[("passwordExpirationTime", "garbage")]), None);
     }
 }

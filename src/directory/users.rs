@@ -60,19 +60,23 @@ impl Directory {
             .await
     }
 
-    /// The account behind an issued token, with its state: the entry itself (gone is an
-    /// unknown user) with the user attributes and the account-state attributes.
+    /// The account behind an issued token, with its state: the entry itself, in one
+    /// base-scope search with `ldap.user.filter` filled as the login's search filled it, so
+    /// that an account gone and an account the filter no longer admits are both an unknown
+    /// user. Read with the user attributes and the account-state attributes.
     pub(crate) async fn read_account(
         &self,
         s: &Server,
         ldap: &mut Ldap,
         dn: &str,
+        login: &Login,
         deadline: Instant,
     ) -> Result<Entry, Attempt> {
         let mut attrs = self.user_attrs();
         attrs.extend(STATE_ATTRS.map(String::from));
-        self.find_user_with(s, ldap, Query::entry(dn), attrs, deadline)
-            .await
+        let filter = self.user_filter(login);
+        let q = Query::entry_matching(dn, &filter);
+        self.find_user_with(s, ldap, q, attrs, deadline).await
     }
 
     async fn find_user_with(

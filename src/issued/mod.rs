@@ -3,7 +3,7 @@
 //!
 //! v4.public has no algorithm field: the version and purpose in the prefix fix Ed25519, so
 //! no token can choose how it is checked. The footer `{"kid":"..."}` only selects one of
-//! the configured public keys. Claims carry who (`sub`, `dn`, `name`) and when (`iat`,
+//! the configured public keys. Claims carry who (`sub`, `dn`, `name`, `login`) and when (`iat`,
 //! `nbf`, `exp`), never groups: those are read from the directory at every review.
 
 mod key_files;
@@ -21,6 +21,12 @@ use serde::{Deserialize, Serialize};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
+use hmac::digest::KeyInit;
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use crate::directory::state::password_version;
+use crate::directory::Entry;
 use keys::{SigningKey, VerifyingKey};
 
 pub use keys::{keygen, KeyError};
@@ -51,6 +57,34 @@ pub(crate) struct Tokens {
     audience: String,
     ttl: Duration,
     not_before: Option<SystemTime>,
+    /// The key of password versions, derived from the signing key.
+    password_key: Option<PasswordKey>,
+}
+
+/// The key of the password-version digest: HMAC-SHA256 of a fixed label under the signing
+/// key's secret, so every node with the same signing key derives the same key and nobody
+/// without it can compute (or search for) a version.
+struct PasswordKey(Hmac<Sha256>);
+
+/// The label of the derivation: a key for this purpose only, never the signing key itself.
+const PASSWORD_KEY_LABEL: &[u8] = b"kube-ldap-webhook password version key v1";
+
+impl PasswordKey {
+    fn derive(signing: &SigningKey) -> Option<PasswordKey> {
+        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(signing.secret.as_bytes()).ok()?;
+        mac.update(PASSWORD_KEY_LABEL);
+        let key = mac.finalize().into_bytes();
+        <Hmac<Sha256> as KeyInit>::new_from_slice(&key)
+            .ok()
+            .map(PasswordKey)
+    }
+}
+
+/// A key: never in Debug output.
+impl std::fmt::Debug for PasswordKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PasswordKey(<redacted>)")
+    }
 }
 
 /// The claims of a token, as signed.
@@ -67,8 +101,14 @@ struct Claims {
     dn: String,
     /// The Kubernetes username, prefix included.
     name: String,
-    /// A digest of the account's password-change attributes at login (`pwdChangedTime`,
-    /// `pwdLastSet`): a password change since then makes the token expired.
+    /// The name as typed at the login (NFKC): the re-check fills `ldap.user.filter` from
+    /// it as the login's search did. Absent in tokens from before it was recorded.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    login: String,
+    /// The account's password version at login: a digest of its password-change
+    /// attributes keyed with a key derived from the signing key (see
+    /// [`Tokens::password_version`]), so that it tells nothing about when the password
+    /// was changed; a password change since then makes the token expired.
     pwv: String,
     iat: String,
     nbf: String,
@@ -91,6 +131,8 @@ pub(crate) struct Subject {
     pub directory: String,
     pub dn: String,
     pub username: String,
+    /// The name as typed at the login; empty in tokens that did not record it.
+    pub login: String,
     pub password_version: String,
 }
 
@@ -99,6 +141,9 @@ pub(crate) struct Subject {
 pub(crate) struct Verified {
     pub subject: Subject,
     pub expires: SystemTime,
+    /// Signed by this node's signing key: only then is its password version one this node
+    /// can recompute (the key of the digest is derived from the signing key).
+    pub signed_here: bool,
 }
 
 /// A freshly signed token.
@@ -171,6 +216,7 @@ impl Tokens {
             }
         }
         Tokens {
+            password_key: signing.as_ref().and_then(PasswordKey::derive),
             signing,
             verifying: all,
             issuer,
@@ -190,6 +236,15 @@ impl Tokens {
         self.verifying.iter().map(|k| k.kid.as_str()).collect()
     }
 
+    /// The password version of `entry`: its password-change attributes under the key
+    /// derived from the signing key; `None` without a signing key (no token is signed then,
+    /// and no token's version can be checked).
+    pub(crate) fn password_version(&self, entry: &Entry) -> Option<String> {
+        self.password_key
+            .as_ref()
+            .map(|k| password_version(entry, &k.0))
+    }
+
     /// Signs a token for `subject`, valid from `now` for `login.token_ttl`.
     pub(crate) fn sign(&self, subject: &Subject, now: SystemTime) -> Result<Issued, SignError> {
         let key = self.signing.as_ref().ok_or(SignError::NoKey)?;
@@ -204,6 +259,7 @@ impl Tokens {
             dir: subject.directory.clone(),
             dn: subject.dn.clone(),
             name: subject.username.clone(),
+            login: subject.login.clone(),
             pwv: subject.password_version.clone(),
             iat: rfc3339(iat),
             nbf: rfc3339(iat),
@@ -244,10 +300,14 @@ impl Tokens {
         // Signed by one of our keys from here on.
         let claims: Claims = serde_json::from_slice(untrusted.untrusted_payload())
             .map_err(|_| Refused::Invalid("malformed claims"))?;
-        self.check(claims, now)
+        let signed_here = self
+            .signing
+            .as_ref()
+            .is_some_and(|s| s.public.kid == key.kid);
+        self.check(claims, now, signed_here)
     }
 
-    fn check(&self, c: Claims, now: SystemTime) -> Result<Verified, Refused> {
+    fn check(&self, c: Claims, now: SystemTime, signed_here: bool) -> Result<Verified, Refused> {
         if c.iss != self.issuer || c.aud != self.audience {
             return Err(Refused::Invalid("another issuer or audience"));
         }
@@ -277,9 +337,11 @@ impl Tokens {
                 directory: c.dir,
                 dn: c.dn,
                 username: c.name,
+                login: c.login,
                 password_version: c.pwv,
             },
             expires: exp,
+            signed_here,
         })
     }
 }

@@ -29,6 +29,7 @@ fn alice() -> Subject {
         uid: "a11ce".into(),
         dn: "uid=alice,ou=people,dc=example,dc=org".into(),
         username: "alice".into(),
+        login: "EXAMPLE\\alice".into(),
         password_version: "v1".into(),
     }
 }
@@ -314,4 +315,51 @@ fn not_before_times_parse_as_rfc3339_only() {
     assert!(parse_rfc3339("2024-05-01T14:00:00+02:00").is_ok());
     let e = parse_rfc3339("yesterday").unwrap_err();
     assert!(e.contains("RFC 3339"), "{e}");
+}
+
+fn changed_at(time: &str) -> crate::directory::Entry {
+    crate::directory::Entry {
+        dn: "uid=alice,ou=people,dc=example,dc=org".into(),
+        attrs: vec![("pwdChangedTime".into(), vec![time.as_bytes().to_vec()])],
+    }
+}
+
+/// `pwv` is keyed with a key derived from the signing key: two nodes with the same key
+/// agree, and a version says nothing to whoever lacks the key.
+#[test]
+fn the_password_version_is_keyed_by_the_signing_key() {
+    let (d1, k1) = pair();
+    let (_d2, k2) = pair();
+    let again = keys::load_signing_key(&d1.path().join(keys::SIGNING_KEY)).unwrap();
+    let entry = changed_at("20240501120000Z");
+    let v1 = tokens(k1).password_version(&entry).unwrap();
+    let v2 = tokens(k2).password_version(&entry).unwrap();
+    let other_node = tokens(again).password_version(&entry).unwrap();
+    assert_ne!(v1, v2, "another signing key, another version");
+    assert_eq!(v1, other_node, "the same signing key on another node");
+}
+
+#[test]
+fn without_a_signing_key_there_is_no_password_version() {
+    let t = Tokens::new(None, vec![], "i".into(), "a".into(), HOUR, None);
+    assert_eq!(t.password_version(&changed_at("20240501120000Z")), None);
+}
+
+#[test]
+fn a_token_knows_whether_this_nodes_signing_key_signed_it() {
+    let (_d1, k1) = pair();
+    let (_d2, k2) = pair();
+    let other = k2.public.clone();
+    let foreign = tokens(k2).sign(&alice(), now()).unwrap();
+    let t = Tokens::new(
+        Some(k1),
+        vec![other],
+        "kube-ldap-webhook".into(),
+        "kube-ldap-webhook".into(),
+        8 * HOUR,
+        None,
+    );
+    let own = t.sign(&alice(), now()).unwrap();
+    assert!(t.verify(&own.token, now()).unwrap().signed_here);
+    assert!(!t.verify(&foreign.token, now()).unwrap().signed_here);
 }

@@ -5,6 +5,7 @@
 //! - `pki`: CAs, and the certificates a daemon and its clients need;
 //! - `slapd`: an OpenLDAP server with the fixture directory, and what its log counts;
 //! - `samba`: a Samba Active Directory domain controller, one per test binary;
+//! - `ds389`: a 389 Directory Server (FreeIPA's directory), one per test;
 //! - `config`: the daemon's config for a test, and [`DaemonBuilder`], the one way to make it;
 //! - `daemon`: the running daemon: its logs, ops listener, signals and clients;
 //! - `metrics`: values read from /metrics;
@@ -18,6 +19,7 @@
 
 mod config;
 mod daemon;
+mod ds389;
 mod https;
 mod metrics;
 mod notify;
@@ -35,6 +37,7 @@ use base64::Engine;
 
 pub use config::*;
 pub use daemon::*;
+pub use ds389::*;
 pub use https::*;
 pub use metrics::*;
 pub use notify::*;
@@ -83,4 +86,13 @@ pub fn secret_file(dir: &std::path::Path, name: &str, contents: &str) -> PathBuf
 /// The bearer token kube-apiserver passes on: base64 of `user:password`.
 pub fn token(user: &str, password: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+}
+
+/// A GeneralizedTime (`YYYYMMDDHHMMSSZ`, UTC) `when` (`date -d`'s words: "-2 days").
+pub fn generalized_time(when: &str) -> String {
+    let out = std::process::Command::new("date")
+        .args(["-u", "-d", when, "+%Y%m%d%H%M%SZ"])
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
 }

@@ -298,6 +298,11 @@ impl Stats {
             .count()
     }
 
+    /// SEARCH requests (`base=... scope=... filter=...`).
+    pub fn searches(&self) -> Vec<&str> {
+        self.lines().filter(|l| l.contains(" SRCH base=")).collect()
+    }
+
     pub fn decoy_binds(&self) -> usize {
         self.binds().filter(|l| l.contains(DECOY)).count()
     }

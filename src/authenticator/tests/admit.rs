@@ -1,0 +1,159 @@
+//! One policy decides whether an entry may log in ([`Authenticator::admit`]): a login and
+//! the re-check of an issued token reach the same verdict on the same entry, and a token's
+//! review applies every rule again once the cache's answer is over.
+
+use std::time::SystemTime;
+
+use super::*;
+use crate::issued::Verified;
+
+/// An authenticator that signs tokens (a service account, a signing key), with `extra`
+/// TOML after `[cache]`; the directory holding the key files goes with it.
+fn issuing(fake: Arc<Fake>, extra: &str) -> (tempfile::TempDir, Arc<Authenticator<Fake>>) {
+    let d = tempfile::tempdir().unwrap();
+    crate::issued::keygen(d.path()).unwrap();
+    let pw = d.path().join("service.pw");
+    std::fs::write(&pw, "service-secret\n").unwrap();
+    let ldap = format!(
+        "bind_dn = \"cn=svc\"\nbind_password_file = \"{}\"",
+        pw.display()
+    );
+    let tokens = format!(
+        "[tokens]\nsigning_key_file = \"{}\"\n{extra}",
+        d.path().join("signing.key").display()
+    );
+    let a = authenticator_of(fake, config_for(&ldap, "", &tokens));
+    (d, a)
+}
+
+/// Logs `user` in and signs the token the login endpoint would hand out.
+async fn token_for(a: &Arc<Authenticator<Fake>>, user: &str, password: &str) -> String {
+    let login = a.login(&token(user, password), deadline()).await;
+    assert!(matches!(login.outcome, Outcome::Accepted(_)), "{login:?}");
+    let account = login.account.expect("the login's account");
+    let issued = a.config.tokens.issued.sign(&account, SystemTime::now());
+    issued.expect("a signing key").token
+}
+
+/// The review of `issued` once the cached answer (`cache.ttl`, 2 minutes) is over.
+async fn review_after_ttl(a: &Arc<Authenticator<Fake>>, issued: &str) -> Review {
+    tokio::time::advance(Duration::from_secs(121)).await;
+    a.review(issued, deadline()).await
+}
+
+fn alice_now(attrs: &[(&str, &str)], groups: &[&str]) -> Found {
+    let login = Login::parse("alice", crate::config::LoginForms::AsTyped);
+    let attrs: Vec<_> = attrs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+    Fake::found("uid=alice,ou=people", &login, &groups, &attrs)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_token_is_refused_at_its_next_review_once_the_account_leaves_the_required_groups() {
+    let fake = Arc::new(Fake::new());
+    let (_keys, a) = issuing(fake.clone(), "[identity]\nrequired_groups = [\"devs\"]");
+    let issued = token_for(&a, "alice", "alice-pw").await;
+    let r = a.review(&issued, deadline()).await;
+    assert!(matches!(r.outcome, Outcome::Accepted(_)), "{r:?}");
+    fake.since.lock().unwrap().groups = Some(vec![]);
+    let r = review_after_ttl(&a, &issued).await;
+    let refused = Outcome::AccountState(AccountState::NotInRequiredGroup);
+    assert_eq!(r.outcome.label(), refused.label(), "{r:?}");
+    assert_eq!(r.source, Source::Directory);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_token_is_refused_at_its_next_review_once_the_account_is_disabled() {
+    let fake = Arc::new(Fake::new());
+    let (_keys, a) = issuing(fake.clone(), "");
+    let issued = token_for(&a, "alice", "alice-pw").await;
+    fake.since.lock().unwrap().attrs = vec![("nsAccountLock".into(), "TRUE".into())];
+    let r = review_after_ttl(&a, &issued).await;
+    assert!(
+        matches!(r.outcome, Outcome::AccountState(AccountState::Disabled)),
+        "{r:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_token_is_refused_at_its_next_review_once_the_password_changed() {
+    let fake = Arc::new(Fake::new());
+    let (_keys, a) = issuing(fake.clone(), "");
+    let issued = token_for(&a, "alice", "alice-pw").await;
+    let changed = ("pwdChangedTime".to_string(), "20260501120000Z".to_string());
+    fake.since.lock().unwrap().attrs = vec![changed];
+    let r = review_after_ttl(&a, &issued).await;
+    assert!(
+        matches!(
+            r.outcome,
+            Outcome::AccountState(AccountState::PasswordExpired)
+        ),
+        "{r:?}"
+    );
+}
+
+/// Attributes of the entry, its groups, the verdict's label.
+type Case = (
+    &'static [(&'static str, &'static str)],
+    &'static [&'static str],
+    &'static str,
+);
+
+/// The same entry, judged for a login and for a token's re-check, meets the same rules.
+#[tokio::test(start_paused = true)]
+async fn a_login_and_a_recheck_judge_the_same_entry_alike() {
+    let (_keys, a) = issuing(
+        Arc::new(Fake::new()),
+        "[identity]\nrequired_groups = [\"devs\"]",
+    );
+    let login = Login::parse("alice", crate::config::LoginForms::AsTyped);
+    let signed = a.admit(alice_now(&[], &["devs"]), &login, None);
+    let account = *signed.account.expect("accepted, with an account");
+    let token = Verified {
+        subject: account,
+        expires: SystemTime::now() + Duration::from_secs(3600),
+        signed_here: true,
+    };
+    let cases: [Case; 4] = [
+        (&[], &["devs"], "accepted"),
+        (&[], &["ops"], "not_in_required_group"),
+        (&[("nsAccountLock", "true")], &["devs"], "account_disabled"),
+        (&[("pwdReset", "TRUE")], &["devs"], "must_change_password"),
+    ];
+    for (attrs, groups, label) in cases {
+        let at_login = a.admit(alice_now(attrs, groups), &login, None);
+        let at_recheck = a.admit(alice_now(attrs, groups), &login, Some(&token));
+        assert_eq!(at_login.outcome.label(), label, "{attrs:?} {groups:?}");
+        assert_eq!(at_recheck.outcome.label(), label, "{attrs:?} {groups:?}");
+    }
+}
+
+/// A token of another node's signing key (a review-only node, a key being rotated away)
+/// carries a version this node cannot compute; the other rules still hold.
+#[tokio::test(start_paused = true)]
+async fn a_token_of_another_signing_key_is_rechecked_without_its_password_version() {
+    let (_keys, a) = issuing(Arc::new(Fake::new()), "");
+    let login = Login::parse("alice", crate::config::LoginForms::AsTyped);
+    let signed = a.admit(alice_now(&[], &[]), &login, None);
+    let mut account = *signed.account.expect("accepted, with an account");
+    account.password_version = "another key's version".into();
+    let mut token = Verified {
+        subject: account,
+        expires: SystemTime::now() + Duration::from_secs(3600),
+        signed_here: false,
+    };
+    let r = a.admit(alice_now(&[], &[]), &login, Some(&token));
+    assert_eq!(r.outcome.label(), "accepted");
+    let r = a.admit(
+        alice_now(&[("nsAccountLock", "TRUE")], &[]),
+        &login,
+        Some(&token),
+    );
+    assert_eq!(r.outcome.label(), "account_disabled");
+    token.signed_here = true;
+    let r = a.admit(alice_now(&[], &[]), &login, Some(&token));
+    assert_eq!(r.outcome.label(), "password_expired");
+}
