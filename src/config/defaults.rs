@@ -181,6 +181,13 @@ pub(crate) const LOGIN_BURST: Limit<u64> = Limit {
     min: 1,
     max: 10_000,
 };
+/// Requests in flight on the whole login port; beyond it 503 at once.
+pub(crate) const LOGIN_MAX_IN_FLIGHT: Limit<u64> = Limit {
+    key: "login.max_in_flight",
+    default: 64,
+    min: 1,
+    max: 10_000,
+};
 pub(crate) const TOKEN_ISSUER: &str = "kube-ldap-webhook";
 
 /// Every duration key, for the documentation checks.
@@ -213,6 +220,7 @@ pub(crate) const COUNTS: &[&Limit<u64>] = &[
     &MAX_FAILURES,
     &LOGIN_RATE,
     &LOGIN_BURST,
+    &LOGIN_MAX_IN_FLIGHT,
 ];
 
 /// How a bound is written in messages and in the documentation.

@@ -163,6 +163,7 @@ pub(super) struct RawLogin {
     pub token_ttl: Option<Dur>,
     pub rate: Option<u64>,
     pub burst: Option<u64>,
+    pub max_in_flight: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -88,6 +88,7 @@ fn resolve_login(l: RawLogin, cx: &Ctx) -> Result<Option<Login>, ConfigError> {
     let token_ttl = cx.duration(&d::TOKEN_TTL, l.token_ttl)?;
     let rate = cx.limit(&d::LOGIN_RATE, l.rate)?;
     let burst = cx.limit(&d::LOGIN_BURST, l.burst)?;
+    let max_in_flight = cx.limit(&d::LOGIN_MAX_IN_FLIGHT, l.max_in_flight)?;
     let listen = match l.listen.as_deref().map(str::trim) {
         None | Some("") => return Ok(None),
         Some(s) => s.parse().map_err(|_| {
@@ -103,6 +104,7 @@ fn resolve_login(l: RawLogin, cx: &Ctx) -> Result<Option<Login>, ConfigError> {
         token_ttl,
         rate: u32::try_from(rate).unwrap_or(u32::MAX),
         burst: u32::try_from(burst).unwrap_or(u32::MAX),
+        max_in_flight: usize::try_from(max_in_flight).unwrap_or(usize::MAX),
     }))
 }
 

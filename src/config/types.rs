@@ -294,6 +294,8 @@ pub struct Login {
     pub rate: u32,
     /// `login.burst`: logins a source may make at once.
     pub burst: u32,
+    /// `login.max_in_flight`: requests in flight on the whole login port.
+    pub max_in_flight: usize,
 }
 
 /// `[tokens]`.

@@ -27,6 +27,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::admission::{Admission, HandshakeSlot, Limits, Place, Refused, Seat};
 use super::closes::{Closes, Reason, LOG_INTERVAL};
+use super::in_flight::InFlight;
 use super::login::handle_login;
 use super::review::handle_review;
 use super::{stopped, Shared};
@@ -41,6 +42,46 @@ const KEEPALIVE_RETRIES: u32 = 3;
 /// hyper's header read timeout of the benchmark's baseline and other callers of
 /// [`connection_builder`]; the daemon uses `idle_timeout` instead.
 const DEFAULT_IDLE: Duration = Duration::from_secs(120);
+/// The review port's HTTP/2 streams per connection: kube-apiserver sends its reviews on a
+/// few connections.
+const REVIEW_STREAMS: u32 = 256;
+/// The login port's HTTP/2 streams per connection: a person's plugin sends one request.
+pub(crate) const LOGIN_STREAMS: u32 = 4;
+/// The login port's HTTP/2 flow-control windows. It never reads a body, so these are what
+/// a client can make it buffer: at most the connection window per connection. 65,535 is
+/// the protocol's initial connection window, below which no server can go.
+pub(crate) const LOGIN_STREAM_WINDOW: u32 = 16 * 1024;
+pub(crate) const LOGIN_CONN_WINDOW: u32 = 65_535;
+/// What one login connection can make the daemon hold at most, in bytes: rustls (a
+/// handshake message up to 64 KiB, a record being decrypted, 16 KiB of plaintext not yet
+/// read, 64 KiB of output), then the larger of HTTP/2 (the connection window, a frame, a
+/// header block being decoded, the header lists of its open streams, the HPACK table) and
+/// HTTP/1.1 (its read buffer), and the task's own state. docs/architecture.md
+/// ("Connections") multiplies it out per listener.
+pub const LOGIN_CONNECTION_BYTES: usize = TLS_BYTES
+    + const_max(
+        LOGIN_CONN_WINDOW as usize
+            + 16 * 1024
+            + (LOGIN_STREAMS as usize + 1) * LOGIN_HEADER_LIST as usize
+            + 4096,
+        LOGIN_READ_BUFFER,
+    )
+    + 8 * 1024;
+/// rustls' buffers of one connection (see [`LOGIN_CONNECTION_BYTES`]).
+const TLS_BYTES: usize = (64 + 18 + 16 + 64) * 1024;
+
+const fn const_max(a: usize, b: usize) -> usize {
+    if a > b {
+        a
+    } else {
+        b
+    }
+}
+/// The login port's HTTP/1.1 read buffer: a request head must fit (hyper's least is 8 KiB;
+/// its default, 400 KiB, would be pinned by every slow anonymous head).
+pub(crate) const LOGIN_READ_BUFFER: usize = 32 * 1024;
+/// The largest request head (HTTP/2 header list) on the login port.
+pub(crate) const LOGIN_HEADER_LIST: u32 = 16 * 1024;
 
 /// Which listener: what it serves and whether a client certificate is required.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +119,7 @@ pub(crate) async fn run_listener(
             .clone()
     };
     let admission = Admission::new(gauge("handshake"), gauge("verified"));
+    let in_flight = Arc::new(InFlight::default());
     let closes = Closes::new(port.name(), shared.metrics.clone());
     // Every connection task holds a sender; the drain waits for the last one to go.
     let (alive, mut all_gone) = mpsc::channel::<()>(1);
@@ -119,6 +161,7 @@ pub(crate) async fn run_listener(
             closes: closes.clone(),
             deadline: accepted_at + rt.config.server.handshake_timeout,
             shutdown: shutdown.clone(),
+            in_flight: in_flight.clone(),
         };
         drop(rt);
         let alive = alive.clone();
@@ -141,10 +184,10 @@ pub(crate) async fn run_listener(
 /// HTTP/1.1 and HTTP/2 settings of a TokenReview connection (also used by the benchmark's
 /// baseline server, so that both stand on the same stack).
 pub fn connection_builder() -> auto::Builder<TokioExecutor> {
-    builder(DEFAULT_IDLE)
+    builder(DEFAULT_IDLE, Port::Reviews)
 }
 
-fn builder(idle: Duration) -> auto::Builder<TokioExecutor> {
+fn builder(idle: Duration, port: Port) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // hyper's header timer runs from the end of one HTTP/1.1 response to the end of the next
     // request head: the idle timeout between requests (the first one is ours to time).
@@ -156,8 +199,19 @@ fn builder(idle: Duration) -> auto::Builder<TokioExecutor> {
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_concurrent_streams(256)
+        .max_concurrent_streams(REVIEW_STREAMS)
         .keep_alive_interval(Some(Duration::from_secs(30)));
+    if port == Port::Login {
+        // Anonymous clients: what one connection can make the daemon hold stays small
+        // (docs/architecture.md, "Connections").
+        builder.http1().max_buf_size(LOGIN_READ_BUFFER);
+        builder
+            .http2()
+            .max_concurrent_streams(LOGIN_STREAMS)
+            .initial_stream_window_size(LOGIN_STREAM_WINDOW)
+            .initial_connection_window_size(LOGIN_CONN_WINDOW)
+            .max_header_list_size(LOGIN_HEADER_LIST);
+    }
     builder
 }
 
@@ -191,6 +245,8 @@ struct Connection {
     /// For the TLS handshake and the first request head, counted from accept.
     deadline: Instant,
     shutdown: watch::Receiver<bool>,
+    /// Requests in flight on this listener (capped on the login port).
+    in_flight: Arc<InFlight>,
 }
 
 impl Connection {
@@ -210,7 +266,7 @@ impl Connection {
         &mut self,
         tcp: TcpStream,
         acceptor: TlsAcceptor,
-        mut slot: HandshakeSlot,
+        slot: HandshakeSlot,
     ) -> Option<(TlsStream<TcpStream>, Place)> {
         let handshake = tokio::time::timeout_at(self.deadline, acceptor.accept(tcp));
         let tls = tokio::select! {
@@ -243,8 +299,8 @@ impl Connection {
             return None;
         }
         if self.port == Port::Login {
-            // Anyone completes this handshake: a login connection stays replaceable until
-            // its first request arrives.
+            // Anyone completes this handshake: a login connection stays replaceable while
+            // it has no request in flight.
             return Some((tls, Place::Pending(slot)));
         }
         let limits = Limits::of(&self.shared.current.load().config.server);
@@ -272,27 +328,33 @@ impl Connection {
             (s.idle_timeout, s.request_timeout + Duration::from_secs(1))
         };
         let activity = Arc::new(Activity::new());
-        let (seat, mut eviction) = Seat::new(place);
+        let seat = Seat::new(place, self.port == Port::Login);
         let svc = {
             let (shared, activity, port, peer) =
                 (self.shared.clone(), activity.clone(), self.port, self.peer);
-            let closes = self.closes.clone();
+            let (closes, in_flight, seat) =
+                (self.closes.clone(), self.in_flight.clone(), seat.clone());
             service_fn(move |req| {
                 let (shared, busy, seat) = (shared.clone(), activity.begin(), seat.clone());
-                let closes = closes.clone();
+                let (closes, in_flight) = (closes.clone(), in_flight.clone());
                 async move {
-                    let limits = Limits::of(&shared.current.load().config.server);
+                    let head = req.method() == hyper::Method::HEAD;
+                    let rt = shared.current.load_full();
+                    let limits = Limits::of(&rt.config.server);
                     let reply = match (seat.admit(limits), port) {
                         (Err(refused), _) => no_place(&shared, &closes, peer, refused),
-                        (Ok(()), Port::Reviews) => handle_review(&shared, req).await,
-                        (Ok(()), Port::Login) => handle_login(&shared, peer, req).await,
+                        (Ok(_held), Port::Reviews) => handle_review(&shared, req).await,
+                        (Ok(_held), Port::Login) => {
+                            drop(rt);
+                            handle_login(&shared, &in_flight, peer, req).await
+                        }
                     };
                     drop(busy);
-                    Ok::<_, Infallible>(reply)
+                    Ok::<_, Infallible>(if head { without_body(reply) } else { reply })
                 }
             })
         };
-        let builder = builder(idle);
+        let builder = builder(idle, self.port);
         let mut conn = pin!(builder.serve_connection(TokioIo::new(tls), svc));
         // Set once the connection was asked to wind down: then the time it has left.
         let mut closing: Option<Instant> = None;
@@ -326,8 +388,9 @@ impl Connection {
                         }
                     }
                 }
-                _ = wait_evicted(&mut eviction), if eviction.is_some() && !activity.has_started() => {
-                    self.closes.record(Reason::Evicted, self.peer, "replaced by a newer connection before its first request");
+                _ = seat.evicted() => {
+                    // Only a connection without a request in flight is replaceable.
+                    self.closes.record(Reason::Evicted, self.peer, "replaced by a newer connection while idle");
                     return;
                 }
                 _ = stopped(&mut self.shutdown), if closing.is_none() => {
@@ -339,16 +402,16 @@ impl Connection {
     }
 }
 
-/// Resolves when a pending connection was replaced by a newer one. The notice's sender is
-/// also dropped when the connection takes its verified place at its first request: that
-/// is no eviction, and never resolves.
-async fn wait_evicted(eviction: &mut Option<tokio::sync::oneshot::Receiver<()>>) {
-    if let Some(rx) = eviction {
-        if rx.await.is_ok() {
-            return;
-        }
-    }
-    std::future::pending().await
+/// The answer to a `HEAD`: the headers of the `GET` answer, no body (HTTP/2 clients treat
+/// DATA frames on a `HEAD` answer as a protocol error).
+fn without_body(reply: super::review::Reply) -> super::review::Reply {
+    let (mut parts, body) = reply.into_parts();
+    let len = hyper::body::Body::size_hint(&body).exact().unwrap_or(0);
+    parts.headers.insert(
+        hyper::header::CONTENT_LENGTH,
+        hyper::header::HeaderValue::from(len),
+    );
+    hyper::Response::from_parts(parts, http_body_util::Full::new(bytes::Bytes::new()))
 }
 
 /// The answer to a request on a connection that found no verified place.

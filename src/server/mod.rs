@@ -25,13 +25,14 @@ use crate::metrics::Metrics;
 
 pub(crate) mod admission;
 pub(crate) mod closes;
+mod in_flight;
 mod listener;
 mod login;
 mod ops;
 pub(crate) mod ratelimit;
 mod review;
 
-pub use listener::connection_builder;
+pub use listener::{connection_builder, LOGIN_CONNECTION_BYTES};
 pub(crate) use listener::{run_listener, Port};
 pub(crate) use ops::run_ops;
 pub use ops::MAX_CONNECTIONS as OPS_MAX_CONNECTIONS;
