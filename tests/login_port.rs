@@ -278,7 +278,7 @@ async fn connections_idle_after_one_request_from_a_few_addresses_cannot_hold_the
         }
     }
     assert!(
-        held.len() >= 16,
+        held.len() >= 4,
         "the attack got its requests answered: {}",
         held.len()
     );

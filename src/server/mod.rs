@@ -6,7 +6,7 @@
 //! - [`closes`]: connections closed by the daemon, counted and logged sparingly;
 //! - [`review`]: the TokenReview handler, admit -> respond;
 //! - [`login`]: `POST /login` and `GET /login` on the login listener, [`ratelimit`] its
-//!   per-source rate limit;
+//!   per-source rate limit, [`in_flight`] its cap on requests in flight;
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`.
 
 use std::net::SocketAddr;
