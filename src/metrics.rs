@@ -178,7 +178,7 @@ metrics! {
     /// Requests on the login endpoint, by result.
     logins: Family<EventLabels, Counter> = Family::default(),
         "logins",
-        "Login endpoint requests: issued, rejected, unavailable, backend_error, rate_limited, check_accepted, check_rejected";
+        "Login endpoint requests: issued, rejected, unavailable, backend_error, rate_limited, check_accepted, check_rejected, body_refused, busy";
 }
 
 fn ldap_buckets() -> Histogram {
@@ -230,6 +230,8 @@ impl Metrics {
             "rate_limited",
             "check_accepted",
             "check_rejected",
+            "body_refused",
+            "busy",
         ] {
             let _ = self.logins.get_or_create(&EventLabels { event });
         }

@@ -328,3 +328,43 @@ async fn head_over_http2_is_answered_on_the_review_port() {
         .expect("a HEAD answer without a protocol error");
     assert_eq!((a.status, a.raw.as_str()), (405, ""));
 }
+
+// -------------------------------------------------------------------------------------
+// The unit's memory limit
+// -------------------------------------------------------------------------------------
+
+/// The process before any connection, and the cache's RSS per answer at most
+/// (BENCHMARKS.md: 16 MiB after 1,000 reviews; the target of < 1 KiB per cached answer).
+const PROCESS_BYTES: u64 = 16 * 1024 * 1024;
+const CACHED_ANSWER_BYTES: u64 = 1024;
+
+#[test]
+fn the_units_memory_max_is_above_what_anonymous_clients_can_make_the_daemon_hold() {
+    let keys = KeyPair::new();
+    let dir = tempfile::tempdir().unwrap();
+    let config = Daemon::builder()
+        .url("ldap://127.0.0.1:1")
+        .section("cache", issuing_config("", free_port(), &keys, "", ""))
+        .write_to(dir.path())
+        .path;
+    let c = kube_ldap_webhook::config::load(&config).unwrap();
+    assert!(c.login.is_some() && c.server.ops_listen.is_some());
+    let worst = kube_ldap_webhook::server::anonymous_worst_case(&c)
+        + c.cache.capacity as u64 * CACHED_ANSWER_BYTES
+        + PROCESS_BYTES;
+    let unit = std::fs::read_to_string(repo().join("systemd/kube-ldap-webhook.service")).unwrap();
+    let max = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("MemoryMax="))
+        .expect("the unit sets MemoryMax=");
+    let mib: u64 = max
+        .strip_suffix('M')
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("MemoryMax={max}: expected MiB"));
+    println!("worst case {} MiB, MemoryMax={max}", worst >> 20);
+    assert!(
+        mib << 20 > worst,
+        "MemoryMax={max} is below the worst case, {} MiB",
+        worst >> 20
+    );
+}

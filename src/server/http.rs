@@ -9,6 +9,7 @@ use hyper_util::server::conn::auto;
 
 use super::listener::Port;
 use super::review::Reply;
+use crate::config::Config;
 
 /// hyper's header read timeout of the benchmark's baseline and other callers of
 /// [`connection_builder`]; the daemon uses `idle_timeout` instead.
@@ -53,6 +54,29 @@ const fn const_max(a: usize, b: usize) -> usize {
 const LOGIN_READ_BUFFER: usize = 32 * 1024;
 /// The largest request head (HTTP/2 header list) on the login port.
 const LOGIN_HEADER_LIST: u32 = 16 * 1024;
+
+/// hyper's HTTP/1.1 read buffer at its default (8 KiB + 100 x 4 KiB): the ops listener's.
+const HYPER_READ_BUFFER: usize = 8192 + 4096 * 100;
+/// A login in flight beyond its connection: the directory's answers about one account
+/// and the token signed for it.
+const LOGIN_REQUEST_BYTES: usize = 64 * 1024;
+
+/// What clients without a client certificate can make the listeners of `config` hold at
+/// most, in bytes: the review port's handshakes, every place of the login port and its
+/// requests in flight, the ops listener's connections. docs/architecture.md
+/// ("Connections") and the unit's `MemoryMax=` start from it.
+pub fn anonymous_worst_case(config: &Config) -> u64 {
+    let s = &config.server;
+    let review = s.max_handshakes * TLS_BYTES;
+    let login = config.login.as_ref().map_or(0, |l| {
+        let busy = l.max_in_flight.min(s.max_connections);
+        (s.max_handshakes + busy) * LOGIN_CONNECTION_BYTES + busy * LOGIN_REQUEST_BYTES
+    });
+    let ops = s
+        .ops_listen
+        .map_or(0, |_| super::ops::MAX_CONNECTIONS * HYPER_READ_BUFFER);
+    (review + login + ops) as u64
+}
 
 /// HTTP/1.1 and HTTP/2 settings of a TokenReview connection (also used by the benchmark's
 /// baseline server, so that both stand on the same stack).

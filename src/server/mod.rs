@@ -35,7 +35,7 @@ mod ops;
 pub(crate) mod ratelimit;
 mod review;
 
-pub use http::{connection_builder, LOGIN_CONNECTION_BYTES};
+pub use http::{anonymous_worst_case, connection_builder, LOGIN_CONNECTION_BYTES};
 pub(crate) use listener::{run_listener, Port};
 pub(crate) use ops::run_ops;
 pub use ops::MAX_CONNECTIONS as OPS_MAX_CONNECTIONS;
