@@ -174,7 +174,7 @@ metrics! {
         "connections_closed", "Connections the daemon closed on its own, by listener and reason";
     open_connections: Family<StageLabels, Gauge> = Family::default(),
         "open_connections",
-        "Open connections, by listener and stage (handshake: no verified client certificate yet)";
+        "Open connections, by listener and stage (handshake: replaceable, no verified client certificate yet or a login connection without a request in flight)";
     /// Requests on the login endpoint, by result.
     logins: Family<EventLabels, Counter> = Family::default(),
         "logins",
