@@ -55,8 +55,9 @@ const LOGIN_READ_BUFFER: usize = 32 * 1024;
 /// The largest request head (HTTP/2 header list) on the login port.
 const LOGIN_HEADER_LIST: u32 = 16 * 1024;
 
-/// hyper's HTTP/1.1 read buffer at its default (8 KiB + 100 x 4 KiB): the ops listener's.
-const HYPER_READ_BUFFER: usize = 8192 + 4096 * 100;
+/// An ops connection: its read buffer, the answer being written (`/metrics`, a few tens of
+/// KiB) and the task.
+const OPS_CONNECTION_BYTES: usize = super::ops::READ_BUFFER + 64 * 1024 + 8 * 1024;
 /// A login in flight beyond its connection: the directory's answers about one account
 /// and the token signed for it.
 const LOGIN_REQUEST_BYTES: usize = 64 * 1024;
@@ -74,7 +75,7 @@ pub fn anonymous_worst_case(config: &Config) -> u64 {
     });
     let ops = s
         .ops_listen
-        .map_or(0, |_| super::ops::MAX_CONNECTIONS * HYPER_READ_BUFFER);
+        .map_or(0, |_| super::ops::MAX_CONNECTIONS * OPS_CONNECTION_BYTES);
     (review + login + ops) as u64
 }
 
