@@ -108,7 +108,7 @@ async fn a_request_with_a_body_is_refused_without_reading_it() {
     assert_eq!(resp.status(), 413);
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     assert!(String::from_utf8_lossy(&body).contains("Authorization header"));
-    let chunked = request(
+    let with_length = request(
         &i.daemon.pki,
         "POST",
         &i.login_url(),
@@ -117,12 +117,27 @@ async fn a_request_with_a_body_is_refused_without_reading_it() {
     )
     .await;
     assert_eq!(
-        chunked.status, 413,
-        "HTTP/1.1 with Content-Length: {}",
-        chunked.raw
+        with_length.status, 413,
+        "Content-Length: 2: {}",
+        with_length.raw
     );
+    // HTTP/1.1 chunked, the first chunk never sent.
+    let tcp = conn::tcp_from(Ipv4Addr::LOCALHOST, i.login_port).await;
+    let mut tls = tls_connect(&i.daemon.pki, tcp, None, &[b"http/1.1"])
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /login HTTP/1.1\r\nHost: x\r\nAuthorization: {basic}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    );
+    tls.write_all(head.as_bytes()).await.unwrap();
+    let mut status = [0u8; 12];
+    tokio::time::timeout(conn::CAP, tls.read_exact(&mut status))
+        .await
+        .expect("an answer before the first chunk")
+        .unwrap();
+    assert_eq!(&status, b"HTTP/1.1 413");
     assert_eq!(slapd.user_binds(), 0, "a refused login binds nothing");
-    assert_eq!(logins(&i, "body_refused"), 2.0);
+    assert_eq!(logins(&i, "body_refused"), 3.0);
     assert_eq!(i.login("alice", "alice-password").await.status, 200);
 }
 
