@@ -262,13 +262,11 @@ impl Connection {
                 let (closes, in_flight) = (closes.clone(), in_flight.clone());
                 async move {
                     let head = req.method() == hyper::Method::HEAD;
-                    let rt = shared.current.load_full();
-                    let limits = Limits::of(&rt.config.server);
+                    let limits = Limits::of(&shared.current.load().config.server);
                     let reply = match (seat.admit(limits), port) {
                         (Err(refused), _) => no_place(&shared, &closes, peer, refused),
                         (Ok(_held), Port::Reviews) => handle_review(&shared, req).await,
                         (Ok(_held), Port::Login) => {
-                            drop(rt);
                             handle_login(&shared, &in_flight, peer, req).await
                         }
                     };
