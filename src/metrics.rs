@@ -174,7 +174,7 @@ metrics! {
         "connections_closed", "Connections the daemon closed on its own, by listener and reason";
     open_connections: Family<StageLabels, Gauge> = Family::default(),
         "open_connections",
-        "Open connections, by listener and stage (handshake: no verified client certificate yet)";
+        "Open connections, by listener and stage (handshake: replaceable, no verified client certificate yet or a login connection without a request in flight)";
     /// Password logins at a directory now that count against `login.max_logins_per_directory`.
     logins_in_flight: Family<DirectoryLabels, Gauge> = Family::default(),
         "logins_in_flight",
@@ -186,7 +186,7 @@ metrics! {
     /// Requests on the login endpoint, by result.
     logins: Family<EventLabels, Counter> = Family::default(),
         "logins",
-        "Login endpoint requests: issued, rejected, unavailable, backend_error, rate_limited, check_accepted, check_rejected";
+        "Login endpoint requests: issued, rejected, unavailable, backend_error, rate_limited, check_accepted, check_rejected, body_refused, busy";
 }
 
 fn ldap_buckets() -> Histogram {
@@ -238,6 +238,8 @@ impl Metrics {
             "rate_limited",
             "check_accepted",
             "check_rejected",
+            "body_refused",
+            "busy",
         ] {
             let _ = self.logins.get_or_create(&EventLabels { event });
         }

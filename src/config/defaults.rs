@@ -190,6 +190,13 @@ pub(crate) const LOGIN_MAX_LOGINS_PER_DIRECTORY: Limit<u64> = Limit {
     min: 1,
     max: 1000,
 };
+/// Requests in flight on the whole login port; beyond it 503 at once.
+pub(crate) const LOGIN_MAX_IN_FLIGHT: Limit<u64> = Limit {
+    key: "login.max_in_flight",
+    default: 64,
+    min: 1,
+    max: 10_000,
+};
 pub(crate) const TOKEN_ISSUER: &str = "kube-ldap-webhook";
 
 /// Every duration key, for the documentation checks.
@@ -223,6 +230,7 @@ pub(crate) const COUNTS: &[&Limit<u64>] = &[
     &LOGIN_RATE,
     &LOGIN_BURST,
     &LOGIN_MAX_LOGINS_PER_DIRECTORY,
+    &LOGIN_MAX_IN_FLIGHT,
 ];
 
 /// How a bound is written in messages and in the documentation.

@@ -164,6 +164,7 @@ pub(super) struct RawLogin {
     pub rate: Option<u64>,
     pub burst: Option<u64>,
     pub max_logins_per_directory: Option<u64>,
+    pub max_in_flight: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

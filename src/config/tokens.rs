@@ -91,6 +91,7 @@ fn resolve_login(l: RawLogin, cx: &Ctx) -> Result<Option<Login>, ConfigError> {
         &d::LOGIN_MAX_LOGINS_PER_DIRECTORY,
         l.max_logins_per_directory,
     )?;
+    let max_in_flight = cx.limit(&d::LOGIN_MAX_IN_FLIGHT, l.max_in_flight)?;
     let listen = match l.listen.as_deref().map(str::trim) {
         None | Some("") => return Ok(None),
         Some(s) => s.parse().map_err(|_| {
@@ -107,6 +108,7 @@ fn resolve_login(l: RawLogin, cx: &Ctx) -> Result<Option<Login>, ConfigError> {
         rate: u32::try_from(rate).unwrap_or(u32::MAX),
         burst: u32::try_from(burst).unwrap_or(u32::MAX),
         max_logins_per_directory: u32::try_from(max_logins_per_directory).unwrap_or(u32::MAX),
+        max_in_flight: usize::try_from(max_in_flight).unwrap_or(usize::MAX),
     }))
 }
 

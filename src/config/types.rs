@@ -297,6 +297,8 @@ pub struct Login {
     /// `login.max_logins_per_directory`: logins of credentials not accepted before that may be at a
     /// directory at once, from all sources together.
     pub max_logins_per_directory: u32,
+    /// `login.max_in_flight`: requests in flight on the whole login port.
+    pub max_in_flight: usize,
 }
 
 /// `[tokens]`.

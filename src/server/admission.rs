@@ -1,22 +1,28 @@
-//! Who may hold a connection on the review listener, in two budgets.
+//! Who may hold a connection on a listener, in two budgets.
 //!
-//! *Handshakes*: TCP accepted, no verified client certificate yet. Anyone who can reach the
-//! port lands here, so this budget never refuses a newcomer: when it is full, the newcomer
-//! replaces the oldest handshake of its own address (at `max_handshakes_per_source`), or
-//! else the oldest of the address holding the most. A client that finishes its handshake in
-//! milliseconds always gets through; silent sockets are recycled. (kube-apiserver usually
-//! connects from 127.0.0.1, the address an attacker on the node has too, so a per-address
-//! cap that refused would lock it out.)
+//! *Replaceable* (`max_handshakes`, `max_handshakes_per_source`): TCP accepted, no verified
+//! client certificate yet; on the login port also every connection with no request in
+//! flight (anyone finishes that port's handshake, so an idle login connection is worth no
+//! more than a silent socket). Anyone who can reach the port lands here, so this budget
+//! never refuses a newcomer: when it is full, the newcomer replaces the oldest entry of its
+//! own address (at `max_handshakes_per_source`), or else the oldest of the address holding
+//! the most. A client that finishes its handshake in milliseconds always gets through;
+//! silent sockets and idle connections are recycled. (kube-apiserver usually connects from
+//! 127.0.0.1, the address an attacker on the node has too, so a per-address cap that
+//! refused would lock it out.)
 //!
-//! *Verified*: a client certificate from `client_ca_file`. Only kube-apiserver gets here;
-//! beyond `max_connections` (or `max_connections_per_source`) the connection is closed.
+//! *Verified* (`max_connections`, `max_connections_per_source`): on the review port a
+//! client certificate from `client_ca_file`, so only kube-apiserver gets here; on the login
+//! port a connection while it has a request in flight. Beyond the caps the connection is
+//! closed.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use prometheus_client::metrics::gauge::Gauge;
-use tokio::sync::oneshot;
+use tokio::sync::Notify;
 
 use crate::config::Server;
 
@@ -51,9 +57,42 @@ pub(crate) fn source_of(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// The notice that a newer connection took a connection's replaceable place. Final: an
+/// evicted connection is closed, so the flag is never cleared.
+#[derive(Default)]
+pub(crate) struct Eviction {
+    fired: AtomicBool,
+    notify: Notify,
+}
+
+impl Eviction {
+    fn fire(&self) {
+        self.fired.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    fn fired(&self) -> bool {
+        self.fired.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once the connection was replaced.
+    pub(crate) async fn wait(&self) {
+        loop {
+            let notified = self.notify.notified();
+            let mut notified = std::pin::pin!(notified);
+            // Registered before the flag is read: a fire() in between is not missed.
+            notified.as_mut().enable();
+            if self.fired() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
 struct Pending {
     id: u64,
-    evict: oneshot::Sender<()>,
+    evict: Arc<Eviction>,
 }
 
 #[derive(Default)]
@@ -74,8 +113,7 @@ impl Table {
         };
         if let Some(victim) = queue.pop_front() {
             self.handshake_count -= 1;
-            // The victim's task may have ended already; then there is nothing to tell.
-            let _ = victim.evict.send(());
+            victim.evict.fire();
         }
         if queue.is_empty() {
             self.handshakes.remove(&source);
@@ -141,10 +179,18 @@ impl Admission {
         self.verified_gauge.set(t.verified_count as i64);
     }
 
-    /// Admits a new connection to the handshake budget, evicting others to make room.
+    /// Admits a new connection to the replaceable budget, evicting others to make room.
     pub(crate) fn handshake(self: &Arc<Self>, peer: IpAddr, limits: Limits) -> HandshakeSlot {
-        let source = source_of(peer);
-        let (tx, rx) = oneshot::channel();
+        self.join(source_of(peer), limits, Arc::default())
+    }
+
+    /// Enters `source`'s connection, known by `evict`, as the newest replaceable one.
+    fn join(
+        self: &Arc<Self>,
+        source: IpAddr,
+        limits: Limits,
+        evict: Arc<Eviction>,
+    ) -> HandshakeSlot {
         let mut t = self.lock();
         while t.handshakes.get(&source).map_or(0, VecDeque::len) >= limits.handshakes_per_source {
             t.evict_oldest_of(source);
@@ -157,10 +203,10 @@ impl Admission {
         }
         let id = t.next_id;
         t.next_id += 1;
-        t.handshakes
-            .entry(source)
-            .or_default()
-            .push_back(Pending { id, evict: tx });
+        t.handshakes.entry(source).or_default().push_back(Pending {
+            id,
+            evict: evict.clone(),
+        });
         t.handshake_count += 1;
         self.publish(&t);
         drop(t);
@@ -168,33 +214,27 @@ impl Admission {
             admission: self.clone(),
             source,
             id,
-            evicted: rx,
+            evict,
         }
     }
 }
 
-/// A place in the handshake budget; left when dropped.
+/// A place in the replaceable budget; left when dropped.
 pub(crate) struct HandshakeSlot {
     admission: Arc<Admission>,
     source: IpAddr,
     id: u64,
-    evicted: oneshot::Receiver<()>,
+    evict: Arc<Eviction>,
 }
 
 impl HandshakeSlot {
-    /// The eviction notice, for a connection that waits for it elsewhere than in
-    /// [`HandshakeSlot::evicted`] (which then no longer resolves for eviction).
-    fn take_eviction(&mut self) -> oneshot::Receiver<()> {
-        std::mem::replace(&mut self.evicted, oneshot::channel().1)
-    }
-
     /// Resolves when a newer connection took this one's place.
-    pub(crate) async fn evicted(&mut self) {
-        // A dropped sender means the entry is gone too: the same verdict.
-        let _ = (&mut self.evicted).await;
+    pub(crate) async fn evicted(&self) {
+        self.evict.wait().await;
     }
 
-    /// Moves a connection whose client certificate was verified into the verified budget.
+    /// Moves a connection whose client certificate was verified (or, on the login port,
+    /// whose request arrived) into the verified budget.
     pub(crate) fn verified(self, limits: Limits) -> Result<VerifiedSlot, Refused> {
         let admission = self.admission.clone();
         let mut t = admission.lock();
@@ -229,7 +269,7 @@ impl Drop for HandshakeSlot {
 
 /// Where a connection stands after its TLS handshake.
 pub(crate) enum Place {
-    /// Still replaceable (the login port, until its first request).
+    /// Still replaceable (the login port).
     Pending(HandshakeSlot),
     Verified(VerifiedSlot),
 }
@@ -240,39 +280,86 @@ enum Held {
     Gone,
 }
 
-/// A connection's place, moved into the verified budget at its first request: on the login
-/// port anyone finishes the handshake, so a connection that never asks for anything must
-/// stay replaceable, as a silent TCP connection is.
-pub(crate) struct Seat(Mutex<Held>);
+struct SeatState {
+    held: Held,
+    in_flight: usize,
+}
+
+/// A connection's place while it serves requests. A verified place is taken at a request
+/// if need be; on the login port (`rejoin`) it is given back when the last request in
+/// flight ends, and the connection is replaceable again: anyone finishes that port's
+/// handshake and one cheap request must not buy a place for good.
+pub(crate) struct Seat {
+    state: Mutex<SeatState>,
+    evict: Arc<Eviction>,
+    rejoin: bool,
+}
 
 impl Seat {
-    /// The seat and, while it is pending, the notice that a newer connection replaced it.
-    pub(crate) fn new(place: Place) -> (Arc<Seat>, Option<oneshot::Receiver<()>>) {
-        let (held, eviction) = match place {
-            Place::Pending(mut slot) => {
-                let rx = slot.take_eviction();
-                (Held::Pending(slot), Some(rx))
+    pub(crate) fn new(place: Place, rejoin: bool) -> Arc<Seat> {
+        let (held, evict) = match place {
+            Place::Pending(slot) => {
+                let evict = slot.evict.clone();
+                (Held::Pending(slot), evict)
             }
-            Place::Verified(v) => (Held::Verified(v), None),
+            Place::Verified(v) => (Held::Verified(v), Arc::default()),
         };
-        (Arc::new(Seat(Mutex::new(held))), eviction)
+        Arc::new(Seat {
+            state: Mutex::new(SeatState { held, in_flight: 0 }),
+            evict,
+            rejoin,
+        })
     }
 
-    /// Before each request: a verified place, taken at the first one if need be.
-    pub(crate) fn admit(&self, limits: Limits) -> Result<(), Refused> {
-        let mut held = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        match std::mem::replace(&mut *held, Held::Gone) {
-            Held::Verified(v) => {
-                *held = Held::Verified(v);
-                Ok(())
-            }
-            Held::Pending(slot) => {
-                let v = slot.verified(limits)?;
-                *held = Held::Verified(v);
-                Ok(())
-            }
-            Held::Gone => Err(Refused::Limit),
+    fn lock(&self) -> MutexGuard<'_, SeatState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Resolves when a newer connection replaced this one while it was replaceable.
+    pub(crate) async fn evicted(&self) {
+        self.evict.wait().await;
+    }
+
+    /// Before each request: a verified place, held until the returned guard is dropped.
+    pub(crate) fn admit(self: &Arc<Self>, limits: Limits) -> Result<SeatGuard, Refused> {
+        let mut st = self.lock();
+        match std::mem::replace(&mut st.held, Held::Gone) {
+            Held::Verified(v) => st.held = Held::Verified(v),
+            Held::Pending(slot) => st.held = Held::Verified(slot.verified(limits)?),
+            Held::Gone => return Err(Refused::Limit),
         }
+        st.in_flight += 1;
+        Ok(SeatGuard {
+            seat: self.clone(),
+            limits,
+        })
+    }
+
+    /// After a request: the last one in flight gives a login connection's place back.
+    fn release(&self, limits: Limits) {
+        let mut st = self.lock();
+        st.in_flight -= 1;
+        if !self.rejoin || st.in_flight > 0 {
+            return;
+        }
+        if let Held::Verified(v) = std::mem::replace(&mut st.held, Held::Gone) {
+            let (admission, source) = (v.admission.clone(), v.source);
+            // The verified place goes first: joining may evict, never under two locks.
+            drop(v);
+            st.held = Held::Pending(admission.join(source, limits, self.evict.clone()));
+        }
+    }
+}
+
+/// A request's hold on its connection's verified place.
+pub(crate) struct SeatGuard {
+    seat: Arc<Seat>,
+    limits: Limits,
+}
+
+impl Drop for SeatGuard {
+    fn drop(&mut self) {
+        self.seat.release(self.limits);
     }
 }
 
@@ -297,129 +384,4 @@ impl Drop for VerifiedSlot {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn limits(handshakes: usize, per_source: usize) -> Limits {
-        Limits {
-            handshakes,
-            handshakes_per_source: per_source,
-            verified: 2,
-            verified_per_source: 1,
-        }
-    }
-
-    fn ip(s: &str) -> IpAddr {
-        s.parse().unwrap()
-    }
-
-    fn admission() -> Arc<Admission> {
-        Admission::new(Gauge::default(), Gauge::default())
-    }
-
-    fn is_evicted(slot: &mut HandshakeSlot) -> bool {
-        matches!(slot.evicted.try_recv(), Ok(()))
-    }
-
-    #[test]
-    fn a_full_source_replaces_its_own_oldest_handshake() {
-        let a = admission();
-        let l = limits(10, 2);
-        let mut first = a.handshake(ip("10.0.0.1"), l);
-        let mut second = a.handshake(ip("10.0.0.1"), l);
-        let mut other = a.handshake(ip("10.0.0.2"), l);
-        let mut third = a.handshake(ip("10.0.0.1"), l);
-        assert!(is_evicted(&mut first));
-        assert!(!is_evicted(&mut second));
-        assert!(!is_evicted(&mut other));
-        assert!(!is_evicted(&mut third));
-    }
-
-    #[test]
-    fn a_full_table_replaces_the_oldest_of_the_heaviest_source() {
-        let a = admission();
-        let l = limits(3, 3);
-        let mut quiet = a.handshake(ip("10.0.0.9"), l);
-        let mut loud1 = a.handshake(ip("10.0.0.1"), l);
-        let mut loud2 = a.handshake(ip("10.0.0.1"), l);
-        let mut newcomer = a.handshake(ip("10.0.0.7"), l);
-        assert!(
-            !is_evicted(&mut quiet),
-            "the quiet address keeps its one handshake"
-        );
-        assert!(is_evicted(&mut loud1));
-        assert!(!is_evicted(&mut loud2));
-        assert!(!is_evicted(&mut newcomer));
-    }
-
-    #[test]
-    fn an_evicted_handshake_cannot_become_verified() {
-        let a = admission();
-        let l = limits(1, 1);
-        let first = a.handshake(ip("10.0.0.1"), l);
-        let _second = a.handshake(ip("10.0.0.1"), l);
-        assert_eq!(first.verified(l).err(), Some(Refused::Evicted));
-    }
-
-    #[test]
-    fn verified_budget_is_capped_per_source_and_in_all_and_freed_on_drop() {
-        let a = admission();
-        let l = limits(10, 10);
-        let v1 = a.handshake(ip("10.0.0.1"), l).verified(l).unwrap();
-        let same = a.handshake(ip("10.0.0.1"), l).verified(l);
-        assert_eq!(same.err(), Some(Refused::Limit), "per source");
-        let v2 = a.handshake(ip("10.0.0.2"), l).verified(l).unwrap();
-        let third = a.handshake(ip("10.0.0.3"), l).verified(l);
-        assert_eq!(third.err(), Some(Refused::Limit), "in all");
-        drop(v1);
-        assert!(a.handshake(ip("10.0.0.1"), l).verified(l).is_ok());
-        drop(v2);
-    }
-
-    #[test]
-    fn handshake_slots_leave_the_table_when_dropped() {
-        let a = admission();
-        let l = limits(2, 2);
-        drop(a.handshake(ip("10.0.0.1"), l));
-        drop(a.handshake(ip("10.0.0.1"), l));
-        let mut x = a.handshake(ip("10.0.0.1"), l);
-        let mut y = a.handshake(ip("10.0.0.1"), l);
-        assert!(!is_evicted(&mut x) && !is_evicted(&mut y));
-        assert_eq!(a.lock().handshake_count, 2);
-    }
-
-    #[test]
-    fn a_pending_seat_takes_its_verified_place_at_the_first_request_only() {
-        let a = admission();
-        let l = limits(10, 10);
-        let (seat, mut eviction) = Seat::new(Place::Pending(a.handshake(ip("10.0.0.1"), l)));
-        assert!(matches!(
-            eviction.as_mut().unwrap().try_recv(),
-            Err(oneshot::error::TryRecvError::Empty)
-        ));
-        assert_eq!(a.lock().verified_count, 0, "no place before a request");
-        assert!(seat.admit(l).is_ok());
-        assert!(seat.admit(l).is_ok(), "one place for every request after");
-        assert_eq!(a.lock().verified_count, 1);
-        assert_eq!(a.lock().handshake_count, 0);
-        drop(seat);
-        assert_eq!(a.lock().verified_count, 0);
-    }
-
-    #[test]
-    fn a_pending_seat_replaced_before_its_first_request_gets_none() {
-        let a = admission();
-        let l = limits(1, 1);
-        let (seat, mut eviction) = Seat::new(Place::Pending(a.handshake(ip("10.0.0.1"), l)));
-        let _newer = a.handshake(ip("10.0.0.1"), l);
-        assert!(matches!(eviction.as_mut().unwrap().try_recv(), Ok(())));
-        assert_eq!(seat.admit(l), Err(Refused::Evicted));
-    }
-
-    #[test]
-    fn ipv6_counts_per_64_and_mapped_ipv4_as_ipv4() {
-        assert_eq!(source_of(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
-        assert_eq!(source_of(ip("::ffff:10.0.0.1")), ip("10.0.0.1"));
-        assert_eq!(source_of(ip("10.0.0.1")), ip("10.0.0.1"));
-    }
-}
+mod tests;

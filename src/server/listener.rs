@@ -17,8 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -27,6 +26,8 @@ use tokio_rustls::TlsAcceptor;
 
 use super::admission::{Admission, HandshakeSlot, Limits, Place, Refused, Seat};
 use super::closes::{Closes, Reason, LOG_INTERVAL};
+use super::http::{builder, without_body};
+use super::in_flight::InFlight;
 use super::login::handle_login;
 use super::review::handle_review;
 use super::{stopped, Shared};
@@ -38,9 +39,6 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 const KEEPALIVE_TIME: Duration = Duration::from_secs(30);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 const KEEPALIVE_RETRIES: u32 = 3;
-/// hyper's header read timeout of the benchmark's baseline and other callers of
-/// [`connection_builder`]; the daemon uses `idle_timeout` instead.
-const DEFAULT_IDLE: Duration = Duration::from_secs(120);
 
 /// Which listener: what it serves and whether a client certificate is required.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +76,7 @@ pub(crate) async fn run_listener(
             .clone()
     };
     let admission = Admission::new(gauge("handshake"), gauge("verified"));
+    let in_flight = Arc::new(InFlight::default());
     let closes = Closes::new(port.name(), shared.metrics.clone());
     // Every connection task holds a sender; the drain waits for the last one to go.
     let (alive, mut all_gone) = mpsc::channel::<()>(1);
@@ -119,6 +118,7 @@ pub(crate) async fn run_listener(
             closes: closes.clone(),
             deadline: accepted_at + rt.config.server.handshake_timeout,
             shutdown: shutdown.clone(),
+            in_flight: in_flight.clone(),
         };
         drop(rt);
         let alive = alive.clone();
@@ -136,29 +136,6 @@ pub(crate) async fn run_listener(
         tracing::warn!("in-flight reviews did not finish within {DRAIN_TIMEOUT:?}; exiting anyway");
     }
     closes.flush();
-}
-
-/// HTTP/1.1 and HTTP/2 settings of a TokenReview connection (also used by the benchmark's
-/// baseline server, so that both stand on the same stack).
-pub fn connection_builder() -> auto::Builder<TokioExecutor> {
-    builder(DEFAULT_IDLE)
-}
-
-fn builder(idle: Duration) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    // hyper's header timer runs from the end of one HTTP/1.1 response to the end of the next
-    // request head: the idle timeout between requests (the first one is ours to time).
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(idle)
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_concurrent_streams(256)
-        .keep_alive_interval(Some(Duration::from_secs(30)));
-    builder
 }
 
 fn set_keepalive(tcp: &TcpStream) {
@@ -191,6 +168,8 @@ struct Connection {
     /// For the TLS handshake and the first request head, counted from accept.
     deadline: Instant,
     shutdown: watch::Receiver<bool>,
+    /// Requests in flight on this listener (capped on the login port).
+    in_flight: Arc<InFlight>,
 }
 
 impl Connection {
@@ -210,7 +189,7 @@ impl Connection {
         &mut self,
         tcp: TcpStream,
         acceptor: TlsAcceptor,
-        mut slot: HandshakeSlot,
+        slot: HandshakeSlot,
     ) -> Option<(TlsStream<TcpStream>, Place)> {
         let handshake = tokio::time::timeout_at(self.deadline, acceptor.accept(tcp));
         let tls = tokio::select! {
@@ -243,8 +222,8 @@ impl Connection {
             return None;
         }
         if self.port == Port::Login {
-            // Anyone completes this handshake: a login connection stays replaceable until
-            // its first request arrives.
+            // Anyone completes this handshake: a login connection stays replaceable while
+            // it has no request in flight.
             return Some((tls, Place::Pending(slot)));
         }
         let limits = Limits::of(&self.shared.current.load().config.server);
@@ -272,27 +251,31 @@ impl Connection {
             (s.idle_timeout, s.request_timeout + Duration::from_secs(1))
         };
         let activity = Arc::new(Activity::new());
-        let (seat, mut eviction) = Seat::new(place);
+        let seat = Seat::new(place, self.port == Port::Login);
         let svc = {
             let (shared, activity, port, peer) =
                 (self.shared.clone(), activity.clone(), self.port, self.peer);
-            let closes = self.closes.clone();
+            let (closes, in_flight, seat) =
+                (self.closes.clone(), self.in_flight.clone(), seat.clone());
             service_fn(move |req| {
                 let (shared, busy, seat) = (shared.clone(), activity.begin(), seat.clone());
-                let closes = closes.clone();
+                let (closes, in_flight) = (closes.clone(), in_flight.clone());
                 async move {
+                    let head = req.method() == hyper::Method::HEAD;
                     let limits = Limits::of(&shared.current.load().config.server);
                     let reply = match (seat.admit(limits), port) {
                         (Err(refused), _) => no_place(&shared, &closes, peer, refused),
-                        (Ok(()), Port::Reviews) => handle_review(&shared, req).await,
-                        (Ok(()), Port::Login) => handle_login(&shared, peer, req).await,
+                        (Ok(_held), Port::Reviews) => handle_review(&shared, req).await,
+                        (Ok(_held), Port::Login) => {
+                            handle_login(&shared, &in_flight, peer, req).await
+                        }
                     };
                     drop(busy);
-                    Ok::<_, Infallible>(reply)
+                    Ok::<_, Infallible>(if head { without_body(reply) } else { reply })
                 }
             })
         };
-        let builder = builder(idle);
+        let builder = builder(idle, self.port);
         let mut conn = pin!(builder.serve_connection(TokioIo::new(tls), svc));
         // Set once the connection was asked to wind down: then the time it has left.
         let mut closing: Option<Instant> = None;
@@ -326,8 +309,9 @@ impl Connection {
                         }
                     }
                 }
-                _ = wait_evicted(&mut eviction), if eviction.is_some() && !activity.has_started() => {
-                    self.closes.record(Reason::Evicted, self.peer, "replaced by a newer connection before its first request");
+                _ = seat.evicted() => {
+                    // Only a connection without a request in flight is replaceable.
+                    self.closes.record(Reason::Evicted, self.peer, "replaced by a newer connection while idle");
                     return;
                 }
                 _ = stopped(&mut self.shutdown), if closing.is_none() => {
@@ -337,18 +321,6 @@ impl Connection {
             }
         }
     }
-}
-
-/// Resolves when a pending connection was replaced by a newer one. The notice's sender is
-/// also dropped when the connection takes its verified place at its first request: that
-/// is no eviction, and never resolves.
-async fn wait_evicted(eviction: &mut Option<tokio::sync::oneshot::Receiver<()>>) {
-    if let Some(rx) = eviction {
-        if rx.await.is_ok() {
-            return;
-        }
-    }
-    std::future::pending().await
 }
 
 /// The answer to a request on a connection that found no verified place.

@@ -11,21 +11,29 @@
 //!   plugin then keeps its token and leaves the verdict to kube-apiserver. Only a failed
 //!   check spends a login.
 //!
+//! No request body is ever read here: credentials travel in the `Authorization` header, and
+//! a request that announces a body (a `Content-Length` above 0, chunked, an HTTP/2 stream
+//! left open) is answered 413 at once, before anything else. Anyone may connect, so nothing
+//! an anonymous client sends stays in memory beyond the connection's buffers.
+//!
 //! Neither the header nor the token is ever logged; the log line is like a review's.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http_body_util::Full;
+use hyper::body::Body;
 use hyper::body::Incoming;
+use hyper::header::WWW_AUTHENTICATE;
 use hyper::header::{HeaderValue, ALLOW, AUTHORIZATION, CACHE_CONTROL, RETRY_AFTER};
-use hyper::header::{CONTENT_LENGTH, WWW_AUTHENTICATE};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 
+use super::in_flight::InFlight;
 use super::ratelimit::{retry_after_secs, Rate};
-use super::review::{closing, http_error, json, read_body, too_large, BodyError, Reply, DRAIN_MAX};
+use super::review::{closing, http_error, json, Reply};
 use super::{Runtime, Shared};
 use crate::metrics::EventLabels;
 use crate::outcome::{Outcome, Review, REJECTED, UNAVAILABLE};
@@ -39,11 +47,37 @@ struct Issued<'a> {
     expiration_timestamp: &'a str,
 }
 
+/// Every request of the login port: a body is refused before anything else, then the
+/// port-wide cap on requests in flight (`login.max_in_flight`) applies.
 pub(super) async fn handle_login(
     shared: &Shared,
+    in_flight: &Arc<InFlight>,
     peer: SocketAddr,
     req: Request<Incoming>,
 ) -> Reply {
+    if has_body(&req) {
+        count(shared, "body_refused");
+        return closing(http_error(
+            shared,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLarge",
+            "a login request has no body: credentials go in the Authorization header",
+        ));
+    }
+    let limit = shared
+        .current
+        .load()
+        .config
+        .login
+        .as_ref()
+        .map_or(1, |l| l.max_in_flight);
+    match in_flight.enter(limit) {
+        Some(_ticket) => login_request(shared, peer, req).await,
+        None => busy(shared),
+    }
+}
+
+async fn login_request(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> Reply {
     let started = Instant::now();
     let rt = shared.current.load_full();
     let Some(login) = rt.config.login.as_ref() else {
@@ -82,9 +116,7 @@ pub(super) async fn handle_login(
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .map(|v| zeroize::Zeroizing::new(v.to_string()));
-    if let Err(reply) = drain(shared, req, deadline).await {
-        return reply;
-    }
+    drop(req);
     let credential = authorization.as_deref().and_then(|v| {
         credential(
             v,
@@ -117,32 +149,11 @@ fn credential<'a>(header: &'a str, scheme: &str) -> Option<&'a str> {
     (s.eq_ignore_ascii_case(scheme) && !rest.is_empty()).then_some(rest)
 }
 
-/// Reads and drops a body (a login has none) under the review port's limits.
-async fn drain(shared: &Shared, req: Request<Incoming>, deadline: Instant) -> Result<(), Reply> {
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > DRAIN_MAX as u64) {
-        return Err(too_large(shared));
-    }
-    match read_body(req.into_body(), deadline).await {
-        Ok(_) => Ok(()),
-        Err(BodyError::TooLarge) => Err(too_large(shared)),
-        Err(BodyError::Read) => Err(http_error(
-            shared,
-            StatusCode::BAD_REQUEST,
-            "BadRequest",
-            "could not read the request body",
-        )),
-        Err(BodyError::Timeout) => Err(closing(http_error(
-            shared,
-            StatusCode::REQUEST_TIMEOUT,
-            "Timeout",
-            "the request body did not arrive in time",
-        ))),
-    }
+/// Whether the request announces a body, read or not: only a stream already ended (or an
+/// HTTP/2 stream that declared `content-length: 0`) has none.
+fn has_body(req: &Request<Incoming>) -> bool {
+    let body = req.body();
+    !(body.is_end_stream() || body.size_hint().exact() == Some(0))
 }
 
 async fn post(
@@ -248,6 +259,20 @@ fn unauthorized(shared: &Shared, message: &str, basic: bool) -> Reply {
             HeaderValue::from_static("Basic realm=\"kube-ldap-webhook\""),
         );
     }
+    r
+}
+
+/// `login.max_in_flight` requests are in flight on the port: 503 at once.
+fn busy(shared: &Shared) -> Reply {
+    count(shared, "busy");
+    let mut r = http_error(
+        shared,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "ServiceUnavailable",
+        "too many logins in flight; retry later",
+    );
+    r.headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
     r
 }
 

@@ -2,11 +2,13 @@
 //!
 //! - [`listener`]: accept, the TLS handshake with a required client certificate
 //!   (`client_tls_accept`), then HTTP/1.1 or HTTP/2 under the connection timers;
-//! - [`admission`]: the two connection budgets (handshakes, verified connections);
+//! - [`admission`]: the two connection budgets (replaceable, verified connections);
+//! - [`http`]: each listener's HTTP/1.1 and HTTP/2 settings, and a login connection's
+//!   worst-case memory;
 //! - [`closes`]: connections closed by the daemon, counted and logged sparingly;
 //! - [`review`]: the TokenReview handler, admit -> respond;
 //! - [`login`]: `POST /login` and `GET /login` on the login listener, [`ratelimit`] its
-//!   per-source rate limit;
+//!   per-source rate limit, [`in_flight`] its cap on requests in flight;
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`.
 
 use std::net::SocketAddr;
@@ -25,13 +27,15 @@ use crate::metrics::Metrics;
 
 pub(crate) mod admission;
 pub(crate) mod closes;
+mod http;
+mod in_flight;
 mod listener;
 mod login;
 mod ops;
 pub(crate) mod ratelimit;
 mod review;
 
-pub use listener::connection_builder;
+pub use http::{anonymous_worst_case, connection_builder, LOGIN_CONNECTION_BYTES};
 pub(crate) use listener::{run_listener, Port};
 pub(crate) use ops::run_ops;
 pub use ops::MAX_CONNECTIONS as OPS_MAX_CONNECTIONS;

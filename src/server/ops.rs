@@ -28,6 +28,9 @@ use crate::metrics::StageLabels;
 pub const MAX_CONNECTIONS: usize = 64;
 /// For a request head, the first or the next one on a keep-alive connection.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// The read buffer of an ops connection: a request head must fit (hyper's least is 8 KiB;
+/// its default, 400 KiB, is what each of the 64 connections could otherwise hold).
+pub(crate) const READ_BUFFER: usize = 16 * 1024;
 /// How long a `/readyz` answer is reused.
 const READY_MAX_AGE: Duration = Duration::from_secs(1);
 
@@ -77,6 +80,7 @@ pub(crate) async fn run_ops(
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT)
+                .max_buf_size(READ_BUFFER)
                 .serve_connection(TokioIo::new(tcp), svc)
                 .await;
             open.dec();

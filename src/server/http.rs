@@ -1,0 +1,126 @@
+//! HTTP settings of the two TLS listeners, and what bounds one login connection's memory:
+//! the login port serves anyone, so its HTTP/2 streams, windows and HTTP/1.1 buffer are
+//! small, and [`LOGIN_CONNECTION_BYTES`] adds up what a client can make one connection hold.
+
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::server::conn::auto;
+
+use super::listener::Port;
+use super::review::Reply;
+use crate::config::Config;
+
+/// hyper's header read timeout of the benchmark's baseline and other callers of
+/// [`connection_builder`]; the daemon uses `idle_timeout` instead.
+const DEFAULT_IDLE: Duration = Duration::from_secs(120);
+/// The review port's HTTP/2 streams per connection: kube-apiserver sends its reviews on a
+/// few connections.
+const REVIEW_STREAMS: u32 = 256;
+/// The login port's HTTP/2 streams per connection: a person's plugin sends one request.
+const LOGIN_STREAMS: u32 = 4;
+/// The login port's HTTP/2 flow-control windows. It never reads a body, so these are what
+/// a client can make it buffer: at most the connection window per connection. 65,535 is
+/// the protocol's initial connection window, below which no server can go.
+const LOGIN_STREAM_WINDOW: u32 = 16 * 1024;
+const LOGIN_CONN_WINDOW: u32 = 65_535;
+/// What one login connection can make the daemon hold at most, in bytes: rustls (a
+/// handshake message up to 64 KiB, a record being decrypted, 16 KiB of plaintext not yet
+/// read, 64 KiB of output), then the larger of HTTP/2 (the connection window, a frame, a
+/// header block being decoded, the header lists of its open streams, the HPACK table) and
+/// HTTP/1.1 (its read buffer), and the task's own state. docs/architecture.md
+/// ("Connections") multiplies it out per listener.
+pub const LOGIN_CONNECTION_BYTES: usize = TLS_BYTES
+    + const_max(
+        LOGIN_CONN_WINDOW as usize
+            + 16 * 1024
+            + (LOGIN_STREAMS as usize + 1) * LOGIN_HEADER_LIST as usize
+            + 4096,
+        LOGIN_READ_BUFFER,
+    )
+    + 8 * 1024;
+/// rustls' buffers of one connection (see [`LOGIN_CONNECTION_BYTES`]).
+const TLS_BYTES: usize = (64 + 18 + 16 + 64) * 1024;
+
+const fn const_max(a: usize, b: usize) -> usize {
+    if a > b {
+        a
+    } else {
+        b
+    }
+}
+/// The login port's HTTP/1.1 read buffer: a request head must fit (hyper's least is 8 KiB;
+/// its default, 400 KiB, would be pinned by every slow anonymous head).
+const LOGIN_READ_BUFFER: usize = 32 * 1024;
+/// The largest request head (HTTP/2 header list) on the login port.
+const LOGIN_HEADER_LIST: u32 = 16 * 1024;
+
+/// An ops connection: its read buffer, the answer being written (`/metrics`, a few tens of
+/// KiB) and the task.
+const OPS_CONNECTION_BYTES: usize = super::ops::READ_BUFFER + 64 * 1024 + 8 * 1024;
+/// A login in flight beyond its connection: the directory's answers about one account
+/// and the token signed for it.
+const LOGIN_REQUEST_BYTES: usize = 64 * 1024;
+
+/// What clients without a client certificate can make the listeners of `config` hold at
+/// most, in bytes: the review port's handshakes, every place of the login port and its
+/// requests in flight, the ops listener's connections. docs/architecture.md
+/// ("Connections") and the unit's `MemoryMax=` start from it.
+pub fn anonymous_worst_case(config: &Config) -> u64 {
+    let s = &config.server;
+    let review = s.max_handshakes * TLS_BYTES;
+    let login = config.login.as_ref().map_or(0, |l| {
+        let busy = l.max_in_flight.min(s.max_connections);
+        (s.max_handshakes + busy) * LOGIN_CONNECTION_BYTES + busy * LOGIN_REQUEST_BYTES
+    });
+    let ops = s
+        .ops_listen
+        .map_or(0, |_| super::ops::MAX_CONNECTIONS * OPS_CONNECTION_BYTES);
+    (review + login + ops) as u64
+}
+
+/// HTTP/1.1 and HTTP/2 settings of a TokenReview connection (also used by the benchmark's
+/// baseline server, so that both stand on the same stack).
+pub fn connection_builder() -> auto::Builder<TokioExecutor> {
+    builder(DEFAULT_IDLE, Port::Reviews)
+}
+
+pub(super) fn builder(idle: Duration, port: Port) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // hyper's header timer runs from the end of one HTTP/1.1 response to the end of the next
+    // request head: the idle timeout between requests (the first one is ours to time).
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(idle)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(REVIEW_STREAMS)
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    if port == Port::Login {
+        // Anonymous clients: what one connection can make the daemon hold stays small
+        // (docs/architecture.md, "Connections").
+        builder.http1().max_buf_size(LOGIN_READ_BUFFER);
+        builder
+            .http2()
+            .max_concurrent_streams(LOGIN_STREAMS)
+            .initial_stream_window_size(LOGIN_STREAM_WINDOW)
+            .initial_connection_window_size(LOGIN_CONN_WINDOW)
+            .max_header_list_size(LOGIN_HEADER_LIST);
+    }
+    builder
+}
+
+/// The answer to a `HEAD`: the headers of the `GET` answer, no body (HTTP/2 clients treat
+/// DATA frames on a `HEAD` answer as a protocol error).
+pub(super) fn without_body(reply: Reply) -> Reply {
+    let (mut parts, body) = reply.into_parts();
+    let len = hyper::body::Body::size_hint(&body).exact().unwrap_or(0);
+    parts.headers.insert(
+        hyper::header::CONTENT_LENGTH,
+        hyper::header::HeaderValue::from(len),
+    );
+    hyper::Response::from_parts(parts, http_body_util::Full::new(bytes::Bytes::new()))
+}
