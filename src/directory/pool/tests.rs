@@ -9,6 +9,7 @@ fn pool(urls: &str) -> Pool {
         &f,
         format!(
             "[ldap]\nurls = [{urls}]\ndiscover = \"example.test\"\n\
+             allow_system_roots = true\n\
              [ldap.user]\nbase_dn = \"dc=x\"\ndn_template = \"uid={{username}},dc=x\"\n"
         ),
     )
