@@ -150,24 +150,25 @@ pub(crate) async fn lookup(
     // served from a cache past the TTL this module already honours.
     let resolver = TokioResolver::builder_tokio()
         .map_err(|e| LookupError::Config(e.to_string()))?
-        .build();
+        .build()
+        .map_err(|e| LookupError::Config(e.to_string()))?;
     let mut answers = Vec::new();
     let mut first_error = None;
     for name in names {
         match resolver.srv_lookup(format!("{name}.")).await {
             Ok(l) => {
-                let records = l.as_lookup().record_iter().filter_map(|r| {
-                    let RData::SRV(srv) = r.data() else {
+                let records = l.answers().iter().filter_map(|r| {
+                    let RData::SRV(srv) = &r.data else {
                         return None;
                     };
-                    let target = srv.target();
+                    let target = &srv.target;
                     Some(Record {
                         target: (!target.is_root())
                             .then(|| target.to_ascii().trim_end_matches('.').to_string()),
-                        port: srv.port(),
-                        priority: srv.priority(),
-                        weight: srv.weight(),
-                        ttl: Duration::from_secs(u64::from(r.ttl())),
+                        port: srv.port,
+                        priority: srv.priority,
+                        weight: srv.weight,
+                        ttl: Duration::from_secs(u64::from(r.ttl)),
                     })
                 });
                 answers.push((name.clone(), records.collect()));
