@@ -200,6 +200,45 @@ fn allow_insecure_accepts_plain_ldap_to_another_host_with_a_warning() {
 }
 
 // -------------------------------------------------------------------------------------
+// Servers from DNS: a CA the operator chose
+// -------------------------------------------------------------------------------------
+
+#[test]
+fn discovery_without_a_ca_file_is_refused_by_check_config_and_serve() {
+    let d = tempfile::tempdir().unwrap();
+    let (_pki, f) = write_config(d.path(), &[], &[("ldap", "discover = \"example.test\"")]);
+    let (ok, _, err) = check(&f, false);
+    assert!(
+        !ok,
+        "check-config accepted DNS's servers on the system roots"
+    );
+    assert!(err.contains("key `ldap.discover`"), "{err}");
+    assert!(err.contains("ldap.allow_system_roots = true"), "{err}");
+    let served = serve_refuses(&f, &[]);
+    assert!(served.contains("key `ldap.discover`"), "{served}");
+    assert!(served.contains("ldap.allow_system_roots"), "{served}");
+}
+
+#[test]
+fn discovery_on_the_system_roots_said_explicitly_passes_with_a_warning() {
+    let d = tempfile::tempdir().unwrap();
+    let (_pki, f) = write_config(
+        d.path(),
+        &[],
+        &[(
+            "ldap",
+            "discover = \"example.test\"\nallow_system_roots = true",
+        )],
+    );
+    let (ok, out, err) = check(&f, false);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("warning:") && out.contains("publicly trusted certificate"),
+        "the operator is still told:\n{out}"
+    );
+}
+
+// -------------------------------------------------------------------------------------
 // Ranges
 // -------------------------------------------------------------------------------------
 

@@ -1,5 +1,5 @@
-//! Hardening, against the real binary: a reload with a value out of range or clear text to
-//! another host is refused, `WATCHDOG_USEC` cannot panic the daemon, the process is not
+//! Hardening, against the real binary: a reload with a value out of range, clear text to
+//! another host or servers from DNS on the system roots is refused, `WATCHDOG_USEC` cannot panic the daemon, the process is not
 //! dumpable, a large cache capacity costs nothing up front, no log level puts a password in
 //! the log, and no `?timeout=` a client sends can overflow a deadline.
 
@@ -25,7 +25,8 @@ fn alice() -> String {
 // -------------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_reload_out_of_range_or_in_clear_text_is_refused_and_the_old_config_keeps_serving() {
+async fn a_reload_out_of_range_in_clear_text_or_on_the_system_roots_is_refused_and_the_old_config_keeps_serving(
+) {
     let slapd = Slapd::start();
     let d = slapd.daemon().start();
     let good = std::fs::read_to_string(&d.config).unwrap();
@@ -41,6 +42,10 @@ async fn a_reload_out_of_range_or_in_clear_text_is_refused_and_the_old_config_ke
         (
             good.replace(&slapd.url(), "ldap://ldap.example.org:389"),
             "key `ldap.urls`: `ldap://ldap.example.org:389` would send passwords in clear text",
+        ),
+        (
+            good.replace("[ldap]\n", "[ldap]\ndiscover = \"example.test\"\n"),
+            "key `ldap.discover`: servers found in DNS are trusted by their certificate alone",
         ),
     ];
     for (i, (text, says)) in broken.iter().enumerate() {

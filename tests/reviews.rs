@@ -369,9 +369,14 @@ async fn slow_body_is_answered_with_a_timeout() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn failover_to_the_second_url_when_the_first_is_dead() {
-    let slapd = Slapd::start();
+    let mut slapd = Slapd::start();
     let dead = format!("ldap://127.0.0.1:{}", free_port());
+    // slapd is down while the start-up probe runs, so that the probe finds no server to
+    // start with and the review has to fail over itself.
+    slapd.stop();
     let d = Daemon::builder().url(dead).url(slapd.url()).start();
+    d.wait_for_log("no LDAP server reachable yet");
+    slapd.restart();
     let a = d.login("alice", "alice-password").await;
     assert_eq!(a.body["status"]["authenticated"], true, "{}", a.raw);
     assert_eq!(

@@ -131,7 +131,7 @@ fn only_in_other_directories(l: &RawLdap, cx: &Ctx) -> Result<(), ConfigError> {
 /// `ldap.discover` and the keys that go with it. Servers found in DNS are reached over
 /// LDAPS on port 636, or with `ldap.start_tls` over StartTLS on the record's port: never in
 /// clear text, since no one can vouch for a host DNS named.
-fn discovery(l: &RawLdap, cx: &Ctx) -> Result<Option<Discover>, ConfigError> {
+fn discovery(l: &RawLdap, cx: &mut Ctx) -> Result<Option<Discover>, ConfigError> {
     let refresh_min = cx.duration(&d::DISCOVER_REFRESH_MIN, l.discover_refresh_min)?;
     let refresh_max = cx.duration(&d::DISCOVER_REFRESH_MAX, l.discover_refresh_max)?;
     if refresh_max < refresh_min {
@@ -170,12 +170,43 @@ fn discovery(l: &RawLdap, cx: &Ctx) -> Result<Option<Discover>, ConfigError> {
             ))
         }
     };
+    check_discovery_ca(l, cx)?;
     Ok(Some(Discover {
         domain,
         site,
         refresh_min,
         refresh_max,
     }))
+}
+
+/// DNS is unauthenticated: whoever answers it names the servers, and a server is then
+/// trusted by its certificate alone. With the system's roots any publicly trusted
+/// certificate for a name under the domain would do, so discovery needs `ldap.ca_file`
+/// (the CA the operator chose) unless the operator accepts the public PKI explicitly.
+fn check_discovery_ca(l: &RawLdap, cx: &mut Ctx) -> Result<(), ConfigError> {
+    if l.ca_file.is_some() {
+        return Ok(());
+    }
+    if !l.allow_system_roots {
+        return Err(cx.invalid(
+            "ldap.discover",
+            format!(
+                "servers found in DNS are trusted by their certificate alone: set {} to the CA \
+                 that issues your directory's certificates, or {} = true to accept any \
+                 certificate the system's roots vouch for",
+                cx.key("ldap.ca_file"),
+                cx.key("ldap.allow_system_roots")
+            ),
+        ));
+    }
+    cx.warn(format!(
+        "{} without {} ({} = true): whoever can answer DNS needs only a publicly trusted \
+         certificate for a name under the domain",
+        cx.key("ldap.discover"),
+        cx.key("ldap.ca_file"),
+        cx.key("ldap.allow_system_roots")
+    ));
+    Ok(())
 }
 
 /// A DNS domain as the SRV lookups use it: ASCII (an internationalised name in its `xn--`

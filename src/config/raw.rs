@@ -63,6 +63,9 @@ pub(super) struct RawLdap {
     #[serde(default)]
     pub allow_insecure: bool,
     pub ca_file: Option<PathBuf>,
+    /// Servers from DNS verified against the system's roots (no `ca_file`), knowingly.
+    #[serde(default)]
+    pub allow_system_roots: bool,
     pub bind_dn: Option<String>,
     pub bind_password_file: Option<PathBuf>,
     pub connect_timeout: Option<Dur>,

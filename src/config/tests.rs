@@ -288,6 +288,7 @@ mod example_config {
             "urls",
             "start_tls",
             "allow_insecure",
+            "allow_system_roots",
             "ca_file",
             "bind_dn",
             "bind_password_file",

@@ -3,7 +3,7 @@
 //! and `_ldap._tcp.dc._msdcs.<domain>` for Active Directory, `_ldap._tcp.<domain>` for
 //! other directories. They are ordered by priority and spread by weight, refreshed in the
 //! background when their TTL runs out (within `ldap.discover_refresh_min..max`), and a
-//! lookup that fails keeps the last good list.
+//! lookup that fails, even in part (one name of two), keeps the last good list.
 //!
 //! DNS is not trusted to name just any host: a target outside the domain looked up is
 //! skipped, at most [`MAX_SERVERS`] are taken, and every server found is reached over TLS
@@ -51,12 +51,14 @@ pub(crate) enum LookupError {
     Timeout(Duration),
 }
 
-/// What one lookup found: the servers as (URL, origin) in the order to try them, and the
-/// smallest TTL among the records used.
+/// What one lookup found: the servers as (URL, origin) in the order to try them, the
+/// smallest TTL among the records used, and the error of a name that failed while another
+/// answered (a site's record beside the domain's).
 #[derive(Debug)]
 pub(crate) struct Found {
     pub(crate) servers: Vec<(String, Origin)>,
     pub(crate) ttl: Option<Duration>,
+    pub(crate) partial: Option<LookupError>,
 }
 
 /// The SRV names to look up, most preferred first.
@@ -150,24 +152,25 @@ pub(crate) async fn lookup(
     // served from a cache past the TTL this module already honours.
     let resolver = TokioResolver::builder_tokio()
         .map_err(|e| LookupError::Config(e.to_string()))?
-        .build();
+        .build()
+        .map_err(|e| LookupError::Config(e.to_string()))?;
     let mut answers = Vec::new();
     let mut first_error = None;
     for name in names {
         match resolver.srv_lookup(format!("{name}.")).await {
             Ok(l) => {
-                let records = l.as_lookup().record_iter().filter_map(|r| {
-                    let RData::SRV(srv) = r.data() else {
+                let records = l.answers().iter().filter_map(|r| {
+                    let RData::SRV(srv) = &r.data else {
                         return None;
                     };
-                    let target = srv.target();
+                    let target = &srv.target;
                     Some(Record {
                         target: (!target.is_root())
                             .then(|| target.to_ascii().trim_end_matches('.').to_string()),
-                        port: srv.port(),
-                        priority: srv.priority(),
-                        weight: srv.weight(),
-                        ttl: Duration::from_secs(u64::from(r.ttl())),
+                        port: srv.port,
+                        priority: srv.priority,
+                        weight: srv.weight,
+                        ttl: Duration::from_secs(u64::from(r.ttl)),
                     })
                 });
                 answers.push((name.clone(), records.collect()));
@@ -181,9 +184,12 @@ pub(crate) async fn lookup(
             }
         }
     }
-    let found = servers_from(answers, domain, start_tls, &mut rand::thread_rng());
+    let mut found = servers_from(answers, domain, start_tls, &mut rand::thread_rng());
     match (found.servers.is_empty(), first_error) {
-        (false, _) => Ok(found),
+        (false, partial) => {
+            found.partial = partial;
+            Ok(found)
+        }
         (true, Some(e)) => Err(e),
         // No record, or only "." and skipped targets: said so, and the last list is kept,
         // since a DNS mistake must not take every server away.
@@ -239,7 +245,37 @@ pub(crate) fn servers_from(
             }
         }
     }
-    Found { servers, ttl }
+    Found {
+        servers,
+        ttl,
+        partial: None,
+    }
+}
+
+/// What a lookup does to the list.
+#[derive(Debug)]
+pub(crate) enum Verdict {
+    /// Every name answered (with records or with none): the list becomes this one.
+    Complete(Found),
+    /// A name failed while another answered, and no whole lookup ever succeeded: these
+    /// servers beat none, but the lookup counts as failed.
+    Partial(Found, LookupError),
+    /// The lookup failed, or failed in part after a whole one had succeeded: a site's DCs
+    /// must not silently give way to the domain's because the site's record did not answer
+    /// once. The last good list stays.
+    Failed(LookupError),
+}
+
+/// The [`Verdict`] on a lookup, given whether a whole lookup has succeeded before.
+pub(crate) fn verdict(found: Result<Found, LookupError>, had_complete: bool) -> Verdict {
+    match found {
+        Err(e) => Verdict::Failed(e),
+        Ok(mut f) => match f.partial.take() {
+            None => Verdict::Complete(f),
+            Some(e) if had_complete => Verdict::Failed(e),
+            Some(e) => Verdict::Partial(f, e),
+        },
+    }
 }
 
 /// What the last lookups said, for `/readyz` and `check-config --connect`.
@@ -331,22 +367,25 @@ impl Discovery {
         .unwrap_or(Err(LookupError::Timeout(LOOKUP_TIMEOUT)));
         let pool = pool.upgrade()?;
         let now = Instant::now();
-        let wait = match found {
-            Ok(found) => {
+        let had_complete = lock(&self.state).last_ok.is_some();
+        let wait = match verdict(found, had_complete) {
+            Verdict::Complete(found) => {
                 self.ok.inc();
-                let n = found.servers.len();
-                self.discovered.set(n as i64);
-                let (added, removed) = pool.set_discovered(found.servers);
-                if !added.is_empty() || !removed.is_empty() {
-                    tracing::info!(directory = %self.directory, added = ?added, removed = ?removed,
-                        "LDAP servers from DNS changed");
-                }
+                let n = self.apply(&pool, found.servers);
                 let mut st = lock(&self.state);
                 st.last_ok = Some((now, n));
                 st.last_error = None;
                 refresh_after(found.ttl, &self.settings)
             }
-            Err(e) => {
+            Verdict::Partial(found, e) => {
+                self.failed.inc();
+                tracing::warn!(directory = %self.directory, error = %e,
+                    "DNS lookup of LDAP servers failed in part; using the servers of the names that answered until a whole lookup succeeds");
+                self.apply(&pool, found.servers);
+                lock(&self.state).last_error = Some((now, e.to_string()));
+                refresh_after(None, &self.settings)
+            }
+            Verdict::Failed(e) => {
                 self.failed.inc();
                 tracing::warn!(directory = %self.directory, error = %e,
                     "DNS lookup of LDAP servers failed; keeping the servers found before");
@@ -357,6 +396,18 @@ impl Discovery {
         lock(&self.state).next = Some(now + wait);
         self.lookups.send_modify(|n| *n += 1);
         Some(wait)
+    }
+
+    /// Makes `servers` the pool's DNS servers; how many there are.
+    fn apply(&self, pool: &Pool, servers: Vec<(String, Origin)>) -> usize {
+        let n = servers.len();
+        self.discovered.set(n as i64);
+        let (added, removed) = pool.set_discovered(servers);
+        if !added.is_empty() || !removed.is_empty() {
+            tracing::info!(directory = %self.directory, added = ?added, removed = ?removed,
+                "LDAP servers from DNS changed");
+        }
+        n
     }
 
     /// Waits until the first lookup completed, or `deadline`.

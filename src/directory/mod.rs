@@ -310,7 +310,8 @@ impl Directory {
     }
 
     /// Whether some server answers: connects (and binds the service account) and reads the
-    /// root DSE or the user base. Used by /readyz and `check-config --connect`.
+    /// root DSE or the user base. Used at start, by /readyz and `check-config --connect`;
+    /// like a review, it marks a server down or as the one to start with.
     pub(crate) async fn probe(&self, deadline: Instant) -> Result<String, String> {
         let mut errors = Vec::new();
         for s in self.servers(deadline).await {
@@ -339,10 +340,18 @@ impl Directory {
                 }
                 Ok::<_, Attempt>(())
             };
+            // What the probe learns, the reviews use: they start at the server that
+            // answered and try one that is down last.
             match attempt.await {
-                Ok(()) => return Ok(s.url.clone()),
-                Err(Attempt::ServerDown(m))
-                | Err(Attempt::Final(Failure::Outage(m)))
+                Ok(()) => {
+                    self.pool.answered(s);
+                    return Ok(s.url.clone());
+                }
+                Err(Attempt::ServerDown(m)) => {
+                    self.pool.mark_down(s, &m);
+                    errors.push(format!("{}: {m}", s.url));
+                }
+                Err(Attempt::Final(Failure::Outage(m)))
                 | Err(Attempt::Final(Failure::Error(m))) => errors.push(format!("{}: {m}", s.url)),
                 Err(Attempt::Final(f)) => errors.push(format!("{}: {f:?}", s.url)),
             }

@@ -36,6 +36,12 @@ pub(crate) fn remaining(deadline: Instant) -> Duration {
     deadline.saturating_duration_since(Instant::now())
 }
 
+/// Whether a server was marked down after `seen` (its mark when a review began to wait for
+/// it) and still is at `now`.
+pub(crate) fn marked_since(seen: Option<Instant>, mark: Option<Instant>, now: Instant) -> bool {
+    mark.is_some_and(|t| t > now && Some(t) != seen)
+}
+
 /// One server and its connections.
 pub(crate) struct Server {
     pub(crate) url: String,
@@ -274,10 +280,18 @@ impl Pool {
         *lock(&s.down_until) = None;
     }
 
+    /// The server failed: tried last for [`BACKOFF`] from now. One already down (several
+    /// reviews found it so at once) is not reported again.
     pub(crate) fn mark_down(&self, s: &Server, why: &str) {
-        *lock(&s.down_until) = Some(Instant::now() + BACKOFF);
+        let now = Instant::now();
+        let was_down = lock(&s.down_until)
+            .replace(now + BACKOFF)
+            .is_some_and(|t| t > now);
         if lock(&s.service).take().is_some() {
             s.service_conns.dec();
+        }
+        if was_down {
+            return;
         }
         tracing::warn!(directory = %self.directory, server = %s.label, reason = %why,
             "LDAP server failed; trying the next one");
@@ -380,11 +394,19 @@ impl Pool {
                 return Ok(l);
             }
         }
+        let seen = *lock(&s.down_until);
         let _guard = tokio::time::timeout(remaining(deadline), s.connecting.lock())
             .await
             .map_err(|_| {
                 Attempt::ServerDown("waiting for the service connection timed out".into())
             })?;
+        // Whoever held the lock before may have just found the server down: connecting
+        // again would cost every review in the queue another timeout.
+        if marked_since(seen, *lock(&s.down_until), Instant::now()) {
+            return Err(Attempt::ServerDown(
+                "found down by another review while this one waited for it".into(),
+            ));
+        }
         {
             let mut slot = lock(&s.service);
             if let Some(mut l) = slot.clone() {
@@ -395,6 +417,16 @@ impl Pool {
                 s.service_conns.dec();
             }
         }
+        let r = self.open_service(s, deadline).await;
+        // Marked while the lock is held, so that the next review in the queue sees it.
+        if let Err(Attempt::ServerDown(why)) = &r {
+            self.mark_down(s, why);
+        }
+        r
+    }
+
+    /// A new service connection, bound as `ldap.bind_dn`; kept for the searches to share.
+    async fn open_service(&self, s: &Server, deadline: Instant) -> Result<Ldap, Attempt> {
         let mut ldap = self
             .connect(s, deadline)
             .await

@@ -205,12 +205,14 @@ fn check_config_connect_shows_what_dns_found() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_sites_dcs_come_first_and_a_dead_one_is_failed_over() {
+async fn the_sites_dcs_come_first_and_a_dead_one_found_by_the_probe_is_passed_over() {
     host("dead1", dc().var("SAMBA_HOST_IP"));
     site_record("add", "Site-Failover", "dead1.example.test", 0);
     site_record("add", "Site-Failover", "dc1.example.test", 10);
     let r = Resolver::new();
     let d = discovering(&r, "ad_site = \"Site-Failover\"", "");
+    // Before /readyz below, whose own probe would race the start-up probe to dead1.
+    d.wait_for_probe();
     let site = "_ldap._tcp.Site-Failover._sites.dc._msdcs.example.test";
     assert_eq!(
         servers(&d),
@@ -220,14 +222,25 @@ async fn the_sites_dcs_come_first_and_a_dead_one_is_failed_over() {
         ],
         "the site's DCs by priority; dc1 once, as the site lists it"
     );
+    assert_eq!(
+        operations(&d, "dead1.example.test:636", "connect", "unreachable"),
+        1.0,
+        "the start-up probe tried dead1 first"
+    );
     let a = review(&d, "EXAMPLE\\alice", ALICE_PASSWORD).await;
     assert_eq!(a.body["status"]["authenticated"], true, "{}", a.raw);
-    assert!(operations(&d, "dead1.example.test:636", "connect", "unreachable") >= 1.0);
-    assert!(
+    assert_eq!(
         d.metric(
             "kube_ldap_webhook_ldap_failovers_total",
             &[("directory", "default")]
-        ) >= 1.0
+        ),
+        0.0,
+        "the review started at dc1, where the probe found an answer"
+    );
+    assert_eq!(
+        operations(&d, "dead1.example.test:636", "connect", "unreachable"),
+        1.0,
+        "and did not try dead1 again"
     );
 }
 

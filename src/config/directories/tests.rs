@@ -211,7 +211,7 @@ fn discover_alone_names_the_servers() {
     let d = tempfile::tempdir().unwrap();
     let body = two(d.path(), "").replace(
         "urls = [\"ldaps://dc1.example.test\"]",
-        "discover = \"Example.Test.\"\nad_site = \"Berlin\"",
+        "discover = \"Example.Test.\"\nad_site = \"Berlin\"\nallow_system_roots = true",
     );
     let c = load(&write(d.path(), &body)).unwrap();
     let found = c.ldap.discover.as_ref().expect("discovery");
@@ -300,4 +300,47 @@ fn issued_tokens_need_a_service_account_in_every_directory() {
     });
     assert_names(&e, "directories.partner.bind_dn");
     assert!(e.contains("issued tokens"), "{e}");
+}
+
+#[test]
+fn discovery_without_a_ca_file_is_refused_naming_the_key_that_allows_it() {
+    let e = refused(|d| with_ldap_line(d, "discover = \"example.test\""));
+    assert_names(&e, "ldap.discover");
+    assert!(e.contains("ldap.ca_file"), "{e}");
+    assert!(e.contains("ldap.allow_system_roots = true"), "{e}");
+}
+
+#[test]
+fn another_directory_that_discovers_needs_its_own_ca_file() {
+    let e = refused(|d| two(d, "discover = \"partner.test\""));
+    assert_names(&e, "directories.partner.discover");
+    assert!(
+        e.contains("directories.partner.allow_system_roots = true"),
+        "{e}"
+    );
+}
+
+/// The warnings of [`with_ldap_line`]`(lines)`, which must load with discovery on.
+fn discovering_warnings(lines: &str) -> Vec<String> {
+    let d = tempfile::tempdir().unwrap();
+    let body = with_ldap_line(d.path(), lines);
+    let c = load(&write(d.path(), &body)).unwrap_or_else(|e| panic!("{e}"));
+    assert!(c.ldap.discover.is_some());
+    c.warnings
+}
+
+#[test]
+fn discovery_with_the_system_roots_said_explicitly_loads_with_a_warning() {
+    let w = discovering_warnings("discover = \"example.test\"\nallow_system_roots = true");
+    assert!(
+        w.iter()
+            .any(|w| w.contains("ldap.allow_system_roots = true")),
+        "{w:?}"
+    );
+}
+
+#[test]
+fn discovery_with_a_ca_file_loads_without_a_warning() {
+    let w = discovering_warnings("discover = \"example.test\"\nca_file = \"/etc/ssl/our-ca.pem\"");
+    assert!(!w.iter().any(|w| w.contains("allow_system_roots")), "{w:?}");
 }

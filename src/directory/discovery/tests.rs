@@ -222,3 +222,60 @@ fn no_more_than_max_servers_are_taken_from_dns() {
     );
     assert_eq!(found.servers.len(), MAX_SERVERS);
 }
+
+/// What the domain-wide record names when the site's record failed to answer.
+fn domain_only(partial: Option<LookupError>) -> Result<Found, LookupError> {
+    let mut found = servers_from(
+        vec![(
+            "_ldap._tcp.dc._msdcs.example.test".into(),
+            vec![record(Some("dc9.example.test"), 0, 60)],
+        )],
+        "example.test",
+        false,
+        &mut StdRng::seed_from_u64(1),
+    );
+    found.partial = partial;
+    Ok(found)
+}
+
+fn site_failed() -> Option<LookupError> {
+    Some(LookupError::Dns {
+        name: "_ldap._tcp.Berlin._sites.dc._msdcs.example.test".into(),
+        error: "SERVFAIL".into(),
+    })
+}
+
+#[test]
+fn a_failed_site_lookup_beside_a_good_domain_lookup_keeps_the_last_good_list() {
+    match verdict(domain_only(site_failed()), true) {
+        Verdict::Failed(e) => assert!(e.to_string().contains("_sites"), "{e}"),
+        v => panic!("the site's DCs were replaced: {v:?}"),
+    }
+}
+
+#[test]
+fn a_partial_answer_is_used_but_counted_failed_while_no_whole_lookup_succeeded() {
+    match verdict(domain_only(site_failed()), false) {
+        Verdict::Partial(found, e) => {
+            assert_eq!(urls(&found), ["ldaps://dc9.example.test:636"]);
+            assert!(e.to_string().contains("_sites"), "{e}");
+        }
+        v => panic!("{v:?}"),
+    }
+}
+
+#[test]
+fn a_lookup_where_every_name_answered_replaces_the_list() {
+    for had_complete in [false, true] {
+        assert!(matches!(
+            verdict(domain_only(None), had_complete),
+            Verdict::Complete(_)
+        ));
+    }
+}
+
+#[test]
+fn a_failed_lookup_keeps_the_list() {
+    let e = LookupError::Timeout(Duration::from_secs(30));
+    assert!(matches!(verdict(Err(e), true), Verdict::Failed(_)));
+}

@@ -3,12 +3,19 @@
 use super::*;
 
 fn pool(urls: &str) -> Pool {
+    pool_of(&format!(
+        "urls = [{urls}]\ndiscover = \"example.test\"\nallow_system_roots = true"
+    ))
+}
+
+/// A pool of the `[ldap]` table `ldap` (with a user section of its own).
+fn pool_of(ldap: &str) -> Pool {
     let d = tempfile::tempdir().unwrap();
     let f = d.path().join("config.toml");
     std::fs::write(
         &f,
         format!(
-            "[ldap]\nurls = [{urls}]\ndiscover = \"example.test\"\n\
+            "[ldap]\n{ldap}\n\
              [ldap.user]\nbase_dn = \"dc=x\"\ndn_template = \"uid={{username}},dc=x\"\n"
         ),
     )
@@ -129,4 +136,63 @@ fn a_server_dns_dropped_leaves_no_series_behind() {
     let text = p.metrics.encode();
     assert!(!text.contains("dc1.example.test"), "{text}");
     assert!(text.contains("server=\"dc2.example.test:636\""), "{text}");
+}
+
+/// How often the pool tried to connect to `s` and failed.
+fn failed_connects(p: &Pool, s: &Server) -> u64 {
+    p.metrics
+        .ldap_operations
+        .get_or_create(&LdapOpLabels {
+            directory: "default".into(),
+            server: s.label.clone(),
+            operation: "connect",
+            result: "unreachable",
+        })
+        .get()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reviews_queued_behind_a_connect_that_fails_do_not_connect_again() {
+    // Accepts TCP (the kernel's backlog) and never answers the TLS handshake.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let p = Arc::new(pool_of(&format!(
+        "urls = [\"ldaps://127.0.0.1:{port}\"]\nconnect_timeout = \"300ms\""
+    )));
+    let s = p.listed()[0].server.clone();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let waiting: Vec<_> = (0..4)
+        .map(|_| {
+            let (p, s) = (p.clone(), s.clone());
+            tokio::spawn(async move { p.service(&s, deadline).await.map(|_| ()) })
+        })
+        .collect();
+    for w in waiting {
+        let r = w.await.unwrap();
+        assert!(matches!(r, Err(Attempt::ServerDown(_))), "{r:?}");
+    }
+    assert_eq!(
+        failed_connects(&p, &s),
+        1,
+        "one connect timeout for all four"
+    );
+    assert_eq!(p.order()[0].url, s.url, "the only server, down");
+    drop(silent);
+}
+
+#[test]
+fn a_server_marked_down_while_a_review_waited_is_skipped_by_it() {
+    let now = Instant::now();
+    let later = now + BACKOFF;
+    assert!(marked_since(None, Some(later), now), "marked meanwhile");
+    assert!(
+        marked_since(Some(now - BACKOFF), Some(later), now),
+        "marked again after its back-off had run out"
+    );
+    assert!(
+        !marked_since(Some(later), Some(later), now),
+        "down before the review chose it (every server is): tried"
+    );
+    assert!(!marked_since(None, None, now), "not down");
+    assert!(!marked_since(None, Some(now), now), "back-off over");
 }
