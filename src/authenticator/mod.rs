@@ -56,6 +56,15 @@ impl Resolved {
         }
     }
 
+    /// The log line names the account as the directory spells it (`name`) rather than as
+    /// typed, where it names one at all: only once the directory confirmed the account.
+    fn confirmed_as(mut self, name: Option<String>) -> Resolved {
+        if self.username.is_some() && name.is_some() {
+            self.username = name;
+        }
+        self
+    }
+
     fn locked_out() -> Resolved {
         Resolved {
             local: true,

@@ -114,6 +114,11 @@ impl Account {
     pub(crate) fn by_dn(dn: String) -> Account {
         Account { dn, entry: None }
     }
+
+    /// The entry the search found, if it searched.
+    pub(crate) fn entry(&self) -> Option<&Entry> {
+        self.entry.as_ref()
+    }
 }
 
 /// A group the user is in: its DN as the directory spells it, and its name
