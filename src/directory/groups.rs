@@ -6,8 +6,10 @@
 use std::collections::HashSet;
 use std::time::Instant;
 
-use ldap3::adapters::PagedResults;
-use ldap3::{ldap_escape, Ldap, LdapError, SearchEntry, SearchOptions};
+use ldap3::asn1::parse_tag;
+use ldap3::controls::{Control, ControlType, PagedResults};
+use ldap3::{ldap_escape, Ldap, LdapError, LdapResult, SearchEntry, SearchOptions};
+use tokio::sync::watch;
 
 use super::classify::{Attempt, OpError};
 use super::dn::first_rdn_value;
@@ -31,13 +33,22 @@ fn is_ranged(entry: &Entry, attr: &str) -> bool {
 }
 
 /// Groups collected so far, and the DNs seen (lowercased) that break cycles.
-#[derive(Default)]
 struct Collected {
     seen: HashSet<String>,
     groups: Vec<Group>,
+    /// What every request of this read passes.
+    gate: Gate,
 }
 
 impl Collected {
+    fn new(gate: Gate) -> Collected {
+        Collected {
+            seen: HashSet::new(),
+            groups: Vec::new(),
+            gate,
+        }
+    }
+
     /// Adds a group; returns whether it was new.
     fn add(&mut self, dn: &str, name: Option<String>) -> bool {
         if !self.seen.insert(dn.to_lowercase()) {
@@ -96,52 +107,145 @@ fn member_uid(user: &Entry, attr: &str) -> Result<String, Attempt> {
     }
 }
 
+/// Leave for a group read to send more than its first request. With search-then-bind the
+/// first group search goes out beside the bind; every later request (a second page, a
+/// group entry, a nesting level) waits for the bind's verdict and is never sent after a
+/// failed one: a wrong password then costs one group request whatever the number of
+/// groups, as the decoy's does.
+pub(crate) struct Gate {
+    /// `Some(true)` once the bind succeeded, `Some(false)` once it failed; `None` for a
+    /// read that waits for nothing (direct bind, re-check).
+    verdict: Option<watch::Receiver<Option<bool>>>,
+    sent: bool,
+}
+
+impl Gate {
+    /// A gate that never closes.
+    pub(crate) fn open() -> Gate {
+        Gate {
+            verdict: None,
+            sent: false,
+        }
+    }
+
+    /// A gate that opens past the first request when the bind reported on `verdict`
+    /// succeeded; a sender dropped without a verdict counts as a failed bind.
+    pub(crate) fn after(verdict: watch::Receiver<Option<bool>>) -> Gate {
+        Gate {
+            verdict: Some(verdict),
+            sent: false,
+        }
+    }
+
+    /// Whether the next request may go out.
+    async fn pass(&mut self) -> bool {
+        let first = !std::mem::replace(&mut self.sent, true);
+        match &mut self.verdict {
+            Some(v) if !first => {
+                matches!(v.wait_for(Option::is_some).await.as_deref(), Ok(Some(true)))
+            }
+            _ => true,
+        }
+    }
+}
+
+/// How a paged search ended.
+enum End {
+    Done(LdapResult),
+    /// A server that ignores the size limit: reading stopped.
+    TooMany,
+    /// The gate stayed shut: the bind failed.
+    Stopped,
+    /// The paged-results control of a page's end did not parse.
+    Malformed,
+}
+
+/// The paging cookie of a search's last page: empty when it was the last one (or the
+/// server does not page), `None` when the control is malformed. Parsed here rather than by
+/// ldap3's `PagedResults` parser, which panics on a malformed value.
+fn next_cookie(res: &LdapResult) -> Option<Vec<u8>> {
+    let cookie = |val: &[u8]| -> Option<Vec<u8>> {
+        let (_, tag) = parse_tag(val).ok()?;
+        let mut parts = tag.expect_constructed()?.into_iter();
+        let _size = parts.next()?;
+        parts.next()?.expect_primitive()
+    };
+    match res.ctrls.iter().find_map(|c| match c {
+        Control(Some(ControlType::PagedResults), raw) => Some(raw.val.as_deref()),
+        _ => None,
+    }) {
+        None => Some(Vec::new()),
+        Some(val) => val.and_then(cookie),
+    }
+}
+
 impl Directory {
     /// Runs a paged subtree (or base) search and returns the entries, skipping
     /// continuation references. Only success is an answer: a size, time or admin limit, a
-    /// referral for the base or a missing base is an error.
+    /// referral for the base or a missing base is an error. Each page passes `gate` first.
     async fn paged_search(
         &self,
         s: &Server,
         ldap: &mut Ldap,
         q: Query<'_>,
+        gate: &mut Gate,
         deadline: Instant,
     ) -> Result<Vec<Entry>, OpError> {
         let attrs = vec![self.cfg.group.name_attribute.clone()];
-        ldap.with_search_options(SearchOptions::new().sizelimit(MAX_GROUPS as i32 + 1));
         let work = async {
-            let mut stream = ldap
-                .streaming_search_with(
-                    PagedResults::new(PAGE_SIZE),
-                    q.base,
-                    q.scope,
-                    q.filter,
-                    attrs,
-                )
-                .await?;
             let mut out = Vec::new();
-            while let Some(re) = stream.next().await? {
-                if re.is_ref() || re.is_intermediate() {
-                    continue;
+            let mut cookie = Vec::new();
+            loop {
+                if !gate.pass().await {
+                    return Ok((out, End::Stopped));
                 }
-                out.push(Entry::from_search(SearchEntry::construct(re)));
-                if out.len() > MAX_GROUPS {
-                    // A server that ignores the size limit: stop reading.
-                    return Ok((out, None));
+                ldap.with_search_options(SearchOptions::new().sizelimit(MAX_GROUPS as i32 + 1))
+                    .with_controls(PagedResults {
+                        size: PAGE_SIZE,
+                        cookie: std::mem::take(&mut cookie),
+                    });
+                let mut stream = ldap
+                    .streaming_search(q.base, q.scope, q.filter, attrs.clone())
+                    .await?;
+                while let Some(re) = stream.next().await? {
+                    if re.is_ref() || re.is_intermediate() {
+                        continue;
+                    }
+                    out.push(Entry::from_search(SearchEntry::construct(re)));
+                    if out.len() > MAX_GROUPS {
+                        return Ok((out, End::TooMany));
+                    }
+                }
+                let res = stream.finish().await;
+                if res.rc != 0 {
+                    return Ok::<_, LdapError>((out, End::Done(res)));
+                }
+                match next_cookie(&res) {
+                    Some(next) if next.is_empty() => return Ok((out, End::Done(res))),
+                    Some(next) => cookie = next,
+                    None => return Ok((out, End::Malformed)),
                 }
             }
-            Ok::<_, LdapError>((out, Some(stream.finish().await)))
         };
-        let (out, res) = self.pool.op(s, "search_groups", deadline, work).await?;
-        match res {
-            Some(r) if r.rc == 0 => Ok(out),
-            Some(r) => Err(OpError::Result {
+        let (out, end) = self.pool.op(s, "search_groups", deadline, work).await?;
+        match end {
+            End::Done(r) if r.rc == 0 => Ok(out),
+            End::Done(r) => Err(OpError::Result {
                 rc: r.rc,
                 text: r.text,
             }),
-            None => Err(OpError::Result {
+            End::TooMany => Err(OpError::Result {
                 rc: 4,
                 text: format!("more than {MAX_GROUPS} groups"),
+            }),
+            End::Malformed => Err(OpError::Result {
+                rc: 2,
+                text: "a malformed paged-results control".into(),
+            }),
+            // "other": never seen, as the bind's failure is the answer.
+            End::Stopped => Err(OpError::Result {
+                rc: 80,
+                text: "the bind failed: groups not read".into(),
             }),
         }
     }
@@ -184,27 +288,29 @@ impl Directory {
         s: &Server,
         ldap: &mut Ldap,
         filter: &str,
+        gate: &mut Gate,
         deadline: Instant,
         what: &str,
     ) -> Result<Vec<Entry>, Attempt> {
         let q = Query::subtree(&self.cfg.group.base_dn, filter);
-        self.paged_search(s, ldap, q, deadline)
+        self.paged_search(s, ldap, q, gate, deadline)
             .await
             .map_err(|e| e.into_attempt(what))
     }
 
-    /// The user's groups.
+    /// The user's groups, each request after the first passing `gate`.
     pub(crate) async fn groups(
         &self,
         s: &Server,
         ldap: &mut Ldap,
         user: &Entry,
         login: &Login,
+        gate: Gate,
         deadline: Instant,
     ) -> Result<Vec<Group>, Attempt> {
         let g = &self.cfg.group;
         let p = self.placeholders(user, login)?;
-        let mut got = Collected::default();
+        let mut got = Collected::new(gate);
         let frontier = match self.membership_source(user) {
             Some(attr) => {
                 self.listed_groups(s, ldap, user, attr, &mut got, deadline)
@@ -213,7 +319,7 @@ impl Directory {
             None => {
                 let filter = self.group_filter_for(&user.dn, &p);
                 let found = self
-                    .search_groups(s, ldap, &filter, deadline, "group search")
+                    .search_groups(s, ldap, &filter, &mut got.gate, deadline, "group search")
                     .await?;
                 self.take_new(found, &mut got)
             }
@@ -268,7 +374,8 @@ impl Directory {
                 Some(n) => Some(n),
                 None => {
                     // The RDN is not the name attribute: read the group entry.
-                    let read = self.paged_search(s, ldap, Query::entry(dn), deadline).await;
+                    let q = Query::entry(dn);
+                    let read = self.paged_search(s, ldap, q, &mut got.gate, deadline).await;
                     match read {
                         Ok(mut found) => found.pop().and_then(|e| self.group_name(&e)),
                         // A stale membership value (the group is gone) names no group.
@@ -320,6 +427,7 @@ impl Directory {
                         s,
                         ldap,
                         &format!("(|{parts})"),
+                        &mut got.gate,
                         deadline,
                         "nested group search",
                     )
@@ -355,5 +463,51 @@ mod tests {
         assert!(is_ranged(&e("MEMBEROF;Range=0-*"), "memberOf"));
         assert!(!is_ranged(&e("memberOf"), "memberOf"));
         assert!(!is_ranged(&e("member;range=0-1499"), "memberOf"));
+    }
+
+    fn page_end(val: Option<Vec<u8>>) -> LdapResult {
+        let raw = ldap3::controls::RawControl {
+            ctype: "1.2.840.113556.1.4.319".to_string(),
+            crit: false,
+            val,
+        };
+        LdapResult {
+            rc: 0,
+            matched: String::new(),
+            text: String::new(),
+            refs: vec![],
+            ctrls: vec![Control(Some(ControlType::PagedResults), raw)],
+        }
+    }
+
+    #[test]
+    fn the_paging_cookie_is_read_and_a_malformed_control_is_no_cookie_but_an_error() {
+        let pr = |cookie: &[u8]| {
+            let raw: ldap3::controls::RawControl = PagedResults {
+                size: 0,
+                cookie: cookie.to_vec(),
+            }
+            .into();
+            page_end(raw.val)
+        };
+        assert_eq!(next_cookie(&pr(b"more")), Some(b"more".to_vec()));
+        assert_eq!(next_cookie(&pr(b"")), Some(Vec::new()));
+        for bad in [
+            None,
+            Some(vec![]),
+            Some(vec![0x30, 0x03, 0x02, 0x01]),
+            Some(vec![0x04, 0x00]),
+        ] {
+            assert_eq!(next_cookie(&page_end(bad.clone())), None, "{bad:?}");
+        }
+        let unpaged = LdapResult {
+            ctrls: vec![],
+            ..page_end(None)
+        };
+        assert_eq!(
+            next_cookie(&unpaged),
+            Some(Vec::new()),
+            "a server that does not page"
+        );
     }
 }

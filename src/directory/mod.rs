@@ -38,6 +38,7 @@ pub(crate) use routing::{Directories, Readiness};
 
 use classify::Attempt;
 use discovery::Discovery;
+use groups::Gate;
 use pool::{remaining, Origin, Pool, Server};
 
 use crate::config;
@@ -463,7 +464,9 @@ impl Backend for Directory {
         self.on_some_server(deadline, |s| async move {
             let mut svc = self.pool.service(&s, deadline).await?;
             let entry = self.read_account(&s, &mut svc, dn, deadline).await?;
-            let groups = self.groups(&s, &mut svc, &entry, login, deadline).await?;
+            let groups = self
+                .groups(&s, &mut svc, &entry, login, Gate::open(), deadline)
+                .await?;
             Ok(Found {
                 entry,
                 groups,

@@ -312,6 +312,11 @@ impl Stats {
             .count()
     }
 
+    /// SRCH requests (each page of a paged search is one).
+    pub fn searches(&self) -> usize {
+        self.lines().filter(|l| l.contains(" SRCH base=")).count()
+    }
+
     /// New LDAP connections (TCP accepts).
     pub fn accepts(&self) -> usize {
         self.lines().filter(|l| l.contains(" ACCEPT from ")).count()
