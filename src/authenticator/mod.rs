@@ -203,8 +203,8 @@ impl<B: Backend> Authenticator<B> {
         self.fly(key, work, reuse, deadline).await
     }
 
-    /// A cached answer; `username` is the login name for the log line (the cached user's
-    /// name when not given).
+    /// A cached answer. The log line names an accepted user as the directory did; other
+    /// answers keep no name, so theirs is `username`, the login as typed, if given.
     fn hit(&self, cached: Cached, username: Option<String>) -> Review {
         self.cache_hits
             .get_or_init(|| {
@@ -214,13 +214,10 @@ impl<B: Backend> Authenticator<B> {
                     .clone()
             })
             .inc();
-        let (outcome, username) = match cached {
-            Cached::Accepted(u) => {
-                let name = username.unwrap_or_else(|| u.username().to_string());
-                (Outcome::Accepted(u), Some(name))
-            }
-            Cached::Rejected => (Outcome::Rejected, None),
-            Cached::AccountState(s) => (Outcome::AccountState(s), username),
+        let (username, outcome) = match cached {
+            Cached::Accepted(u) => (Some(u.username().to_string()), Outcome::Accepted(u)),
+            Cached::Rejected => (None, Outcome::Rejected),
+            Cached::AccountState(s) => (username, Outcome::AccountState(s)),
         };
         Review {
             outcome,
