@@ -4,11 +4,11 @@
 //! deny as much as a missing grant.
 
 use std::collections::HashSet;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ldap3::asn1::parse_tag;
 use ldap3::controls::{Control, ControlType, PagedResults};
-use ldap3::{ldap_escape, Ldap, LdapError, LdapResult, SearchEntry, SearchOptions};
+use ldap3::{ldap_escape, Ldap, LdapError, LdapResult, SearchEntry, SearchOptions, SearchStream};
 use tokio::sync::watch;
 
 use super::classify::{Attempt, OpError};
@@ -110,8 +110,9 @@ fn member_uid(user: &Entry, attr: &str) -> Result<String, Attempt> {
 /// Leave for a group read to send more than its first request. With search-then-bind the
 /// first group search goes out beside the bind; every later request (a second page, a
 /// group entry, a nesting level) waits for the bind's verdict and is never sent after a
-/// failed one: a wrong password then costs one group request whatever the number of
-/// groups, as the decoy's does.
+/// failed one, and a failed bind ends the read of the first at once: a wrong password then
+/// costs one group request and the bind's time whatever the number of groups, as the
+/// decoy's does.
 pub(crate) struct Gate {
     /// `Some(true)` once the bind succeeded, `Some(false)` once it failed; `None` for a
     /// read that waits for nothing (direct bind, re-check).
@@ -137,6 +138,17 @@ impl Gate {
         }
     }
 
+    /// Resolves once the bind failed; never for a gate without a bind or after a success.
+    async fn shut(&mut self) {
+        let failed = match &mut self.verdict {
+            Some(v) => !matches!(v.wait_for(Option::is_some).await.as_deref(), Ok(Some(true))),
+            None => false,
+        };
+        if !failed {
+            std::future::pending::<()>().await;
+        }
+    }
+
     /// Whether the next request may go out.
     async fn pass(&mut self) -> bool {
         let first = !std::mem::replace(&mut self.sent, true);
@@ -147,6 +159,16 @@ impl Gate {
             _ => true,
         }
     }
+}
+
+/// Reads what is left of a search nobody waits for, for at most `limit`: ldap3 logs a
+/// warning for every entry of a search whose stream was dropped.
+async fn drain(mut stream: SearchStream<'static, String, Vec<String>>, limit: Duration) {
+    let _ = tokio::time::timeout(limit, async {
+        while let Ok(Some(_)) = stream.next().await {}
+        stream.finish().await
+    })
+    .await;
 }
 
 /// How a paged search ended.
@@ -207,7 +229,19 @@ impl Directory {
                 let mut stream = ldap
                     .streaming_search(q.base, q.scope, q.filter, attrs.clone())
                     .await?;
-                while let Some(re) = stream.next().await? {
+                loop {
+                    let re = tokio::select! {
+                        biased;
+                        () = gate.shut() => {
+                            // The bind failed: no waiting for the rest of a page whose size
+                            // tells how many groups the user has. It is read and dropped in
+                            // the background, which keeps the shared connection quiet.
+                            tokio::spawn(drain(stream, self.pool.op_timeout(deadline)));
+                            return Ok((out, End::Stopped));
+                        }
+                        re = stream.next() => re?,
+                    };
+                    let Some(re) = re else { break };
                     if re.is_ref() || re.is_intermediate() {
                         continue;
                     }
