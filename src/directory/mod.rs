@@ -17,6 +17,7 @@ pub(crate) mod classify;
 mod discovery;
 pub(crate) mod dn;
 mod groups;
+mod paging;
 mod pool;
 pub(crate) mod ppolicy;
 mod routing;
@@ -38,7 +39,7 @@ pub(crate) use routing::{Directories, Readiness};
 
 use classify::Attempt;
 use discovery::Discovery;
-use groups::Gate;
+use paging::Gate;
 use pool::{remaining, Origin, Pool, Server};
 
 use crate::config;

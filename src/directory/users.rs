@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use ldap3::{dn_escape, ldap_escape, Ldap, Scope, SearchEntry, SearchOptions};
 
 use super::classify::{classify_bind, Attempt, BindVerdict, Failure, OpError, RejectReason};
-use super::groups::Gate;
+use super::paging::Gate;
 use super::pool::Server;
 use super::ppolicy::{ppolicy_request, raw_controls, PasswordWarning};
 use super::state::{PASSWORD_ATTRS, STATE_ATTRS};
