@@ -144,7 +144,10 @@ async fn a_wrong_password_of_a_user_in_many_groups_costs_the_searches_of_an_unkn
     assert_eq!(right, wrong + 1);
     // The rest of a first page nobody waits for was read, not left to ldap3's warnings.
     let log = d.log();
-    assert!(!log.contains("unmatched id") && !log.contains("send error"), "{log}");
+    assert!(
+        !log.contains("unmatched id") && !log.contains("send error"),
+        "{log}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
