@@ -53,6 +53,31 @@ pub(crate) struct Mapped {
     pub reserved_groups: Vec<String>,
 }
 
+/// The Kubernetes username of `entry` (prefix included; `system:` not yet refused): also
+/// the name a review's log line gives once the directory confirmed the account, rather than
+/// the login as typed (`EXAMPLE\\alice`).
+pub(crate) fn username(
+    entry: &Entry,
+    typed: &str,
+    user_cfg: &config::User,
+    ident: &config::Identity,
+) -> Result<String, IdentityError> {
+    let names: Vec<&str> = entry
+        .values(&user_cfg.username_attribute)
+        .filter_map(|v| std::str::from_utf8(v).ok())
+        .collect();
+    let username = names
+        .iter()
+        .find(|n| n.eq_ignore_ascii_case(typed) || n.to_lowercase() == typed.to_lowercase())
+        .or(names.first())
+        .ok_or_else(|| IdentityError::NoUsername(user_cfg.username_attribute.clone()))?;
+    let username = match ident.lowercase_username {
+        true => username.to_lowercase(),
+        false => username.to_string(),
+    };
+    Ok(format!("{}{}", ident.username_prefix, username))
+}
+
 /// Builds the user. `typed` is the login name as the user typed it: when the username
 /// attribute holds several values, the one matching it is the username. Lower-casing
 /// applies to the directory's spelling, before the operator-written prefix. A user with
@@ -65,16 +90,7 @@ pub(crate) fn map(
     user_cfg: &config::User,
     ident: &config::Identity,
 ) -> Result<Mapped, IdentityError> {
-    let names: Vec<&str> = entry
-        .values(&user_cfg.username_attribute)
-        .filter_map(|v| std::str::from_utf8(v).ok())
-        .collect();
-    let username = names
-        .iter()
-        .find(|n| n.eq_ignore_ascii_case(typed) || n.to_lowercase() == typed.to_lowercase())
-        .or(names.first())
-        .ok_or_else(|| IdentityError::NoUsername(user_cfg.username_attribute.clone()))?;
-
+    let username = username(entry, typed, user_cfg, ident)?;
     let uid = entry
         .values(&user_cfg.uid_attribute)
         .next()
@@ -92,11 +108,6 @@ pub(crate) fn map(
         }
     }
 
-    let username = match ident.lowercase_username {
-        true => username.to_lowercase(),
-        false => username.to_string(),
-    };
-    let username = format!("{}{}", ident.username_prefix, username);
     if is_reserved(&username) {
         return Err(IdentityError::ReservedUsername(username));
     }

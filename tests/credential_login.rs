@@ -531,6 +531,55 @@ fn a_cached_token_is_used_when_the_daemon_cannot_be_asked() {
     );
 }
 
+/// Whether a thread of `pid` sleeps in `open` of a FIFO, waiting for the other end.
+fn waits_on_a_fifo(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().any(|t| {
+        std::fs::read_to_string(t.path().join("wchan")).is_ok_and(|w| w == "wait_for_partner")
+    })
+}
+
+#[test]
+fn a_fifo_in_place_of_the_cached_token_is_refused_at_once_by_name() {
+    let site = Fixture::start();
+    let laptop = Laptop::new();
+    laptop.credential(&site);
+    let files = laptop.token_files();
+    assert_eq!(files.len(), 1, "{files:?}");
+    std::fs::remove_file(&files[0]).unwrap();
+    let path = std::ffi::CString::new(files[0].as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a NUL-terminated path that lives across the call.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    let mut cmd = laptop.plugin(&site, &[]);
+    let mut child = cmd
+        .args(laptop.alice())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // No writer ever comes: a run that opened the FIFO for reading would wait forever.
+    while child.try_wait().unwrap().is_none() {
+        if waits_on_a_fifo(child.id()) {
+            let _ = child.kill();
+            panic!("the plugin waits in open() on the FIFO");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty(), "nothing for kubectl to misread");
+    let said = stderr(&out);
+    assert!(said.contains("is a FIFO, not a file"), "{said}");
+    assert!(said.contains(&files[0].display().to_string()), "{said}");
+    assert_eq!(
+        site.metric(ISSUED),
+        1.0,
+        "no password sent for the refused cache"
+    );
+}
+
 #[test]
 fn a_login_while_the_directory_is_down_says_so_and_caches_nothing() {
     let mut site = Fixture::start();

@@ -437,3 +437,42 @@ async fn an_issued_token_is_rechecked_in_the_directory_it_came_from() {
         "the default directory was not asked about carol"
     );
 }
+
+/// The daemon's review log lines whose outcome is `outcome`.
+fn review_lines(d: &Daemon, outcome: &str) -> Vec<String> {
+    let needle = format!("outcome=\"{outcome}\"");
+    d.wait_for_log(&needle);
+    d.log()
+        .lines()
+        .filter(|l| l.contains(&needle))
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_review_log_names_the_user_the_directory_confirmed_not_the_login_as_typed() {
+    let t = start();
+    for _ in 0..2 {
+        let a = t.d.login("corp\\ALICE", "alice-password").await;
+        assert_eq!(a.body["status"]["authenticated"], true, "{}", a.raw);
+    }
+    let a = t.d.login("PARTNER\\Alice", "a-wrong-password").await;
+    assert_eq!(a.body["status"]["error"], GENERIC, "{}", a.raw);
+    t.d.wait_for_log("source=\"cache\"");
+    let accepted = review_lines(&t.d, "accepted");
+    assert!(accepted[0].contains("user=\"corp:alice\""), "{accepted:?}");
+    let hit = accepted.iter().find(|l| l.contains("source=\"cache\""));
+    assert!(
+        hit.is_some_and(|l| l.contains("user=\"corp:alice\"")),
+        "{accepted:?}"
+    );
+    let rejected = review_lines(&t.d, "rejected");
+    assert!(rejected[0].contains("wrong_password"), "{rejected:?}");
+    assert!(
+        rejected[0].contains("user=\"partner:alice\""),
+        "{rejected:?}"
+    );
+    for line in accepted.iter().chain(&rejected) {
+        assert!(!line.contains("ALICE") && !line.contains("Alice"), "{line}");
+    }
+}

@@ -89,17 +89,21 @@ async fn only_the_k8s_groups_reach_kubernetes() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn of_thousands_of_groups_only_the_included_ones_are_sent() {
-    let many: String = (0..1500)
+/// `n` groups `team-0` .. with alice as their only member.
+fn teams(n: usize) -> String {
+    (0..n)
         .map(|i| {
             format!(
                 "dn: cn=team-{i},ou=groups,dc=example,dc=org\nobjectClass: groupOfNames\n\
                  cn: team-{i}\nmember: uid=alice,ou=people,dc=example,dc=org\n\n"
             )
         })
-        .collect();
-    let slapd = Slapd::start_with(&format!("{K8S}\n{many}"));
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn of_thousands_of_groups_only_the_included_ones_are_sent() {
+    let slapd = Slapd::start_with(&format!("{K8S}\n{}", teams(1500)));
     let all = slapd.daemon().start();
     let a = all.login("alice", "alice-password").await;
     assert_eq!(groups(&a).as_array().map(Vec::len), Some(1505), "{}", a.raw);
@@ -111,6 +115,38 @@ async fn of_thousands_of_groups_only_the_included_ones_are_sent() {
     assert_eq!(
         groups(&a),
         json!(["k8s-admins", "k8s-legacy-ops", "k8s-users"])
+    );
+}
+
+/// A review and the SRCH requests slapd logged for it.
+async fn searched(slapd: &Slapd, d: &Daemon, login: &str, password: &str) -> (Answer, usize) {
+    let mark = slapd.log_mark();
+    let a = d.login(login, password).await;
+    (a, slapd.stats_since(mark).searches().len())
+}
+
+/// A group search answers 500 entries a page: a user in more groups takes a second page,
+/// which a wrong password must not cost (the decoy of an unknown name never does).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_password_of_a_user_in_many_groups_costs_the_searches_of_an_unknown_name() {
+    let slapd = Slapd::start_with(&teams(600));
+    let d = slapd.daemon().start();
+    d.wait_for_probe();
+    let (a, wrong) = searched(&slapd, &d, "alice", "a-wrong-password").await;
+    assert_eq!(a.body["status"]["error"], GENERIC, "{}", a.raw);
+    let (a, unknown) = searched(&slapd, &d, "nobody", "a-wrong-password").await;
+    assert_eq!(a.body["status"]["error"], GENERIC, "{}", a.raw);
+    assert_eq!(slapd.decoy_binds(), 1);
+    assert_eq!(wrong, unknown, "user search and one group search each");
+    // The right password reads both pages: the count above would see a second one.
+    let (a, right) = searched(&slapd, &d, "alice", "alice-password").await;
+    assert_eq!(groups(&a).as_array().map(Vec::len), Some(602), "{}", a.raw);
+    assert_eq!(right, wrong + 1);
+    // The rest of a first page nobody waits for was read, not left to ldap3's warnings.
+    let log = d.log();
+    assert!(
+        !log.contains("unmatched id") && !log.contains("send error"),
+        "{log}"
     );
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::{failed, Authenticator, Outcome, Resolved};
 use crate::directory::state::account_state;
-use crate::directory::{AccountState, Backend, Failure, Found, RejectReason};
+use crate::directory::{AccountState, Backend, Entry, Failure, Found, RejectReason};
 use crate::identity;
 use crate::issued::{Subject, Verified};
 use crate::lockout::{Key, Refused, Trust};
@@ -73,13 +73,13 @@ impl<B: Backend> Authenticator<B> {
             ) => {
                 attempt.failed();
                 self.lockout.forget(&proof);
-                failed(f, &login)
+                failed(f, &login).confirmed_as(self.confirmed_name(account.entry(), &login))
             }
             Err(f @ (Failure::Rejected(_) | Failure::AccountState(_))) => {
                 self.lockout.forget(&proof);
-                failed(f, &login)
+                failed(f, &login).confirmed_as(self.confirmed_name(account.entry(), &login))
             }
-            Err(f) => failed(f, &login),
+            Err(f) => failed(f, &login).confirmed_as(self.confirmed_name(account.entry(), &login)),
         }
     }
 
@@ -87,6 +87,13 @@ impl<B: Backend> Authenticator<B> {
     /// would trust its cached answer (`cache.stale_ttl`, or `cache.ttl` when longer).
     fn trust_window(&self) -> Duration {
         self.config.cache.ttl.max(self.config.cache.stale_ttl)
+    }
+
+    /// The account's name as a review's log line gives it (see [`identity::username`]);
+    /// none without an entry (a direct bind that failed read nothing).
+    fn confirmed_name(&self, entry: Option<&Entry>, login: &Login) -> Option<String> {
+        let (ldap, ident) = self.config.directory_of(login);
+        identity::username(entry?, login.name(), &ldap.user, ident).ok()
     }
 
     /// A name that matched nothing (or too much) draws on its own budget and costs a decoy
@@ -177,6 +184,7 @@ impl<B: Backend> Authenticator<B> {
     /// The Kubernetes user an entry makes, with the account a login signs a token for.
     fn identify(&self, found: Found, login: &Login, password_version: String) -> Resolved {
         let (ldap, ident) = self.config.directory_of(login);
+        let confirmed = self.confirmed_name(Some(&found.entry), login);
         let mapped = identity::map(&found.entry, login.name(), found.groups, &ldap.user, ident);
         let mapped = match mapped {
             Ok(m) => m,
@@ -190,16 +198,19 @@ impl<B: Backend> Authenticator<B> {
                     Outcome::Rejected,
                     Some(login),
                     RejectReason::ReservedName.label(),
-                );
+                )
+                .confirmed_as(confirmed);
             }
             // Only reached with the right password, so it tells nothing to someone without.
             Err(identity::IdentityError::NotInRequiredGroup) => {
                 let state = AccountState::NotInRequiredGroup;
-                return Resolved::new(Outcome::AccountState(state), Some(login), state.label());
+                return Resolved::new(Outcome::AccountState(state), Some(login), state.label())
+                    .confirmed_as(confirmed);
             }
             Err(e) => {
                 tracing::error!(error = %e, "cannot build the Kubernetes user from the directory entry");
-                return Resolved::new(Outcome::BackendError, Some(login), e.to_string());
+                return Resolved::new(Outcome::BackendError, Some(login), e.to_string())
+                    .confirmed_as(confirmed);
             }
         };
         if !mapped.reserved_groups.is_empty() {
@@ -238,6 +249,7 @@ impl<B: Backend> Authenticator<B> {
                 Some(login),
                 detail,
             )
+            .confirmed_as(Some(mapped.user.username.clone()))
         }
     }
 }

@@ -56,6 +56,15 @@ impl Resolved {
         }
     }
 
+    /// The log line names the account as the directory spells it (`name`) rather than as
+    /// typed, where it names one at all: only once the directory confirmed the account.
+    fn confirmed_as(mut self, name: Option<String>) -> Resolved {
+        if self.username.is_some() && name.is_some() {
+            self.username = name;
+        }
+        self
+    }
+
     fn locked_out() -> Resolved {
         Resolved {
             local: true,
@@ -195,8 +204,8 @@ impl<B: Backend> Authenticator<B> {
         self.fly(key, work, reuse, deadline).await
     }
 
-    /// A cached answer; `username` is the login name for the log line (the cached user's
-    /// name when not given).
+    /// A cached answer. The log line names an accepted user as the directory did; other
+    /// answers keep no name, so theirs is `username`, the login as typed, if given.
     fn hit(&self, cached: Cached, username: Option<String>) -> Review {
         self.cache_hits
             .get_or_init(|| {
@@ -206,13 +215,10 @@ impl<B: Backend> Authenticator<B> {
                     .clone()
             })
             .inc();
-        let (outcome, username) = match cached {
-            Cached::Accepted(u) => {
-                let name = username.unwrap_or_else(|| u.username().to_string());
-                (Outcome::Accepted(u), Some(name))
-            }
-            Cached::Rejected => (Outcome::Rejected, None),
-            Cached::AccountState(s) => (Outcome::AccountState(s), username),
+        let (username, outcome) = match cached {
+            Cached::Accepted(u) => (Some(u.username().to_string()), Outcome::Accepted(u)),
+            Cached::Rejected => (None, Outcome::Rejected),
+            Cached::AccountState(s) => (username, Outcome::AccountState(s)),
         };
         Review {
             outcome,

@@ -205,10 +205,36 @@ pub(crate) struct Slot {
     username: String,
 }
 
+/// What is wrong with something in the place of a cache file, if anything.
+fn not_ours(meta: &std::fs::Metadata) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    let kind = meta.file_type();
+    let why = if kind.is_fifo() {
+        "is a FIFO, not a file"
+    } else if kind.is_socket() {
+        "is a socket, not a file"
+    } else if kind.is_block_device() || kind.is_char_device() {
+        "is a device, not a file"
+    } else if kind.is_dir() {
+        "is a directory, not a file"
+    } else if !kind.is_file() {
+        "is not a file"
+    } else if meta.uid() != process::effective_uid() {
+        "belongs to another user"
+    } else {
+        return None;
+    };
+    Some(why)
+}
+
 /// Opens a file of the cache without following a symlink; the file must be ours.
+/// `O_NONBLOCK` keeps a FIFO (or a device) in the file's place from holding the run in
+/// `open` until a writer comes: it is opened at once, seen for what it is and refused
+/// (`O_NOCTTY`: a terminal there never becomes ours). On the regular file that passes, the
+/// flag changes nothing (Linux ignores it for files).
 fn open_own(path: &Path, options: &mut OpenOptions) -> Result<Option<File>, CacheError> {
     let file = match options
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY)
         .open(path)
     {
         Ok(f) => f,
@@ -219,16 +245,27 @@ fn open_own(path: &Path, options: &mut OpenOptions) -> Result<Option<File>, Cach
                 why: "is a symlink",
             })
         }
+        // A socket cannot be opened at all: say what it is rather than "no such device".
+        Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+            let why = std::fs::symlink_metadata(path).ok();
+            return Err(match why.as_ref().and_then(not_ours) {
+                Some(why) => CacheError::Unsafe {
+                    path: path.to_path_buf(),
+                    why,
+                },
+                None => io(path)(e),
+            });
+        }
         Err(e) => return Err(io(path)(e)),
     };
     let meta = file.metadata().map_err(io(path))?;
-    if !meta.is_file() || meta.uid() != process::effective_uid() {
-        return Err(CacheError::Unsafe {
+    match not_ours(&meta) {
+        Some(why) => Err(CacheError::Unsafe {
             path: path.to_path_buf(),
-            why: "is not a file of this user",
-        });
+            why,
+        }),
+        None => Ok(Some(file)),
     }
-    Ok(Some(file))
 }
 
 impl Slot {

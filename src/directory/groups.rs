@@ -6,16 +6,15 @@
 use std::collections::HashSet;
 use std::time::Instant;
 
-use ldap3::adapters::PagedResults;
-use ldap3::{ldap_escape, Ldap, LdapError, SearchEntry, SearchOptions};
+use ldap3::{ldap_escape, Ldap};
 
 use super::classify::{Attempt, OpError};
 use super::dn::first_rdn_value;
+use super::paging::Gate;
 use super::pool::Server;
 use super::{Directory, Entry, Group, Query};
 use crate::login::Login;
 
-const PAGE_SIZE: i32 = 500;
 /// More groups than this is a directory problem, not a user to pass on.
 pub(crate) const MAX_GROUPS: usize = 10_000;
 /// Groups per search when walking nested groups level by level.
@@ -31,13 +30,22 @@ fn is_ranged(entry: &Entry, attr: &str) -> bool {
 }
 
 /// Groups collected so far, and the DNs seen (lowercased) that break cycles.
-#[derive(Default)]
 struct Collected {
     seen: HashSet<String>,
     groups: Vec<Group>,
+    /// What every request of this read passes.
+    gate: Gate,
 }
 
 impl Collected {
+    fn new(gate: Gate) -> Collected {
+        Collected {
+            seen: HashSet::new(),
+            groups: Vec::new(),
+            gate,
+        }
+    }
+
     /// Adds a group; returns whether it was new.
     fn add(&mut self, dn: &str, name: Option<String>) -> bool {
         if !self.seen.insert(dn.to_lowercase()) {
@@ -97,55 +105,6 @@ fn member_uid(user: &Entry, attr: &str) -> Result<String, Attempt> {
 }
 
 impl Directory {
-    /// Runs a paged subtree (or base) search and returns the entries, skipping
-    /// continuation references. Only success is an answer: a size, time or admin limit, a
-    /// referral for the base or a missing base is an error.
-    async fn paged_search(
-        &self,
-        s: &Server,
-        ldap: &mut Ldap,
-        q: Query<'_>,
-        deadline: Instant,
-    ) -> Result<Vec<Entry>, OpError> {
-        let attrs = vec![self.cfg.group.name_attribute.clone()];
-        ldap.with_search_options(SearchOptions::new().sizelimit(MAX_GROUPS as i32 + 1));
-        let work = async {
-            let mut stream = ldap
-                .streaming_search_with(
-                    PagedResults::new(PAGE_SIZE),
-                    q.base,
-                    q.scope,
-                    q.filter,
-                    attrs,
-                )
-                .await?;
-            let mut out = Vec::new();
-            while let Some(re) = stream.next().await? {
-                if re.is_ref() || re.is_intermediate() {
-                    continue;
-                }
-                out.push(Entry::from_search(SearchEntry::construct(re)));
-                if out.len() > MAX_GROUPS {
-                    // A server that ignores the size limit: stop reading.
-                    return Ok((out, None));
-                }
-            }
-            Ok::<_, LdapError>((out, Some(stream.finish().await)))
-        };
-        let (out, res) = self.pool.op(s, "search_groups", deadline, work).await?;
-        match res {
-            Some(r) if r.rc == 0 => Ok(out),
-            Some(r) => Err(OpError::Result {
-                rc: r.rc,
-                text: r.text,
-            }),
-            None => Err(OpError::Result {
-                rc: 4,
-                text: format!("more than {MAX_GROUPS} groups"),
-            }),
-        }
-    }
-
     fn group_name(&self, g: &Entry) -> Option<String> {
         let attr = &self.cfg.group.name_attribute;
         g.values(attr)
@@ -184,27 +143,29 @@ impl Directory {
         s: &Server,
         ldap: &mut Ldap,
         filter: &str,
+        gate: &mut Gate,
         deadline: Instant,
         what: &str,
     ) -> Result<Vec<Entry>, Attempt> {
         let q = Query::subtree(&self.cfg.group.base_dn, filter);
-        self.paged_search(s, ldap, q, deadline)
+        self.paged_search(s, ldap, q, gate, deadline)
             .await
             .map_err(|e| e.into_attempt(what))
     }
 
-    /// The user's groups.
+    /// The user's groups, each request after the first passing `gate`.
     pub(crate) async fn groups(
         &self,
         s: &Server,
         ldap: &mut Ldap,
         user: &Entry,
         login: &Login,
+        gate: Gate,
         deadline: Instant,
     ) -> Result<Vec<Group>, Attempt> {
         let g = &self.cfg.group;
         let p = self.placeholders(user, login)?;
-        let mut got = Collected::default();
+        let mut got = Collected::new(gate);
         let frontier = match self.membership_source(user) {
             Some(attr) => {
                 self.listed_groups(s, ldap, user, attr, &mut got, deadline)
@@ -213,7 +174,7 @@ impl Directory {
             None => {
                 let filter = self.group_filter_for(&user.dn, &p);
                 let found = self
-                    .search_groups(s, ldap, &filter, deadline, "group search")
+                    .search_groups(s, ldap, &filter, &mut got.gate, deadline, "group search")
                     .await?;
                 self.take_new(found, &mut got)
             }
@@ -268,7 +229,8 @@ impl Directory {
                 Some(n) => Some(n),
                 None => {
                     // The RDN is not the name attribute: read the group entry.
-                    let read = self.paged_search(s, ldap, Query::entry(dn), deadline).await;
+                    let q = Query::entry(dn);
+                    let read = self.paged_search(s, ldap, q, &mut got.gate, deadline).await;
                     match read {
                         Ok(mut found) => found.pop().and_then(|e| self.group_name(&e)),
                         // A stale membership value (the group is gone) names no group.
@@ -320,6 +282,7 @@ impl Directory {
                         s,
                         ldap,
                         &format!("(|{parts})"),
+                        &mut got.gate,
                         deadline,
                         "nested group search",
                     )

@@ -17,6 +17,7 @@ pub(crate) mod classify;
 mod discovery;
 pub(crate) mod dn;
 mod groups;
+mod paging;
 mod pool;
 pub(crate) mod ppolicy;
 mod routing;
@@ -38,6 +39,7 @@ pub(crate) use routing::{Directories, Readiness};
 
 use classify::Attempt;
 use discovery::Discovery;
+use paging::Gate;
 use pool::{remaining, Origin, Pool, Server};
 
 use crate::config;
@@ -118,6 +120,11 @@ impl Account {
     /// An account known only by its DN (direct bind; fakes in tests).
     pub(crate) fn by_dn(dn: String) -> Account {
         Account { dn, entry: None }
+    }
+
+    /// The entry the search found, if it searched.
+    pub(crate) fn entry(&self) -> Option<&Entry> {
+        self.entry.as_ref()
     }
 }
 
@@ -477,7 +484,9 @@ impl Backend for Directory {
         self.on_some_server(deadline, |s| async move {
             let mut svc = self.pool.service(&s, deadline).await?;
             let entry = self.read_account(&s, &mut svc, dn, login, deadline).await?;
-            let groups = self.groups(&s, &mut svc, &entry, login, deadline).await?;
+            let groups = self
+                .groups(&s, &mut svc, &entry, login, Gate::open(), deadline)
+                .await?;
             Ok(Found {
                 entry,
                 groups,

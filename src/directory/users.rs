@@ -4,9 +4,12 @@
 
 use std::time::Instant;
 
+use tokio::sync::watch;
+
 use ldap3::{dn_escape, ldap_escape, Ldap, Scope, SearchEntry, SearchOptions};
 
 use super::classify::{classify_bind, Attempt, BindVerdict, Failure, OpError, RejectReason};
+use super::paging::Gate;
 use super::pool::Server;
 use super::ppolicy::{ppolicy_request, raw_controls, PasswordWarning};
 use super::state::{PASSWORD_ATTRS, STATE_ATTRS};
@@ -203,7 +206,7 @@ impl Directory {
                 .find_user(s, &mut conn.ldap, Query::entry(dn), deadline)
                 .await?;
             let groups = self
-                .groups(s, &mut conn.ldap, &entry, login, deadline)
+                .groups(s, &mut conn.ldap, &entry, login, Gate::open(), deadline)
                 .await?;
             Ok(super::Found {
                 entry,
@@ -219,7 +222,8 @@ impl Directory {
     /// Search-then-bind for an entry already found: the bind on a pool connection and the
     /// group search on the service connection go out together (the group search needs only
     /// the DN), so a miss costs the user search plus the slower of the two. The bind's
-    /// verdict comes first: a wrong password is a rejection whatever the groups said.
+    /// verdict comes first: a wrong password is a rejection whatever the groups said, and
+    /// the group read sends nothing past its first request until the bind succeeded.
     pub(crate) async fn bind_and_groups(
         &self,
         s: &Server,
@@ -229,8 +233,13 @@ impl Directory {
         deadline: Instant,
     ) -> Result<(Option<PasswordWarning>, Vec<super::Group>), Attempt> {
         let mut svc = self.pool.service(s, deadline).await?;
-        let bind = self.bind_user(s, &entry.dn, password, deadline);
-        let groups = self.groups(s, &mut svc, entry, login, deadline);
+        let (verdict, gate) = watch::channel(None);
+        let bind = async {
+            let bound = self.bind_user(s, &entry.dn, password, deadline).await;
+            verdict.send_replace(Some(bound.is_ok()));
+            bound
+        };
+        let groups = self.groups(s, &mut svc, entry, login, Gate::after(gate), deadline);
         let (bound, groups) = tokio::join!(bind, groups);
         let warning = bound?;
         Ok((warning, groups?))

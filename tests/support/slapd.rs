@@ -298,7 +298,7 @@ impl Stats {
             .count()
     }
 
-    /// SEARCH requests (`base=... scope=... filter=...`).
+    /// SEARCH requests (`base=... scope=... filter=...`; each page of a paged search is one).
     pub fn searches(&self) -> Vec<&str> {
         self.lines().filter(|l| l.contains(" SRCH base=")).collect()
     }

@@ -201,3 +201,17 @@ fn a_second_run_waits_for_the_lock_of_the_first() {
         assert_eq!(second.join().unwrap().as_deref(), Some("alice"));
     });
 }
+
+#[test]
+fn a_socket_in_place_of_the_token_file_is_refused_by_name() {
+    let d = tempfile::tempdir().unwrap();
+    let cache = Cache::open(d.path().join("c")).unwrap();
+    let slot = cache.slot(URL, "alice");
+    let _socket = std::os::unix::net::UnixListener::bind(&slot.token).unwrap();
+    let held = slot.lock(|| {}).unwrap();
+    let Err(refused) = held.load() else {
+        panic!("a socket was read as a token file");
+    };
+    let refused = refused.to_string();
+    assert!(refused.contains("is a socket, not a file"), "{refused}");
+}
