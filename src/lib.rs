@@ -14,6 +14,7 @@ pub mod config;
 pub mod credential;
 pub mod daemon;
 mod directory;
+mod dn;
 mod identity;
 pub mod issued;
 pub mod kubeconfig;

@@ -6,7 +6,7 @@ use regex::{Regex, RegexBuilder};
 
 use super::raw::{RawGroupPolicy, RawIdentity};
 use super::{ConfigError, Ctx, Group, GroupNaming, GroupPolicy, Identity};
-use crate::directory::dn;
+use crate::dn;
 use crate::identity::is_reserved;
 
 /// The most memory one compiled pattern may take. Real group patterns need a few KiB; a
