@@ -23,6 +23,7 @@ mod login;
 mod metrics;
 mod outcome;
 pub mod process;
+mod reserved;
 mod secret;
 pub mod server;
 mod systemd;
