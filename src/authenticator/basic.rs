@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::{failed, Authenticator, Outcome, Resolved};
-use crate::directory::state::account_state;
+use crate::directory::state::{account_state, password_version};
 use crate::directory::{AccountState, Backend, Entry, Failure, Found, RejectReason};
 use crate::identity;
 use crate::issued::{Subject, Verified};
@@ -149,7 +149,8 @@ impl<B: Backend> Authenticator<B> {
     /// binds, which are for changing it, as a re-check would refuse it.
     pub(super) fn admit(&self, found: Found, login: &Login, token: Option<&Verified>) -> Resolved {
         let state = account_state(&found.entry, SystemTime::now());
-        let version = self.config.tokens.issued.password_version(&found.entry);
+        let version = (self.config.tokens.issued.password_key())
+            .map(|key| password_version(&found.entry, key));
         let resolved = self.identify(found, login, version.clone().unwrap_or_default());
         let (Outcome::Accepted(_), Some(account)) = (&resolved.outcome, &resolved.account) else {
             return resolved;

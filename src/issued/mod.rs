@@ -25,8 +25,6 @@ use hmac::digest::KeyInit;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::directory::state::password_version;
-use crate::directory::Entry;
 use keys::{SigningKey, VerifyingKey};
 
 pub use keys::{keygen, KeyError};
@@ -236,13 +234,11 @@ impl Tokens {
         self.verifying.iter().map(|k| k.kid.as_str()).collect()
     }
 
-    /// The password version of `entry`: its password-change attributes under the key
-    /// derived from the signing key; `None` without a signing key (no token is signed then,
-    /// and no token's version can be checked).
-    pub(crate) fn password_version(&self, entry: &Entry) -> Option<String> {
-        self.password_key
-            .as_ref()
-            .map(|k| password_version(entry, &k.0))
+    /// The key password versions are made under (derived from the signing key); `None`
+    /// without a signing key: no token is signed then, and no token's version can be
+    /// checked. The directory's `state::password_version` reads the attributes under it.
+    pub(crate) fn password_key(&self) -> Option<&Hmac<Sha256>> {
+        self.password_key.as_ref().map(|k| &k.0)
     }
 
     /// Signs a token for `subject`, valid from `now` for `login.token_ttl`.
