@@ -27,7 +27,8 @@ use sha2::Sha256;
 
 use keys::{SigningKey, VerifyingKey};
 
-pub use keys::{keygen, KeyError};
+pub use key_files::KeyError;
+pub use keys::keygen;
 
 /// What every issued token starts with, and the only thing a review looks at to call a
 /// token ours: basic tokens (base64, no `.`) and JWTs (`eyJ...`) never start with it.
