@@ -7,9 +7,26 @@ use std::time::Duration;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 
-use super::listener::Port;
 use super::review::Reply;
 use crate::config::Config;
+
+/// Which listener: what it serves and whether a client certificate is required.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Port {
+    /// TokenReviews from kube-apiserver; a client certificate from `client_ca_file`.
+    Reviews,
+    /// `POST /login` and `GET /login`; no client certificate.
+    Login,
+}
+
+impl Port {
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Port::Reviews => "reviews",
+            Port::Login => "login",
+        }
+    }
+}
 
 /// hyper's header read timeout of the benchmark's baseline and other callers of
 /// [`connection_builder`]; the daemon uses `idle_timeout` instead.

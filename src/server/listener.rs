@@ -26,7 +26,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::admission::{Admission, HandshakeSlot, Limits, Place, Refused, Seat};
 use super::closes::{Closes, Reason, LOG_INTERVAL};
-use super::http::{builder, without_body};
+use super::http::{builder, without_body, Port};
 use super::in_flight::InFlight;
 use super::login::handle_login;
 use super::review::handle_review;
@@ -39,24 +39,6 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 const KEEPALIVE_TIME: Duration = Duration::from_secs(30);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 const KEEPALIVE_RETRIES: u32 = 3;
-
-/// Which listener: what it serves and whether a client certificate is required.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Port {
-    /// TokenReviews from kube-apiserver; a client certificate from `client_ca_file`.
-    Reviews,
-    /// `POST /login` and `GET /login`; no client certificate.
-    Login,
-}
-
-impl Port {
-    fn name(self) -> &'static str {
-        match self {
-            Port::Reviews => "reviews",
-            Port::Login => "login",
-        }
-    }
-}
 
 /// Accepts connections on `port` until `shutdown` turns true, then drains.
 pub(crate) async fn run_listener(

@@ -35,8 +35,9 @@ mod ops;
 pub(crate) mod ratelimit;
 mod review;
 
+pub(crate) use http::Port;
 pub use http::{anonymous_worst_case, connection_builder, LOGIN_CONNECTION_BYTES};
-pub(crate) use listener::{run_listener, Port};
+pub(crate) use listener::run_listener;
 pub(crate) use ops::run_ops;
 pub use ops::MAX_CONNECTIONS as OPS_MAX_CONNECTIONS;
 pub use review::parse_go_duration;
