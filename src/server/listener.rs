@@ -26,7 +26,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::admission::{Admission, HandshakeSlot, Limits, Place, Refused, Seat};
 use super::closes::{Closes, Reason, LOG_INTERVAL};
-use super::http::{builder, without_body, Port};
+use super::http::{builder, closing, http_error, without_body, Port, Reply};
 use super::in_flight::InFlight;
 use super::login::handle_login;
 use super::review::handle_review;
@@ -306,12 +306,7 @@ impl Connection {
 }
 
 /// The answer to a request on a connection that found no verified place.
-fn no_place(
-    shared: &super::Shared,
-    closes: &Closes,
-    peer: SocketAddr,
-    refused: Refused,
-) -> super::review::Reply {
+fn no_place(shared: &super::Shared, closes: &Closes, peer: SocketAddr, refused: Refused) -> Reply {
     let (reason, detail) = match refused {
         Refused::Evicted => (Reason::Evicted, "replaced by a newer connection"),
         Refused::Limit => (
@@ -320,7 +315,7 @@ fn no_place(
         ),
     };
     closes.record(reason, peer, detail);
-    super::review::closing(super::review::http_error(
+    closing(http_error(
         shared,
         hyper::StatusCode::SERVICE_UNAVAILABLE,
         "ServiceUnavailable",

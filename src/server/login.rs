@@ -24,16 +24,15 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::body::Body;
 use hyper::body::Incoming;
 use hyper::header::WWW_AUTHENTICATE;
 use hyper::header::{HeaderValue, ALLOW, AUTHORIZATION, CACHE_CONTROL, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 
+use super::http::{announces_body, http_error, json, too_large, Reply};
 use super::in_flight::InFlight;
 use super::ratelimit::{retry_after_secs, Rate};
-use super::review::{closing, http_error, json, Reply};
 use super::{Runtime, Shared};
 use crate::metrics::EventLabels;
 use crate::outcome::{Outcome, Review, REJECTED, UNAVAILABLE};
@@ -55,14 +54,12 @@ pub(super) async fn handle_login(
     peer: SocketAddr,
     req: Request<Incoming>,
 ) -> Reply {
-    if has_body(&req) {
+    if announces_body(&req) {
         count(shared, "body_refused");
-        return closing(http_error(
+        return too_large(
             shared,
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "RequestEntityTooLarge",
             "a login request has no body: credentials go in the Authorization header",
-        ));
+        );
     }
     let limit = shared
         .current
@@ -147,13 +144,6 @@ fn credential<'a>(header: &'a str, scheme: &str) -> Option<&'a str> {
     let (s, rest) = header.trim().split_once(' ')?;
     let rest = rest.trim();
     (s.eq_ignore_ascii_case(scheme) && !rest.is_empty()).then_some(rest)
-}
-
-/// Whether the request announces a body, read or not: only a stream already ended (or an
-/// HTTP/2 stream that declared `content-length: 0`) has none.
-fn has_body(req: &Request<Incoming>) -> bool {
-    let body = req.body();
-    !(body.is_end_stream() || body.size_hint().exact() == Some(0))
 }
 
 async fn post(

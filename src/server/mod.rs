@@ -1,10 +1,10 @@
 //! The HTTPS listener for TokenReviews and the plain-HTTP operations listener.
 //!
 //! - [`listener`]: accept, the TLS handshake with a required client certificate
-//!   (`client_tls_accept`), then HTTP/1.1 or HTTP/2 under the connection timers;
+//!   (`tls_accept`; the login port takes anyone), then HTTP/1.1 or HTTP/2 under the connection timers;
 //! - [`admission`]: the two connection budgets (replaceable, verified connections);
-//! - [`http`]: each listener's HTTP/1.1 and HTTP/2 settings, and a login connection's
-//!   worst-case memory;
+//! - [`http`]: each listener's HTTP/1.1 and HTTP/2 settings, a login connection's
+//!   worst-case memory, the replies and HTTP errors, and bounded body reading;
 //! - [`closes`]: connections closed by the daemon, counted and logged sparingly;
 //! - [`review`]: the TokenReview handler, admit -> respond;
 //! - [`login`]: `POST /login` and `GET /login` on the login listener, [`ratelimit`] its

@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
 use super::closes::{Closes, Reason, LOG_INTERVAL};
-use super::review::Reply;
+use super::http::Reply;
 use super::{stopped, Runtime, Shared};
 use crate::directory::Readiness;
 use crate::metrics::StageLabels;
