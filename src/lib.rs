@@ -41,5 +41,5 @@ pub mod fuzzing {
     };
     pub use crate::identity::UserInfo;
     pub use crate::secret::Password;
-    pub use crate::server::parse_go_duration;
+    pub use crate::tokenreview::parse_go_duration;
 }

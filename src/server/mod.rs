@@ -40,7 +40,6 @@ pub use http::{anonymous_worst_case, connection_builder, LOGIN_CONNECTION_BYTES}
 pub(crate) use listener::run_listener;
 pub(crate) use ops::run_ops;
 pub use ops::MAX_CONNECTIONS as OPS_MAX_CONNECTIONS;
-pub use review::parse_go_duration;
 
 /// Why the daemon could not start serving.
 #[derive(Debug, thiserror::Error)]
