@@ -12,7 +12,7 @@ use crate::directory::state::{account_state, password_version};
 use crate::directory::{AccountState, Backend, Entry, Failure, Found, RejectReason};
 use crate::identity;
 use crate::issued::{Subject, Verified};
-use crate::lockout::{Key, Refused, Trust};
+use crate::lockout::{Blocked, Key, Trust};
 use crate::login::Login;
 use crate::metrics::EventLabels;
 use crate::secret::Password;
@@ -119,13 +119,13 @@ impl<B: Backend> Authenticator<B> {
         }
     }
 
-    fn refused(&self, refused: Refused) -> Resolved {
+    fn refused(&self, refused: Blocked) -> Resolved {
         match refused {
-            Refused::Locked => {
+            Blocked::Locked => {
                 self.metrics.lockout_refusals.inc();
                 Resolved::locked_out()
             }
-            Refused::Deadline => Resolved::new(
+            Blocked::Deadline => Resolved::new(
                 Outcome::BackendError,
                 None,
                 "deadline reached waiting for other attempts on this account",

@@ -116,7 +116,7 @@ fn an_expired_token_is_expired_and_nothing_else() {
     let (_d, k) = pair();
     let kid = k.public.kid.clone();
     let token = forge(&k, &kid, claims(now() - 2 * HOUR, now() - HOUR));
-    assert_eq!(tokens(k).verify(&token, now()), Err(Refused::Expired));
+    assert_eq!(tokens(k).verify(&token, now()), Err(VerifyError::Expired));
 }
 
 #[test]
@@ -127,7 +127,7 @@ fn a_token_signed_by_another_key_under_our_kid_is_invalid() {
     let token = forge(&other, &kid, claims(now(), now() + HOUR));
     assert_eq!(
         tokens(ours).verify(&token, now()),
-        Err(Refused::Invalid("bad signature"))
+        Err(VerifyError::Invalid("bad signature"))
     );
 }
 
@@ -150,7 +150,7 @@ fn an_edited_payload_breaks_the_signature() {
     );
     assert_eq!(
         t.verify(&forged, now()),
-        Err(Refused::Invalid("bad signature"))
+        Err(VerifyError::Invalid("bad signature"))
     );
 }
 
@@ -165,7 +165,7 @@ fn another_issuer_or_audience_is_invalid() {
         let key = t.signing.as_ref().unwrap();
         assert_eq!(
             t.verify(&forge(key, &kid, c), now()),
-            Err(Refused::Invalid("another issuer or audience")),
+            Err(VerifyError::Invalid("another issuer or audience")),
             "{claim}"
         );
     }
@@ -181,7 +181,7 @@ fn a_token_not_yet_valid_is_invalid_beyond_the_clock_leeway() {
     c["nbf"] = rfc3339(now() + HOUR).into();
     assert_eq!(
         t.verify(&forge(key, &kid, c), now()),
-        Err(Refused::Invalid("not yet valid"))
+        Err(VerifyError::Invalid("not yet valid"))
     );
     let ahead = claims(now() + Duration::from_secs(5), now() + HOUR);
     assert!(
@@ -200,7 +200,7 @@ fn tokens_issued_before_not_before_are_invalid() {
     let old = t.sign(&alice(), now() - HOUR).unwrap();
     assert_eq!(
         t.verify(&old.token, now()),
-        Err(Refused::Invalid("issued before tokens.not_before"))
+        Err(VerifyError::Invalid("issued before tokens.not_before"))
     );
     let new = t.sign(&alice(), now() + Duration::from_secs(1)).unwrap();
     assert!(t.verify(&new.token, now()).is_ok());
@@ -215,7 +215,7 @@ fn a_lifetime_over_24h_is_not_ours() {
     let key = t.signing.as_ref().unwrap();
     assert_eq!(
         t.verify(&forge(key, &kid, c), now()),
-        Err(Refused::Invalid("lifetime longer than 24h"))
+        Err(VerifyError::Invalid("lifetime longer than 24h"))
     );
 }
 
@@ -227,12 +227,12 @@ fn an_unknown_kid_or_no_footer_is_invalid() {
     let c = claims(now(), now() + HOUR);
     assert_eq!(
         t.verify(&forge(key, "AAAAAAAAAAAAAAAA", c.clone()), now()),
-        Err(Refused::Invalid("unknown key id"))
+        Err(VerifyError::Invalid("unknown key id"))
     );
     let bare = PublicToken::sign(&key.secret, c.to_string().as_bytes(), None, None).unwrap();
     assert_eq!(
         t.verify(&bare, now()),
-        Err(Refused::Invalid("no key id in the footer"))
+        Err(VerifyError::Invalid("no key id in the footer"))
     );
 }
 
@@ -248,14 +248,14 @@ fn garbage_with_our_prefix_is_invalid() {
     ] {
         assert!(is_issued(g));
         assert!(
-            matches!(t.verify(g, now()), Err(Refused::Invalid(_))),
+            matches!(t.verify(g, now()), Err(VerifyError::Invalid(_))),
             "{g}"
         );
     }
     let long = format!("v4.public.{}", "A".repeat(MAX_LEN));
     assert_eq!(
         t.verify(&long, now()),
-        Err(Refused::Invalid("oversized token"))
+        Err(VerifyError::Invalid("oversized token"))
     );
 }
 

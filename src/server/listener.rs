@@ -24,7 +24,7 @@ use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
-use super::admission::{Admission, HandshakeSlot, Limits, Place, Refused, Seat};
+use super::admission::{Admission, HandshakeSlot, Limits, NoPlace, Place, Seat};
 use super::closes::{Closes, Reason, LOG_INTERVAL};
 use super::http::{builder, closing, http_error, without_body, Port, Reply};
 use super::in_flight::InFlight;
@@ -212,13 +212,7 @@ impl Connection {
         match slot.verified(limits) {
             Ok(verified) => Some((tls, Place::Verified(verified))),
             Err(refused) => {
-                let (reason, detail) = match refused {
-                    Refused::Evicted => (Reason::Evicted, "replaced by a newer connection"),
-                    Refused::Limit => (
-                        Reason::Limit,
-                        "server.max_connections or server.max_connections_per_source reached",
-                    ),
-                };
+                let (reason, detail) = close_reason(refused);
                 self.closes.record(reason, self.peer, detail);
                 None
             }
@@ -305,15 +299,20 @@ impl Connection {
     }
 }
 
-/// The answer to a request on a connection that found no verified place.
-fn no_place(shared: &super::Shared, closes: &Closes, peer: SocketAddr, refused: Refused) -> Reply {
-    let (reason, detail) = match refused {
-        Refused::Evicted => (Reason::Evicted, "replaced by a newer connection"),
-        Refused::Limit => (
+/// How a connection without a verified place is counted and logged.
+fn close_reason(refused: NoPlace) -> (Reason, &'static str) {
+    match refused {
+        NoPlace::Evicted => (Reason::Evicted, "replaced by a newer connection"),
+        NoPlace::Limit => (
             Reason::Limit,
             "server.max_connections or server.max_connections_per_source reached",
         ),
-    };
+    }
+}
+
+/// The answer to a request on a connection that found no verified place.
+fn no_place(shared: &super::Shared, closes: &Closes, peer: SocketAddr, refused: NoPlace) -> Reply {
+    let (reason, detail) = close_reason(refused);
     closes.record(reason, peer, detail);
     closing(http_error(
         shared,
