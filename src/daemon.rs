@@ -40,7 +40,7 @@ static LOG_FILTER: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new
 /// Logs go to the journal under systemd (structured fields kept), to stderr otherwise.
 /// `RUST_LOG` overrides `log.level`. Libraries that log through the `log` crate (ldap3,
 /// rustls) reach the same output: tracing-subscriber installs the bridge on `try_init`.
-pub fn init_logging(level: &str, format: LogFormat) {
+pub(crate) fn init_logging(level: &str, format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| filter_for(level));
     let (filter, handle) = reload::Layer::new(filter);
     let journald = match format {

@@ -208,7 +208,7 @@ pub fn render(
 }
 
 /// A Kubernetes `Status` object for HTTP-level failures (400, 404, 405, 413, ...).
-pub fn render_status(code: u16, reason: &str, message: &str) -> Vec<u8> {
+pub(crate) fn render_status(code: u16, reason: &str, message: &str) -> Vec<u8> {
     #[derive(Serialize)]
     struct StatusObj<'a> {
         #[serde(rename = "apiVersion")]

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use crate::secret::Password;
 
-pub use crate::login::LoginForms;
+pub(crate) use crate::login::LoginForms;
 // ---------------------------------------------------------------------------------------
 // The resolved configuration.
 // ---------------------------------------------------------------------------------------
@@ -105,7 +105,7 @@ pub struct Server {
 }
 
 /// The name of the directory `[ldap]` describes, in metrics, logs and `/readyz`.
-pub const DEFAULT_DIRECTORY: &str = "default";
+pub(crate) const DEFAULT_DIRECTORY: &str = "default";
 
 /// `[directories.NAME]`: a directory besides `[ldap]`, chosen by the domain part of a login.
 #[derive(Debug, Clone)]
