@@ -36,10 +36,11 @@ pub(crate) mod ratelimit;
 mod review;
 
 pub(crate) use http::Port;
-pub use http::{anonymous_worst_case, connection_builder, LOGIN_CONNECTION_BYTES};
+pub use http::{
+    anonymous_worst_case, connection_builder, LOGIN_CONNECTION_BYTES, OPS_MAX_CONNECTIONS,
+};
 pub(crate) use listener::run_listener;
 pub(crate) use ops::run_ops;
-pub use ops::MAX_CONNECTIONS as OPS_MAX_CONNECTIONS;
 
 /// Why the daemon could not start serving.
 #[derive(Debug, thiserror::Error)]

@@ -86,9 +86,15 @@ const LOGIN_READ_BUFFER: usize = 32 * 1024;
 /// The largest request head (HTTP/2 header list) on the login port.
 const LOGIN_HEADER_LIST: u32 = 16 * 1024;
 
+/// The ops listener's open connections at most. Prometheus, a probe and a person with curl
+/// need a handful.
+pub const OPS_MAX_CONNECTIONS: usize = 64;
+/// The read buffer of an ops connection: a request head must fit (hyper's least is 8 KiB;
+/// its default, 400 KiB, is what each of the 64 connections could otherwise hold).
+pub(super) const OPS_READ_BUFFER: usize = 16 * 1024;
 /// An ops connection: its read buffer, the answer being written (`/metrics`, a few tens of
 /// KiB) and the task.
-const OPS_CONNECTION_BYTES: usize = super::ops::READ_BUFFER + 64 * 1024 + 8 * 1024;
+const OPS_CONNECTION_BYTES: usize = OPS_READ_BUFFER + 64 * 1024 + 8 * 1024;
 /// A login in flight beyond its connection: the directory's answers about one account
 /// and the token signed for it.
 const LOGIN_REQUEST_BYTES: usize = 64 * 1024;
@@ -106,7 +112,7 @@ pub fn anonymous_worst_case(config: &Config) -> u64 {
     });
     let ops = s
         .ops_listen
-        .map_or(0, |_| super::ops::MAX_CONNECTIONS * OPS_CONNECTION_BYTES);
+        .map_or(0, |_| OPS_MAX_CONNECTIONS * OPS_CONNECTION_BYTES);
     (review + login + ops) as u64
 }
 
