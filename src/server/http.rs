@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Incoming};
-use hyper::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{HeaderValue, ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -179,6 +179,24 @@ pub(super) fn http_error(
         status,
         tokenreview::render_status(status.as_u16(), reason, message),
     )
+}
+
+/// 404 for any path but the handler's own.
+pub(super) fn not_found(shared: &Shared) -> Reply {
+    http_error(shared, StatusCode::NOT_FOUND, "NotFound", "not found")
+}
+
+/// 405, with the methods that are `allow`ed in the `Allow` header.
+pub(super) fn method_not_allowed(shared: &Shared, allow: &'static str, message: &str) -> Reply {
+    let mut r = http_error(
+        shared,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "MethodNotAllowed",
+        message,
+    );
+    r.headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allow));
+    r
 }
 
 /// The rest of an unread body is still on the wire: the connection cannot carry another

@@ -26,11 +26,13 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::WWW_AUTHENTICATE;
-use hyper::header::{HeaderValue, ALLOW, AUTHORIZATION, CACHE_CONTROL, RETRY_AFTER};
+use hyper::header::{HeaderValue, AUTHORIZATION, CACHE_CONTROL, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 
-use super::http::{announces_body, http_error, json, too_large, Reply};
+use super::http::{
+    announces_body, http_error, json, method_not_allowed, not_found, too_large, Reply,
+};
 use super::in_flight::InFlight;
 use super::ratelimit::{retry_after_secs, Rate};
 use super::{Runtime, Shared};
@@ -78,10 +80,10 @@ async fn login_request(shared: &Shared, peer: SocketAddr, req: Request<Incoming>
     let started = Instant::now();
     let rt = shared.current.load_full();
     let Some(login) = rt.config.login.as_ref() else {
-        return http_error(shared, StatusCode::NOT_FOUND, "NotFound", "not found");
+        return not_found(shared);
     };
     if req.uri().path() != PATH {
-        return http_error(shared, StatusCode::NOT_FOUND, "NotFound", "not found");
+        return not_found(shared);
     }
     let rate = Rate {
         per_minute: login.rate,
@@ -93,15 +95,11 @@ async fn login_request(shared: &Shared, peer: SocketAddr, req: Request<Incoming>
         Method::POST => shared.login_rate.take(peer.ip(), rate, started),
         Method::GET => shared.login_rate.check(peer.ip(), rate, started),
         _ => {
-            let mut r = http_error(
+            return method_not_allowed(
                 shared,
-                StatusCode::METHOD_NOT_ALLOWED,
-                "MethodNotAllowed",
+                "GET, POST",
                 "only POST (log in) and GET (check a token) are allowed",
-            );
-            r.headers_mut()
-                .insert(ALLOW, HeaderValue::from_static("GET, POST"));
-            return r;
+            )
         }
     };
     if let Err(wait) = limited {

@@ -6,10 +6,9 @@
 use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ALLOW};
 use hyper::{Method, Request, StatusCode};
 
-use super::http::{http_error, json, read_body, Reply};
+use super::http::{http_error, json, method_not_allowed, not_found, read_body, Reply};
 use super::{Runtime, Shared};
 use crate::tokenreview::{self, parse_go_duration};
 
@@ -50,23 +49,10 @@ async fn admit(
 ) -> Result<Admitted, Reply> {
     let cfg = &rt.config.server;
     if req.uri().path() != cfg.path {
-        return Err(http_error(
-            shared,
-            StatusCode::NOT_FOUND,
-            "NotFound",
-            "not found",
-        ));
+        return Err(not_found(shared));
     }
     if req.method() != Method::POST {
-        let mut r = http_error(
-            shared,
-            StatusCode::METHOD_NOT_ALLOWED,
-            "MethodNotAllowed",
-            "only POST is allowed",
-        );
-        r.headers_mut()
-            .insert(ALLOW, HeaderValue::from_static("POST"));
-        return Err(r);
+        return Err(method_not_allowed(shared, "POST", "only POST is allowed"));
     }
     let deadline = deadline_for(&req, cfg.request_timeout, started);
     let bytes = read_body(shared, req, deadline).await?;
