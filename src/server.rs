@@ -1,7 +1,9 @@
-//! The HTTPS listener for TokenReviews and the plain-HTTP operations listener.
+//! The HTTPS listeners (TokenReviews, and the login port) and the plain-HTTP operations
+//! listener.
 //!
-//! - [`listener`]: accept, the TLS handshake with a required client certificate
-//!   (`tls_accept`; the login port takes anyone), then HTTP/1.1 or HTTP/2 under the connection timers;
+//! - [`listener`]: accept, the TLS handshake (`tls_accept`: a client certificate required
+//!   on the review port, anyone on the login port), then HTTP/1.1 or HTTP/2 under the
+//!   connection timers;
 //! - [`admission`]: the two connection budgets (replaceable, verified connections);
 //! - [`http`]: each listener's HTTP/1.1 and HTTP/2 settings, a login connection's
 //!   worst-case memory, the replies and HTTP errors, and bounded body reading;
