@@ -23,14 +23,9 @@ use crate::systemd;
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error(transparent)]
-    /// Starting to serve failed.
+    /// The configuration, a certificate or a listener was refused: what `serve` refuses at
+    /// start and at a reload, which `check-config` refuses the same way.
     Serve(#[from] ServeError),
-    #[error(transparent)]
-    /// The configuration was refused.
-    Config(#[from] config::ConfigError),
-    #[error(transparent)]
-    /// A certificate, key or CA was refused.
-    Tls(#[from] crate::tls::TlsError),
     #[error("cannot start the async runtime: {0}")]
     /// The async runtime could not start.
     Runtime(std::io::Error),
@@ -45,7 +40,7 @@ static LOG_FILTER: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new
 /// Logs go to the journal under systemd (structured fields kept), to stderr otherwise.
 /// `RUST_LOG` overrides `log.level`. Libraries that log through the `log` crate (ldap3,
 /// rustls) reach the same output: tracing-subscriber installs the bridge on `try_init`.
-pub fn init_logging(level: &str, format: LogFormat) {
+pub(crate) fn init_logging(level: &str, format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| filter_for(level));
     let (filter, handle) = reload::Layer::new(filter);
     let journald = match format {
@@ -119,7 +114,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, DaemonError> {
 
 /// Runs the daemon with the config at `path` until SIGTERM; reloads on SIGHUP.
 pub fn serve(path: &Path) -> Result<(), DaemonError> {
-    let config = config::load(path)?;
+    let config = config::load(path).map_err(ServeError::from)?;
     init_logging(&config.log.level, config.log.format);
     for w in &config.warnings {
         tracing::warn!("{w}");
@@ -291,7 +286,7 @@ async fn reload(shared: &Shared, path: &Path) {
 /// Validates the file (and the files it names); with `connect`, binds the service account
 /// and searches the user base on the first server that answers.
 pub fn check_config(path: &Path, connect: bool) -> Result<String, DaemonError> {
-    let config = config::load(path)?;
+    let config = config::load(path).map_err(ServeError::from)?;
     init_logging("warn", LogFormat::Text);
     // What `serve` builds, built the same way: one bad file reads the same under both.
     let rt = Runtime::build(

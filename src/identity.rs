@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::config;
 use crate::directory::{Entry, Group};
+use crate::reserved::is_reserved;
 
 /// `status.user` of a TokenReview.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -38,12 +39,6 @@ pub(crate) enum IdentityError {
     NotInRequiredGroup,
     #[error("the group `{0}` has no DC= parts to name its domain (identity.groups.name = \"cn@domain\")")]
     NoDomain(String),
-}
-
-/// Names Kubernetes reserves for itself, compared without regard to case.
-pub(crate) fn is_reserved(name: &str) -> bool {
-    name.get(..7)
-        .is_some_and(|p| p.eq_ignore_ascii_case("system:"))
 }
 
 /// The user, and the groups the directory offered that were dropped as reserved.

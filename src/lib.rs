@@ -10,25 +10,41 @@
 mod authenticator;
 mod cache;
 mod clock;
-pub mod config;
+mod config;
 pub mod credential;
-pub mod daemon;
+mod daemon;
 mod directory;
+mod dn;
 mod identity;
-pub mod issued;
+mod issued;
 pub mod kubeconfig;
 mod lockout;
 mod login;
 mod metrics;
 mod outcome;
-pub mod process;
+mod process;
+mod reserved;
 mod secret;
-pub mod server;
+mod server;
 mod systemd;
 mod throttle;
-pub mod tls;
-pub mod token;
-pub mod tokenreview;
+mod tls;
+mod token;
+mod tokenreview;
+
+// `serve`, `check-config` and `keygen` (main.rs). `credential` and `kubeconfig` are the
+// client-side commands: each a module whose public items are that command's, no more.
+pub use config::{load as load_config, path_from as config_path, Config, Preset};
+pub use daemon::{check_config, serve, DaemonError};
+pub use issued::{keygen, KeyError};
+pub use process::forbid_core_dumps;
+
+// The benchmarks' baseline server and LDAP client stand on the daemon's own HTTP settings
+// and TLS; the connection tests size their clients by the listeners' bounds.
+pub use server::{
+    anonymous_worst_case, connection_builder, LOGIN_CONNECTION_BYTES, OPS_MAX_CONNECTIONS,
+};
+pub use tls::{install_default_provider, ldap_client_config, server_config};
 
 /// Entry points of the parsers that see untrusted bytes, for the fuzz targets (`fuzz/`).
 #[doc(hidden)]
@@ -39,5 +55,8 @@ pub mod fuzzing {
     };
     pub use crate::identity::UserInfo;
     pub use crate::secret::Password;
-    pub use crate::server::parse_go_duration;
+    pub use crate::token::{decode, Credentials, Refusal, MAX_TOKEN_LEN};
+    pub use crate::tokenreview::{
+        parse, parse_go_duration, render, ParseError, Request, User, Version,
+    };
 }

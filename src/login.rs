@@ -5,12 +5,25 @@
 //! on the name (lockout budgets, the filters) must see the name as the directory will, or
 //! one account gets one budget per spelling. So the login is NFKC-normalised first, and
 //! keys are additionally case-folded.
+//!
+//! Shared vocabulary below `config` (which reads its [`LoginForms`]): imports nothing of the
+//! crate.
 
 use std::sync::Arc;
 
+use serde::Deserialize;
 use unicode_normalization::UnicodeNormalization;
 
-use crate::config::LoginForms;
+/// Which spellings of a login name are accepted and reduced to the name the filter gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LoginForms {
+    /// The name is passed to the filter as typed.
+    #[default]
+    AsTyped,
+    /// `DOMAIN\name` and `name@domain` are reduced to `name` (Active Directory).
+    StripDomain,
+}
 
 /// A login name in its three readings.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,7 +3,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use kube_ldap_webhook::{config, credential, daemon, issued, kubeconfig, process};
+use kube_ldap_webhook::{
+    check_config, config_path, credential, forbid_core_dumps, keygen, kubeconfig, serve,
+};
 
 /// Kubernetes webhook token authentication against LDAP and Active Directory.
 #[derive(Parser)]
@@ -205,12 +207,12 @@ fn succeed<E: std::fmt::Display>(written: Result<(), E>) -> ExitCode {
 
 fn main() -> ExitCode {
     // Before anything reads a password, the bind password or a private key.
-    if let Err(e) = process::forbid_core_dumps() {
+    if let Err(e) = forbid_core_dumps() {
         eprintln!("kube-ldap-webhook: warning: cannot turn off core dumps: {e}");
     }
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve { config } => match daemon::serve(&config::path_from(config.as_deref())) {
+        Command::Serve { config } => match serve(&config_path(config.as_deref())) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 tracing::error!(error = %e, "cannot serve");
@@ -218,7 +220,7 @@ fn main() -> ExitCode {
             }
         },
         Command::CheckConfig { config, connect } => {
-            match daemon::check_config(&config::path_from(config.as_deref()), connect) {
+            match check_config(&config_path(config.as_deref()), connect) {
                 Ok(summary) => succeed(to_stdout(&format!("{summary}\n"))),
                 Err(e) => fail(e),
             }
@@ -250,7 +252,7 @@ fn main() -> ExitCode {
             Ok(None) => ExitCode::SUCCESS,
             Err(e) => fail(e),
         },
-        Command::Keygen { out } => match issued::keygen(&out) {
+        Command::Keygen { out } => match keygen(&out) {
             Ok(kid) => succeed(to_stdout(&format!(
                 "wrote {} (keep it on the nodes that sign, mode 0600) and {} (list it in \
                  tokens.verification_key_files on every node); key id {kid}\n",

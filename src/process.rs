@@ -19,7 +19,7 @@ pub fn forbid_core_dumps() -> std::io::Result<()> {
 
 /// Takes ownership of an open file descriptor a parent process handed over (the credential
 /// plugin's `--password-fd`). Refuses a descriptor that is not open.
-pub fn take_fd(fd: i32) -> std::io::Result<std::fs::File> {
+pub(crate) fn take_fd(fd: i32) -> std::io::Result<std::fs::File> {
     use std::os::fd::FromRawFd;
     if fd < 0 {
         return Err(std::io::Error::from_raw_os_error(libc::EBADF));

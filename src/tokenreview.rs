@@ -1,4 +1,5 @@
 //! TokenReview in (`authentication.k8s.io/v1` or `v1beta1`) and out, in the request's version.
+//! Also the `?timeout=` of a review request, in Go's duration syntax.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -207,7 +208,7 @@ pub fn render(
 }
 
 /// A Kubernetes `Status` object for HTTP-level failures (400, 404, 405, 413, ...).
-pub fn render_status(code: u16, reason: &str, message: &str) -> Vec<u8> {
+pub(crate) fn render_status(code: u16, reason: &str, message: &str) -> Vec<u8> {
     #[derive(Serialize)]
     struct StatusObj<'a> {
         #[serde(rename = "apiVersion")]
@@ -229,6 +230,41 @@ pub fn render_status(code: u16, reason: &str, message: &str) -> Vec<u8> {
         code,
     })
     .unwrap_or_default()
+}
+
+/// Go's `time.Duration` text, as kube-apiserver writes it in the `?timeout=30s` of a
+/// TokenReview request ("1m30s", "500ms").
+pub fn parse_go_duration(s: &str) -> Option<std::time::Duration> {
+    let mut total = 0f64;
+    let mut rest = s;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if num_len == 0 {
+            return None;
+        }
+        let n: f64 = rest[..num_len].parse().ok()?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        total += n * scale;
+        rest = &rest[unit_len..];
+    }
+    std::time::Duration::try_from_secs_f64(total).ok()
 }
 
 #[cfg(test)]
@@ -401,5 +437,17 @@ mod tests {
         }
         let u = User::new(&full);
         assert_eq!((u.username(), u.group_count()), (full.username.as_str(), 2));
+    }
+
+    #[test]
+    fn go_durations_parse() {
+        use std::time::Duration;
+        assert_eq!(parse_go_duration("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_go_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_go_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_go_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_go_duration("30"), None);
+        assert_eq!(parse_go_duration("soon"), None);
+        assert_eq!(parse_go_duration(""), None);
     }
 }

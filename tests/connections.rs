@@ -377,7 +377,7 @@ async fn a_certificate_from_another_ca_is_closed_as_bad_certificate() {
 async fn the_ops_listener_closes_connections_beyond_its_cap_and_silent_ones_in_time() {
     let slapd = Slapd::start();
     let d = slapd.daemon().start();
-    let cap = kube_ldap_webhook::server::OPS_MAX_CONNECTIONS;
+    let cap = kube_ldap_webhook::OPS_MAX_CONNECTIONS;
     let mut held = Vec::new();
     for _ in 0..cap {
         held.push(tcp_from(Ipv4Addr::LOCALHOST, d.ops_port).await);
@@ -472,7 +472,7 @@ fn the_review_listener_defaults_to_loopback() {
         .filter(|l| !l.starts_with("listen ="))
         .collect();
     std::fs::write(&path, without_listen.join("\n")).unwrap();
-    let c = kube_ldap_webhook::config::load(&path).unwrap();
+    let c = kube_ldap_webhook::load_config(&path).unwrap();
     assert_eq!(c.server.listen, "127.0.0.1:8443".parse().unwrap());
 }
 

@@ -185,8 +185,7 @@ async fn http2_streams_with_endless_bodies_pin_no_more_than_the_computed_worst_c
     }
     let peak = memory(pid, "VmHWM");
     let connections = u64::from(ADDRESSES) * PER_ADDRESS as u64;
-    let bound =
-        connections * kube_ldap_webhook::server::LOGIN_CONNECTION_BYTES as u64 + PROCESS_SLACK;
+    let bound = connections * kube_ldap_webhook::LOGIN_CONNECTION_BYTES as u64 + PROCESS_SLACK;
     let grown = peak.saturating_sub(before);
     let answered = statuses.iter().filter(|s| s.is_some()).count();
     println!(
@@ -362,9 +361,9 @@ fn the_units_memory_max_is_above_what_anonymous_clients_can_make_the_daemon_hold
         .section("cache", issuing_config("", free_port(), &keys, "", ""))
         .write_to(dir.path())
         .path;
-    let c = kube_ldap_webhook::config::load(&config).unwrap();
+    let c = kube_ldap_webhook::load_config(&config).unwrap();
     assert!(c.login.is_some() && c.server.ops_listen.is_some());
-    let worst = kube_ldap_webhook::server::anonymous_worst_case(&c)
+    let worst = kube_ldap_webhook::anonymous_worst_case(&c)
         + c.cache.capacity as u64 * CACHED_ANSWER_BYTES
         + PROCESS_BYTES;
     let unit = std::fs::read_to_string(repo().join("systemd/kube-ldap-webhook.service")).unwrap();

@@ -713,3 +713,21 @@ async fn oversized_chunked_body_without_length_is_a_413() {
     let text = String::from_utf8_lossy(&out);
     assert!(text.starts_with("HTTP/1.1 413"), "{text}");
 }
+
+/// A Content-Length beyond what is ever drained is refused from the head alone: the 413
+/// comes without the body (none is sent) and closes the connection, where reading would
+/// have waited for it and answered 408.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_content_length_beyond_the_drain_limit_is_a_413_before_any_body() {
+    let (_slapd, d) = setup();
+    let mut tls = d.tls().await;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tls.write_all(b"POST /authenticate HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(PATIENCE, tls.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 413"), "{text}");
+    assert!(text.contains("connection: close"), "{text}");
+}

@@ -72,7 +72,7 @@ pub fn is_baseline() -> bool {
 pub fn main() {
     let env = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k}"));
     let port: u16 = env("KLW_BASELINE_PORT").parse().unwrap();
-    let tls = kube_ldap_webhook::tls::server_config(
+    let tls = kube_ldap_webhook::server_config(
         Path::new(&env("KLW_BASELINE_CERT")),
         Path::new(&env("KLW_BASELINE_KEY")),
         Path::new(&env("KLW_BASELINE_CLIENT_CA")),
@@ -115,6 +115,6 @@ async fn serve(acceptor: tokio_rustls::TlsAcceptor, tcp: tokio::net::TcpStream, 
             Ok::<_, Infallible>(r)
         }
     });
-    let builder = kube_ldap_webhook::server::connection_builder();
+    let builder = kube_ldap_webhook::connection_builder();
     let _ = builder.serve_connection(TokioIo::new(tls), svc).await;
 }

@@ -13,7 +13,7 @@ pub struct Direct {
 impl Direct {
     /// Two ldaps connections to `slapd`: one bound as the service account, one for user binds.
     pub async fn connect(slapd: &Slapd) -> Direct {
-        let tls = kube_ldap_webhook::tls::ldap_client_config(Some(&slapd.ca_file)).unwrap();
+        let tls = kube_ldap_webhook::ldap_client_config(Some(&slapd.ca_file)).unwrap();
         let conn = || async {
             let settings = ldap3::LdapConnSettings::new()
                 .set_config(tls.clone())

@@ -222,7 +222,7 @@ fn main() {
         baseline::main();
         return;
     }
-    kube_ldap_webhook::tls::install_default_provider();
+    kube_ldap_webhook::install_default_provider();
     let plan = Plan::new();
     let started = Instant::now();
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -1,4 +1,4 @@
-//! `config::load` on an untrusted file: every config that loads respects the bounds the
+//! `load_config` on an untrusted file: every config that loads respects the bounds the
 //! loader promises, and the bind password never shows in its Debug output.
 //!
 //! Each input is written as `config.toml` into a scratch directory holding a
@@ -9,7 +9,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 use arbitrary::Unstructured;
-use kube_ldap_webhook::config::{load, Config, Preset};
+use kube_ldap_webhook::{load_config, Config, Preset};
 
 use super::config_gen;
 
@@ -79,7 +79,7 @@ fn load_and_check(dir: &Path, data: &[u8]) {
     let _one = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let path = dir.join("config.toml");
     std::fs::write(&path, data).expect("write the scratch config");
-    if let Ok(c) = load(&path) {
+    if let Ok(c) = load_config(&path) {
         check(&c);
     }
 }

@@ -2,8 +2,7 @@
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use kube_ldap_webhook::fuzzing::Password;
-use kube_ldap_webhook::token::{decode, Credentials, Refusal, MAX_TOKEN_LEN};
+use kube_ldap_webhook::fuzzing::{decode, Credentials, Password, Refusal, MAX_TOKEN_LEN};
 
 pub fn run(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {

@@ -5,8 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use kube_ldap_webhook::fuzzing::UserInfo;
-use kube_ldap_webhook::tokenreview::{parse, render, ParseError, Request, User, Version};
+use kube_ldap_webhook::fuzzing::{parse, render, ParseError, Request, User, UserInfo, Version};
 use serde_json::{json, Value};
 
 pub fn run(data: &[u8]) {

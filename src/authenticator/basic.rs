@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::{failed, Authenticator, Outcome, Resolved};
-use crate::directory::state::account_state;
+use crate::directory::state::{account_state, password_version};
 use crate::directory::{AccountState, Backend, Entry, Failure, Found, RejectReason};
 use crate::identity;
 use crate::issued::{Subject, Verified};
-use crate::lockout::{Key, Refused, Trust};
+use crate::lockout::{Blocked, Key, Trust};
 use crate::login::Login;
 use crate::metrics::EventLabels;
 use crate::secret::Password;
@@ -119,13 +119,13 @@ impl<B: Backend> Authenticator<B> {
         }
     }
 
-    fn refused(&self, refused: Refused) -> Resolved {
+    fn refused(&self, refused: Blocked) -> Resolved {
         match refused {
-            Refused::Locked => {
+            Blocked::Locked => {
                 self.metrics.lockout_refusals.inc();
                 Resolved::locked_out()
             }
-            Refused::Deadline => Resolved::new(
+            Blocked::Deadline => Resolved::new(
                 Outcome::BackendError,
                 None,
                 "deadline reached waiting for other attempts on this account",
@@ -149,7 +149,8 @@ impl<B: Backend> Authenticator<B> {
     /// binds, which are for changing it, as a re-check would refuse it.
     pub(super) fn admit(&self, found: Found, login: &Login, token: Option<&Verified>) -> Resolved {
         let state = account_state(&found.entry, SystemTime::now());
-        let version = self.config.tokens.issued.password_version(&found.entry);
+        let version = (self.config.tokens.issued.password_key())
+            .map(|key| password_version(&found.entry, key));
         let resolved = self.identify(found, login, version.clone().unwrap_or_default());
         let (Outcome::Accepted(_), Some(account)) = (&resolved.outcome, &resolved.account) else {
             return resolved;

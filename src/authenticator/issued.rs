@@ -16,7 +16,7 @@ use super::{failed, local, Authenticator, Outcome, Resolved, Reuse, Review, Work
 use crate::cache::Lookup;
 use crate::clock::now;
 use crate::directory::{Backend, Failure};
-use crate::issued::{Refused, Verified};
+use crate::issued::{Verified, VerifyError};
 
 impl<B: Backend> Authenticator<B> {
     pub(super) async fn decide_issued(
@@ -42,8 +42,10 @@ impl<B: Backend> Authenticator<B> {
         let wall = SystemTime::now();
         let verified = match tokens.verify(token, wall) {
             Ok(v) => v,
-            Err(Refused::Expired) => return local(Outcome::TokenExpired, "issued token expired"),
-            Err(Refused::Invalid(why)) => return local(Outcome::Rejected, why),
+            Err(VerifyError::Expired) => {
+                return local(Outcome::TokenExpired, "issued token expired")
+            }
+            Err(VerifyError::Invalid(why)) => return local(Outcome::Rejected, why),
         };
         self.metrics.cache_event("miss");
         let left = verified.expires.duration_since(wall).unwrap_or_default();

@@ -139,7 +139,7 @@ pub(super) fn resolve(
             ("username_prefix", &identity.username_prefix),
             ("group_prefix", &identity.group_prefix),
         ] {
-            if crate::identity::is_reserved(prefix) {
+            if crate::reserved::is_reserved(prefix) {
                 return Err(cx.invalid_at(
                     key(k),
                     "must not begin with `system:`, a name Kubernetes reserves",

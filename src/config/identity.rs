@@ -6,8 +6,8 @@ use regex::{Regex, RegexBuilder};
 
 use super::raw::{RawGroupPolicy, RawIdentity};
 use super::{ConfigError, Ctx, Group, GroupNaming, GroupPolicy, Identity};
-use crate::directory::dn;
-use crate::identity::is_reserved;
+use crate::dn;
+use crate::reserved::is_reserved;
 
 /// The most memory one compiled pattern may take. Real group patterns need a few KiB; a
 /// pattern like `(\w{100}){100}` would need hundreds of MiB and is refused instead.

@@ -21,7 +21,7 @@ pub(crate) fn secret_path(file: &Path, config_dir: &Path) -> PathBuf {
 /// (`LoadCredential=`) when there is one, else next to the config file, so the same config
 /// works under the hardened unit and when run by hand. One trailing newline is dropped; the
 /// content is never echoed. Also returns a warning when others may read the file.
-pub fn read_password_file(
+pub(crate) fn read_password_file(
     file: &Path,
     config_dir: &Path,
 ) -> Result<(Password, Option<String>), String> {

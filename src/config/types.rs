@@ -9,6 +9,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::secret::Password;
+
+pub(crate) use crate::login::LoginForms;
 // ---------------------------------------------------------------------------------------
 // The resolved configuration.
 // ---------------------------------------------------------------------------------------
@@ -29,17 +31,6 @@ pub enum Preset {
     Rfc2307,
     /// No defaults: every filter and attribute is written out.
     Custom,
-}
-
-/// Which spellings of a login name are accepted and reduced to the name the filter gets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum LoginForms {
-    /// The name is passed to the filter as typed.
-    #[default]
-    AsTyped,
-    /// `DOMAIN\name` and `name@domain` are reduced to `name` (Active Directory).
-    StripDomain,
 }
 
 /// `log.format`.
@@ -114,7 +105,7 @@ pub struct Server {
 }
 
 /// The name of the directory `[ldap]` describes, in metrics, logs and `/readyz`.
-pub const DEFAULT_DIRECTORY: &str = "default";
+pub(crate) const DEFAULT_DIRECTORY: &str = "default";
 
 /// `[directories.NAME]`: a directory besides `[ldap]`, chosen by the domain part of a login.
 #[derive(Debug, Clone)]

@@ -9,14 +9,12 @@ use std::time::Instant;
 use ldap3::{ldap_escape, Ldap};
 
 use super::classify::{Attempt, OpError};
-use super::dn::first_rdn_value;
-use super::paging::Gate;
+use super::paging::{Gate, MAX_GROUPS};
 use super::pool::Server;
 use super::{Directory, Entry, Group, Query};
+use crate::dn::first_rdn_value;
 use crate::login::Login;
 
-/// More groups than this is a directory problem, not a user to pass on.
-pub(crate) const MAX_GROUPS: usize = 10_000;
 /// Groups per search when walking nested groups level by level.
 const NESTED_BATCH: usize = 50;
 

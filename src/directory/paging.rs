@@ -10,11 +10,13 @@ use ldap3::{Ldap, LdapError, LdapResult, SearchEntry, SearchOptions, SearchStrea
 use tokio::sync::watch;
 
 use super::classify::OpError;
-use super::groups::MAX_GROUPS;
 use super::pool::Server;
 use super::{Directory, Entry, Query};
 
 const PAGE_SIZE: i32 = 500;
+/// More groups than this is a directory problem, not a user to pass on: the paged read
+/// stops there, and the group walk (`groups.rs`) counts against it too.
+pub(crate) const MAX_GROUPS: usize = 10_000;
 
 /// Leave for a group read to send more than its first request. With search-then-bind the
 /// first group search goes out beside the bind; every later request (a second page, a

@@ -6,7 +6,8 @@
 
 use super::IdentityError;
 use crate::config::{GroupNaming, GroupPolicy};
-use crate::directory::{dn, Group};
+use crate::directory::Group;
+use crate::dn;
 
 /// The group's name under `policy`, before the prefix; `None` when it has no name to give
 /// (no name attribute in a naming that needs one) or the filters leave it out.

@@ -18,7 +18,62 @@ use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
 
-use super::keys::KeyError;
+/// Why a key file could not be used; the message names the file, never the key.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// The file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file holds something other than what was asked for.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: &'static str,
+    },
+    /// Others may read a signing key, or replace a key.
+    #[error("{what} {path} has mode {mode:04o}: {why} (chmod {fix:04o})")]
+    Mode {
+        /// `signing key` or `verification key`.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Its mode.
+        mode: u32,
+        /// Who may do what they must not.
+        why: &'static str,
+        /// The mode to set instead.
+        fix: u32,
+    },
+    /// Others may replace a key in a directory above it.
+    #[error(
+        "{what} {path}: its directory {dir} has mode {mode:04o}: others could put their own key \
+         in its place (chmod o-w {dir})"
+    )]
+    Directory {
+        /// `signing key` or `verification key`.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The directory.
+        dir: PathBuf,
+        /// Its mode.
+        mode: u32,
+    },
+    /// `keygen` found a file it would overwrite.
+    #[error("{path} exists; keygen never overwrites a key (move it away first)")]
+    Exists {
+        /// The file.
+        path: PathBuf,
+    },
+}
 
 /// Which key a file holds: what it is called in messages and which modes are refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -13,69 +13,12 @@ use pasetors::version4::V4;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use super::key_files::{self, Kind};
+use super::key_files::{self, KeyError, Kind};
 
 /// The file names `keygen` writes.
 pub(crate) const SIGNING_KEY: &str = "signing.key";
 /// The public half, for `tokens.verification_key_files` on every node.
 pub(crate) const PUBLIC_KEY: &str = "signing.pub";
-
-/// Why a key file could not be used; the message names the file, never the key.
-#[derive(Debug, thiserror::Error)]
-pub enum KeyError {
-    /// The file could not be read or written.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The file holds something other than what was asked for.
-    #[error("{path}: {message}")]
-    Invalid {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong with it.
-        message: &'static str,
-    },
-    /// Others may read a signing key, or replace a key.
-    #[error("{what} {path} has mode {mode:04o}: {why} (chmod {fix:04o})")]
-    Mode {
-        /// `signing key` or `verification key`.
-        what: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// Its mode.
-        mode: u32,
-        /// Who may do what they must not.
-        why: &'static str,
-        /// The mode to set instead.
-        fix: u32,
-    },
-    /// Others may replace a key in a directory above it.
-    #[error(
-        "{what} {path}: its directory {dir} has mode {mode:04o}: others could put their own key \
-         in its place (chmod o-w {dir})"
-    )]
-    Directory {
-        /// `signing key` or `verification key`.
-        what: &'static str,
-        /// The file.
-        path: PathBuf,
-        /// The directory.
-        dir: PathBuf,
-        /// Its mode.
-        mode: u32,
-    },
-    /// `keygen` found a file it would overwrite.
-    #[error("{path} exists; keygen never overwrites a key (move it away first)")]
-    Exists {
-        /// The file.
-        path: PathBuf,
-    },
-}
 
 /// The key id of a public key: the base64url SHA-256 of its 32 raw bytes, first 16
 /// characters. The same on every node for the same key, so tokens name their key.

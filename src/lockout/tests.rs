@@ -28,7 +28,7 @@ async fn refuses_after_max_failures_for_the_account_whatever_the_dn_case() {
     fail(&l, Key::account("UID=ALICE,OU=PEOPLE,DC=EXAMPLE,DC=ORG")).await;
     fail(&l, alice()).await;
     let r = l.begin(alice(), Trust::Unknown, later()).await;
-    assert_eq!(r.err(), Some(Refused::Locked));
+    assert_eq!(r.err(), Some(Blocked::Locked));
     assert!(l.is_locked(&alice()));
     let bob = Key::account("uid=bob,ou=people,dc=example,dc=org");
     assert!(l.begin(bob, Trust::Unknown, later()).await.is_ok());
@@ -66,7 +66,7 @@ async fn unknown_names_have_their_own_budget() {
     fail(&l, ghost()).await;
     fail(&l, ghost()).await;
     let r = l.begin(ghost(), Trust::Unknown, later()).await;
-    assert_eq!(r.err(), Some(Refused::Locked));
+    assert_eq!(r.err(), Some(Blocked::Locked));
     assert!(!l.is_locked(&alice()));
 }
 
@@ -123,11 +123,11 @@ async fn attempts_in_flight_hold_the_budget() {
     let b = l.begin(alice(), Trust::Unknown, later()).await.unwrap();
     let soon = clock::now() + Duration::from_millis(30);
     let r = l.begin(alice(), Trust::Unknown, soon).await;
-    assert_eq!(r.err(), Some(Refused::Deadline));
+    assert_eq!(r.err(), Some(Blocked::Deadline));
     a.failed();
     b.failed();
     let r = l.begin(alice(), Trust::Unknown, later()).await;
-    assert_eq!(r.err(), Some(Refused::Locked));
+    assert_eq!(r.err(), Some(Blocked::Locked));
 }
 
 #[tokio::test]

@@ -145,9 +145,9 @@ impl Table {
     }
 }
 
-/// The refusal of a connection whose handshake succeeded.
+/// Why a connection whose handshake succeeded found no verified place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Refused {
+pub(crate) enum NoPlace {
     /// Replaced by a newer connection while its handshake ran.
     Evicted,
     /// The verified budget (in all or of its address) is spent.
@@ -235,16 +235,16 @@ impl HandshakeSlot {
 
     /// Moves a connection whose client certificate was verified (or, on the login port,
     /// whose request arrived) into the verified budget.
-    pub(crate) fn verified(self, limits: Limits) -> Result<VerifiedSlot, Refused> {
+    pub(crate) fn verified(self, limits: Limits) -> Result<VerifiedSlot, NoPlace> {
         let admission = self.admission.clone();
         let mut t = admission.lock();
         if !t.remove_handshake(self.source, self.id) {
-            return Err(Refused::Evicted);
+            return Err(NoPlace::Evicted);
         }
         let from_source = t.verified.get(&self.source).copied().unwrap_or(0);
         let result =
             if t.verified_count >= limits.verified || from_source >= limits.verified_per_source {
-                Err(Refused::Limit)
+                Err(NoPlace::Limit)
             } else {
                 t.verified_count += 1;
                 *t.verified.entry(self.source).or_default() += 1;
@@ -321,12 +321,12 @@ impl Seat {
     }
 
     /// Before each request: a verified place, held until the returned guard is dropped.
-    pub(crate) fn admit(self: &Arc<Self>, limits: Limits) -> Result<SeatGuard, Refused> {
+    pub(crate) fn admit(self: &Arc<Self>, limits: Limits) -> Result<SeatGuard, NoPlace> {
         let mut st = self.lock();
         match std::mem::replace(&mut st.held, Held::Gone) {
             Held::Verified(v) => st.held = Held::Verified(v),
             Held::Pending(slot) => st.held = Held::Verified(slot.verified(limits)?),
-            Held::Gone => return Err(Refused::Limit),
+            Held::Gone => return Err(NoPlace::Limit),
         }
         st.in_flight += 1;
         Ok(SeatGuard {

@@ -1,15 +1,46 @@
-//! HTTP settings of the two TLS listeners, and what bounds one login connection's memory:
-//! the login port serves anyone, so its HTTP/2 streams, windows and HTTP/1.1 buffer are
-//! small, and [`LOGIN_CONNECTION_BYTES`] adds up what a client can make one connection hold.
+//! The HTTP of the listeners, beneath the handlers of `review.rs`, `login.rs` and `ops.rs`:
+//!
+//! - each TLS port's HTTP/1.1 and HTTP/2 settings, and what bounds one login connection's
+//!   memory: the login port serves anyone, so its HTTP/2 streams, windows and HTTP/1.1
+//!   buffer are small, and [`LOGIN_CONNECTION_BYTES`] adds up what a client can make one
+//!   connection hold;
+//! - replies: JSON, the `Status` body of an HTTP error (counted in `http_errors_total`),
+//!   a connection that closes after the answer, a `HEAD` answer;
+//! - a request body read within a size and a deadline, and the one answer for each way
+//!   that can fail.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Incoming};
+use hyper::header::{HeaderValue, ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 
-use super::listener::Port;
-use super::review::Reply;
+use super::Shared;
 use crate::config::Config;
+use crate::metrics::CodeLabels;
+use crate::tokenreview;
+
+/// Which listener: what it serves and whether a client certificate is required.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Port {
+    /// TokenReviews from kube-apiserver; a client certificate from `client_ca_file`.
+    Reviews,
+    /// `POST /login` and `GET /login`; no client certificate.
+    Login,
+}
+
+impl Port {
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Port::Reviews => "reviews",
+            Port::Login => "login",
+        }
+    }
+}
 
 /// hyper's header read timeout of the benchmark's baseline and other callers of
 /// [`connection_builder`]; the daemon uses `idle_timeout` instead.
@@ -55,9 +86,15 @@ const LOGIN_READ_BUFFER: usize = 32 * 1024;
 /// The largest request head (HTTP/2 header list) on the login port.
 const LOGIN_HEADER_LIST: u32 = 16 * 1024;
 
+/// The ops listener's open connections at most. Prometheus, a probe and a person with curl
+/// need a handful.
+pub const OPS_MAX_CONNECTIONS: usize = 64;
+/// The read buffer of an ops connection: a request head must fit (hyper's least is 8 KiB;
+/// its default, 400 KiB, is what each of the 64 connections could otherwise hold).
+pub(super) const OPS_READ_BUFFER: usize = 16 * 1024;
 /// An ops connection: its read buffer, the answer being written (`/metrics`, a few tens of
 /// KiB) and the task.
-const OPS_CONNECTION_BYTES: usize = super::ops::READ_BUFFER + 64 * 1024 + 8 * 1024;
+const OPS_CONNECTION_BYTES: usize = OPS_READ_BUFFER + 64 * 1024 + 8 * 1024;
 /// A login in flight beyond its connection: the directory's answers about one account
 /// and the token signed for it.
 const LOGIN_REQUEST_BYTES: usize = 64 * 1024;
@@ -75,7 +112,7 @@ pub fn anonymous_worst_case(config: &Config) -> u64 {
     });
     let ops = s
         .ops_listen
-        .map_or(0, |_| super::ops::MAX_CONNECTIONS * OPS_CONNECTION_BYTES);
+        .map_or(0, |_| OPS_MAX_CONNECTIONS * OPS_CONNECTION_BYTES);
     (review + login + ops) as u64
 }
 
@@ -113,14 +150,176 @@ pub(super) fn builder(idle: Duration, port: Port) -> auto::Builder<TokioExecutor
     builder
 }
 
+/// Every answer the listeners write: the body is always whole in memory.
+pub(super) type Reply = Response<Full<Bytes>>;
+
+pub(super) fn json(status: StatusCode, body: Vec<u8>) -> Reply {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+/// An HTTP error with a Kubernetes `Status` body, counted by status code.
+pub(super) fn http_error(
+    shared: &Shared,
+    status: StatusCode,
+    reason: &str,
+    message: &str,
+) -> Reply {
+    shared
+        .metrics
+        .http_errors
+        .get_or_create(&CodeLabels {
+            code: status.as_u16(),
+        })
+        .inc();
+    json(
+        status,
+        tokenreview::render_status(status.as_u16(), reason, message),
+    )
+}
+
+/// 404 for any path but the handler's own.
+pub(super) fn not_found(shared: &Shared) -> Reply {
+    http_error(shared, StatusCode::NOT_FOUND, "NotFound", "not found")
+}
+
+/// 405, with the methods that are `allow`ed in the `Allow` header.
+pub(super) fn method_not_allowed(shared: &Shared, allow: &'static str, message: &str) -> Reply {
+    let mut r = http_error(
+        shared,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "MethodNotAllowed",
+        message,
+    );
+    r.headers_mut()
+        .insert(ALLOW, HeaderValue::from_static(allow));
+    r
+}
+
+/// The rest of an unread body is still on the wire: the connection cannot carry another
+/// request, and saying so keeps the client from reusing it.
+pub(super) fn closing(mut r: Reply) -> Reply {
+    r.headers_mut()
+        .insert(CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
+/// 413 for a body over the limit (or any body where none is read), and the connection
+/// closes: the rest is still on the wire.
+pub(super) fn too_large(shared: &Shared, message: &str) -> Reply {
+    closing(http_error(
+        shared,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "RequestEntityTooLarge",
+        message,
+    ))
+}
+
 /// The answer to a `HEAD`: the headers of the `GET` answer, no body (HTTP/2 clients treat
 /// DATA frames on a `HEAD` answer as a protocol error).
 pub(super) fn without_body(reply: Reply) -> Reply {
     let (mut parts, body) = reply.into_parts();
-    let len = hyper::body::Body::size_hint(&body).exact().unwrap_or(0);
-    parts.headers.insert(
-        hyper::header::CONTENT_LENGTH,
-        hyper::header::HeaderValue::from(len),
-    );
-    hyper::Response::from_parts(parts, http_body_util::Full::new(bytes::Bytes::new()))
+    let len = Body::size_hint(&body).exact().unwrap_or(0);
+    parts.headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
+    Response::from_parts(parts, Full::new(Bytes::new()))
+}
+
+/// The largest request body read (a TokenReview is a few KiB).
+const MAX_BODY: usize = 64 * 1024;
+/// Oversized bodies up to this size are read and thrown away before the 413, so that a
+/// client still writing its body sees the answer instead of a broken pipe; larger ones
+/// (or a `Content-Length` announcing one) are cut off at once.
+const DRAIN_MAX: usize = 4 * 1024 * 1024;
+const TOO_LARGE: &str = "request body is larger than 64 KiB";
+
+enum BodyError {
+    TooLarge,
+    Timeout,
+    Read,
+}
+
+/// The body of `req`, at most [`MAX_BODY`] bytes, read before `deadline`; or the answer
+/// that refuses it: 413 (closing) for a body over the limit, 408 (closing) for one that
+/// did not arrive in time, 400 for one that could not be read.
+pub(super) async fn read_body(
+    shared: &Shared,
+    req: Request<Incoming>,
+    deadline: Instant,
+) -> Result<Bytes, Reply> {
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > DRAIN_MAX as u64) {
+        return Err(too_large(shared, TOO_LARGE));
+    }
+    read_frames(req.into_body(), deadline)
+        .await
+        .map_err(|e| match e {
+            BodyError::TooLarge => too_large(shared, TOO_LARGE),
+            BodyError::Read => http_error(
+                shared,
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                "could not read the request body",
+            ),
+            BodyError::Timeout => closing(http_error(
+                shared,
+                StatusCode::REQUEST_TIMEOUT,
+                "Timeout",
+                "the request body did not arrive in time",
+            )),
+        })
+}
+
+/// Whether `req` announces a body, read or not: only a stream already ended (or an HTTP/2
+/// stream that declared `content-length: 0`) has none.
+pub(super) fn announces_body(req: &Request<Incoming>) -> bool {
+    let body = req.body();
+    !(body.is_end_stream() || body.size_hint().exact() == Some(0))
+}
+
+/// Reads a body of at most [`MAX_BODY`] bytes before `deadline`. A body that arrives in one
+/// frame, as it usually does, is not copied.
+async fn read_frames(mut body: Incoming, deadline: Instant) -> Result<Bytes, BodyError> {
+    let mut first: Option<Bytes> = None;
+    let mut rest = bytes::BytesMut::new();
+    let mut total = 0usize;
+    loop {
+        let frame = match tokio::time::timeout_at(deadline.into(), body.frame()).await {
+            Err(_) => return Err(BodyError::Timeout),
+            Ok(None) => break,
+            Ok(Some(Err(_))) => return Err(BodyError::Read),
+            Ok(Some(Ok(f))) => f,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        total += data.len();
+        if total > DRAIN_MAX {
+            return Err(BodyError::TooLarge);
+        }
+        if total > MAX_BODY {
+            // Keep reading (and dropping) to the end, then answer 413.
+            first = None;
+            rest.clear();
+            continue;
+        }
+        match first.take() {
+            None if rest.is_empty() => first = Some(data),
+            Some(f) => {
+                rest.extend_from_slice(&f);
+                rest.extend_from_slice(&data);
+            }
+            None => rest.extend_from_slice(&data),
+        }
+    }
+    if total > MAX_BODY {
+        return Err(BodyError::TooLarge);
+    }
+    Ok(first.unwrap_or_else(|| rest.freeze()))
 }

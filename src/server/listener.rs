@@ -24,9 +24,9 @@ use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
-use super::admission::{Admission, HandshakeSlot, Limits, Place, Refused, Seat};
+use super::admission::{Admission, HandshakeSlot, Limits, NoPlace, Place, Seat};
 use super::closes::{Closes, Reason, LOG_INTERVAL};
-use super::http::{builder, without_body};
+use super::http::{builder, closing, http_error, without_body, Port, Reply};
 use super::in_flight::InFlight;
 use super::login::handle_login;
 use super::review::handle_review;
@@ -39,24 +39,6 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 const KEEPALIVE_TIME: Duration = Duration::from_secs(30);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 const KEEPALIVE_RETRIES: u32 = 3;
-
-/// Which listener: what it serves and whether a client certificate is required.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Port {
-    /// TokenReviews from kube-apiserver; a client certificate from `client_ca_file`.
-    Reviews,
-    /// `POST /login` and `GET /login`; no client certificate.
-    Login,
-}
-
-impl Port {
-    fn name(self) -> &'static str {
-        match self {
-            Port::Reviews => "reviews",
-            Port::Login => "login",
-        }
-    }
-}
 
 /// Accepts connections on `port` until `shutdown` turns true, then drains.
 pub(crate) async fn run_listener(
@@ -230,13 +212,7 @@ impl Connection {
         match slot.verified(limits) {
             Ok(verified) => Some((tls, Place::Verified(verified))),
             Err(refused) => {
-                let (reason, detail) = match refused {
-                    Refused::Evicted => (Reason::Evicted, "replaced by a newer connection"),
-                    Refused::Limit => (
-                        Reason::Limit,
-                        "server.max_connections or server.max_connections_per_source reached",
-                    ),
-                };
+                let (reason, detail) = close_reason(refused);
                 self.closes.record(reason, self.peer, detail);
                 None
             }
@@ -323,22 +299,22 @@ impl Connection {
     }
 }
 
-/// The answer to a request on a connection that found no verified place.
-fn no_place(
-    shared: &super::Shared,
-    closes: &Closes,
-    peer: SocketAddr,
-    refused: Refused,
-) -> super::review::Reply {
-    let (reason, detail) = match refused {
-        Refused::Evicted => (Reason::Evicted, "replaced by a newer connection"),
-        Refused::Limit => (
+/// How a connection without a verified place is counted and logged.
+fn close_reason(refused: NoPlace) -> (Reason, &'static str) {
+    match refused {
+        NoPlace::Evicted => (Reason::Evicted, "replaced by a newer connection"),
+        NoPlace::Limit => (
             Reason::Limit,
             "server.max_connections or server.max_connections_per_source reached",
         ),
-    };
+    }
+}
+
+/// The answer to a request on a connection that found no verified place.
+fn no_place(shared: &super::Shared, closes: &Closes, peer: SocketAddr, refused: NoPlace) -> Reply {
+    let (reason, detail) = close_reason(refused);
     closes.record(reason, peer, detail);
-    super::review::closing(super::review::http_error(
+    closing(http_error(
         shared,
         hyper::StatusCode::SERVICE_UNAVAILABLE,
         "ServiceUnavailable",

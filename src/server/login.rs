@@ -24,16 +24,17 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::body::Body;
 use hyper::body::Incoming;
 use hyper::header::WWW_AUTHENTICATE;
-use hyper::header::{HeaderValue, ALLOW, AUTHORIZATION, CACHE_CONTROL, RETRY_AFTER};
+use hyper::header::{HeaderValue, AUTHORIZATION, CACHE_CONTROL, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 
+use super::http::{
+    announces_body, http_error, json, method_not_allowed, not_found, too_large, Reply,
+};
 use super::in_flight::InFlight;
 use super::ratelimit::{retry_after_secs, Rate};
-use super::review::{closing, http_error, json, Reply};
 use super::{Runtime, Shared};
 use crate::metrics::EventLabels;
 use crate::outcome::{Outcome, Review, REJECTED, UNAVAILABLE};
@@ -55,14 +56,12 @@ pub(super) async fn handle_login(
     peer: SocketAddr,
     req: Request<Incoming>,
 ) -> Reply {
-    if has_body(&req) {
+    if announces_body(&req) {
         count(shared, "body_refused");
-        return closing(http_error(
+        return too_large(
             shared,
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "RequestEntityTooLarge",
             "a login request has no body: credentials go in the Authorization header",
-        ));
+        );
     }
     let limit = shared
         .current
@@ -81,10 +80,10 @@ async fn login_request(shared: &Shared, peer: SocketAddr, req: Request<Incoming>
     let started = Instant::now();
     let rt = shared.current.load_full();
     let Some(login) = rt.config.login.as_ref() else {
-        return http_error(shared, StatusCode::NOT_FOUND, "NotFound", "not found");
+        return not_found(shared);
     };
     if req.uri().path() != PATH {
-        return http_error(shared, StatusCode::NOT_FOUND, "NotFound", "not found");
+        return not_found(shared);
     }
     let rate = Rate {
         per_minute: login.rate,
@@ -96,15 +95,11 @@ async fn login_request(shared: &Shared, peer: SocketAddr, req: Request<Incoming>
         Method::POST => shared.login_rate.take(peer.ip(), rate, started),
         Method::GET => shared.login_rate.check(peer.ip(), rate, started),
         _ => {
-            let mut r = http_error(
+            return method_not_allowed(
                 shared,
-                StatusCode::METHOD_NOT_ALLOWED,
-                "MethodNotAllowed",
+                "GET, POST",
                 "only POST (log in) and GET (check a token) are allowed",
-            );
-            r.headers_mut()
-                .insert(ALLOW, HeaderValue::from_static("GET, POST"));
-            return r;
+            )
         }
     };
     if let Err(wait) = limited {
@@ -147,13 +142,6 @@ fn credential<'a>(header: &'a str, scheme: &str) -> Option<&'a str> {
     let (s, rest) = header.trim().split_once(' ')?;
     let rest = rest.trim();
     (s.eq_ignore_ascii_case(scheme) && !rest.is_empty()).then_some(rest)
-}
-
-/// Whether the request announces a body, read or not: only a stream already ended (or an
-/// HTTP/2 stream that declared `content-length: 0`) has none.
-fn has_body(req: &Request<Incoming>) -> bool {
-    let body = req.body();
-    !(body.is_end_stream() || body.size_hint().exact() == Some(0))
 }
 
 async fn post(

@@ -1,5 +1,5 @@
 //! The operations listener: `/healthz`, `/readyz`, `/metrics`, plain HTTP/1.1 and without
-//! authentication, so it is bounded: at most [`MAX_CONNECTIONS`] connections (more are
+//! authentication, so it is bounded: at most [`OPS_MAX_CONNECTIONS`] connections (more are
 //! closed at once, and cannot use up the file descriptors the review listener needs), a
 //! silent connection is closed after [`HEADER_READ_TIMEOUT`], and `/readyz` asks LDAP at
 //! most about once a second however often it is called.
@@ -19,18 +19,13 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
 use super::closes::{Closes, Reason, LOG_INTERVAL};
-use super::review::Reply;
+use super::http::{Reply, OPS_MAX_CONNECTIONS, OPS_READ_BUFFER};
 use super::{stopped, Runtime, Shared};
 use crate::directory::Readiness;
 use crate::metrics::StageLabels;
 
-/// Open connections at most. Prometheus, a probe and a person with curl need a handful.
-pub const MAX_CONNECTIONS: usize = 64;
 /// For a request head, the first or the next one on a keep-alive connection.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// The read buffer of an ops connection: a request head must fit (hyper's least is 8 KiB;
-/// its default, 400 KiB, is what each of the 64 connections could otherwise hold).
-pub(crate) const READ_BUFFER: usize = 16 * 1024;
 /// How long a `/readyz` answer is reused.
 const READY_MAX_AGE: Duration = Duration::from_secs(1);
 
@@ -39,7 +34,7 @@ pub(crate) async fn run_ops(
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let limit = Arc::new(Semaphore::new(OPS_MAX_CONNECTIONS));
     let closes = Closes::new("ops", shared.metrics.clone());
     let open = shared
         .metrics
@@ -80,7 +75,7 @@ pub(crate) async fn run_ops(
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_READ_TIMEOUT)
-                .max_buf_size(READ_BUFFER)
+                .max_buf_size(OPS_READ_BUFFER)
                 .serve_connection(TokioIo::new(tcp), svc)
                 .await;
             open.dec();

@@ -58,7 +58,7 @@ fn an_evicted_handshake_cannot_become_verified() {
     let l = limits(1, 1);
     let first = a.handshake(ip("10.0.0.1"), l);
     let _second = a.handshake(ip("10.0.0.1"), l);
-    assert_eq!(first.verified(l).err(), Some(Refused::Evicted));
+    assert_eq!(first.verified(l).err(), Some(NoPlace::Evicted));
 }
 
 #[test]
@@ -67,10 +67,10 @@ fn verified_budget_is_capped_per_source_and_in_all_and_freed_on_drop() {
     let l = limits(10, 10);
     let v1 = a.handshake(ip("10.0.0.1"), l).verified(l).unwrap();
     let same = a.handshake(ip("10.0.0.1"), l).verified(l);
-    assert_eq!(same.err(), Some(Refused::Limit), "per source");
+    assert_eq!(same.err(), Some(NoPlace::Limit), "per source");
     let v2 = a.handshake(ip("10.0.0.2"), l).verified(l).unwrap();
     let third = a.handshake(ip("10.0.0.3"), l).verified(l);
-    assert_eq!(third.err(), Some(Refused::Limit), "in all");
+    assert_eq!(third.err(), Some(NoPlace::Limit), "in all");
     drop(v1);
     assert!(a.handshake(ip("10.0.0.1"), l).verified(l).is_ok());
     drop(v2);
@@ -114,7 +114,7 @@ fn a_pending_seat_replaced_before_its_first_request_gets_none() {
     let seat = Seat::new(Place::Pending(a.handshake(ip("10.0.0.1"), l)), true);
     let _newer = a.handshake(ip("10.0.0.1"), l);
     assert!(seat.evict.fired());
-    assert_eq!(seat.admit(l).err(), Some(Refused::Evicted));
+    assert_eq!(seat.admit(l).err(), Some(NoPlace::Evicted));
 }
 
 #[test]
@@ -135,7 +135,7 @@ fn a_rejoining_seat_is_replaceable_again_once_its_last_request_ends() {
     assert!(!seat.evict.fired(), "it rejoined as the newest");
     let _newcomer = a.handshake(ip("10.0.0.1"), l);
     assert!(seat.evict.fired(), "the idle connection was replaced");
-    assert_eq!(seat.admit(l).err(), Some(Refused::Evicted));
+    assert_eq!(seat.admit(l).err(), Some(NoPlace::Evicted));
 }
 
 #[test]

@@ -1,5 +1,8 @@
 //! Distinguished names as RFC 4514 writes them: split into RDNs and attribute-value pairs,
 //! values unescaped. Never by splitting on `,`: `cn=dev\, ops` is one RDN.
+//!
+//! Shared vocabulary of the directory client, the identity mapping and `config` (which
+//! checks `cn@domain` group naming against a base DN): imports nothing of the crate.
 
 /// One `type=value` of an RDN, the value unescaped.
 #[derive(Debug, Clone, PartialEq, Eq)]

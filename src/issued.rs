@@ -25,11 +25,10 @@ use hmac::digest::KeyInit;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::directory::state::password_version;
-use crate::directory::Entry;
 use keys::{SigningKey, VerifyingKey};
 
-pub use keys::{keygen, KeyError};
+pub use key_files::KeyError;
+pub use keys::keygen;
 
 /// What every issued token starts with, and the only thing a review looks at to call a
 /// token ours: basic tokens (base64, no `.`) and JWTs (`eyJ...`) never start with it.
@@ -165,7 +164,7 @@ impl std::fmt::Debug for Issued {
 
 /// Why a token with our prefix is not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Refused {
+pub(crate) enum VerifyError {
     /// Genuine, but past `exp`: "Credentials are expired".
     Expired,
     /// Anything else: the generic rejection. The text is for the log.
@@ -236,13 +235,11 @@ impl Tokens {
         self.verifying.iter().map(|k| k.kid.as_str()).collect()
     }
 
-    /// The password version of `entry`: its password-change attributes under the key
-    /// derived from the signing key; `None` without a signing key (no token is signed then,
-    /// and no token's version can be checked).
-    pub(crate) fn password_version(&self, entry: &Entry) -> Option<String> {
-        self.password_key
-            .as_ref()
-            .map(|k| password_version(entry, &k.0))
+    /// The key password versions are made under (derived from the signing key); `None`
+    /// without a signing key: no token is signed then, and no token's version can be
+    /// checked. The directory's `state::password_version` reads the attributes under it.
+    pub(crate) fn password_key(&self) -> Option<&Hmac<Sha256>> {
+        self.password_key.as_ref().map(|k| &k.0)
     }
 
     /// Signs a token for `subject`, valid from `now` for `login.token_ttl`.
@@ -281,25 +278,25 @@ impl Tokens {
 
     /// Checks a token with our prefix: shape, key, signature, then the claims. Nothing here
     /// touches the directory.
-    pub(crate) fn verify(&self, token: &str, now: SystemTime) -> Result<Verified, Refused> {
+    pub(crate) fn verify(&self, token: &str, now: SystemTime) -> Result<Verified, VerifyError> {
         let token = token.trim();
         if token.len() > MAX_LEN {
-            return Err(Refused::Invalid("oversized token"));
+            return Err(VerifyError::Invalid("oversized token"));
         }
         let untrusted = UntrustedToken::<Public, V4>::try_from(token)
-            .map_err(|_| Refused::Invalid("malformed token"))?;
+            .map_err(|_| VerifyError::Invalid("malformed token"))?;
         let footer: Footer = serde_json::from_slice(untrusted.untrusted_footer())
-            .map_err(|_| Refused::Invalid("no key id in the footer"))?;
+            .map_err(|_| VerifyError::Invalid("no key id in the footer"))?;
         let key = self
             .verifying
             .iter()
             .find(|k| k.kid == footer.kid)
-            .ok_or(Refused::Invalid("unknown key id"))?;
+            .ok_or(VerifyError::Invalid("unknown key id"))?;
         PublicToken::verify(&key.key, &untrusted, None, None)
-            .map_err(|_| Refused::Invalid("bad signature"))?;
+            .map_err(|_| VerifyError::Invalid("bad signature"))?;
         // Signed by one of our keys from here on.
         let claims: Claims = serde_json::from_slice(untrusted.untrusted_payload())
-            .map_err(|_| Refused::Invalid("malformed claims"))?;
+            .map_err(|_| VerifyError::Invalid("malformed claims"))?;
         let signed_here = self
             .signing
             .as_ref()
@@ -307,29 +304,34 @@ impl Tokens {
         self.check(claims, now, signed_here)
     }
 
-    fn check(&self, c: Claims, now: SystemTime, signed_here: bool) -> Result<Verified, Refused> {
+    fn check(
+        &self,
+        c: Claims,
+        now: SystemTime,
+        signed_here: bool,
+    ) -> Result<Verified, VerifyError> {
         if c.iss != self.issuer || c.aud != self.audience {
-            return Err(Refused::Invalid("another issuer or audience"));
+            return Err(VerifyError::Invalid("another issuer or audience"));
         }
         let (Some(iat), Some(nbf), Some(exp)) =
             (parse_time(&c.iat), parse_time(&c.nbf), parse_time(&c.exp))
         else {
-            return Err(Refused::Invalid("malformed times"));
+            return Err(VerifyError::Invalid("malformed times"));
         };
         if exp.duration_since(iat).map_or(true, |life| life > MAX_TTL) {
-            return Err(Refused::Invalid("lifetime longer than 24h"));
+            return Err(VerifyError::Invalid("lifetime longer than 24h"));
         }
         if self.not_before.is_some_and(|nb| iat < nb) {
-            return Err(Refused::Invalid("issued before tokens.not_before"));
+            return Err(VerifyError::Invalid("issued before tokens.not_before"));
         }
         if nbf > now + LEEWAY || iat > now + LEEWAY {
-            return Err(Refused::Invalid("not yet valid"));
+            return Err(VerifyError::Invalid("not yet valid"));
         }
         if exp <= now {
-            return Err(Refused::Expired);
+            return Err(VerifyError::Expired);
         }
         if c.sub.is_empty() || c.dn.is_empty() || c.name.is_empty() {
-            return Err(Refused::Invalid("empty subject"));
+            return Err(VerifyError::Invalid("empty subject"));
         }
         Ok(Verified {
             subject: Subject {

@@ -1,10 +1,12 @@
-//! The HTTPS listener for TokenReviews and the plain-HTTP operations listener.
+//! The HTTPS listeners (TokenReviews, and the login port) and the plain-HTTP operations
+//! listener.
 //!
-//! - [`listener`]: accept, the TLS handshake with a required client certificate
-//!   (`client_tls_accept`), then HTTP/1.1 or HTTP/2 under the connection timers;
+//! - [`listener`]: accept, the TLS handshake (`tls_accept`: a client certificate required
+//!   on the review port, anyone on the login port), then HTTP/1.1 or HTTP/2 under the
+//!   connection timers;
 //! - [`admission`]: the two connection budgets (replaceable, verified connections);
-//! - [`http`]: each listener's HTTP/1.1 and HTTP/2 settings, and a login connection's
-//!   worst-case memory;
+//! - [`http`]: each listener's HTTP/1.1 and HTTP/2 settings, a login connection's
+//!   worst-case memory, the replies and HTTP errors, and bounded body reading;
 //! - [`closes`]: connections closed by the daemon, counted and logged sparingly;
 //! - [`review`]: the TokenReview handler, admit -> respond;
 //! - [`login`]: `POST /login` and `GET /login` on the login listener, [`ratelimit`] its
@@ -35,11 +37,12 @@ mod ops;
 pub(crate) mod ratelimit;
 mod review;
 
-pub use http::{anonymous_worst_case, connection_builder, LOGIN_CONNECTION_BYTES};
-pub(crate) use listener::{run_listener, Port};
+pub(crate) use http::Port;
+pub use http::{
+    anonymous_worst_case, connection_builder, LOGIN_CONNECTION_BYTES, OPS_MAX_CONNECTIONS,
+};
+pub(crate) use listener::run_listener;
 pub(crate) use ops::run_ops;
-pub use ops::MAX_CONNECTIONS as OPS_MAX_CONNECTIONS;
-pub use review::parse_go_duration;
 
 /// Why the daemon could not start serving.
 #[derive(Debug, thiserror::Error)]

@@ -34,12 +34,12 @@ mod user;
 
 pub(crate) use directories::directory_key;
 pub(crate) use ldap::is_dns_label;
-pub use password_file::read_password_file;
+pub(crate) use password_file::read_password_file;
 
 /// Where `serve` and `check-config` look without `--config` or `KUBE_LDAP_WEBHOOK_CONFIG`.
-pub const DEFAULT_PATH: &str = "/etc/kube-ldap-webhook/config.toml";
+pub(crate) const DEFAULT_PATH: &str = "/etc/kube-ldap-webhook/config.toml";
 /// Environment variables with this prefix override config keys (`KUBE_LDAP_WEBHOOK_LDAP__TIMEOUT`).
-pub const ENV_PREFIX: &str = "KUBE_LDAP_WEBHOOK_";
+pub(crate) const ENV_PREFIX: &str = "KUBE_LDAP_WEBHOOK_";
 
 /// Why a configuration was refused; every message names the file, and the key when one is to blame.
 #[derive(Debug, thiserror::Error)]
@@ -68,7 +68,7 @@ pub enum ConfigError {
 
 /// A duration written as `"500ms"`, `"5s"`, `"2m"`.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Dur(
+pub(crate) struct Dur(
     /// The duration.
     pub Duration,
 );

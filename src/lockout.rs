@@ -118,8 +118,9 @@ pub(crate) struct Attempt {
     failed: Option<bool>,
 }
 
+/// Why lockout protection kept an attempt from reaching the directory.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Refused {
+pub(crate) enum Blocked {
     /// Too many recent failures: refuse locally.
     Locked,
     /// The deadline passed while waiting for other attempts on this account to finish.
@@ -212,7 +213,7 @@ impl Lockout {
         key: Key,
         trust: Trust,
         deadline: Instant,
-    ) -> Result<Attempt, Refused> {
+    ) -> Result<Attempt, Blocked> {
         loop {
             let wait = {
                 let mut tables = self.lock();
@@ -236,14 +237,14 @@ impl Lockout {
                 }
                 if state.failures >= settings.max_failures {
                     forget_if_idle(table, name(&key));
-                    return Err(Refused::Locked);
+                    return Err(Blocked::Locked);
                 }
                 // Register before releasing the lock so that no notification is missed.
                 state.changed.clone().notified_owned()
             };
             let left = deadline.saturating_duration_since(clock::now());
             if tokio::time::timeout(left, wait).await.is_err() {
-                return Err(Refused::Deadline);
+                return Err(Blocked::Deadline);
             }
         }
     }

@@ -15,7 +15,6 @@
 
 pub(crate) mod classify;
 mod discovery;
-pub(crate) mod dn;
 mod groups;
 mod paging;
 mod pool;
@@ -228,7 +227,7 @@ impl Directory {
 
     /// The RDN value of the decoy DN: a name no entry and no group has.
     fn decoy_uid(&self) -> String {
-        dn::first_rdn_value(&self.decoy_dn, "cn").unwrap_or_default()
+        crate::dn::first_rdn_value(&self.decoy_dn, "cn").unwrap_or_default()
     }
 
     /// The directory's name: `default` for `[ldap]`, `NAME` for `[directories.NAME]`.
