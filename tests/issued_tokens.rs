@@ -3,6 +3,7 @@
 //! everyone out", and every forgery, refused without a single LDAP operation.
 //! The login endpoint's own protections are in tests/login_endpoint.rs; Active Directory's
 //! account states in tests/active_directory.rs.
+#![allow(clippy::disallowed_methods)] // a real daemon and real LDAP servers run on the real clock
 
 #[path = "issued_tokens/helpers.rs"]
 mod helpers;

@@ -5,7 +5,7 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use super::{failed, Authenticator, Outcome, Resolved};
 use crate::directory::state::account_state;
@@ -148,7 +148,7 @@ impl<B: Backend> Authenticator<B> {
     /// 389-ds password past its expiration is refused even while the server grants grace
     /// binds, which are for changing it, as a re-check would refuse it.
     pub(super) fn admit(&self, found: Found, login: &Login, token: Option<&Verified>) -> Resolved {
-        let state = account_state(&found.entry, SystemTime::now());
+        let state = account_state(&found.entry, crate::clock::wall());
         let version = self.config.tokens.issued.password_version(&found.entry);
         let resolved = self.identify(found, login, version.clone().unwrap_or_default());
         let (Outcome::Accepted(_), Some(account)) = (&resolved.outcome, &resolved.account) else {

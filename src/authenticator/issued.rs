@@ -10,7 +10,7 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use super::{failed, local, Authenticator, Outcome, Resolved, Reuse, Review};
 use crate::cache::Lookup;
@@ -39,7 +39,7 @@ impl<B: Backend> Authenticator<B> {
             Lookup::Stale(user, age) => Some((user, age)),
             Lookup::Miss => None,
         };
-        let wall = SystemTime::now();
+        let wall = crate::clock::wall();
         let verified = match tokens.verify(token, wall) {
             Ok(v) => v,
             Err(Refused::Expired) => return local(Outcome::TokenExpired, "issued token expired"),

@@ -182,7 +182,7 @@ mod tests {
     }
 
     fn state(attrs: &[(&str, &str)]) -> Option<AccountState> {
-        account_state(&entry(attrs), SystemTime::now())
+        account_state(&entry(attrs), crate::clock::wall())
     }
 
     #[test]

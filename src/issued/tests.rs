@@ -35,7 +35,7 @@ fn alice() -> Subject {
 }
 
 fn now() -> SystemTime {
-    SystemTime::now()
+    crate::clock::wall()
 }
 
 /// A token over arbitrary claims, signed by `key` under `kid`.
