@@ -92,20 +92,19 @@ impl Fake {
                 .iter()
                 .map(|(k, v)| (k.clone(), vec![v.clone().into_bytes()])),
         );
-        Found {
-            entry: Entry {
-                dn: dn.to_string(),
-                attrs: all,
-            },
-            groups: groups
-                .iter()
-                .map(|n| Group {
-                    dn: format!("cn={n},ou=groups"),
-                    name: Some(n.clone()),
-                })
-                .collect(),
-            warning: None,
-        }
+        let entry = Entry {
+            dn: dn.to_string(),
+            attrs: all,
+        };
+        let groups = groups
+            .iter()
+            .map(|n| Group {
+                dn: format!("cn={n},ou=groups"),
+                name: Some(n.clone()),
+            })
+            .collect();
+        // A directory reads the account's state and password stamp as the real one does.
+        Found::read(entry, groups, None, crate::clock::wall())
     }
 }
 
@@ -420,14 +419,12 @@ async fn account_states_and_warnings_keep_their_meaning() {
     let r = failed(Failure::AccountState(AccountState::PasswordExpired), &login);
     assert_eq!(r.outcome.error(), Some("Credentials are expired"));
     let a = authenticator(Arc::new(Fake::new()));
-    let found = Found {
-        entry: Entry {
-            dn: "uid=alice".into(),
-            attrs: vec![("uid".into(), vec![b"alice".to_vec()])],
-        },
-        groups: vec![],
-        warning: Some(PasswordWarning::GraceLogins(1)),
+    let entry = Entry {
+        dn: "uid=alice".into(),
+        attrs: vec![("uid".into(), vec![b"alice".to_vec()])],
     };
+    let warning = Some(PasswordWarning::GraceLogins(1));
+    let found = Found::read(entry, vec![], warning, crate::clock::wall());
     let r = a.admit(found, &login, None);
     assert!(matches!(r.outcome, Outcome::Accepted(_)));
     assert!(r.detail.contains("GraceLogins"), "{}", r.detail);

@@ -25,8 +25,7 @@ use hmac::digest::KeyInit;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use crate::directory::state::password_version;
-use crate::directory::Entry;
+use crate::directory::state::PasswordStamp;
 use keys::{SigningKey, VerifyingKey};
 
 pub use keys::{keygen, KeyError};
@@ -236,13 +235,17 @@ impl Tokens {
         self.verifying.iter().map(|k| k.kid.as_str()).collect()
     }
 
-    /// The password version of `entry`: its password-change attributes under the key
-    /// derived from the signing key; `None` without a signing key (no token is signed then,
-    /// and no token's version can be checked).
-    pub(crate) fn password_version(&self, entry: &Entry) -> Option<String> {
-        self.password_key
-            .as_ref()
-            .map(|k| password_version(entry, &k.0))
+    /// The password version of an account whose directory read `stamp`: a short digest
+    /// of it under the key derived from the signing key; `None` without a signing key (no
+    /// token is signed then, and no token's version can be checked). Keyed, because the
+    /// stamp is times: an unkeyed digest of a time is found again by trying the seconds of
+    /// a few days, and would tell a token's holder when the password was last changed.
+    pub(crate) fn password_version(&self, stamp: &PasswordStamp) -> Option<String> {
+        let mut h = self.password_key.as_ref()?.0.clone();
+        h.update(stamp.as_bytes());
+        let mut v = URL_SAFE_NO_PAD.encode(h.finalize().into_bytes());
+        v.truncate(22);
+        Some(v)
     }
 
     /// Signs a token for `subject`, valid from `now` for `login.token_ttl`.

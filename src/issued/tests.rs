@@ -317,11 +317,11 @@ fn not_before_times_parse_as_rfc3339_only() {
     assert!(e.contains("RFC 3339"), "{e}");
 }
 
-fn changed_at(time: &str) -> crate::directory::Entry {
-    crate::directory::Entry {
+fn changed_at(time: &str) -> PasswordStamp {
+    PasswordStamp::of(&crate::directory::Entry {
         dn: "uid=alice,ou=people,dc=example,dc=org".into(),
         attrs: vec![("pwdChangedTime".into(), vec![time.as_bytes().to_vec()])],
-    }
+    })
 }
 
 /// `pwv` is keyed with a key derived from the signing key: two nodes with the same key
@@ -337,6 +337,10 @@ fn the_password_version_is_keyed_by_the_signing_key() {
     let other_node = tokens(again).password_version(&entry).unwrap();
     assert_ne!(v1, v2, "another signing key, another version");
     assert_eq!(v1, other_node, "the same signing key on another node");
+    assert_eq!(v1.len(), 22);
+    let k1 = keys::load_signing_key(&d1.path().join(keys::SIGNING_KEY)).unwrap();
+    let later = tokens(k1).password_version(&changed_at("20240501120001Z"));
+    assert_ne!(Some(v1), later, "another password change, another version");
 }
 
 #[test]
