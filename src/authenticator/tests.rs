@@ -32,6 +32,7 @@ pub(super) struct Fake {
     pub(super) finds: AtomicUsize,
     pub(super) verifies: AtomicUsize,
     pub(super) decoys: AtomicUsize,
+    pub(super) rechecks: AtomicUsize,
     /// What the directory says about the accounts since their logins, for re-checks.
     since: Mutex<Since>,
 }
@@ -71,6 +72,7 @@ impl Fake {
             finds: AtomicUsize::new(0),
             verifies: AtomicUsize::new(0),
             decoys: AtomicUsize::new(0),
+            rechecks: AtomicUsize::new(0),
             since: Mutex::new(Since::default()),
         }
     }
@@ -148,6 +150,10 @@ impl Backend for Fake {
     /// The account as it is now (see [`Since`]); the user filter is the real directory's
     /// part, proven in tests/issued_tokens.rs.
     async fn recheck(&self, dn: &str, login: &Login, _deadline: Instant) -> Result<Found, Failure> {
+        self.rechecks.fetch_add(1, Ordering::SeqCst);
+        if *self.mode.lock().unwrap() == Mode::Outage {
+            return Err(Failure::Outage("connection refused".into()));
+        }
         let (_, _, groups) = self
             .users
             .get(&login.key())
@@ -494,3 +500,4 @@ async fn group_policy_refusals_are_not_lockout_failures() {
 }
 
 mod admit;
+mod times;

@@ -7,7 +7,10 @@ use crate::issued::Verified;
 
 /// An authenticator that signs tokens (a service account, a signing key), with `extra`
 /// TOML after `[cache]`; the directory holding the key files goes with it.
-fn issuing(fake: Arc<Fake>, extra: &str) -> (tempfile::TempDir, Arc<Authenticator<Fake>>) {
+pub(super) fn issuing(
+    fake: Arc<Fake>,
+    extra: &str,
+) -> (tempfile::TempDir, Arc<Authenticator<Fake>>) {
     let d = tempfile::tempdir().unwrap();
     crate::issued::keygen(d.path()).unwrap();
     let pw = d.path().join("service.pw");
@@ -25,7 +28,7 @@ fn issuing(fake: Arc<Fake>, extra: &str) -> (tempfile::TempDir, Arc<Authenticato
 }
 
 /// Logs `user` in and signs the token the login endpoint would hand out.
-async fn token_for(a: &Arc<Authenticator<Fake>>, user: &str, password: &str) -> String {
+pub(super) async fn token_for(a: &Arc<Authenticator<Fake>>, user: &str, password: &str) -> String {
     let login = a.login(&token(user, password), deadline()).await;
     assert!(matches!(login.outcome, Outcome::Accepted(_)), "{login:?}");
     let account = login.account.expect("the login's account");
