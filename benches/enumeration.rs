@@ -14,6 +14,7 @@
 //! Every review uses a fresh name (no cache hit, no lockout budget shared), and the two
 //! kinds are interleaved so that drift in the machine's load hits both alike. Prints one
 //! table line per shape and writes `target/bench/enumeration.json`.
+#![allow(clippy::disallowed_methods)] // a real daemon and real LDAP servers run on the real clock
 
 #[path = "../tests/support/mod.rs"]
 mod support;

@@ -11,6 +11,7 @@
 //!
 //! Prints a few lines and writes `target/bench/issued.json`. `KLW_BENCH_QUICK=1` for a
 //! short smoke run.
+#![allow(clippy::disallowed_methods)] // a real daemon and real LDAP servers run on the real clock
 
 #[path = "../tests/issued_tokens/helpers.rs"]
 mod helpers;

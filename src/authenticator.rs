@@ -190,16 +190,17 @@ impl<B: Backend> Authenticator<B> {
         };
         self.metrics.cache_event("miss");
 
-        let work = Work::Basic {
-            login: creds.username,
-            password: creds.password,
-            trust,
-            ceiling: !use_cache,
-        };
         let reuse = Reuse {
             stale,
             until: None,
             use_cache,
+            name: Some(creds.username.clone()),
+        };
+        let auth = self.clone();
+        let (login, password, ceiling) = (creds.username, creds.password, !use_cache);
+        let work = async move {
+            auth.resolve(&login, &password, trust, ceiling, deadline)
+                .await
         };
         self.fly(key, work, reuse, deadline).await
     }
@@ -285,4 +286,4 @@ mod login_tests;
 mod tests;
 
 use ceiling::Ceiling;
-use flight::{Flight, Reuse, Work};
+use flight::{Flight, Reuse};

@@ -192,7 +192,7 @@ mod tests {
     fn an_answer_with_an_end_is_never_served_past_it_not_even_stale() {
         let c = AnswerCache::new(&cfg(10), Arc::new(Metrics::new()));
         let k = Keyer::random().key("t");
-        let t0 = Instant::now();
+        let t0 = crate::clock::now();
         let exp = t0 + Duration::from_secs(30);
         c.put(k, Cached::Accepted(user()), t0, Some(exp));
         assert!(matches!(
@@ -251,7 +251,7 @@ mod tests {
     fn accepted_is_fresh_then_stale_then_gone() {
         let c = AnswerCache::new(&cfg(10), Arc::new(Metrics::new()));
         let k = Keyer::random().key("t");
-        let t0 = Instant::now();
+        let t0 = crate::clock::now();
         c.put(k, Cached::Accepted(user()), t0, None);
         assert!(matches!(
             c.get(&k, t0 + Duration::from_secs(59)),
@@ -272,7 +272,7 @@ mod tests {
     fn rejection_expires_after_negative_ttl_and_is_never_stale() {
         let c = AnswerCache::new(&cfg(10), Arc::new(Metrics::new()));
         let k = Keyer::random().key("t");
-        let t0 = Instant::now();
+        let t0 = crate::clock::now();
         c.put(k, Cached::Rejected, t0, None);
         assert!(matches!(
             c.get(&k, t0 + Duration::from_secs(9)),
@@ -288,7 +288,7 @@ mod tests {
     fn capacity_bounds_the_cache() {
         let c = AnswerCache::new(&cfg(100), Arc::new(Metrics::new()));
         let keyer = Keyer::random();
-        let now = Instant::now();
+        let now = crate::clock::now();
         for i in 0..1000 {
             c.put(keyer.key(&i.to_string()), Cached::Rejected, now, None);
         }
@@ -300,7 +300,7 @@ mod tests {
         let c = AnswerCache::new(&cfg(2), Arc::new(Metrics::new()));
         let keyer = Keyer::random();
         let (a, b, n) = (keyer.key("a"), keyer.key("b"), keyer.key("new"));
-        let now = Instant::now();
+        let now = crate::clock::now();
         c.put(a, Cached::Rejected, now, None);
         c.put(b, Cached::Rejected, now, None);
         assert!(matches!(c.get(&a, now), Lookup::Fresh(..)));
@@ -318,7 +318,7 @@ mod tests {
         let metrics = Arc::new(Metrics::new());
         let c = AnswerCache::new(&cfg(1), metrics.clone());
         let k = Keyer::random().key("t");
-        let now = Instant::now();
+        let now = crate::clock::now();
         c.put(k, Cached::Rejected, now, None);
         c.put(k, Cached::Accepted(user()), now, None);
         assert_eq!(c.len(), 1);

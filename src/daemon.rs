@@ -2,7 +2,7 @@
 
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::signal::unix::{signal, SignalKind};
@@ -214,7 +214,7 @@ fn spawn_startup_probe(shared: &Arc<Shared>) {
     let rt = shared.current.load_full();
     rt.authenticator.directory().start();
     tokio::spawn(async move {
-        let deadline = Instant::now() + probe_budget(&rt.config);
+        let deadline = crate::clock::now() + probe_budget(&rt.config);
         for p in rt.authenticator.directory().probe(deadline).await.probes {
             match p.answer {
                 Ok(url) => {
@@ -301,7 +301,7 @@ pub fn check_config(path: &Path, connect: bool) -> Result<String, DaemonError> {
     }
     if connect {
         crate::tls::install_default_provider();
-        let deadline = Instant::now() + probe_budget(config) + Duration::from_millis(100);
+        let deadline = crate::clock::now() + probe_budget(config) + Duration::from_millis(100);
         let readiness = runtime()?.block_on(rt.authenticator.directory().probe(deadline));
         summary.push_str(&connect_report(config, &readiness)?);
     }

@@ -25,7 +25,7 @@ mod users;
 
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use ldap3::{Scope, SearchEntry};
 use rand::RngCore;
@@ -33,6 +33,7 @@ use rustls::ClientConfig;
 
 pub(crate) use classify::{AccountState, Failure, RejectReason};
 pub(crate) use ppolicy::PasswordWarning;
+use state::PasswordStamp;
 
 pub(crate) use routing::{Directories, Readiness};
 
@@ -136,13 +137,43 @@ pub(crate) struct Group {
     pub name: Option<String>,
 }
 
-/// A confirmed user: the entry found, their groups, and what the password policy said on
-/// the way.
+/// A confirmed user: the entry found, their groups, what the password policy said on
+/// the way, and what the directory reads from the entry about the account, so that the
+/// review policy never looks at an LDAP attribute.
 #[derive(Debug, Clone)]
 pub(crate) struct Found {
     pub entry: Entry,
     pub groups: Vec<Group>,
     pub warning: Option<PasswordWarning>,
+    /// Why the account may not be used now, if it may not ([`state::account_state`]).
+    pub state: Option<AccountState>,
+    /// Its password-change attributes, for an issued token's password version.
+    pub password: PasswordStamp,
+}
+
+impl Found {
+    /// The account `entry` is at `now`, with its `groups` and the bind's `warning`.
+    ///
+    /// At a login the bind already answered for the account's state, and the entry was
+    /// read before it without the lock attributes (a bind clears a timed-out ppolicy lock
+    /// that the entry still shows): the state then comes from the password attributes
+    /// alone, which say what the bind said (AD's must-change, 389-ds' reset password); a
+    /// 389-ds password past its expiration is refused even while the server grants grace
+    /// binds, which are for changing it, as a re-check would refuse it.
+    pub(crate) fn read(
+        entry: Entry,
+        groups: Vec<Group>,
+        warning: Option<PasswordWarning>,
+        now: SystemTime,
+    ) -> Found {
+        Found {
+            state: state::account_state(&entry, now),
+            password: PasswordStamp::of(&entry),
+            entry,
+            groups,
+            warning,
+        }
+    }
 }
 
 /// What the review policy needs from a directory (the seam its unit tests fake).
@@ -425,11 +456,12 @@ impl Backend for Directory {
                     let (warning, groups) = self
                         .bind_and_groups(&s, entry, login, password, deadline)
                         .await?;
-                    Ok(Found {
-                        entry: entry.clone(),
+                    Ok(Found::read(
+                        entry.clone(),
                         groups,
                         warning,
-                    })
+                        crate::clock::wall(),
+                    ))
                 }
             }
         })
@@ -486,11 +518,7 @@ impl Backend for Directory {
             let groups = self
                 .groups(&s, &mut svc, &entry, login, Gate::open(), deadline)
                 .await?;
-            Ok(Found {
-                entry,
-                groups,
-                warning: None,
-            })
+            Ok(Found::read(entry, groups, None, crate::clock::wall()))
         })
         .await
     }

@@ -6,6 +6,8 @@
 
 #![deny(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
+// No unwrap on what a network or a file can make fail; tests may (a panic is their failure).
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod authenticator;
 mod cache;

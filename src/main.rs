@@ -1,3 +1,8 @@
+//! The kube-ldap-webhook binary: the command line over the library.
+
+// As in the library: no unwrap on what a network or a file can make fail.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -21,7 +21,7 @@ impl Throttle {
 
     /// `Some(held back since the last line)` when a line may be written now.
     pub(crate) fn allow(&self) -> Option<u64> {
-        self.allow_at(Instant::now())
+        self.allow_at(crate::clock::now())
     }
 
     fn allow_at(&self, now: Instant) -> Option<u64> {
@@ -47,7 +47,7 @@ mod tests {
     #[test]
     fn one_line_per_interval_and_the_rest_counted() {
         let t = Throttle::new(Duration::from_secs(10));
-        let t0 = Instant::now();
+        let t0 = crate::clock::now();
         assert_eq!(t.allow_at(t0), Some(0));
         for i in 1..=5 {
             assert_eq!(t.allow_at(t0 + Duration::from_secs(i)), None);

@@ -7,6 +7,7 @@
 //! tests only read the directory (wrong passwords never lock anyone: the domain's
 //! lockoutThreshold is 0), so they run in parallel. Nothing is skipped: without root and network namespaces the DC cannot start
 //! and every test fails saying so.
+#![allow(clippy::disallowed_methods)] // a real daemon and real LDAP servers run on the real clock
 
 #[path = "issued_tokens/helpers.rs"]
 mod helpers;

@@ -2,6 +2,7 @@
 //! daemon's login endpoint and a real slapd: log in once, then the cached token (checked
 //! with the daemon) until it is about to expire or the daemon refuses it; the cache's
 //! modes and lock; `--logout`; what the user reads when a login fails.
+#![allow(clippy::disallowed_methods)] // a real daemon and real LDAP servers run on the real clock
 
 #[path = "issued_tokens/helpers.rs"]
 mod helpers;

@@ -2,6 +2,7 @@
 //! CORP and corp.test) and a partner (`[directories.partner]`, domains PARTNER and
 //! partner.test). Both hold the fixture's entries under the same DNs, which is what a
 //! partner forest looks like from here: the same names, other people.
+#![allow(clippy::disallowed_methods)] // a real daemon and real LDAP servers run on the real clock
 
 #[path = "issued_tokens/helpers.rs"]
 mod helpers;

@@ -2,6 +2,7 @@
 //! fuzz/seeds/<target>/ and a fixed set of mutations of them: the CI smoke of `make fuzz`,
 //! without nightly or cargo-fuzz. Every seed once crashed a target or reaches a path worth
 //! keeping; a failure here is a bug the fuzzers found, reproducible as named.
+#![allow(clippy::disallowed_methods)] // a real daemon and real LDAP servers run on the real clock
 
 // Each test uses part of the bodies; the rest serves the fuzz binaries.
 #[allow(dead_code)]

@@ -1,6 +1,7 @@
 //! Key files as ssh treats them: a signing key others may read, or a key others may
 //! replace (the file or a directory above it), is refused by check-config, at start and at
 //! reload, with a message that names the file and its mode. Real files with real modes.
+#![allow(clippy::disallowed_methods)] // a real daemon and real LDAP servers run on the real clock
 
 #[path = "issued_tokens/helpers.rs"]
 mod helpers;

@@ -3,6 +3,7 @@
 //! computed worst case per connection, requests in flight across the port are capped, and
 //! connections idle after one cheap request cannot hold its budget. `HEAD` over HTTP/2
 //! answers on both ports.
+#![allow(clippy::disallowed_methods)] // a real daemon and real LDAP servers run on the real clock
 
 #[allow(dead_code)]
 #[path = "connections/helpers.rs"]

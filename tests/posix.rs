@@ -2,6 +2,7 @@
 //! `posixGroup` groups that list their members by name in `memberUid`. `{uid}` in the group
 //! filter is the bound entry's own `uid`, never the login: slapd matches `memberUid`
 //! case-exactly, so the login `PAT` finds pat's entry but is not what her groups list.
+#![allow(clippy::disallowed_methods)] // a real daemon and real LDAP servers run on the real clock
 
 mod support;
 

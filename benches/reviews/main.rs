@@ -19,6 +19,7 @@
 //! `KLW_BENCH_ONLY=hits,misses,mixed,burst,memory`: some sections only;
 //! `KLW_BENCH_DAEMON_WRAPPER="valgrind --tool=callgrind"`: run the daemon under a profiler.
 //! Every loop is bounded in count and in time; all traffic goes to 127.0.0.1.
+#![allow(clippy::disallowed_methods)] // a real daemon and real LDAP servers run on the real clock
 
 #[path = "../../tests/support/mod.rs"]
 mod support;

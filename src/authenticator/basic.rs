@@ -5,10 +5,9 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use super::{failed, Authenticator, Outcome, Resolved};
-use crate::directory::state::{account_state, password_version};
 use crate::directory::{AccountState, Backend, Entry, Failure, Found, RejectReason};
 use crate::identity;
 use crate::issued::{Subject, Verified};
@@ -133,24 +132,16 @@ impl<B: Backend> Authenticator<B> {
         }
     }
 
-    /// Whether `found` may log in now, and as whom: every rule of a login once the
-    /// directory vouched for the entry (the user filter matched it, in the search; the
-    /// password bound, or a token names it). A login and the re-check of an issued token
-    /// both end here, so a rule added here holds on both paths. In order: the Kubernetes
-    /// identity (required groups, a `system:` name refused, `system:` groups dropped);
-    /// with a `token`, the same uid and name as when it was signed; the account state of
-    /// the entry's attributes; with a `token`, the same password.
-    ///
-    /// At a login the bind already answered for the account's state, and the entry was
-    /// read before it without the lock attributes (a bind clears a timed-out ppolicy lock
-    /// that the entry still shows): [`account_state`] sees only the password attributes
-    /// there, which say what the bind said (AD's must-change, 389-ds' reset password); a
-    /// 389-ds password past its expiration is refused even while the server grants grace
-    /// binds, which are for changing it, as a re-check would refuse it.
+    /// Whether `found` may log in, and as whom: every rule of a login once the directory
+    /// vouched for the entry (the user filter matched it, in the search; the password
+    /// bound, or a token names it). A login and the re-check of an issued token both end
+    /// here, so a rule added here holds on both paths. In order: the Kubernetes identity
+    /// (required groups, a `system:` name refused, `system:` groups dropped); with a
+    /// `token`, the same uid and name as when it was signed; the account's state as the
+    /// directory read it ([`Found::read`]); with a `token`, the same password.
     pub(super) fn admit(&self, found: Found, login: &Login, token: Option<&Verified>) -> Resolved {
-        let state = account_state(&found.entry, SystemTime::now());
-        let version = (self.config.tokens.issued.password_key())
-            .map(|key| password_version(&found.entry, key));
+        let state = found.state;
+        let version = (self.config.tokens.issued.password_key()).map(|k| found.password.version(k));
         let resolved = self.identify(found, login, version.clone().unwrap_or_default());
         let (Outcome::Accepted(_), Some(account)) = (&resolved.outcome, &resolved.account) else {
             return resolved;

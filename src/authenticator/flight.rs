@@ -2,6 +2,7 @@
 //! reviews asking; the others wait for its answer. The round trip runs in a task of its own,
 //! led by a drop guard, so no client going away and no panic can strand the token.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,8 +12,6 @@ use super::{Authenticator, Outcome, Resolved, Review, Source};
 use crate::cache::{CacheKey, Cached, Lookup};
 use crate::clock::now;
 use crate::directory::Backend;
-use crate::lockout::Trust;
-use crate::secret::Password;
 use crate::tokenreview::User;
 
 pub(super) type Flight = watch::Receiver<Option<Resolved>>;
@@ -25,20 +24,6 @@ enum Joined {
     Waiting(Flight, bool),
 }
 
-/// What one directory round trip is to find out.
-pub(super) enum Work {
-    /// A password: find the account, bind, read the groups.
-    Basic {
-        login: String,
-        password: Password,
-        trust: Trust,
-        /// A login: counts against `login.max_logins_per_directory` unless accepted before.
-        ceiling: bool,
-    },
-    /// A verified issued token: re-check the account and read the groups.
-    Issued(crate::issued::Verified),
-}
-
 /// How a round trip's answer relates to the cache.
 pub(super) struct Reuse {
     /// An accepted answer past `cache.ttl` that may bridge an outage.
@@ -47,34 +32,29 @@ pub(super) struct Reuse {
     pub(super) until: Option<Instant>,
     /// False for a login: a cached answer is never a password check.
     pub(super) use_cache: bool,
-}
-
-impl Work {
-    /// The login name as typed, for the log line of a cache hit.
-    fn login_name(&self) -> Option<String> {
-        match self {
-            Work::Basic { login, .. } => Some(login.clone()),
-            Work::Issued(_) => None,
-        }
-    }
+    /// The login name as typed, for the log line of a cache hit found under the lock.
+    pub(super) name: Option<String>,
 }
 
 impl<B: Backend> Authenticator<B> {
-    /// Runs `work` as the single flight of `key` (or waits for the one running) and turns
-    /// what it resolved into the review; an outage is bridged with `stale` when there is one.
-    pub(super) async fn fly(
+    /// Runs `leader` as the single flight of `key` (or waits for the one running, and drops
+    /// `leader` unpolled) and turns what it resolved into the review; an outage is bridged
+    /// with `stale` when there is one. The flight knows nothing of what `leader` checks: a
+    /// token kind brings its own round trip as a future.
+    pub(super) async fn fly<F>(
         self: &Arc<Self>,
         key: CacheKey,
-        work: Work,
+        leader: F,
         how: Reuse,
         deadline: Instant,
-    ) -> Review {
-        let name = work.login_name();
-        let (flight, leader) =
-            match self.join_or_lead(key, work, how.until, how.use_cache, deadline) {
-                Joined::Answered(cached) => return self.hit(cached, name),
-                Joined::Waiting(flight, leader) => (flight, leader),
-            };
+    ) -> Review
+    where
+        F: Future<Output = Resolved> + Send + 'static,
+    {
+        let (flight, leader) = match self.join_or_lead(key, leader, how.until, how.use_cache) {
+            Joined::Answered(cached) => return self.hit(cached, how.name),
+            Joined::Waiting(flight, leader) => (flight, leader),
+        };
         let stale = how.stale;
         let source = if leader {
             Source::Directory
@@ -108,14 +88,16 @@ impl<B: Backend> Authenticator<B> {
     /// Joins the directory round trip already running for this token, or starts one. The
     /// round trip runs in its own task: a client that goes away cannot cancel a bind halfway
     /// and leave the other waiters, the cache or the lockout count behind.
-    fn join_or_lead(
+    fn join_or_lead<F>(
         self: &Arc<Self>,
         key: CacheKey,
-        work: Work,
+        work: F,
         until: Option<Instant>,
         use_cache: bool,
-        deadline: Instant,
-    ) -> Joined {
+    ) -> Joined
+    where
+        F: Future<Output = Resolved> + Send + 'static,
+    {
         let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(rx) = inflight.get(&key) {
             return Joined::Waiting(rx.clone(), false);
@@ -137,20 +119,7 @@ impl<B: Backend> Authenticator<B> {
             tx: Some(tx),
         };
         tokio::spawn(async move {
-            let resolved = match work {
-                Work::Basic {
-                    login,
-                    password,
-                    trust,
-                    ceiling,
-                } => {
-                    leader
-                        .auth
-                        .resolve(&login, &password, trust, ceiling, deadline)
-                        .await
-                }
-                Work::Issued(verified) => leader.auth.resolve_issued(&verified, deadline).await,
-            };
+            let resolved = work.await;
             leader.finish(resolved);
         });
         Joined::Waiting(rx, true)

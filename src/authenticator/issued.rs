@@ -10,9 +10,9 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
-use super::{failed, local, Authenticator, Outcome, Resolved, Reuse, Review, Work};
+use super::{failed, local, Authenticator, Outcome, Resolved, Reuse, Review};
 use crate::cache::Lookup;
 use crate::clock::now;
 use crate::directory::{Backend, Failure};
@@ -39,7 +39,7 @@ impl<B: Backend> Authenticator<B> {
             Lookup::Stale(user, age) => Some((user, age)),
             Lookup::Miss => None,
         };
-        let wall = SystemTime::now();
+        let wall = crate::clock::wall();
         let verified = match tokens.verify(token, wall) {
             Ok(v) => v,
             Err(VerifyError::Expired) => {
@@ -54,8 +54,11 @@ impl<B: Backend> Authenticator<B> {
             stale,
             until: Some(until),
             use_cache: true,
+            name: None,
         };
-        self.fly(key, Work::Issued(verified), reuse, deadline).await
+        let auth = self.clone();
+        let work = async move { auth.resolve_issued(&verified, deadline).await };
+        self.fly(key, work, reuse, deadline).await
     }
 
     /// The re-check of a verified token's account, as the leader of its single flight:

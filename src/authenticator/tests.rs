@@ -32,6 +32,7 @@ pub(super) struct Fake {
     pub(super) finds: AtomicUsize,
     pub(super) verifies: AtomicUsize,
     pub(super) decoys: AtomicUsize,
+    pub(super) rechecks: AtomicUsize,
     /// What the directory says about the accounts since their logins, for re-checks.
     since: Mutex<Since>,
 }
@@ -71,6 +72,7 @@ impl Fake {
             finds: AtomicUsize::new(0),
             verifies: AtomicUsize::new(0),
             decoys: AtomicUsize::new(0),
+            rechecks: AtomicUsize::new(0),
             since: Mutex::new(Since::default()),
         }
     }
@@ -92,20 +94,19 @@ impl Fake {
                 .iter()
                 .map(|(k, v)| (k.clone(), vec![v.clone().into_bytes()])),
         );
-        Found {
-            entry: Entry {
-                dn: dn.to_string(),
-                attrs: all,
-            },
-            groups: groups
-                .iter()
-                .map(|n| Group {
-                    dn: format!("cn={n},ou=groups"),
-                    name: Some(n.clone()),
-                })
-                .collect(),
-            warning: None,
-        }
+        let entry = Entry {
+            dn: dn.to_string(),
+            attrs: all,
+        };
+        let groups = groups
+            .iter()
+            .map(|n| Group {
+                dn: format!("cn={n},ou=groups"),
+                name: Some(n.clone()),
+            })
+            .collect();
+        // A directory reads the account's state and password stamp as the real one does.
+        Found::read(entry, groups, None, crate::clock::wall())
     }
 }
 
@@ -149,6 +150,10 @@ impl Backend for Fake {
     /// The account as it is now (see [`Since`]); the user filter is the real directory's
     /// part, proven in tests/issued_tokens.rs.
     async fn recheck(&self, dn: &str, login: &Login, _deadline: Instant) -> Result<Found, Failure> {
+        self.rechecks.fetch_add(1, Ordering::SeqCst);
+        if *self.mode.lock().unwrap() == Mode::Outage {
+            return Err(Failure::Outage("connection refused".into()));
+        }
         let (_, _, groups) = self
             .users
             .get(&login.key())
@@ -420,14 +425,12 @@ async fn account_states_and_warnings_keep_their_meaning() {
     let r = failed(Failure::AccountState(AccountState::PasswordExpired), &login);
     assert_eq!(r.outcome.error(), Some("Credentials are expired"));
     let a = authenticator(Arc::new(Fake::new()));
-    let found = Found {
-        entry: Entry {
-            dn: "uid=alice".into(),
-            attrs: vec![("uid".into(), vec![b"alice".to_vec()])],
-        },
-        groups: vec![],
-        warning: Some(PasswordWarning::GraceLogins(1)),
+    let entry = Entry {
+        dn: "uid=alice".into(),
+        attrs: vec![("uid".into(), vec![b"alice".to_vec()])],
     };
+    let warning = Some(PasswordWarning::GraceLogins(1));
+    let found = Found::read(entry, vec![], warning, crate::clock::wall());
     let r = a.admit(found, &login, None);
     assert!(matches!(r.outcome, Outcome::Accepted(_)));
     assert!(r.detail.contains("GraceLogins"), "{}", r.detail);
@@ -497,3 +500,4 @@ async fn group_policy_refusals_are_not_lockout_failures() {
 }
 
 mod admit;
+mod times;

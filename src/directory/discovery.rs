@@ -366,7 +366,7 @@ impl Discovery {
         .await
         .unwrap_or(Err(LookupError::Timeout(LOOKUP_TIMEOUT)));
         let pool = pool.upgrade()?;
-        let now = Instant::now();
+        let now = crate::clock::now();
         let had_complete = lock(&self.state).last_ok.is_some();
         let wait = match verdict(found, had_complete) {
             Verdict::Complete(found) => {
@@ -416,7 +416,7 @@ impl Discovery {
             return;
         }
         let mut rx = self.lookups.subscribe();
-        let left = deadline.saturating_duration_since(Instant::now());
+        let left = deadline.saturating_duration_since(crate::clock::now());
         let _ = tokio::time::timeout(left, rx.wait_for(|n| *n > 0)).await;
     }
 
@@ -436,7 +436,9 @@ impl Discovery {
             }
         }
         if let Some(next) = st.next {
-            let left = next.saturating_duration_since(Instant::now()).as_secs();
+            let left = next
+                .saturating_duration_since(crate::clock::now())
+                .as_secs();
             line.push_str(&format!("; next lookup in {left}s"));
         }
         line

@@ -33,7 +33,7 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 pub(crate) fn remaining(deadline: Instant) -> Duration {
-    deadline.saturating_duration_since(Instant::now())
+    deadline.saturating_duration_since(crate::clock::now())
 }
 
 /// Whether a server was marked down after `seen` (its mark when a review began to wait for
@@ -262,7 +262,7 @@ impl Pool {
             .as_deref()
             .and_then(|u| listed.iter().position(|l| l.server.url == u))
             .unwrap_or(0);
-        let now = Instant::now();
+        let now = crate::clock::now();
         let (mut up, mut down): (Vec<_>, Vec<_>) = (0..listed.len())
             .map(|i| listed[(start + i) % n].server.clone())
             .partition(|s| lock(&s.down_until).is_none_or(|t| t <= now));
@@ -283,7 +283,7 @@ impl Pool {
     /// The server failed: tried last for [`BACKOFF`] from now. One already down (several
     /// reviews found it so at once) is not reported again.
     pub(crate) fn mark_down(&self, s: &Server, why: &str) {
-        let now = Instant::now();
+        let now = crate::clock::now();
         let was_down = lock(&s.down_until)
             .replace(now + BACKOFF)
             .is_some_and(|t| t > now);
@@ -338,7 +338,7 @@ impl Pool {
     where
         F: std::future::Future<Output = Result<T, LdapError>>,
     {
-        let started = Instant::now();
+        let started = crate::clock::now();
         let t = self.op_timeout(deadline);
         let r = match tokio::time::timeout(t, fut).await {
             Ok(Ok(v)) => Ok(v),
@@ -358,7 +358,7 @@ impl Pool {
             .set_conn_timeout(t)
             .set_config(self.tls.clone())
             .set_starttls(s.starttls);
-        let started = Instant::now();
+        let started = crate::clock::now();
         let r = tokio::time::timeout(t, LdapConnAsync::with_settings(settings, &s.url)).await;
         let (conn, ldap) = match r {
             Ok(Ok(pair)) => pair,
@@ -402,7 +402,7 @@ impl Pool {
             })?;
         // Whoever held the lock before may have just found the server down: connecting
         // again would cost every review in the queue another timeout.
-        if marked_since(seen, *lock(&s.down_until), Instant::now()) {
+        if marked_since(seen, *lock(&s.down_until), crate::clock::now()) {
             return Err(Attempt::ServerDown(
                 "found down by another review while this one waited for it".into(),
             ));

@@ -208,11 +208,12 @@ impl Directory {
             let groups = self
                 .groups(s, &mut conn.ldap, &entry, login, Gate::open(), deadline)
                 .await?;
-            Ok(super::Found {
+            Ok(super::Found::read(
                 entry,
                 groups,
                 warning,
-            })
+                crate::clock::wall(),
+            ))
         }
         .await;
         self.pool.checkin(s, conn);

@@ -2,6 +2,7 @@
 //! through the daemon against real directories in tests/issued_tokens.rs.
 
 use super::*;
+use crate::directory::state::PasswordStamp;
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -35,7 +36,7 @@ fn alice() -> Subject {
 }
 
 fn now() -> SystemTime {
-    SystemTime::now()
+    crate::clock::wall()
 }
 
 /// A token over arbitrary claims, signed by `key` under `kid`.
@@ -317,16 +318,16 @@ fn not_before_times_parse_as_rfc3339_only() {
     assert!(e.contains("RFC 3339"), "{e}");
 }
 
-fn changed_at(time: &str) -> crate::directory::Entry {
-    crate::directory::Entry {
+fn changed_at(time: &str) -> PasswordStamp {
+    PasswordStamp::of(&crate::directory::Entry {
         dn: "uid=alice,ou=people,dc=example,dc=org".into(),
         attrs: vec![("pwdChangedTime".into(), vec![time.as_bytes().to_vec()])],
-    }
+    })
 }
 
-/// The version a review computes for `entry` under `tokens`' key.
-fn version(tokens: &Tokens, entry: &crate::directory::Entry) -> Option<String> {
-    (tokens.password_key()).map(|k| crate::directory::state::password_version(entry, k))
+/// The version a review computes for `stamp` under `tokens`' key.
+fn version(tokens: &Tokens, stamp: &PasswordStamp) -> Option<String> {
+    (tokens.password_key()).map(|k| stamp.version(k))
 }
 
 /// `pwv` is keyed with a key derived from the signing key: two nodes with the same key
@@ -342,6 +343,10 @@ fn the_password_version_is_keyed_by_the_signing_key() {
     let other_node = version(&tokens(again), &entry).unwrap();
     assert_ne!(v1, v2, "another signing key, another version");
     assert_eq!(v1, other_node, "the same signing key on another node");
+    assert_eq!(v1.len(), 22);
+    let k1 = keys::load_signing_key(&d1.path().join(keys::SIGNING_KEY)).unwrap();
+    let later = version(&tokens(k1), &changed_at("20240501120001Z"));
+    assert_ne!(Some(v1), later, "another password change, another version");
 }
 
 #[test]

@@ -81,7 +81,7 @@ pub(crate) async fn run_listener(
                 continue;
             }
         };
-        let accepted_at = Instant::now();
+        let accepted_at = crate::clock::tokio_now();
         let rt = shared.current.load_full();
         let acceptor = match port {
             Port::Reviews => Some(rt.acceptor.clone()),
@@ -281,7 +281,7 @@ impl Connection {
                         Verdict::Idle => {
                             self.closes.record(Reason::Idle, self.peer, "");
                             conn.as_mut().graceful_shutdown();
-                            closing = Some(Instant::now() + grace);
+                            closing = Some(crate::clock::tokio_now() + grace);
                         }
                     }
                 }
@@ -292,7 +292,7 @@ impl Connection {
                 }
                 _ = stopped(&mut self.shutdown), if closing.is_none() => {
                     conn.as_mut().graceful_shutdown();
-                    closing = Some(Instant::now() + DRAIN_TIMEOUT);
+                    closing = Some(crate::clock::tokio_now() + DRAIN_TIMEOUT);
                 }
             }
         }
@@ -355,7 +355,7 @@ impl Drop for Busy {
 impl Activity {
     fn new() -> Activity {
         Activity {
-            base: Instant::now(),
+            base: crate::clock::tokio_now(),
             started: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             last_end_ms: AtomicU64::new(0),
@@ -382,14 +382,14 @@ impl Activity {
         if !self.has_started() {
             first_deadline
         } else if self.in_flight.load(Ordering::SeqCst) > 0 {
-            Instant::now() + idle
+            crate::clock::tokio_now() + idle
         } else {
             self.idle_since() + idle
         }
     }
 
     fn verdict(&self, first_deadline: Instant, idle: Duration) -> Verdict {
-        let now = Instant::now();
+        let now = crate::clock::tokio_now();
         if !self.has_started() {
             if now >= first_deadline {
                 Verdict::NoRequest

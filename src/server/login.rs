@@ -20,7 +20,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -77,7 +77,7 @@ pub(super) async fn handle_login(
 }
 
 async fn login_request(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> Reply {
-    let started = Instant::now();
+    let started = crate::clock::now();
     let rt = shared.current.load_full();
     let Some(login) = rt.config.login.as_ref() else {
         return not_found(shared);
@@ -157,7 +157,7 @@ async fn post(
         Outcome::Accepted(_) => match review
             .account
             .as_deref()
-            .map(|a| rt.config.tokens.issued.sign(a, SystemTime::now()))
+            .map(|a| rt.config.tokens.issued.sign(a, crate::clock::wall()))
         {
             Some(Ok(issued)) => {
                 count(shared, "issued");

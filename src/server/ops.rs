@@ -162,10 +162,11 @@ impl ReadyCache {
             }
         }
         let slowest = rt.config.each_directory().map(|(_, l, _)| l.timeout).max();
-        let deadline = Instant::now() + slowest.unwrap_or_default().min(Duration::from_secs(3));
+        let deadline =
+            crate::clock::now() + slowest.unwrap_or_default().min(Duration::from_secs(3));
         let result = rt.authenticator.directory().probe(deadline).await;
         *last = Some(Probed {
-            at: Instant::now(),
+            at: crate::clock::now(),
             runtime: Arc::downgrade(&rt),
             result: result.clone(),
         });

@@ -33,7 +33,7 @@ struct Admitted {
 }
 
 pub(super) async fn handle_review(shared: &Shared, req: Request<Incoming>) -> Reply {
-    let started = Instant::now();
+    let started = crate::clock::now();
     let rt = shared.current.load_full();
     match admit(shared, &rt, req, started).await {
         Ok(admitted) => respond(&rt, admitted, started).await,

@@ -2,14 +2,15 @@
 //! the re-check of an issued token reach the same verdict on the same entry, and a token's
 //! review applies every rule again once the cache's answer is over.
 
-use std::time::SystemTime;
-
 use super::*;
 use crate::issued::Verified;
 
 /// An authenticator that signs tokens (a service account, a signing key), with `extra`
 /// TOML after `[cache]`; the directory holding the key files goes with it.
-fn issuing(fake: Arc<Fake>, extra: &str) -> (tempfile::TempDir, Arc<Authenticator<Fake>>) {
+pub(super) fn issuing(
+    fake: Arc<Fake>,
+    extra: &str,
+) -> (tempfile::TempDir, Arc<Authenticator<Fake>>) {
     let d = tempfile::tempdir().unwrap();
     crate::issued::keygen(d.path()).unwrap();
     let pw = d.path().join("service.pw");
@@ -27,11 +28,11 @@ fn issuing(fake: Arc<Fake>, extra: &str) -> (tempfile::TempDir, Arc<Authenticato
 }
 
 /// Logs `user` in and signs the token the login endpoint would hand out.
-async fn token_for(a: &Arc<Authenticator<Fake>>, user: &str, password: &str) -> String {
+pub(super) async fn token_for(a: &Arc<Authenticator<Fake>>, user: &str, password: &str) -> String {
     let login = a.login(&token(user, password), deadline()).await;
     assert!(matches!(login.outcome, Outcome::Accepted(_)), "{login:?}");
     let account = login.account.expect("the login's account");
-    let issued = a.config.tokens.issued.sign(&account, SystemTime::now());
+    let issued = a.config.tokens.issued.sign(&account, crate::clock::wall());
     issued.expect("a signing key").token
 }
 
@@ -114,7 +115,7 @@ async fn a_login_and_a_recheck_judge_the_same_entry_alike() {
     let account = *signed.account.expect("accepted, with an account");
     let token = Verified {
         subject: account,
-        expires: SystemTime::now() + Duration::from_secs(3600),
+        expires: crate::clock::wall() + Duration::from_secs(3600),
         signed_here: true,
     };
     let cases: [Case; 4] = [
@@ -142,7 +143,7 @@ async fn a_token_of_another_signing_key_is_rechecked_without_its_password_versio
     account.password_version = "another key's version".into();
     let mut token = Verified {
         subject: account,
-        expires: SystemTime::now() + Duration::from_secs(3600),
+        expires: crate::clock::wall() + Duration::from_secs(3600),
         signed_here: false,
     };
     let r = a.admit(alice_now(&[], &[]), &login, Some(&token));

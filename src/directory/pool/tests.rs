@@ -126,7 +126,7 @@ fn a_server_dns_dropped_leaves_no_series_behind() {
     let p = pool("");
     p.set_discovered(vec![dns("ldaps://dc1.example.test:636", 0)]);
     let dc1 = p.listed()[0].server.clone();
-    p.record(&dc1, "bind", "ok", Instant::now());
+    p.record(&dc1, "bind", "ok", crate::clock::now());
     assert!(p
         .metrics
         .encode()
@@ -160,7 +160,7 @@ async fn reviews_queued_behind_a_connect_that_fails_do_not_connect_again() {
         "urls = [\"ldaps://127.0.0.1:{port}\"]\nconnect_timeout = \"300ms\""
     )));
     let s = p.listed()[0].server.clone();
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = crate::clock::now() + Duration::from_secs(60);
     let waiting: Vec<_> = (0..4)
         .map(|_| {
             let (p, s) = (p.clone(), s.clone());
@@ -182,7 +182,7 @@ async fn reviews_queued_behind_a_connect_that_fails_do_not_connect_again() {
 
 #[test]
 fn a_server_marked_down_while_a_review_waited_is_skipped_by_it() {
-    let now = Instant::now();
+    let now = crate::clock::now();
     let later = now + BACKOFF;
     assert!(marked_since(None, Some(later), now), "marked meanwhile");
     assert!(
