@@ -28,6 +28,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"kube-ldap-webhook/tests/testkit"
 )
 
 // Fixture facts (tests/fixtures/openldap/directory.ldif, slapd.conf.in).
@@ -146,19 +148,6 @@ func killAll() {
 	procs = nil
 }
 
-// cleanEnv is the process environment without any KUBE_LDAP_WEBHOOK_* override,
-// so a developer's shell cannot change what the daemon under test reads.
-func cleanEnv() []string {
-	var out []string
-	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "KUBE_LDAP_WEBHOOK_") {
-			continue
-		}
-		out = append(out, kv)
-	}
-	return out
-}
-
 // ---------------------------------------------------------------------------
 // TestMain
 
@@ -189,7 +178,7 @@ func runMain(m *testing.M) (code int) {
 			if code != 0 || os.Getenv("KEEP_TEST_DIR") != "" {
 				fmt.Fprintf(os.Stderr, "kube-ldap-webhook tests: scratch directory kept: %s\n", s.dir)
 				if s.daemon != nil {
-					fmt.Fprintf(os.Stderr, "---- tail of %s ----\n%s\n", s.daemon.logPath, tail(s.daemon.logPath, 40))
+					fmt.Fprintf(os.Stderr, "---- tail of %s ----\n%s\n", s.daemon.logPath, testkit.Tail(s.daemon.logPath, 40))
 				}
 				return
 			}
@@ -221,7 +210,7 @@ func setup() (*suite, error) {
 		return nil, fmt.Errorf("daemon binary %s not found (build it with `cargo build` or set KUBE_LDAP_WEBHOOK_BIN)", bin)
 	}
 	for _, tool := range []string{"slapd", "slapadd", "ldapsearch"} {
-		if _, err := lookTool(tool); err != nil {
+		if _, err := testkit.LookTool(tool); err != nil {
 			return nil, fmt.Errorf("%s not found (install the Debian packages slapd and ldap-utils): %v", tool, err)
 		}
 	}
@@ -251,70 +240,6 @@ func setup() (*suite, error) {
 	}
 	return s, nil
 }
-
-func lookTool(name string) (string, error) {
-	if p, err := exec.LookPath(name); err == nil {
-		return p, nil
-	}
-	for _, d := range []string{"/usr/sbin", "/usr/bin", "/sbin"} {
-		p := filepath.Join(d, name)
-		if st, err := os.Stat(p); err == nil && !st.IsDir() {
-			return p, nil
-		}
-	}
-	return "", exec.ErrNotFound
-}
-
-func tail(path string, lines int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Sprintf("(%v)", err)
-	}
-	all := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(all) > lines {
-		all = all[len(all)-lines:]
-	}
-	return strings.Join(all, "\n")
-}
-
-// freePort returns a loopback port nothing listens on now, from below the kernel's
-// ephemeral range: a port 0 socket closed again hands out an ephemeral port, which any
-// outgoing connection (kube-apiserver to etcd, the daemon to slapd) may take as its source
-// port before the server binds it. Each port is handed out once per process.
-func freePort() (int, error) {
-	portsOnce.Do(func() {
-		low, high := 10000, 32768
-		if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-			var l, h int
-			if n, _ := fmt.Sscan(string(b), &l, &h); n == 2 {
-				if l >= 12000 {
-					high = l
-				} else {
-					low, high = h+1, 65536
-				}
-			}
-		}
-		portsLow, portsSpan = low, high-low
-		portsNext = (os.Getpid() ^ time.Now().Nanosecond()) % portsSpan
-	})
-	portsMu.Lock()
-	defer portsMu.Unlock()
-	for i := 0; i < portsSpan; i++ {
-		port := portsLow + portsNext%portsSpan
-		portsNext++
-		if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
-			l.Close()
-			return port, nil
-		}
-	}
-	return 0, fmt.Errorf("no free loopback port in %d-%d", portsLow, portsLow+portsSpan-1)
-}
-
-var (
-	portsOnce                      sync.Once
-	portsMu                        sync.Mutex
-	portsLow, portsSpan, portsNext int
-)
 
 // ---------------------------------------------------------------------------
 // PKI
@@ -510,16 +435,16 @@ func startSlapd(fixtures, dir string) (*slapdInstance, error) {
 	if err := writeKey(filepath.Join(dir, "server.key"), self); err != nil {
 		return nil, err
 	}
-	slapadd, _ := lookTool("slapadd")
+	slapadd, _ := testkit.LookTool("slapadd")
 	if out, err := exec.Command(slapadd, "-f", conf, "-l", filepath.Join(fixtures, "directory.ldif")).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("slapadd: %v: %s", err, out)
 	}
-	port, err := freePort()
+	port, err := testkit.FreePort()
 	if err != nil {
 		return nil, err
 	}
 	l := &slapdInstance{dir: dir, port: port, conf: conf, logPath: filepath.Join(dir, "slapd.log")}
-	slapd, _ := lookTool("slapd")
+	slapd, _ := testkit.LookTool("slapd")
 	l.proc, err = startProcess(exec.Command(slapd, "-f", conf, "-h", fmt.Sprintf("ldap://127.0.0.1:%d/", port), "-d", "0"), l.logPath)
 	if err != nil {
 		return nil, err
@@ -529,18 +454,18 @@ func startSlapd(fixtures, dir string) (*slapdInstance, error) {
 		if _, err := l.search("(objectClass=dcObject)", "dc"); err == nil {
 			return l, nil
 		} else if time.Now().After(deadline) {
-			return nil, fmt.Errorf("slapd did not answer within %v: %v\n%s", startupDeadline, err, tail(l.logPath, 20))
+			return nil, fmt.Errorf("slapd did not answer within %v: %v\n%s", startupDeadline, err, testkit.Tail(l.logPath, 20))
 		}
 		select {
 		case <-l.proc.done:
-			return nil, fmt.Errorf("slapd exited at startup:\n%s", tail(l.logPath, 20))
+			return nil, fmt.Errorf("slapd exited at startup:\n%s", testkit.Tail(l.logPath, 20))
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }
 
 func (l *slapdInstance) search(filter string, attrs ...string) (string, error) {
-	ldapsearch, _ := lookTool("ldapsearch")
+	ldapsearch, _ := testkit.LookTool("ldapsearch")
 	args := append([]string{"-x", "-LLL", "-o", "ldif-wrap=no", "-o", "nettimeout=10", "-H", l.url(),
 		"-D", ldapAdminDN, "-w", ldapAdminPW, "-b", ldapSuffix, filter}, attrs...)
 	ctx, cancel := context.WithTimeout(context.Background(), startupDeadline)
@@ -628,11 +553,11 @@ func (s *suite) startDaemonWith(dir, ldapURL, extra string) (*daemonInstance, er
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	listenPort, err := freePort()
+	listenPort, err := testkit.FreePort()
 	if err != nil {
 		return nil, err
 	}
-	opsPort, err := freePort()
+	opsPort, err := testkit.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -653,7 +578,7 @@ func (s *suite) startDaemonWith(dir, ldapURL, extra string) (*daemonInstance, er
 		return nil, err
 	}
 	cmd := exec.Command(s.bin, "serve", "--config", d.cfgPath)
-	cmd.Env = cleanEnv()
+	cmd.Env = testkit.CleanEnv()
 	cmd.Dir = dir
 	if d.proc, err = startProcess(cmd, d.logPath); err != nil {
 		return nil, err
@@ -674,11 +599,11 @@ func (s *suite) startDaemonWith(dir, ldapURL, extra string) (*daemonInstance, er
 		}
 		if time.Now().After(deadline) {
 			return nil, fmt.Errorf("daemon did not answer GET http://%s/healthz with 200 within %v (last error %v)\n%s",
-				d.ops, startupDeadline, err, tail(d.logPath, 30))
+				d.ops, startupDeadline, err, testkit.Tail(d.logPath, 30))
 		}
 		select {
 		case <-d.proc.done:
-			return nil, fmt.Errorf("daemon exited at startup:\n%s", tail(d.logPath, 30))
+			return nil, fmt.Errorf("daemon exited at startup:\n%s", testkit.Tail(d.logPath, 30))
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -699,7 +624,7 @@ func (d *daemonInstance) logContains(s string) bool {
 func runBin(ctx context.Context, extraEnv []string, args ...string) ([]byte, error) {
 	var stdout, stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, env.bin, args...)
-	cmd.Env = append(cleanEnv(), extraEnv...)
+	cmd.Env = append(testkit.CleanEnv(), extraEnv...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	cmd.Stdin = nil // /dev/null: never a terminal
 	err := cmd.Run()

@@ -25,6 +25,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"kube-ldap-webhook/tests/testkit"
 )
 
 const (
@@ -168,7 +170,7 @@ func startIssuingDaemon(t *testing.T, tokenTTL string) *issuingDaemon {
 	if _, err := runBin(ctx, nil, "keygen", "--out", keys); err != nil {
 		t.Fatalf("keygen: %v", err)
 	}
-	port, err := freePort()
+	port, err := testkit.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +191,7 @@ func startIssuingDaemon(t *testing.T, tokenTTL string) *issuingDaemon {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the login listener %s did not come up: %v\n%s", listen, err, tail(d.logPath, 30))
+			t.Fatalf("the login listener %s did not come up: %v\n%s", listen, err, testkit.Tail(d.logPath, 30))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"kube-ldap-webhook/tests/testkit"
 )
 
 // ServiceAccountIssuer is the service-account issuer of every local cluster (and so
@@ -76,7 +78,7 @@ func startAPIServer(bins *Binaries, c APIServerConfig) (*APIServer, error) {
 	port := c.Port
 	if port == 0 {
 		var err error
-		if port, err = FreePort(); err != nil {
+		if port, err = testkit.FreePort(); err != nil {
 			return nil, err
 		}
 	}

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"kube-ldap-webhook/tests/testkit"
 )
 
 // Etcd is a single-member etcd on loopback, plain HTTP (nothing leaves the machine).
@@ -27,11 +29,11 @@ func startEtcd(bins *Binaries, dir string) (*Etcd, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	clientPort, err := FreePort()
+	clientPort, err := testkit.FreePort()
 	if err != nil {
 		return nil, err
 	}
-	peerPort, err := FreePort()
+	peerPort, err := testkit.FreePort()
 	if err != nil {
 		return nil, err
 	}

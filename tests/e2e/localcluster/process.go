@@ -7,13 +7,14 @@ package localcluster
 import (
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"kube-ldap-webhook/tests/testkit"
 )
 
 // Process is a child process whose output goes to a log file. Every Process started
@@ -99,58 +100,6 @@ func StopAll() {
 	wg.Wait()
 }
 
-// Tail is the last n lines of a log file, for error messages.
-func Tail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Sprintf("(%v)", err)
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-// FreePort returns a loopback port nothing listens on now, from below the kernel's
-// ephemeral range: a port 0 socket closed again hands out an ephemeral port, which any
-// outgoing connection (kube-apiserver to etcd, the daemon to slapd) may take as its source
-// port before the server binds it. Each port is handed out once per process.
-func FreePort() (int, error) {
-	portsOnce.Do(func() {
-		low, high := 10000, 32768
-		if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-			var l, h int
-			if n, _ := fmt.Sscan(string(b), &l, &h); n == 2 {
-				if l >= 12000 {
-					high = l
-				} else {
-					low, high = h+1, 65536
-				}
-			}
-		}
-		portsLow, portsSpan = low, high-low
-		portsNext = (os.Getpid() ^ time.Now().Nanosecond()) % portsSpan
-	})
-	portsMu.Lock()
-	defer portsMu.Unlock()
-	for i := 0; i < portsSpan; i++ {
-		port := portsLow + portsNext%portsSpan
-		portsNext++
-		if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
-			l.Close()
-			return port, nil
-		}
-	}
-	return 0, fmt.Errorf("no free loopback port in %d-%d", portsLow, portsLow+portsSpan-1)
-}
-
-var (
-	portsOnce                      sync.Once
-	portsMu                        sync.Mutex
-	portsLow, portsSpan, portsNext int
-)
-
 // errExited says a process ended while it was being waited for.
 var errExited = errors.New("exited")
 
@@ -177,11 +126,11 @@ func WaitFor(p *Process, what string, limit time.Duration, ready func() error) e
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not ready within %v: %v\n---- %s ----\n%s", what, limit, err, p.LogPath, Tail(p.LogPath, 30))
+			return fmt.Errorf("%s not ready within %v: %v\n---- %s ----\n%s", what, limit, err, p.LogPath, testkit.Tail(p.LogPath, 30))
 		}
 		select {
 		case <-p.done:
-			return fmt.Errorf("%s %w at startup: %v\n---- %s ----\n%s", what, errExited, err, p.LogPath, Tail(p.LogPath, 30))
+			return fmt.Errorf("%s %w at startup: %v\n---- %s ----\n%s", what, errExited, err, p.LogPath, testkit.Tail(p.LogPath, 30))
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
