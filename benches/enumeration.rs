@@ -15,7 +15,9 @@
 //! kinds are interleaved so that drift in the machine's load hits both alike. Prints one
 //! table line per shape and writes `target/bench/enumeration.json`.
 
-#[path = "../tests/support/mod.rs"]
+// The integration tests' harness, whole: this bench uses a part of it.
+#[allow(dead_code, unused_imports)]
+#[path = "../tests/it/support/mod.rs"]
 mod support;
 
 use std::time::{Duration, Instant};

@@ -20,7 +20,9 @@
 //! `KLW_BENCH_DAEMON_WRAPPER="valgrind --tool=callgrind"`: run the daemon under a profiler.
 //! Every loop is bounded in count and in time; all traffic goes to 127.0.0.1.
 
-#[path = "../../tests/support/mod.rs"]
+// The integration tests' harness, whole: this bench uses a part of it.
+#[allow(dead_code, unused_imports)]
+#[path = "../../tests/it/support/mod.rs"]
 mod support;
 
 mod baseline;
