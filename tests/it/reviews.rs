@@ -190,55 +190,36 @@ async fn jwt_is_not_ours_and_causes_no_ldap_traffic() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn malformed_json_is_a_400_status() {
+async fn a_body_that_is_not_a_tokenreview_is_a_400_status_naming_the_fault() {
+    // Bodies kube-apiserver would never send, and what the 400 Status names for each.
+    let bodies: [(&str, &[u8], &str); 4] = [
+        ("malformed JSON", b"{not json", "not valid JSON"),
+        (
+            "wrong kind",
+            br#"{"apiVersion":"authentication.k8s.io/v1","kind":"SubjectAccessReview","spec":{"token":"x"}}"#,
+            "kind",
+        ),
+        (
+            "wrong apiVersion",
+            br#"{"apiVersion":"authentication.k8s.io/v2","kind":"TokenReview","spec":{"token":"x"}}"#,
+            "apiVersion",
+        ),
+        (
+            "missing token",
+            br#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{}}"#,
+            "spec.token",
+        ),
+    ];
     let (_slapd, d) = setup();
-    let a = d
-        .client()
-        .request("POST", &d.url(), b"{not json".to_vec())
-        .await
-        .unwrap();
-    assert_eq!(a.status, 400);
-    assert_eq!(a.body["kind"], "Status");
-    assert_eq!(a.body["code"], 400);
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn wrong_kind_is_a_400_status() {
-    let (_slapd, d) = setup();
-    let body = br#"{"apiVersion":"authentication.k8s.io/v1","kind":"SubjectAccessReview","spec":{"token":"x"}}"#;
-    let a = d
-        .client()
-        .request("POST", &d.url(), body.to_vec())
-        .await
-        .unwrap();
-    assert_eq!(a.status, 400);
-    assert!(a.body["message"].as_str().unwrap().contains("kind"));
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn wrong_api_version_is_a_400_status() {
-    let (_slapd, d) = setup();
-    let body =
-        br#"{"apiVersion":"authentication.k8s.io/v2","kind":"TokenReview","spec":{"token":"x"}}"#;
-    let a = d
-        .client()
-        .request("POST", &d.url(), body.to_vec())
-        .await
-        .unwrap();
-    assert_eq!(a.status, 400);
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn missing_token_is_a_400_status() {
-    let (_slapd, d) = setup();
-    let body = br#"{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{}}"#;
-    let a = d
-        .client()
-        .request("POST", &d.url(), body.to_vec())
-        .await
-        .unwrap();
-    assert_eq!(a.status, 400);
-    assert!(a.body["message"].as_str().unwrap().contains("spec.token"));
+    let c = d.client();
+    for (case, body, names) in bodies {
+        let a = c.request("POST", &d.url(), body.to_vec()).await.unwrap();
+        assert_eq!(a.status, 400, "{case}");
+        assert_eq!(a.body["kind"], "Status", "{case}");
+        assert_eq!(a.body["code"], 400, "{case}");
+        let message = a.body["message"].as_str().unwrap_or_default();
+        assert!(message.contains(names), "{case}: {message:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
