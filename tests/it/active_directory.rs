@@ -1,7 +1,7 @@
 //! TokenReviews through the real daemon against a real Samba Active Directory domain
 //! controller (tests/fixtures/samba/samba-dc.sh; its behaviour: tests/fixtures/samba/FACTS.md).
 //!
-//! The domain is provisioned once per test binary and shared by every test; each test starts
+//! The domain is provisioned once per run and shared by every test; each test starts
 //! its own daemon. Apart from one user added at start, and the users the issued-token tests
 //! (active_directory/issued_tokens.rs) add and then disable or reset, each its own, the
 //! tests only read the directory (wrong passwords never lock anyone: the domain's
@@ -10,7 +10,7 @@
 
 mod issued_tokens;
 
-/// Domain controllers found in DNS, on the same DC: tests/active_directory/discovery.rs.
+/// Domain controllers found in DNS, on the same DC: active_directory/discovery.rs.
 mod discovery;
 
 use std::collections::BTreeSet;

@@ -1,8 +1,8 @@
 //! Issued tokens through the real daemon against a real slapd: log in once on the login
 //! port, then review the token; what a review re-checks, node B and key rotation, "log
 //! everyone out", and every forgery, refused without a single LDAP operation.
-//! The login endpoint's own protections are in tests/login_endpoint.rs; Active Directory's
-//! account states in tests/active_directory.rs.
+//! The login endpoint's own protections are in login_endpoint.rs; Active Directory's
+//! account states in active_directory.rs.
 
 use std::process::Command;
 

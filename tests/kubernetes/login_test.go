@@ -175,7 +175,7 @@ func startIssuingDaemon(t *testing.T, tokenTTL string) *issuingDaemon {
 		t.Fatal(err)
 	}
 	listen := fmt.Sprintf("127.0.0.1:%d", port)
-	// Rate limits far above what a test does: they are tested in tests/credential_login.rs.
+	// Rate limits far above what a test does: they are tested in tests/it/credential_login.rs.
 	extra := fmt.Sprintf("\n[login]\nlisten = %q\ntoken_ttl = %q\nrate = 6000\nburst = 1000\n\n[tokens]\nsigning_key_file = %q\n",
 		listen, tokenTTL, filepath.Join(keys, "signing.key"))
 	d, err := env.startDaemonWith(filepath.Join(dir, "daemon"), env.ldap.url(), extra)

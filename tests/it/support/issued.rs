@@ -1,4 +1,4 @@
-//! Issued-token fixtures shared by tests/issued_tokens.rs (slapd) and the Active Directory
+//! Issued-token fixtures shared by issued_tokens.rs (slapd) and the Active Directory
 //! tests: key pairs made by the real `keygen`, daemons with a login listener, an HTTPS
 //! client of the login endpoint, and tokens signed with a test key for what a login
 //! cannot produce (an expired token, another issuer).

@@ -1,6 +1,6 @@
 //! Values read from a /metrics text (OpenMetrics, or the classic Prometheus text format):
 //! the one reader the tests and benches use. That the text is valid exposition is proven
-//! separately, with the Prometheus project's own parsers (tests/ops.rs).
+//! separately, with the Prometheus project's own parsers (ops.rs).
 
 /// The sum of the samples named `name` whose labels include every pair of `labels`; 0 when
 /// there is none.

@@ -4,7 +4,7 @@
 //!
 //! - `pki`: CAs, and the certificates a daemon and its clients need;
 //! - `slapd`: an OpenLDAP server with the fixture directory, and what its log counts;
-//! - `samba`: a Samba Active Directory domain controller, one per test binary;
+//! - `samba`: a Samba Active Directory domain controller, one per run, shared;
 //! - `ds389`: a 389 Directory Server (FreeIPA's directory), one per test;
 //! - `config`: the daemon's config for a test, and [`DaemonBuilder`], the one way to make it;
 //! - `daemon`: the running daemon: its logs, ops listener, signals and clients;
@@ -12,7 +12,10 @@
 //! - `https`: the HTTPS client with a client certificate, review bodies, raw TLS;
 //! - `notify`: the NOTIFY_SOCKET of sd_notify;
 //! - `ports`: loopback ports for the servers a test starts;
-//! - `process`: child processes that die with the test.
+//! - `process`: child processes that die with the test;
+//! - `terminal`: a pseudo-terminal, for prompts;
+//! - `issued`: issued-token fixtures: key pairs, a login client, test-signed tokens;
+//! - `conn`: raw TCP and TLS clients from chosen loopback addresses.
 
 mod config;
 pub mod conn;

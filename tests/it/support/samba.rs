@@ -1,6 +1,6 @@
 //! A real Samba Active Directory domain controller (tests/fixtures/samba/samba-dc.sh; how it
-//! behaves: tests/fixtures/samba/FACTS.md), provisioned once per test binary and shared by
-//! its tests. Without root and network namespaces it cannot start, and every test that asks
+//! behaves: tests/fixtures/samba/FACTS.md), provisioned once per run (the tests are one binary) and
+//! shared by every test that asks for it. Without root and network namespaces it cannot start, and every test that asks
 //! for it fails saying so: nothing is skipped.
 
 use std::collections::HashMap;
@@ -21,8 +21,9 @@ pub struct Dc {
 static DC: OnceLock<Result<Dc, String>> = OnceLock::new();
 
 impl Dc {
-    /// This test binary's DC, started by the first test that asks; `prepare` runs once, on
-    /// the fresh DC, for entries the binary's tests need beyond the fixture's.
+    /// The run's DC, started by the first test that asks; `prepare` runs once, on the fresh
+    /// DC, for entries the tests need beyond the fixture's. Every caller passes the same
+    /// `prepare` (active_directory.rs's `dc()`), since only the first one runs.
     pub fn shared(prepare: fn(&Dc) -> Result<(), String>) -> &'static Dc {
         let dc = DC.get_or_init(|| {
             let dc = Dc::start()?;
