@@ -64,7 +64,7 @@ type daemon struct {
 	listen  string // host:port of the TokenReview listener
 	ops     string // host:port of /healthz, /readyz, /metrics
 	login   string // host:port of the login endpoint; "" without one (see loginConfig)
-	proc    *localcluster.Process
+	proc    *testkit.Process
 }
 
 // loginListen stands for the login endpoint's address in a daemon config;
@@ -129,7 +129,7 @@ func (d *daemon) start(bin string) error {
 		"KUBE_LDAP_WEBHOOK_LDAP__CONNECT_TIMEOUT=10s")
 	cmd.Dir = d.dir
 	var err error
-	if d.proc, err = localcluster.Start("kube-ldap-webhook", d.logPath(), cmd); err != nil {
+	if d.proc, err = testkit.Start("kube-ldap-webhook", d.logPath(), cmd); err != nil {
 		return err
 	}
 	httpc := &http.Client{Timeout: 2 * time.Second}

@@ -30,7 +30,7 @@ type slapd struct {
 	dir  string
 	conf string
 	port int
-	proc *localcluster.Process
+	proc *testkit.Process
 }
 
 func (l *slapd) url() string { return fmt.Sprintf("ldap://127.0.0.1:%d", l.port) }
@@ -79,7 +79,7 @@ func (l *slapd) start() error {
 	bin, _ := testkit.LookTool("slapd")
 	cmd := exec.Command(bin, "-f", l.conf, "-h", l.url()+"/", "-d", "0")
 	var err error
-	if l.proc, err = localcluster.Start("slapd", filepath.Join(l.dir, "slapd.log"), cmd); err != nil {
+	if l.proc, err = testkit.Start("slapd", filepath.Join(l.dir, "slapd.log"), cmd); err != nil {
 		return err
 	}
 	return localcluster.WaitFor(l.proc, "slapd", time.Minute, func() error {

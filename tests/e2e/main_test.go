@@ -86,7 +86,7 @@ func runMain(m *testing.M) (code int) {
 }
 
 func (s *suite) teardown() {
-	localcluster.StopAll()
+	testkit.StopAll()
 	if s.samba != nil {
 		s.samba.stop()
 	}

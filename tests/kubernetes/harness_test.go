@@ -24,7 +24,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -69,86 +68,6 @@ type suite struct {
 var env *suite
 
 // ---------------------------------------------------------------------------
-// process bookkeeping
-
-// proc is a child process; a goroutine reaps it and closes done.
-type proc struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-var (
-	procMu sync.Mutex
-	procs  []*proc
-)
-
-// startProcess starts cmd with stdout and stderr going to logPath, tied to the
-// test binary's life (Pdeathsig), and remembers it for killAll.
-func startProcess(cmd *exec.Cmd, logPath string) (*proc, error) {
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		return nil, err
-	}
-	defer logFile.Close() // the child holds its own copy
-	cmd.Stdout = logFile
-	cmd.Stderr = logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	p := &proc{cmd: cmd, done: make(chan struct{})}
-	go func() {
-		_ = cmd.Wait()
-		close(p.done)
-	}()
-	procMu.Lock()
-	procs = append(procs, p)
-	procMu.Unlock()
-	return p, nil
-}
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// stop terminates this one child (SIGTERM, then SIGKILL after 5 s) and waits for it.
-func (p *proc) stop() {
-	if p == nil || p.exited() {
-		return
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(5 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
-// killAll kills every child this harness started (and only those), by pid.
-func killAll() {
-	procMu.Lock()
-	defer procMu.Unlock()
-	for _, p := range procs {
-		if !p.exited() {
-			_ = p.cmd.Process.Kill()
-		}
-	}
-	for _, p := range procs {
-		select {
-		case <-p.done:
-		case <-time.After(5 * time.Second):
-		}
-	}
-	procs = nil
-}
-
-// ---------------------------------------------------------------------------
 // TestMain
 
 func TestMain(m *testing.M) {
@@ -160,11 +79,11 @@ func runMain(m *testing.M) (code int) {
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	go func() {
 		s := <-sigs
-		killAll()
+		testkit.StopAll()
 		fmt.Fprintf(os.Stderr, "kube-ldap-webhook tests: %v, children killed\n", s)
 		os.Exit(2)
 	}()
-	defer killAll()
+	defer testkit.StopAll()
 	defer func() {
 		if r := recover(); r != nil {
 			fmt.Fprintf(os.Stderr, "kube-ldap-webhook tests: panic: %v\n", r)
@@ -182,7 +101,7 @@ func runMain(m *testing.M) (code int) {
 				}
 				return
 			}
-			killAll()
+			testkit.StopAll()
 			_ = os.RemoveAll(s.dir)
 		}()
 	}
@@ -405,7 +324,7 @@ type slapdInstance struct {
 	port    int
 	conf    string
 	logPath string
-	proc    *proc
+	proc    *testkit.Process
 }
 
 func (l *slapdInstance) url() string { return fmt.Sprintf("ldap://127.0.0.1:%d", l.port) }
@@ -445,7 +364,7 @@ func startSlapd(fixtures, dir string) (*slapdInstance, error) {
 	}
 	l := &slapdInstance{dir: dir, port: port, conf: conf, logPath: filepath.Join(dir, "slapd.log")}
 	slapd, _ := testkit.LookTool("slapd")
-	l.proc, err = startProcess(exec.Command(slapd, "-f", conf, "-h", fmt.Sprintf("ldap://127.0.0.1:%d/", port), "-d", "0"), l.logPath)
+	l.proc, err = testkit.Start("slapd", l.logPath, exec.Command(slapd, "-f", conf, "-h", fmt.Sprintf("ldap://127.0.0.1:%d/", port), "-d", "0"))
 	if err != nil {
 		return nil, err
 	}
@@ -457,7 +376,7 @@ func startSlapd(fixtures, dir string) (*slapdInstance, error) {
 			return nil, fmt.Errorf("slapd did not answer within %v: %v\n%s", startupDeadline, err, testkit.Tail(l.logPath, 20))
 		}
 		select {
-		case <-l.proc.done:
+		case <-l.proc.Done():
 			return nil, fmt.Errorf("slapd exited at startup:\n%s", testkit.Tail(l.logPath, 20))
 		case <-time.After(100 * time.Millisecond):
 		}
@@ -492,7 +411,7 @@ func (l *slapdInstance) entryUUID(uid string) (string, error) {
 	return "", fmt.Errorf("no entryUUID for uid=%s in:\n%s", uid, out)
 }
 
-func (l *slapdInstance) stop() { l.proc.stop() }
+func (l *slapdInstance) stop() { l.proc.Stop(5 * time.Second) }
 
 // ---------------------------------------------------------------------------
 // the daemon
@@ -503,7 +422,7 @@ type daemonInstance struct {
 	ops       string // host:port of the ops listener
 	cfgPath   string
 	logPath   string
-	proc      *proc
+	proc      *testkit.Process
 	serverURL string // https://listen/authenticate
 }
 
@@ -580,7 +499,7 @@ func (s *suite) startDaemonWith(dir, ldapURL, extra string) (*daemonInstance, er
 	cmd := exec.Command(s.bin, "serve", "--config", d.cfgPath)
 	cmd.Env = testkit.CleanEnv()
 	cmd.Dir = dir
-	if d.proc, err = startProcess(cmd, d.logPath); err != nil {
+	if d.proc, err = testkit.Start("kube-ldap-webhook", d.logPath, cmd); err != nil {
 		return nil, err
 	}
 	client := &http.Client{Timeout: 10 * time.Second}
@@ -602,14 +521,14 @@ func (s *suite) startDaemonWith(dir, ldapURL, extra string) (*daemonInstance, er
 				d.ops, startupDeadline, err, testkit.Tail(d.logPath, 30))
 		}
 		select {
-		case <-d.proc.done:
+		case <-d.proc.Done():
 			return nil, fmt.Errorf("daemon exited at startup:\n%s", testkit.Tail(d.logPath, 30))
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }
 
-func (d *daemonInstance) stop() { d.proc.stop() }
+func (d *daemonInstance) stop() { d.proc.Stop(5 * time.Second) }
 
 // logContains reports whether the daemon's captured stderr contains s.
 func (d *daemonInstance) logContains(s string) bool {

@@ -1,6 +1,7 @@
 // Package testkit holds the plumbing both Go harnesses need, tests/kubernetes (the
-// conformance tests) and tests/e2e (a real kube-apiserver): loopback ports, log tails,
-// tool lookup and a clean environment for the daemon. Standard library only, so the
+// conformance tests) and tests/e2e (a real kube-apiserver): child processes tied to the
+// test binary, loopback ports, log tails, tool lookup and a clean environment for the
+// daemon. Standard library only, so the
 // harnesses reach it through a `replace` to this directory without the module proxy.
 package testkit
 
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -92,4 +94,87 @@ func CleanEnv() []string {
 		}
 	}
 	return out
+}
+
+// Process is a child process whose output goes to a log file. Every Process started
+// here is remembered, so that StopAll can end exactly these (by pid) on the way out.
+type Process struct {
+	Name    string
+	LogPath string
+	cmd     *exec.Cmd
+	done    chan struct{}
+}
+
+var (
+	registryMu sync.Mutex
+	registry   []*Process
+)
+
+// Start runs cmd with stdout and stderr appended to logPath. The child gets SIGKILL
+// from the kernel if this process dies first (Pdeathsig), so nothing outlives a
+// crashed test binary.
+func Start(name, logPath string, cmd *exec.Cmd) (*Process, error) {
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	defer logFile.Close() // the child has its own copy
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	p := &Process{Name: name, LogPath: logPath, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		close(p.done)
+	}()
+	registryMu.Lock()
+	registry = append(registry, p)
+	registryMu.Unlock()
+	return p, nil
+}
+
+// Exited reports whether the process has ended.
+func (p *Process) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Done is closed when the process has ended.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// Stop sends SIGTERM, then SIGKILL after grace, and waits for the end.
+func (p *Process) Stop(grace time.Duration) {
+	if p == nil || p.Exited() {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(grace):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// StopAll stops every process started through Start that is still running.
+func StopAll() {
+	registryMu.Lock()
+	ps := registry
+	registry = nil
+	registryMu.Unlock()
+	var wg sync.WaitGroup
+	for _, p := range ps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.Stop(5 * time.Second)
+		}()
+	}
+	wg.Wait()
 }

@@ -56,7 +56,7 @@ type APIServer struct {
 	CAFile       string // the CA of its serving certificate
 	Args         []string
 	AuditLogPath string
-	Proc         *Process
+	Proc         *testkit.Process
 }
 
 // LogPath is kube-apiserver's own log (stderr).
@@ -108,7 +108,7 @@ func startAPIServer(bins *Binaries, c APIServerConfig) (*APIServer, error) {
 		a.AuditLogPath = filepath.Join(c.Dir, "audit.log")
 		a.Args = append(a.Args, "--audit-policy-file="+c.AuditPolicyFile, "--audit-log-path="+a.AuditLogPath)
 	}
-	p, err := Start("kube-apiserver "+c.Name, filepath.Join(c.Dir, "kube-apiserver.log"), exec.Command(bins.KubeAPIServer, a.Args...))
+	p, err := testkit.Start("kube-apiserver "+c.Name, filepath.Join(c.Dir, "kube-apiserver.log"), exec.Command(bins.KubeAPIServer, a.Args...))
 	if err != nil {
 		return nil, err
 	}

@@ -17,7 +17,7 @@ import (
 // Several kube-apiservers share it, each under its own --etcd-prefix.
 type Etcd struct {
 	URL  string
-	Proc *Process
+	Proc *testkit.Process
 }
 
 // StartEtcd starts etcd with its data in dir and waits until /health says true.
@@ -49,7 +49,7 @@ func startEtcd(bins *Binaries, dir string) (*Etcd, error) {
 		"--unsafe-no-fsync",
 		"--log-level=warn",
 	)
-	p, err := Start("etcd", filepath.Join(dir, "etcd.log"), cmd)
+	p, err := testkit.Start("etcd", filepath.Join(dir, "etcd.log"), cmd)
 	if err != nil {
 		return nil, err
 	}
