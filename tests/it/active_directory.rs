@@ -15,6 +15,7 @@ mod discovery;
 
 use std::collections::BTreeSet;
 use std::process::Command;
+use std::sync::OnceLock;
 
 use crate::support::*;
 use base64::Engine;
@@ -27,9 +28,14 @@ const ALICE_PASSWORD: &str = "Passw0rd!alice";
 // The shared domain controller
 // -------------------------------------------------------------------------------------
 
-/// This binary's domain controller: the fixture's domain, and `asmith`.
+/// The run's domain controller: the fixture's domain, and `asmith`, added once.
 fn dc() -> &'static Dc {
-    Dc::shared(add_asmith)
+    static ASMITH: OnceLock<Result<(), String>> = OnceLock::new();
+    let dc = Dc::shared();
+    if let Err(e) = ASMITH.get_or_init(|| add_asmith(dc)) {
+        panic!("cannot add asmith to the Samba AD DC: {e}");
+    }
+    dc
 }
 
 /// A user whose userPrincipalName is not built from the sAMAccountName, which the

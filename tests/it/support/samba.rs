@@ -21,16 +21,12 @@ pub struct Dc {
 static DC: OnceLock<Result<Dc, String>> = OnceLock::new();
 
 impl Dc {
-    /// The run's DC, started by the first test that asks; `prepare` runs once, on the fresh
-    /// DC, for entries the tests need beyond the fixture's. Every caller passes the same
-    /// `prepare` (active_directory.rs's `dc()`), since only the first one runs.
-    pub fn shared(prepare: fn(&Dc) -> Result<(), String>) -> &'static Dc {
-        let dc = DC.get_or_init(|| {
-            let dc = Dc::start()?;
-            prepare(&dc)?;
-            Ok(dc)
-        });
-        match dc {
+    /// The run's DC, started by the first test that asks and shared by every test after
+    /// it (provisioning takes seconds). What a test module needs beyond the fixture's
+    /// entries it adds once itself (active_directory.rs's `dc()`); a test that changes the
+    /// directory works on entries of its own.
+    pub fn shared() -> &'static Dc {
+        match DC.get_or_init(Dc::start) {
             Ok(dc) => dc,
             Err(e) => panic!(
                 "the Samba AD DC did not start (samba-dc.sh needs root and network namespaces):\n{e}"
