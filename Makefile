@@ -57,7 +57,7 @@ bench: release
 	$(CARGO) bench --bench issued
 
 # cargo-fuzz, one target after another on one core; prints the table for FUZZING.md.
-# `make test` runs the targets' bodies over fuzz/seeds only (tests/fuzz_seeds.rs).
+# `make test` runs the targets' bodies over fuzz/seeds only (tests/it/fuzz_seeds.rs).
 FUZZ_TIME ?= 300
 fuzz:
 	FUZZ_TIME=$(FUZZ_TIME) fuzz/run.sh $(FUZZ_TARGETS)

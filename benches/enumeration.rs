@@ -16,7 +16,9 @@
 //! table line per shape and writes `target/bench/enumeration.json`.
 #![allow(clippy::disallowed_methods)] // a real daemon and real LDAP servers run on the real clock
 
-#[path = "../tests/support/mod.rs"]
+// The integration tests' harness, whole: this bench uses a part of it.
+#[allow(dead_code, unused_imports)]
+#[path = "../tests/it/support/mod.rs"]
 mod support;
 
 use std::time::{Duration, Instant};

@@ -13,17 +13,17 @@
 //! short smoke run.
 #![allow(clippy::disallowed_methods)] // a real daemon and real LDAP servers run on the real clock
 
-#[path = "../tests/issued_tokens/helpers.rs"]
-mod helpers;
-#[path = "../tests/support/mod.rs"]
+// The integration tests' harness, whole: this bench uses a part of it.
+#[allow(dead_code, unused_imports)]
+#[path = "../tests/it/support/mod.rs"]
 mod support;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use helpers::{Issuer, KeyPair};
 use serde_json::json;
+use support::issued::{Issuer, KeyPair};
 use support::{cpu_seconds, many_users_ldif, token, Site, Slapd};
 
 const CONNS: usize = 8;

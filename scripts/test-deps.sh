@@ -22,7 +22,7 @@ if [ "${1:-}" != "--ldap-only" ]; then
     [ -x /bin/kill ] || need+=(procps)
     have dpkg-deb || need+=(dpkg)
     have strip || need+=(binutils)
-    # /metrics is checked with the Prometheus project's own parser (tests/ops.rs).
+    # /metrics is checked with the Prometheus project's own parser (tests/it/ops.rs).
     /usr/bin/python3 -c 'import prometheus_client' >/dev/null 2>&1 || need+=(python3-prometheus-client)
     have flock || need+=(util-linux)
 fi

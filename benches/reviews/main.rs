@@ -2,7 +2,7 @@
 //!
 //! One run starts a real slapd (N users, each in two groups), the release daemon binary, a
 //! baseline HTTPS server on the daemon's own stack, and a load generator (hyper-rustls with a
-//! client certificate) in this process, all from the tests' support (tests/support). Every
+//! client certificate) in this process, all from the tests' support (tests/it/support). Every
 //! figure is a ratio against a baseline measured in the same run, so the machine's speed
 //! cancels out:
 //!
@@ -21,7 +21,9 @@
 //! Every loop is bounded in count and in time; all traffic goes to 127.0.0.1.
 #![allow(clippy::disallowed_methods)] // a real daemon and real LDAP servers run on the real clock
 
-#[path = "../../tests/support/mod.rs"]
+// The integration tests' harness, whole: this bench uses a part of it.
+#[allow(dead_code, unused_imports)]
+#[path = "../../tests/it/support/mod.rs"]
 mod support;
 
 mod baseline;
@@ -127,7 +129,7 @@ fn user_dn(i: usize) -> String {
     format!("uid=user{i},{PEOPLE}")
 }
 
-/// `n` users (tests/support's many_users_ldif), each a member of one team and one project.
+/// `n` users (tests/it/support's many_users_ldif), each a member of one team and one project.
 fn directory_ldif(n: usize) -> String {
     let mut s = support::many_users_ldif(n, PASSWORD);
     let group = |s: &mut String, name: &str, members: &mut dyn Iterator<Item = usize>| {

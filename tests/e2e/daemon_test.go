@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"kube-ldap-webhook/tests/e2e/localcluster"
+	"kube-ldap-webhook/tests/testkit"
 )
 
 // daemonStaleTestTTL is cache.ttl of the v1beta1 cluster's daemon: an answer older
@@ -63,7 +64,7 @@ type daemon struct {
 	listen  string // host:port of the TokenReview listener
 	ops     string // host:port of /healthz, /readyz, /metrics
 	login   string // host:port of the login endpoint; "" without one (see loginConfig)
-	proc    *localcluster.Process
+	proc    *testkit.Process
 }
 
 // loginListen stands for the login endpoint's address in a daemon config;
@@ -94,14 +95,14 @@ func startDaemonOnce(s *suite, dir, ldapConfig string) (*daemon, error) {
 	}
 	d := &daemon{dir: dir, cfgPath: filepath.Join(dir, "config.toml")}
 	for _, addr := range []*string{&d.listen, &d.ops} {
-		port, err := localcluster.FreePort()
+		port, err := testkit.FreePort()
 		if err != nil {
 			return nil, err
 		}
 		*addr = fmt.Sprintf("127.0.0.1:%d", port)
 	}
 	if strings.Contains(ldapConfig, loginListen) {
-		port, err := localcluster.FreePort()
+		port, err := testkit.FreePort()
 		if err != nil {
 			return nil, err
 		}
@@ -123,12 +124,12 @@ func (d *daemon) start(bin string) error {
 	cmd := exec.Command(bin, "serve", "--config", d.cfgPath)
 	// Generous LDAP timeouts, inside kube-apiserver's 30 s: on a busy machine a slow DC must
 	// not read as an outage. The outage scenarios stop the server outright instead.
-	cmd.Env = append(cleanEnv(),
+	cmd.Env = append(testkit.CleanEnv(),
 		"KUBE_LDAP_WEBHOOK_LDAP__TIMEOUT=20s",
 		"KUBE_LDAP_WEBHOOK_LDAP__CONNECT_TIMEOUT=10s")
 	cmd.Dir = d.dir
 	var err error
-	if d.proc, err = localcluster.Start("kube-ldap-webhook", d.logPath(), cmd); err != nil {
+	if d.proc, err = testkit.Start("kube-ldap-webhook", d.logPath(), cmd); err != nil {
 		return err
 	}
 	httpc := &http.Client{Timeout: 2 * time.Second}
@@ -160,7 +161,7 @@ func (d *daemon) webhookKubeconfig(ctx context.Context, s *suite) (string, error
 	cmd := exec.CommandContext(ctx, s.daemonBin, "kubeconfig", "--server", "https://"+d.listen+"/authenticate",
 		"--ca-file", pki("server-ca.crt"), "--client-cert", pki("apiserver-webhook.crt"),
 		"--client-key", pki("apiserver-webhook.key"), "--embed")
-	cmd.Env = cleanEnv()
+	cmd.Env = testkit.CleanEnv()
 	out, err := cmd.Output()
 	if err != nil {
 		return "", fmt.Errorf("kube-ldap-webhook kubeconfig: %w", err)
@@ -239,18 +240,6 @@ next:
 		return 0, fmt.Errorf("no metric %s in /metrics", name)
 	}
 	return sum, nil
-}
-
-// cleanEnv is the environment without KUBE_LDAP_WEBHOOK_* overrides, so that a
-// developer's shell cannot change what the daemon under test reads.
-func cleanEnv() []string {
-	var out []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "KUBE_LDAP_WEBHOOK_") {
-			out = append(out, kv)
-		}
-	}
-	return out
 }
 
 // ---------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"kube-ldap-webhook/tests/e2e/localcluster"
+	"kube-ldap-webhook/tests/testkit"
 )
 
 // Fixture facts (tests/fixtures/openldap).
@@ -29,7 +30,7 @@ type slapd struct {
 	dir  string
 	conf string
 	port int
-	proc *localcluster.Process
+	proc *testkit.Process
 }
 
 func (l *slapd) url() string { return fmt.Sprintf("ldap://127.0.0.1:%d", l.port) }
@@ -58,7 +59,7 @@ func startSlapd(s *suite, dir string) (*slapd, error) {
 			return nil, err
 		}
 	}
-	slapadd, _ := lookTool("slapadd")
+	slapadd, _ := testkit.LookTool("slapadd")
 	for _, ldif := range []string{filepath.Join(fixtures, "directory.ldif"), filepath.Join(s.root, "tests", "e2e", "testdata", "e2e.ldif")} {
 		if out, err := exec.Command(slapadd, "-q", "-f", l.conf, "-l", ldif).CombinedOutput(); err != nil {
 			return nil, fmt.Errorf("slapadd %s: %v: %s", ldif, err, out)
@@ -66,7 +67,7 @@ func startSlapd(s *suite, dir string) (*slapd, error) {
 	}
 	return localcluster.OnFreePorts(func() (*slapd, error) {
 		var err error
-		if l.port, err = localcluster.FreePort(); err != nil {
+		if l.port, err = testkit.FreePort(); err != nil {
 			return nil, err
 		}
 		return l, l.start()
@@ -75,10 +76,10 @@ func startSlapd(s *suite, dir string) (*slapd, error) {
 
 // start runs slapd (again, after stop: same port, same database) until it answers.
 func (l *slapd) start() error {
-	bin, _ := lookTool("slapd")
+	bin, _ := testkit.LookTool("slapd")
 	cmd := exec.Command(bin, "-f", l.conf, "-h", l.url()+"/", "-d", "0")
 	var err error
-	if l.proc, err = localcluster.Start("slapd", filepath.Join(l.dir, "slapd.log"), cmd); err != nil {
+	if l.proc, err = testkit.Start("slapd", filepath.Join(l.dir, "slapd.log"), cmd); err != nil {
 		return err
 	}
 	return localcluster.WaitFor(l.proc, "slapd", time.Minute, func() error {
@@ -90,7 +91,7 @@ func (l *slapd) start() error {
 func (l *slapd) stop() { l.proc.Stop(10 * time.Second) }
 
 func (l *slapd) search(filter string, attrs ...string) (string, error) {
-	bin, _ := lookTool("ldapsearch")
+	bin, _ := testkit.LookTool("ldapsearch")
 	args := append([]string{"-x", "-LLL", "-o", "ldif-wrap=no", "-o", "nettimeout=2", "-H", l.url(),
 		"-D", ldapAdminDN, "-w", ldapAdminPW, "-b", ldapSuffix, filter}, attrs...)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"kube-ldap-webhook/tests/e2e/localcluster"
+	"kube-ldap-webhook/tests/testkit"
 )
 
 // screen collects what a terminal shows.
@@ -123,7 +124,7 @@ func TestHandedOutKubeconfigLogsInOnceAndKubectlWorksOnTheIssuedToken(t *testing
 		"--user-login", "https://"+c.daemon.login, "--ca-file", filepath.Join(env.webhookPKI, "server-ca.crt"),
 		"--cluster-server", c.api.URL, "--cluster-ca-file", c.api.CAFile, "--embed",
 		"--username", "alice", "--exec-command", env.daemonBin, "--output", kubeconfig)
-	admin.Env = cleanEnv()
+	admin.Env = testkit.CleanEnv()
 	if out, err := admin.CombinedOutput(); err != nil {
 		t.Fatalf("kubeconfig --user-login: %v\n%s", err, out)
 	}

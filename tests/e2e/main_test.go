@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"kube-ldap-webhook/tests/e2e/localcluster"
+	"kube-ldap-webhook/tests/testkit"
 )
 
 // The two clusters every scenario runs against: the README's wiring (v1, a 2m cache,
@@ -85,7 +86,7 @@ func runMain(m *testing.M) (code int) {
 }
 
 func (s *suite) teardown() {
-	localcluster.StopAll()
+	testkit.StopAll()
 	if s.samba != nil {
 		s.samba.stop()
 	}
@@ -108,7 +109,7 @@ func (s *suite) setup() error {
 		return fmt.Errorf("daemon binary %s not found (cargo build, or set KUBE_LDAP_WEBHOOK_BIN)", s.daemonBin)
 	}
 	for _, tool := range []string{"slapd", "slapadd", "ldapsearch", "openssl"} {
-		if _, err := lookTool(tool); err != nil {
+		if _, err := testkit.LookTool(tool); err != nil {
 			return fmt.Errorf("%s not found (Debian packages slapd ldap-utils openssl; scripts/test-deps.sh installs them)", tool)
 		}
 	}
@@ -182,17 +183,4 @@ func (s *suite) startClusters(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-func lookTool(name string) (string, error) {
-	if p, err := exec.LookPath(name); err == nil {
-		return p, nil
-	}
-	for _, d := range []string{"/usr/sbin", "/sbin"} {
-		p := filepath.Join(d, name)
-		if st, err := os.Stat(p); err == nil && !st.IsDir() {
-			return p, nil
-		}
-	}
-	return "", exec.ErrNotFound
 }

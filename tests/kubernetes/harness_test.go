@@ -24,10 +24,11 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"kube-ldap-webhook/tests/testkit"
 )
 
 // Fixture facts (tests/fixtures/openldap/directory.ldif, slapd.conf.in).
@@ -67,99 +68,6 @@ type suite struct {
 var env *suite
 
 // ---------------------------------------------------------------------------
-// process bookkeeping
-
-// proc is a child process; a goroutine reaps it and closes done.
-type proc struct {
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-var (
-	procMu sync.Mutex
-	procs  []*proc
-)
-
-// startProcess starts cmd with stdout and stderr going to logPath, tied to the
-// test binary's life (Pdeathsig), and remembers it for killAll.
-func startProcess(cmd *exec.Cmd, logPath string) (*proc, error) {
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		return nil, err
-	}
-	defer logFile.Close() // the child holds its own copy
-	cmd.Stdout = logFile
-	cmd.Stderr = logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	p := &proc{cmd: cmd, done: make(chan struct{})}
-	go func() {
-		_ = cmd.Wait()
-		close(p.done)
-	}()
-	procMu.Lock()
-	procs = append(procs, p)
-	procMu.Unlock()
-	return p, nil
-}
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// stop terminates this one child (SIGTERM, then SIGKILL after 5 s) and waits for it.
-func (p *proc) stop() {
-	if p == nil || p.exited() {
-		return
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(5 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
-// killAll kills every child this harness started (and only those), by pid.
-func killAll() {
-	procMu.Lock()
-	defer procMu.Unlock()
-	for _, p := range procs {
-		if !p.exited() {
-			_ = p.cmd.Process.Kill()
-		}
-	}
-	for _, p := range procs {
-		select {
-		case <-p.done:
-		case <-time.After(5 * time.Second):
-		}
-	}
-	procs = nil
-}
-
-// cleanEnv is the process environment without any KUBE_LDAP_WEBHOOK_* override,
-// so a developer's shell cannot change what the daemon under test reads.
-func cleanEnv() []string {
-	var out []string
-	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "KUBE_LDAP_WEBHOOK_") {
-			continue
-		}
-		out = append(out, kv)
-	}
-	return out
-}
-
-// ---------------------------------------------------------------------------
 // TestMain
 
 func TestMain(m *testing.M) {
@@ -171,11 +79,11 @@ func runMain(m *testing.M) (code int) {
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	go func() {
 		s := <-sigs
-		killAll()
+		testkit.StopAll()
 		fmt.Fprintf(os.Stderr, "kube-ldap-webhook tests: %v, children killed\n", s)
 		os.Exit(2)
 	}()
-	defer killAll()
+	defer testkit.StopAll()
 	defer func() {
 		if r := recover(); r != nil {
 			fmt.Fprintf(os.Stderr, "kube-ldap-webhook tests: panic: %v\n", r)
@@ -189,11 +97,11 @@ func runMain(m *testing.M) (code int) {
 			if code != 0 || os.Getenv("KEEP_TEST_DIR") != "" {
 				fmt.Fprintf(os.Stderr, "kube-ldap-webhook tests: scratch directory kept: %s\n", s.dir)
 				if s.daemon != nil {
-					fmt.Fprintf(os.Stderr, "---- tail of %s ----\n%s\n", s.daemon.logPath, tail(s.daemon.logPath, 40))
+					fmt.Fprintf(os.Stderr, "---- tail of %s ----\n%s\n", s.daemon.logPath, testkit.Tail(s.daemon.logPath, 40))
 				}
 				return
 			}
-			killAll()
+			testkit.StopAll()
 			_ = os.RemoveAll(s.dir)
 		}()
 	}
@@ -221,7 +129,7 @@ func setup() (*suite, error) {
 		return nil, fmt.Errorf("daemon binary %s not found (build it with `cargo build` or set KUBE_LDAP_WEBHOOK_BIN)", bin)
 	}
 	for _, tool := range []string{"slapd", "slapadd", "ldapsearch"} {
-		if _, err := lookTool(tool); err != nil {
+		if _, err := testkit.LookTool(tool); err != nil {
 			return nil, fmt.Errorf("%s not found (install the Debian packages slapd and ldap-utils): %v", tool, err)
 		}
 	}
@@ -251,70 +159,6 @@ func setup() (*suite, error) {
 	}
 	return s, nil
 }
-
-func lookTool(name string) (string, error) {
-	if p, err := exec.LookPath(name); err == nil {
-		return p, nil
-	}
-	for _, d := range []string{"/usr/sbin", "/usr/bin", "/sbin"} {
-		p := filepath.Join(d, name)
-		if st, err := os.Stat(p); err == nil && !st.IsDir() {
-			return p, nil
-		}
-	}
-	return "", exec.ErrNotFound
-}
-
-func tail(path string, lines int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Sprintf("(%v)", err)
-	}
-	all := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(all) > lines {
-		all = all[len(all)-lines:]
-	}
-	return strings.Join(all, "\n")
-}
-
-// freePort returns a loopback port nothing listens on now, from below the kernel's
-// ephemeral range: a port 0 socket closed again hands out an ephemeral port, which any
-// outgoing connection (kube-apiserver to etcd, the daemon to slapd) may take as its source
-// port before the server binds it. Each port is handed out once per process.
-func freePort() (int, error) {
-	portsOnce.Do(func() {
-		low, high := 10000, 32768
-		if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-			var l, h int
-			if n, _ := fmt.Sscan(string(b), &l, &h); n == 2 {
-				if l >= 12000 {
-					high = l
-				} else {
-					low, high = h+1, 65536
-				}
-			}
-		}
-		portsLow, portsSpan = low, high-low
-		portsNext = (os.Getpid() ^ time.Now().Nanosecond()) % portsSpan
-	})
-	portsMu.Lock()
-	defer portsMu.Unlock()
-	for i := 0; i < portsSpan; i++ {
-		port := portsLow + portsNext%portsSpan
-		portsNext++
-		if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
-			l.Close()
-			return port, nil
-		}
-	}
-	return 0, fmt.Errorf("no free loopback port in %d-%d", portsLow, portsLow+portsSpan-1)
-}
-
-var (
-	portsOnce                      sync.Once
-	portsMu                        sync.Mutex
-	portsLow, portsSpan, portsNext int
-)
 
 // ---------------------------------------------------------------------------
 // PKI
@@ -480,7 +324,7 @@ type slapdInstance struct {
 	port    int
 	conf    string
 	logPath string
-	proc    *proc
+	proc    *testkit.Process
 }
 
 func (l *slapdInstance) url() string { return fmt.Sprintf("ldap://127.0.0.1:%d", l.port) }
@@ -510,17 +354,17 @@ func startSlapd(fixtures, dir string) (*slapdInstance, error) {
 	if err := writeKey(filepath.Join(dir, "server.key"), self); err != nil {
 		return nil, err
 	}
-	slapadd, _ := lookTool("slapadd")
+	slapadd, _ := testkit.LookTool("slapadd")
 	if out, err := exec.Command(slapadd, "-f", conf, "-l", filepath.Join(fixtures, "directory.ldif")).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("slapadd: %v: %s", err, out)
 	}
-	port, err := freePort()
+	port, err := testkit.FreePort()
 	if err != nil {
 		return nil, err
 	}
 	l := &slapdInstance{dir: dir, port: port, conf: conf, logPath: filepath.Join(dir, "slapd.log")}
-	slapd, _ := lookTool("slapd")
-	l.proc, err = startProcess(exec.Command(slapd, "-f", conf, "-h", fmt.Sprintf("ldap://127.0.0.1:%d/", port), "-d", "0"), l.logPath)
+	slapd, _ := testkit.LookTool("slapd")
+	l.proc, err = testkit.Start("slapd", l.logPath, exec.Command(slapd, "-f", conf, "-h", fmt.Sprintf("ldap://127.0.0.1:%d/", port), "-d", "0"))
 	if err != nil {
 		return nil, err
 	}
@@ -529,18 +373,18 @@ func startSlapd(fixtures, dir string) (*slapdInstance, error) {
 		if _, err := l.search("(objectClass=dcObject)", "dc"); err == nil {
 			return l, nil
 		} else if time.Now().After(deadline) {
-			return nil, fmt.Errorf("slapd did not answer within %v: %v\n%s", startupDeadline, err, tail(l.logPath, 20))
+			return nil, fmt.Errorf("slapd did not answer within %v: %v\n%s", startupDeadline, err, testkit.Tail(l.logPath, 20))
 		}
 		select {
-		case <-l.proc.done:
-			return nil, fmt.Errorf("slapd exited at startup:\n%s", tail(l.logPath, 20))
+		case <-l.proc.Done():
+			return nil, fmt.Errorf("slapd exited at startup:\n%s", testkit.Tail(l.logPath, 20))
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }
 
 func (l *slapdInstance) search(filter string, attrs ...string) (string, error) {
-	ldapsearch, _ := lookTool("ldapsearch")
+	ldapsearch, _ := testkit.LookTool("ldapsearch")
 	args := append([]string{"-x", "-LLL", "-o", "ldif-wrap=no", "-o", "nettimeout=10", "-H", l.url(),
 		"-D", ldapAdminDN, "-w", ldapAdminPW, "-b", ldapSuffix, filter}, attrs...)
 	ctx, cancel := context.WithTimeout(context.Background(), startupDeadline)
@@ -567,7 +411,7 @@ func (l *slapdInstance) entryUUID(uid string) (string, error) {
 	return "", fmt.Errorf("no entryUUID for uid=%s in:\n%s", uid, out)
 }
 
-func (l *slapdInstance) stop() { l.proc.stop() }
+func (l *slapdInstance) stop() { l.proc.Stop(5 * time.Second) }
 
 // ---------------------------------------------------------------------------
 // the daemon
@@ -578,7 +422,7 @@ type daemonInstance struct {
 	ops       string // host:port of the ops listener
 	cfgPath   string
 	logPath   string
-	proc      *proc
+	proc      *testkit.Process
 	serverURL string // https://listen/authenticate
 }
 
@@ -628,11 +472,11 @@ func (s *suite) startDaemonWith(dir, ldapURL, extra string) (*daemonInstance, er
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	listenPort, err := freePort()
+	listenPort, err := testkit.FreePort()
 	if err != nil {
 		return nil, err
 	}
-	opsPort, err := freePort()
+	opsPort, err := testkit.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -653,9 +497,9 @@ func (s *suite) startDaemonWith(dir, ldapURL, extra string) (*daemonInstance, er
 		return nil, err
 	}
 	cmd := exec.Command(s.bin, "serve", "--config", d.cfgPath)
-	cmd.Env = cleanEnv()
+	cmd.Env = testkit.CleanEnv()
 	cmd.Dir = dir
-	if d.proc, err = startProcess(cmd, d.logPath); err != nil {
+	if d.proc, err = testkit.Start("kube-ldap-webhook", d.logPath, cmd); err != nil {
 		return nil, err
 	}
 	client := &http.Client{Timeout: 10 * time.Second}
@@ -674,17 +518,17 @@ func (s *suite) startDaemonWith(dir, ldapURL, extra string) (*daemonInstance, er
 		}
 		if time.Now().After(deadline) {
 			return nil, fmt.Errorf("daemon did not answer GET http://%s/healthz with 200 within %v (last error %v)\n%s",
-				d.ops, startupDeadline, err, tail(d.logPath, 30))
+				d.ops, startupDeadline, err, testkit.Tail(d.logPath, 30))
 		}
 		select {
-		case <-d.proc.done:
-			return nil, fmt.Errorf("daemon exited at startup:\n%s", tail(d.logPath, 30))
+		case <-d.proc.Done():
+			return nil, fmt.Errorf("daemon exited at startup:\n%s", testkit.Tail(d.logPath, 30))
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }
 
-func (d *daemonInstance) stop() { d.proc.stop() }
+func (d *daemonInstance) stop() { d.proc.Stop(5 * time.Second) }
 
 // logContains reports whether the daemon's captured stderr contains s.
 func (d *daemonInstance) logContains(s string) bool {
@@ -699,7 +543,7 @@ func (d *daemonInstance) logContains(s string) bool {
 func runBin(ctx context.Context, extraEnv []string, args ...string) ([]byte, error) {
 	var stdout, stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, env.bin, args...)
-	cmd.Env = append(cleanEnv(), extraEnv...)
+	cmd.Env = append(testkit.CleanEnv(), extraEnv...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	cmd.Stdin = nil // /dev/null: never a terminal
 	err := cmd.Run()

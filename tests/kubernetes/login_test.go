@@ -25,6 +25,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"kube-ldap-webhook/tests/testkit"
 )
 
 const (
@@ -168,12 +170,12 @@ func startIssuingDaemon(t *testing.T, tokenTTL string) *issuingDaemon {
 	if _, err := runBin(ctx, nil, "keygen", "--out", keys); err != nil {
 		t.Fatalf("keygen: %v", err)
 	}
-	port, err := freePort()
+	port, err := testkit.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
 	listen := fmt.Sprintf("127.0.0.1:%d", port)
-	// Rate limits far above what a test does: they are tested in tests/credential_login.rs.
+	// Rate limits far above what a test does: they are tested in tests/it/credential_login.rs.
 	extra := fmt.Sprintf("\n[login]\nlisten = %q\ntoken_ttl = %q\nrate = 6000\nburst = 1000\n\n[tokens]\nsigning_key_file = %q\n",
 		listen, tokenTTL, filepath.Join(keys, "signing.key"))
 	d, err := env.startDaemonWith(filepath.Join(dir, "daemon"), env.ldap.url(), extra)
@@ -189,7 +191,7 @@ func startIssuingDaemon(t *testing.T, tokenTTL string) *issuingDaemon {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the login listener %s did not come up: %v\n%s", listen, err, tail(d.logPath, 30))
+			t.Fatalf("the login listener %s did not come up: %v\n%s", listen, err, testkit.Tail(d.logPath, 30))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -18,6 +18,8 @@ import (
 	webhookutil "k8s.io/apiserver/pkg/util/webhook"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"kube-ldap-webhook/tests/testkit"
 )
 
 func TestKubeconfigSubcommandPrintsAWebhookKubeconfig(t *testing.T) {
@@ -316,7 +318,7 @@ func TestBackendDownIsAnErrorNotARejection(t *testing.T) {
 	})
 
 	t.Run("ldap-never-reachable", func(t *testing.T) {
-		port, err := freePort() // nothing listens there
+		port, err := testkit.FreePort() // nothing listens there
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"kube-ldap-webhook/tests/testkit"
 )
 
 // ServiceAccountIssuer is the service-account issuer of every local cluster (and so
@@ -54,7 +56,7 @@ type APIServer struct {
 	CAFile       string // the CA of its serving certificate
 	Args         []string
 	AuditLogPath string
-	Proc         *Process
+	Proc         *testkit.Process
 }
 
 // LogPath is kube-apiserver's own log (stderr).
@@ -76,7 +78,7 @@ func startAPIServer(bins *Binaries, c APIServerConfig) (*APIServer, error) {
 	port := c.Port
 	if port == 0 {
 		var err error
-		if port, err = FreePort(); err != nil {
+		if port, err = testkit.FreePort(); err != nil {
 			return nil, err
 		}
 	}
@@ -106,7 +108,7 @@ func startAPIServer(bins *Binaries, c APIServerConfig) (*APIServer, error) {
 		a.AuditLogPath = filepath.Join(c.Dir, "audit.log")
 		a.Args = append(a.Args, "--audit-policy-file="+c.AuditPolicyFile, "--audit-log-path="+a.AuditLogPath)
 	}
-	p, err := Start("kube-apiserver "+c.Name, filepath.Join(c.Dir, "kube-apiserver.log"), exec.Command(bins.KubeAPIServer, a.Args...))
+	p, err := testkit.Start("kube-apiserver "+c.Name, filepath.Join(c.Dir, "kube-apiserver.log"), exec.Command(bins.KubeAPIServer, a.Args...))
 	if err != nil {
 		return nil, err
 	}

@@ -9,13 +9,15 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"kube-ldap-webhook/tests/testkit"
 )
 
 // Etcd is a single-member etcd on loopback, plain HTTP (nothing leaves the machine).
 // Several kube-apiservers share it, each under its own --etcd-prefix.
 type Etcd struct {
 	URL  string
-	Proc *Process
+	Proc *testkit.Process
 }
 
 // StartEtcd starts etcd with its data in dir and waits until /health says true.
@@ -27,11 +29,11 @@ func startEtcd(bins *Binaries, dir string) (*Etcd, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	clientPort, err := FreePort()
+	clientPort, err := testkit.FreePort()
 	if err != nil {
 		return nil, err
 	}
-	peerPort, err := FreePort()
+	peerPort, err := testkit.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -47,7 +49,7 @@ func startEtcd(bins *Binaries, dir string) (*Etcd, error) {
 		"--unsafe-no-fsync",
 		"--log-level=warn",
 	)
-	p, err := Start("etcd", filepath.Join(dir, "etcd.log"), cmd)
+	p, err := testkit.Start("etcd", filepath.Join(dir, "etcd.log"), cmd)
 	if err != nil {
 		return nil, err
 	}

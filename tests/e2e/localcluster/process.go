@@ -7,154 +7,16 @@ package localcluster
 import (
 	"errors"
 	"fmt"
-	"net"
-	"os"
-	"os/exec"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
-)
 
-// Process is a child process whose output goes to a log file. Every Process started
-// here is remembered, so that StopAll can end exactly these (by pid) on the way out.
-type Process struct {
-	Name    string
-	LogPath string
-	cmd     *exec.Cmd
-	done    chan struct{}
-}
-
-var (
-	registryMu sync.Mutex
-	registry   []*Process
-)
-
-// Start runs cmd with stdout and stderr appended to logPath. The child gets SIGKILL
-// from the kernel if this process dies first (Pdeathsig), so nothing outlives a
-// crashed test binary.
-func Start(name, logPath string, cmd *exec.Cmd) (*Process, error) {
-	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	defer logFile.Close() // the child has its own copy
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	p := &Process{Name: name, LogPath: logPath, cmd: cmd, done: make(chan struct{})}
-	go func() {
-		_ = cmd.Wait()
-		close(p.done)
-	}()
-	registryMu.Lock()
-	registry = append(registry, p)
-	registryMu.Unlock()
-	return p, nil
-}
-
-// Exited reports whether the process has ended.
-func (p *Process) Exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// Done is closed when the process has ended.
-func (p *Process) Done() <-chan struct{} { return p.done }
-
-// Stop sends SIGTERM, then SIGKILL after grace, and waits for the end.
-func (p *Process) Stop(grace time.Duration) {
-	if p == nil || p.Exited() {
-		return
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(grace):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
-// StopAll stops every process started through Start that is still running.
-func StopAll() {
-	registryMu.Lock()
-	ps := registry
-	registry = nil
-	registryMu.Unlock()
-	var wg sync.WaitGroup
-	for _, p := range ps {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			p.Stop(5 * time.Second)
-		}()
-	}
-	wg.Wait()
-}
-
-// Tail is the last n lines of a log file, for error messages.
-func Tail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Sprintf("(%v)", err)
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-// FreePort returns a loopback port nothing listens on now, from below the kernel's
-// ephemeral range: a port 0 socket closed again hands out an ephemeral port, which any
-// outgoing connection (kube-apiserver to etcd, the daemon to slapd) may take as its source
-// port before the server binds it. Each port is handed out once per process.
-func FreePort() (int, error) {
-	portsOnce.Do(func() {
-		low, high := 10000, 32768
-		if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-			var l, h int
-			if n, _ := fmt.Sscan(string(b), &l, &h); n == 2 {
-				if l >= 12000 {
-					high = l
-				} else {
-					low, high = h+1, 65536
-				}
-			}
-		}
-		portsLow, portsSpan = low, high-low
-		portsNext = (os.Getpid() ^ time.Now().Nanosecond()) % portsSpan
-	})
-	portsMu.Lock()
-	defer portsMu.Unlock()
-	for i := 0; i < portsSpan; i++ {
-		port := portsLow + portsNext%portsSpan
-		portsNext++
-		if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
-			l.Close()
-			return port, nil
-		}
-	}
-	return 0, fmt.Errorf("no free loopback port in %d-%d", portsLow, portsLow+portsSpan-1)
-}
-
-var (
-	portsOnce                      sync.Once
-	portsMu                        sync.Mutex
-	portsLow, portsSpan, portsNext int
+	"kube-ldap-webhook/tests/testkit"
 )
 
 // errExited says a process ended while it was being waited for.
 var errExited = errors.New("exited")
 
-// OnFreePorts calls start, which picks its ports with FreePort, up to three times
+// OnFreePorts calls start, which picks its ports with testkit.FreePort, up to three times
 // while it fails because a port was taken between the pick and the child's bind (on a
 // busy machine other processes take ports too).
 func OnFreePorts[T any](start func() (T, error)) (T, error) {
@@ -169,7 +31,7 @@ func OnFreePorts[T any](start func() (T, error)) (T, error) {
 
 // WaitFor polls ready every interval until it returns nil, the process p ends, or
 // limit passes. limit is a generous cap for a busy machine, not an expectation.
-func WaitFor(p *Process, what string, limit time.Duration, ready func() error) error {
+func WaitFor(p *testkit.Process, what string, limit time.Duration, ready func() error) error {
 	deadline := time.Now().Add(limit)
 	for {
 		err := ready()
@@ -177,11 +39,11 @@ func WaitFor(p *Process, what string, limit time.Duration, ready func() error) e
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not ready within %v: %v\n---- %s ----\n%s", what, limit, err, p.LogPath, Tail(p.LogPath, 30))
+			return fmt.Errorf("%s not ready within %v: %v\n---- %s ----\n%s", what, limit, err, p.LogPath, testkit.Tail(p.LogPath, 30))
 		}
 		select {
-		case <-p.done:
-			return fmt.Errorf("%s %w at startup: %v\n---- %s ----\n%s", what, errExited, err, p.LogPath, Tail(p.LogPath, 30))
+		case <-p.Done():
+			return fmt.Errorf("%s %w at startup: %v\n---- %s ----\n%s", what, errExited, err, p.LogPath, testkit.Tail(p.LogPath, 30))
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

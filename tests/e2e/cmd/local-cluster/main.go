@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"kube-ldap-webhook/tests/e2e/localcluster"
+	"kube-ldap-webhook/tests/testkit"
 )
 
 func main() {
@@ -41,7 +42,7 @@ func main() {
 	if err == nil {
 		<-ctx.Done()
 	}
-	localcluster.StopAll()
+	testkit.StopAll()
 	if err != nil && ctx.Err() == nil {
 		fmt.Fprintf(os.Stderr, "local-cluster: %v\n", err)
 		os.Exit(1)
