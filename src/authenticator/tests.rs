@@ -148,7 +148,7 @@ impl Backend for Fake {
     }
 
     /// The account as it is now (see [`Since`]); the user filter is the real directory's
-    /// part, proven in tests/issued_tokens.rs.
+    /// part, proven in tests/it/issued_tokens.rs.
     async fn recheck(&self, dn: &str, login: &Login, _deadline: Instant) -> Result<Found, Failure> {
         self.rechecks.fetch_add(1, Ordering::SeqCst);
         if *self.mode.lock().unwrap() == Mode::Outage {

@@ -1,5 +1,5 @@
 //! Unit tests of loading and resolving; the check-config and serve behaviour is tested
-//! through the binary in tests/check_config.rs.
+//! through the binary in tests/it/check_config.rs.
 
 use std::collections::BTreeMap;
 

@@ -1,5 +1,5 @@
 //! Signing and verification of issued tokens, every forgery included. The same checks run
-//! through the daemon against real directories in tests/issued_tokens.rs.
+//! through the daemon against real directories in tests/it/issued_tokens.rs.
 
 use super::*;
 use crate::directory::state::PasswordStamp;

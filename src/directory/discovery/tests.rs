@@ -1,5 +1,5 @@
 //! The pure parts of discovery: which names, in which order, reached how, looked up when.
-//! The lookups themselves are tested against Samba's DNS server in tests/discovery.rs.
+//! The lookups themselves are tested against Samba's DNS server in tests/it/active_directory/discovery.rs.
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;
