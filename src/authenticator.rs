@@ -198,7 +198,7 @@ impl<B: Backend> Authenticator<B> {
         };
         let auth = self.clone();
         let (login, password, ceiling) = (creds.username, creds.password, !use_cache);
-        let work = async move {
+        let work = move || async move {
             auth.resolve(&login, &password, trust, ceiling, deadline)
                 .await
         };

@@ -37,18 +37,24 @@ pub(super) struct Reuse {
 }
 
 impl<B: Backend> Authenticator<B> {
-    /// Runs `leader` as the single flight of `key` (or waits for the one running, and drops
-    /// `leader` unpolled) and turns what it resolved into the review; an outage is bridged
-    /// with `stale` when there is one. The flight knows nothing of what `leader` checks: a
-    /// token kind brings its own round trip as a future.
-    pub(super) async fn fly<F>(
+    /// Starts `leader()` as the single flight of `key` (or waits for the one running, and
+    /// drops `leader` uncalled) and turns what it resolved into the review; an outage is
+    /// bridged with `stale` when there is one. The flight knows nothing of what `leader`
+    /// checks: a token kind brings its own round trip.
+    ///
+    /// `leader` makes the round trip's future inside the leader's task, so a review's own
+    /// future (one per request) never carries the round trip's state machine: carried
+    /// inline, it made every request's allocation several KiB larger, and their churn
+    /// doubled the heap per cached answer (BENCHMARKS.md, issue 18).
+    pub(super) async fn fly<L, F>(
         self: &Arc<Self>,
         key: CacheKey,
-        leader: F,
+        leader: L,
         how: Reuse,
         deadline: Instant,
     ) -> Review
     where
+        L: FnOnce() -> F,
         F: Future<Output = Resolved> + Send + 'static,
     {
         let (flight, leader) = match self.join_or_lead(key, leader, how.until, how.use_cache) {
@@ -88,14 +94,15 @@ impl<B: Backend> Authenticator<B> {
     /// Joins the directory round trip already running for this token, or starts one. The
     /// round trip runs in its own task: a client that goes away cannot cancel a bind halfway
     /// and leave the other waiters, the cache or the lockout count behind.
-    fn join_or_lead<F>(
+    fn join_or_lead<L, F>(
         self: &Arc<Self>,
         key: CacheKey,
-        work: F,
+        start: L,
         until: Option<Instant>,
         use_cache: bool,
     ) -> Joined
     where
+        L: FnOnce() -> F,
         F: Future<Output = Resolved> + Send + 'static,
     {
         let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
@@ -118,6 +125,7 @@ impl<B: Backend> Authenticator<B> {
             until,
             tx: Some(tx),
         };
+        let work = start();
         tokio::spawn(async move {
             let resolved = work.await;
             leader.finish(resolved);

@@ -57,7 +57,7 @@ impl<B: Backend> Authenticator<B> {
             name: None,
         };
         let auth = self.clone();
-        let work = async move { auth.resolve_issued(&verified, deadline).await };
+        let work = move || async move { auth.resolve_issued(&verified, deadline).await };
         self.fly(key, work, reuse, deadline).await
     }
 
