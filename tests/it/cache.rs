@@ -37,6 +37,20 @@ fn events(d: &Daemon, event: &str) -> f64 {
     d.metric("kube_ldap_webhook_cache_events_total", &[("event", event)])
 }
 
+/// Alice's token reviewed once, then again past the 1s `ttl` of `cache` with slapd stopped:
+/// the daemon and the second answer.
+async fn review_past_ttl_with_ldap_down(cache: &str) -> (Daemon, Answer) {
+    let (mut slapd, d) = start(cache);
+    let c = d.client();
+    let t = token("alice", "alice-password");
+    c.review(&d.url(), "v1", &t).await;
+    // The answer was stored before the sleep began: past its ttl after it, however slow.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    slapd.stop();
+    let a = c.review(&d.url(), "v1", &t).await;
+    (d, a)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn second_identical_review_makes_no_ldap_operation() {
     let (slapd, d) = start("ttl = \"1h\"");
@@ -189,14 +203,7 @@ async fn two_hundred_concurrent_reviews_of_a_fresh_token_cause_one_bind() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn stale_answer_is_served_while_ldap_is_down() {
-    let (mut slapd, d) = start("ttl = \"1s\"\nstale_ttl = \"1h\"");
-    let c = d.client();
-    let t = token("alice", "alice-password");
-    c.review(&d.url(), "v1", &t).await;
-    // The answer was stored before the sleep began: past its ttl after it, however slow.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    slapd.stop();
-    let a = c.review(&d.url(), "v1", &t).await;
+    let (d, a) = review_past_ttl_with_ldap_down("ttl = \"1s\"\nstale_ttl = \"1h\"").await;
     assert_eq!(a.body["status"]["authenticated"], true, "{}", a.raw);
     assert_eq!(a.body["status"]["user"]["username"], "alice");
     d.wait_for_log("source=\"stale\"");
@@ -251,14 +258,7 @@ async fn stale_answer_is_refused_after_stale_ttl() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn stale_answers_can_be_disabled() {
-    let (mut slapd, d) = start("ttl = \"1s\"\nstale_ttl = \"0s\"");
-    let c = d.client();
-    let t = token("alice", "alice-password");
-    c.review(&d.url(), "v1", &t).await;
-    // The answer was stored before the sleep began: past its ttl after it, however slow.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    slapd.stop();
-    let a = c.review(&d.url(), "v1", &t).await;
+    let (_d, a) = review_past_ttl_with_ldap_down("ttl = \"1s\"\nstale_ttl = \"0s\"").await;
     assert_eq!(a.body["status"]["error"], UNAVAILABLE);
 }
 

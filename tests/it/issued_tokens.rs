@@ -15,7 +15,25 @@ use serde_json::json;
 const ALICE_DN: &str = "uid=alice,ou=people,dc=example,dc=org";
 
 fn issuer(slapd: &Slapd, keys: &KeyPair, sections: &[(&str, &str)]) -> Issuer {
-    let i = Issuer::start(&Site::openldap(), &[slapd.url()], sections, keys, "", "");
+    issuer_configured(slapd, keys, sections, "", "")
+}
+
+/// [`issuer`] with its `[login]` and `[tokens]` lines, ready for reviews.
+fn issuer_configured(
+    slapd: &Slapd,
+    keys: &KeyPair,
+    sections: &[(&str, &str)],
+    login: &str,
+    tokens: &str,
+) -> Issuer {
+    let i = Issuer::start(
+        &Site::openldap(),
+        &[slapd.url()],
+        sections,
+        keys,
+        login,
+        tokens,
+    );
     i.daemon.wait_for_probe();
     i
 }
@@ -128,23 +146,11 @@ async fn changing_the_password_logs_out_every_token_issued_before() {
     assert!(authenticated(&i.review(&token).await));
 
     // The user changes their own password, as `passwd` would.
-    let out = Command::new("ldappasswd")
-        .args([
-            "-x",
-            "-H",
-            &slapd.url(),
-            "-D",
-            ALICE_DN,
-            "-w",
-            "alice-password",
-        ])
-        .args(["-s", "a-new-password"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_checked(
+        Command::new("ldappasswd")
+            .args(["-x", "-H", &slapd.url(), "-D", ALICE_DN])
+            .args(["-w", "alice-password", "-s", "a-new-password"]),
+        "ldappasswd",
     );
 
     let a = review_until(&i, &token, |a| !authenticated(a)).await;
@@ -251,15 +257,7 @@ async fn every_forgery_is_refused_without_an_ldap_operation() {
     let slapd = Slapd::start();
     let keys = KeyPair::new();
     // Failed checks spend the rate limit; this test makes many on purpose.
-    let i = Issuer::start(
-        &Site::openldap(),
-        &[slapd.url()],
-        &[],
-        &keys,
-        "rate = 1000\nburst = 1000",
-        "",
-    );
-    i.daemon.wait_for_probe();
+    let i = issuer_configured(&slapd, &keys, &[], "rate = 1000\nburst = 1000", "");
     let genuine = i.token("alice", "alice-password").await;
     let kid = keys.kid();
     let other = KeyPair::new();
@@ -351,15 +349,7 @@ async fn every_forgery_is_refused_without_an_ldap_operation() {
 async fn with_basic_tokens_off_a_basic_token_is_not_ours_but_logins_still_take_passwords() {
     let slapd = Slapd::start();
     let keys = KeyPair::new();
-    let i = Issuer::start(
-        &Site::openldap(),
-        &[slapd.url()],
-        &[],
-        &keys,
-        "",
-        "accept_basic = false",
-    );
-    i.daemon.wait_for_probe();
+    let i = issuer_configured(&slapd, &keys, &[], "", "accept_basic = false");
     let before = slapd.operations();
     let a = i.review(&token("alice", "alice-password")).await;
     assert!(!authenticated(&a), "{}", a.raw);

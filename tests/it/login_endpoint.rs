@@ -89,13 +89,7 @@ async fn account_states_and_an_outage_are_told_as_in_reviews() {
         .unwrap()
         .replace("@TWO_DAYS_AGO@", "20200101000000Z")
         .replace("@AN_HOUR_AGO@", "20200101000000Z");
-    let conf = SlapdConf {
-        global: "moduleload ppolicy\n".into(),
-        database: "overlay ppolicy\n\
-                   ppolicy_default \"cn=default,ou=policies,dc=example,dc=org\"\n\
-                   ppolicy_use_lockout\n"
-            .into(),
-    };
+    let conf = SlapdConf::ppolicy_lockout();
     let mut slapd = Slapd::start_configured(&conf, &ldif);
     let (i, _k) = start(&slapd, &[], "rate = 1000\nburst = 1000");
     for (user, message) in [

@@ -12,13 +12,7 @@ fn start() -> (Slapd, Daemon) {
         .unwrap()
         .replace("@TWO_DAYS_AGO@", &generalized_time("-2 days"))
         .replace("@AN_HOUR_AGO@", &generalized_time("-1 hour"));
-    let conf = SlapdConf {
-        global: "moduleload ppolicy\n".into(),
-        database: "overlay ppolicy\n\
-                   ppolicy_default \"cn=default,ou=policies,dc=example,dc=org\"\n\
-                   ppolicy_use_lockout\n"
-            .into(),
-    };
+    let conf = SlapdConf::ppolicy_lockout();
     let slapd = Slapd::start_configured(&conf, &ldif);
     let d = slapd.daemon().start();
     (slapd, d)

@@ -358,13 +358,7 @@ async fn failover_to_the_second_url_when_the_first_is_dead() {
     slapd.restart();
     let a = d.login("alice", "alice-password").await;
     assert_eq!(a.body["status"]["authenticated"], true, "{}", a.raw);
-    assert_eq!(
-        d.metric(
-            "kube_ldap_webhook_ldap_failovers_total",
-            &[("directory", "default")]
-        ),
-        1.0
-    );
+    assert_eq!(d.failovers("default"), 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread")]

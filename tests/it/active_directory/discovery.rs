@@ -230,10 +230,7 @@ async fn the_sites_dcs_come_first_and_a_dead_one_found_by_the_probe_is_passed_ov
     let a = review(&d, "EXAMPLE\\alice", ALICE_PASSWORD).await;
     assert_eq!(a.body["status"]["authenticated"], true, "{}", a.raw);
     assert_eq!(
-        d.metric(
-            "kube_ldap_webhook_ldap_failovers_total",
-            &[("directory", "default")]
-        ),
+        d.failovers("default"),
         0.0,
         "the review started at dc1, where the probe found an answer"
     );

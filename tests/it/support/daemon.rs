@@ -230,6 +230,15 @@ impl Daemon {
         sample_sum(&self.metrics(), name, labels)
     }
 
+    /// `kube_ldap_webhook_ldap_failovers_total` of `directory`: reviews that went past a
+    /// server that did not answer.
+    pub fn failovers(&self, directory: &str) -> f64 {
+        self.metric(
+            "kube_ldap_webhook_ldap_failovers_total",
+            &[("directory", directory)],
+        )
+    }
+
     /// The text of /metrics.
     pub fn metrics(&self) -> String {
         let (code, text) = self.ops("/metrics");

@@ -32,15 +32,11 @@ pub struct KeyPair {
 impl KeyPair {
     pub fn new() -> KeyPair {
         let dir = tempfile::tempdir().unwrap();
-        let out = Command::new(bin())
-            .args(["keygen", "--out"])
-            .arg(dir.path().join("keys"))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        run_checked(
+            Command::new(bin())
+                .args(["keygen", "--out"])
+                .arg(dir.path().join("keys")),
+            "kube-ldap-webhook keygen",
         );
         let keys = dir.path().join("keys");
         KeyPair {

@@ -27,6 +27,19 @@ pub struct SlapdConf {
     pub database: String,
 }
 
+impl SlapdConf {
+    /// The ppolicy overlay with the fixture's default policy and its lockout on.
+    pub fn ppolicy_lockout() -> SlapdConf {
+        SlapdConf {
+            global: "moduleload ppolicy\n".into(),
+            database: "overlay ppolicy\n\
+                       ppolicy_default \"cn=default,ou=policies,dc=example,dc=org\"\n\
+                       ppolicy_use_lockout\n"
+                .into(),
+        }
+    }
+}
+
 pub struct Slapd {
     pub dir: tempfile::TempDir,
     pub port: u16,
