@@ -3,7 +3,8 @@
 //!
 //! - without `--login-url`, the token is `base64(username:password)`, made afresh by every
 //!   run (the basic token);
-//! - with `--login-url`, the plugin logs in at the daemon's login endpoint once, keeps the
+//! - with `--login-url`, the plugin logs in at the daemon's login endpoint once (with the
+//!   user's Kerberos ticket when there is one, [`kerberos`], else the password), keeps the
 //!   issued token in a private cache (never the password) and prints it with its
 //!   `expirationTimestamp` until it is about to expire or the daemon stops accepting it
 //!   ([`issued`]).
@@ -12,6 +13,7 @@
 
 mod cache;
 mod issued;
+mod kerberos;
 mod login;
 mod prompt;
 
@@ -61,6 +63,18 @@ pub enum CredentialError {
     #[error(transparent)]
     /// The login endpoint gave no token.
     Login(#[from] LoginError),
+    #[error("login with the Kerberos ticket failed: {0}")]
+    /// The Kerberos login failed in a way the password would not mend.
+    Kerberos(#[source] LoginError),
+    #[error("the Kerberos ticket was not used ({kerberos}); login with the password: {password}")]
+    /// Neither the ticket nor the password gave a token.
+    NeitherWay {
+        /// Why the ticket was not used.
+        kerberos: String,
+        /// Why the password login failed.
+        #[source]
+        password: Box<CredentialError>,
+    },
     #[error(transparent)]
     /// The token cache cannot be used.
     Cache(#[from] CacheError),
@@ -101,6 +115,8 @@ pub struct Login<'a> {
     pub ca_data: Option<&'a str>,
     /// `--logout`: forget the cached token instead of printing one.
     pub logout: bool,
+    /// Try the user's Kerberos ticket before the password (off with `--no-kerberos`).
+    pub kerberos: bool,
 }
 
 const V1: &str = "client.authentication.k8s.io/v1";

@@ -67,6 +67,10 @@ enum Command {
         /// when given) and print nothing.
         #[arg(long, requires = "login_url")]
         logout: bool,
+        /// With --login-url: do not try the Kerberos ticket of the credential cache
+        /// ($KRB5CCNAME) first; log in with the password.
+        #[arg(long, requires = "login_url")]
+        no_kerberos: bool,
     },
     /// Write a new Ed25519 key pair for issued tokens: DIR/signing.key (mode 0600) and
     /// DIR/signing.pub. Never overwrites.
@@ -239,6 +243,7 @@ fn main() -> ExitCode {
             ca_file,
             ca_data,
             logout,
+            no_kerberos,
         } => match credential::run(credential::Options {
             username,
             password_file: password_file.as_deref(),
@@ -248,6 +253,7 @@ fn main() -> ExitCode {
                 ca_file: ca_file.as_deref(),
                 ca_data: ca_data.as_deref(),
                 logout,
+                kerberos: !no_kerberos,
             }),
         }) {
             Ok(Some(json)) => {

@@ -8,6 +8,7 @@ use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
 use super::cache::{self, Cache, Entry, Plan};
+use super::kerberos;
 use super::login::{self, Check, Endpoint, Trust};
 use super::prompt::Sources;
 use super::{exec_credential, CredentialError, Login};
@@ -100,10 +101,16 @@ pub(super) fn credential(
             }
         }
     }
-    let username = sources.username()?;
-    let password = sources.password(&username)?;
-    let issued = endpoint.login(&username, &password)?;
-    drop(password);
+    let (issued, username) = kerberos::log_in(
+        l.kerberos
+            .then_some(|| kerberos::attempt(&endpoint, sources.username)),
+        sources.username,
+        || {
+            let username = sources.username()?;
+            let password = sources.password(&username)?;
+            Ok((endpoint.login(&username, &password)?, username))
+        },
+    )?;
     if cache::plan(issued.expires, OffsetDateTime::now_utc()) == Plan::LogIn {
         warn(format_args!(
             "the new token expires at {}, in less than {} minutes by this machine's clock: \

@@ -210,6 +210,11 @@ impl Endpoint {
         self.url.as_str()
     }
 
+    /// The host of the login URL: the Kerberos service is `HTTP@` it.
+    pub(crate) fn host(&self) -> &str {
+        self.url.host_str().unwrap_or_default()
+    }
+
     fn request(&self, method: Method, authorization: &str) -> Option<Request<Full<Bytes>>> {
         let mut auth = HeaderValue::from_str(authorization).ok()?;
         auth.set_sensitive(true);
@@ -260,8 +265,14 @@ impl Endpoint {
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(plain.as_bytes())
         ));
+        self.post(&basic).map(|(issued, _)| issued)
+    }
+
+    /// `POST /login` with these credentials: the token, and the answer's headers (where a
+    /// Negotiate login's mutual-authentication token is).
+    pub(crate) fn post(&self, authorization: &str) -> Result<(Issued, HeaderMap), LoginError> {
         let req = self
-            .request(Method::POST, &basic)
+            .request(Method::POST, authorization)
             .ok_or(LoginError::Url(" that makes an HTTP request".into()))?;
         let a = self
             .send(req, LOGIN_TIMEOUT)
@@ -270,7 +281,7 @@ impl Endpoint {
                 cause,
             })?;
         match a.status {
-            StatusCode::OK => issued(&a.body),
+            StatusCode::OK => Ok((issued(&a.body)?, a.headers)),
             StatusCode::UNAUTHORIZED => match message(&a.body) {
                 Some(m) if m == UNAVAILABLE => Err(LoginError::Unavailable(m)),
                 m => {
