@@ -20,13 +20,17 @@ BIN := target/release/kube-ldap-webhook
 all: release
 
 build:
+	@scripts/test-deps.sh --check-build
 	$(CARGO) build
 
 release:
+	@scripts/test-deps.sh --check-build
 	$(CARGO) build --release
 
-demo: release
+# The dependencies first: the build itself needs the GSSAPI headers.
+demo:
 	scripts/test-deps.sh --ldap-only
+	$(MAKE) release
 	scripts/demo.sh $(if $(filter 1 yes true,$(CLUSTER)),--cluster)
 
 test-deps:
@@ -50,8 +54,9 @@ e2e: test-deps
 	$(CARGO) build
 	tests/e2e/run.sh
 
-bench: release
+bench:
 	scripts/test-deps.sh --ldap-only
+	$(MAKE) release
 	$(CARGO) bench --bench reviews
 	$(CARGO) bench --bench enumeration
 	$(CARGO) bench --bench issued
