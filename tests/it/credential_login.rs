@@ -85,6 +85,12 @@ impl Laptop {
         }
     }
 
+    /// A credential cache that does not exist: these tests log in with the password, and
+    /// a ticket of the machine's own must not change that (tests/it/kerberos_plugin.rs).
+    fn no_ticket(&self) -> String {
+        format!("FILE:{}/no-ticket", self.home.path().display())
+    }
+
     fn cache_dir(&self) -> PathBuf {
         self.home.path().join(".cache/kube-ldap-webhook")
     }
@@ -106,6 +112,7 @@ impl Laptop {
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", self.home.path())
+            .env("KRB5CCNAME", self.no_ticket())
             .env("KUBERNETES_EXEC_INFO", exec_info("v1", false))
             .stdin(Stdio::null());
         cmd
@@ -627,6 +634,7 @@ fn on_a_terminal_the_password_is_asked_once_and_the_next_run_needs_none() {
     );
     let mut term = Terminal::start(&inner, |c| {
         c.env("HOME", laptop.home.path())
+            .env("KRB5CCNAME", laptop.no_ticket())
             .env_remove("XDG_CACHE_HOME")
             .env_remove("KUBE_LDAP_WEBHOOK_USERNAME")
             .env("KUBERNETES_EXEC_INFO", exec_info("v1", true));
