@@ -9,6 +9,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+/// A login endpoint that cannot prove it holds the service key.
+mod impostor;
+
 use crate::support::issued::*;
 use crate::support::terminal::Terminal;
 use crate::support::*;
@@ -128,10 +131,15 @@ impl Laptop {
     /// The plugin as a non-interactive kubectl starts it, with only the session's
     /// environment.
     fn run(&self, site: &Site, extra: &[&str]) -> Output {
+        self.run_at(&site.issuer.login_url(), site.server_ca(), extra)
+    }
+
+    /// [`Laptop::run`] against any login endpoint.
+    fn run_at(&self, url: &str, ca: &Path, extra: &[&str]) -> Output {
         let mut cmd = Command::new(bin());
-        cmd.args(["credential", "--login-url", &site.issuer.login_url()])
+        cmd.args(["credential", "--login-url", url])
             .arg("--ca-file")
-            .arg(site.server_ca())
+            .arg(ca)
             .args(extra)
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
