@@ -94,13 +94,26 @@ impl Laptop {
     }
 
     /// `kinit` as `principal`, the password on stdin (never in argv or the environment).
-    fn kinit(&self, principal: &str, password: &str) -> &Laptop {
+    fn kinit(&self, principal: &str, password: &str) {
+        self.kinit_with(principal, password, &[]);
+    }
+
+    /// [`Laptop::kinit`] with more arguments for kinit (`-l 5s`).
+    fn kinit_with(&self, principal: &str, password: &str, args: &[&str]) {
         let dc = Dc::shared();
         let mut cmd = Command::new(repo().join("tests/fixtures/samba/samba-dc.sh"));
         cmd.args(["kinit", dc.var("SAMBA_DIR"), principal])
-            .arg(self.ccache());
+            .arg(self.ccache())
+            .args(args);
         run_with_input(&mut cmd, format!("{password}\n").as_bytes(), "kinit");
-        self
+    }
+
+    /// Whether the credential cache holds a ticket that has not expired (`klist -s`).
+    fn holds_a_valid_ticket(&self) -> bool {
+        let mut cmd = Command::new("klist");
+        cmd.arg("-s").stdin(Stdio::null());
+        self.session(&mut cmd);
+        cmd.status().unwrap().success()
     }
 
     /// The environment of the user's session: HOME, the credential cache and the realm.
@@ -263,6 +276,24 @@ fn an_empty_credential_cache_falls_back_to_the_password() {
     let url = site.issuer.login_url();
     log_in_with_the_password(&site, laptop.on_terminal(&site, &url, ""));
     assert_eq!(site.refusals(), 0.0);
+}
+
+#[test]
+fn an_expired_ticket_falls_back_to_the_password() {
+    let site = Site::start(true);
+    let laptop = Laptop::new();
+    laptop.kinit_with(ALICE, ALICE_PASSWORD, &["-l", "5s"]);
+    wait_until(
+        || !laptop.holds_a_valid_ticket(),
+        || "the 5 s ticket never expired".into(),
+    );
+    let url = site.issuer.login_url();
+    log_in_with_the_password(&site, laptop.on_terminal(&site, &url, ""));
+    assert_eq!(
+        site.refusals(),
+        0.0,
+        "nothing was sent for the expired ticket"
+    );
 }
 
 #[test]
