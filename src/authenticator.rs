@@ -282,6 +282,7 @@ mod flight;
 mod issued;
 #[cfg(test)]
 mod login_tests;
+mod negotiate;
 #[cfg(test)]
 mod tests;
 

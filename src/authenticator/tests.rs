@@ -33,6 +33,7 @@ pub(super) struct Fake {
     pub(super) verifies: AtomicUsize,
     pub(super) decoys: AtomicUsize,
     pub(super) rechecks: AtomicUsize,
+    pub(super) principals: AtomicUsize,
     /// What the directory says about the accounts since their logins, for re-checks.
     since: Mutex<Since>,
 }
@@ -73,6 +74,7 @@ impl Fake {
             verifies: AtomicUsize::new(0),
             decoys: AtomicUsize::new(0),
             rechecks: AtomicUsize::new(0),
+            principals: AtomicUsize::new(0),
             since: Mutex::new(Since::default()),
         }
     }
@@ -160,6 +162,19 @@ impl Backend for Fake {
             .ok_or(Failure::Rejected(RejectReason::UnknownUser))?;
         let since = self.since.lock().unwrap();
         let groups = since.groups.as_ref().unwrap_or(groups);
+        Ok(Fake::found(dn, login, groups, &since.attrs))
+    }
+
+    async fn find_principal(&self, login: &Login, _deadline: Instant) -> Result<Found, Failure> {
+        self.principals.fetch_add(1, Ordering::SeqCst);
+        if *self.mode.lock().unwrap() == Mode::Outage {
+            return Err(Failure::Outage("connection refused".into()));
+        }
+        let (dn, _, groups) = self
+            .users
+            .get(&login.key())
+            .ok_or(Failure::Rejected(RejectReason::UnknownUser))?;
+        let since = self.since.lock().unwrap();
         Ok(Fake::found(dn, login, groups, &since.attrs))
     }
 }
