@@ -284,6 +284,8 @@ mod issued;
 mod login_tests;
 mod negotiate;
 #[cfg(test)]
+mod negotiate_tests;
+#[cfg(test)]
 mod tests;
 
 use ceiling::Ceiling;

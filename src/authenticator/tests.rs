@@ -190,7 +190,7 @@ pub(super) fn config_with(ldap: &str, extra: &str) -> Arc<Config> {
 
 /// With `ldap` and `user` TOML at the ends of `[ldap]` and `[ldap.user]`, and `extra`
 /// after `[cache]`.
-fn config_for(ldap: &str, user: &str, extra: &str) -> Arc<Config> {
+pub(super) fn config_for(ldap: &str, user: &str, extra: &str) -> Arc<Config> {
     let d = tempfile::tempdir().unwrap();
     let f = d.path().join("config.toml");
     let body = format!(
@@ -223,7 +223,7 @@ pub(super) fn authenticator_with(fake: Arc<Fake>, extra: &str) -> Arc<Authentica
     authenticator_of(fake, config(extra))
 }
 
-fn authenticator_of(fake: Arc<Fake>, config: Arc<Config>) -> Arc<Authenticator<Fake>> {
+pub(super) fn authenticator_of(fake: Arc<Fake>, config: Arc<Config>) -> Arc<Authenticator<Fake>> {
     let lockout = Arc::new(Lockout::new(3, Duration::from_secs(300)));
     authenticator_on(config, fake, lockout, Arc::new(Metrics::new()))
 }

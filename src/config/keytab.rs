@@ -88,3 +88,133 @@ fn check_keytab_file(path: &Path, cx: &mut Ctx) -> Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::super::tests::{minimal, write};
+    use super::super::{load, Preset};
+    use super::*;
+
+    /// A config with a login endpoint, `login` lines in `[login]` and `user` lines in
+    /// `[ldap.user]`.
+    fn load_with(dir: &Path, login: &str, user: &str) -> Result<super::super::Config, String> {
+        crate::issued::keys::keygen(&dir.join("keys")).unwrap();
+        let key = dir.join("keys").join(crate::issued::keys::SIGNING_KEY);
+        let body = format!(
+            "{}{user}\n[login]\nlisten = \"127.0.0.1:0\"\n{login}\n[tokens]\nsigning_key_file = \"{}\"\n",
+            minimal(dir),
+            key.display()
+        );
+        load(&write(dir, &body)).map_err(|e| e.to_string())
+    }
+
+    /// A file that starts like a keytab (version 0x0502) and holds no key, with `mode`.
+    fn keytab(dir: &Path, mode: u32) -> PathBuf {
+        let f = dir.join("http.keytab");
+        std::fs::write(&f, [5, 2]).unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(mode)).unwrap();
+        f
+    }
+
+    const MAPPED: &str = "kerberos_filter = \"(krbPrincipalName={principal})\"\n\
+                          domains = [\"EXAMPLE.TEST\"]";
+
+    #[test]
+    fn a_keytab_everyone_can_read_is_refused_naming_the_key() {
+        let d = tempfile::tempdir().unwrap();
+        let k = keytab(d.path(), 0o644);
+        let e = load_with(d.path(), &format!("keytab_file = {k:?}"), MAPPED).unwrap_err();
+        assert!(
+            e.contains("login.keytab_file") && e.contains("readable by everyone"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_file_that_is_no_keytab_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let k = d.path().join("not-a-keytab");
+        std::fs::write(&k, "hello").unwrap();
+        let e = load_with(d.path(), &format!("keytab_file = {k:?}"), MAPPED).unwrap_err();
+        assert!(
+            e.contains("login.keytab_file") && e.contains("is not a keytab"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_keytab_without_keys_is_refused_by_gssapi() {
+        let d = tempfile::tempdir().unwrap();
+        let k = keytab(d.path(), 0o600);
+        let e = load_with(d.path(), &format!("keytab_file = {k:?}"), MAPPED).unwrap_err();
+        assert!(
+            e.contains("login.keytab_file") && e.contains("cannot use the keytab"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_missing_keytab_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let e = load_with(
+            d.path(),
+            "keytab_file = \"/nonexistent/http.keytab\"",
+            MAPPED,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("login.keytab_file") && e.contains("cannot read"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_keytab_needs_the_login_endpoint() {
+        let d = tempfile::tempdir().unwrap();
+        let k = keytab(d.path(), 0o600);
+        let body = format!(
+            "{}{MAPPED}\n[login]\nkeytab_file = {k:?}\n",
+            minimal(d.path())
+        );
+        let e = load(&write(d.path(), &body)).unwrap_err().to_string();
+        assert!(
+            e.contains("login.keytab_file") && e.contains("login.listen"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_replay_cache_without_a_keytab_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let e = load_with(d.path(), "replay_cache_file = \"/tmp/rc\"", "").unwrap_err();
+        assert!(e.contains("login.replay_cache_file"), "{e}");
+    }
+
+    #[test]
+    fn a_kerberos_filter_needs_a_placeholder() {
+        let d = tempfile::tempdir().unwrap();
+        let e = load_with(d.path(), "", "kerberos_filter = \"(uid=alice)\"").unwrap_err();
+        assert!(e.contains("ldap.user.kerberos_filter"), "{e}");
+    }
+
+    #[test]
+    fn presets_with_a_principal_attribute_bring_a_kerberos_filter() {
+        use super::super::presets::preset_defaults;
+        let ad = preset_defaults(Preset::ActiveDirectory).unwrap();
+        assert!(ad
+            .kerberos_filter
+            .unwrap()
+            .contains("userPrincipalName={principal}"));
+        let ipa = preset_defaults(Preset::Freeipa).unwrap();
+        assert!(ipa
+            .kerberos_filter
+            .unwrap()
+            .contains("krbPrincipalName={principal}"));
+        assert!(preset_defaults(Preset::Openldap)
+            .unwrap()
+            .kerberos_filter
+            .is_none());
+    }
+}
