@@ -5,10 +5,11 @@
 //! traffic, which the daemon's own LDAP operation counter shows.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::support::issued::*;
-use crate::support::kerberos::{ntlm_negotiate, spnego_ntlm, Mech, Ticket};
+use crate::support::kerberos::{
+    kerberos_issuer as support_issuer, ntlm_negotiate, spnego_ntlm, Mech, Ticket,
+};
 use crate::support::*;
 use base64::Engine;
 
@@ -24,39 +25,8 @@ fn spn() -> &'static str {
     dc().var("SAMBA_HTTP_SPN")
 }
 
-/// A daemon with a login listener accepting Kerberos with the fixture's keytab, its own
-/// replay cache, `domains` listed for `[ldap]`, nested groups on, `cache` lines.
 fn kerberos_issuer(keys: &KeyPair, domains: &str, cache: &str) -> Issuer {
-    let ldap = format!(
-        "directory = \"active-directory\"\nca_file = \"{}\"",
-        dc().ca_file()
-    );
-    // Each daemon its own replay cache, in the DC's directory (removed with it).
-    static DAEMONS: AtomicUsize = AtomicUsize::new(0);
-    let n = DAEMONS.fetch_add(1, Ordering::SeqCst);
-    let replay = Path::new(dc().var("SAMBA_DIR")).join(format!("negotiate-{n}.rcache2"));
-    // A burst that the table of refusals (one source) fits in.
-    let login = format!(
-        "burst = 20\nkeytab_file = \"{}\"\nreplay_cache_file = \"{}\"",
-        dc().http_keytab(),
-        replay.display()
-    );
-    let builder = Daemon::builder()
-        .site(&dc().site())
-        .url(dc().ldaps_url())
-        .env("KRB5_CONFIG", dc().krb5_conf());
-    Issuer::start_with(
-        builder,
-        &[
-            ("ldap", &ldap),
-            ("user", &format!("domains = {domains}")),
-            ("group", "nested = true"),
-            ("cache", cache),
-        ],
-        keys,
-        &login,
-        "",
-    )
+    support_issuer(dc(), keys, domains, cache, "burst = 20")
 }
 
 fn issuer(keys: &KeyPair) -> Issuer {

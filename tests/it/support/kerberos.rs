@@ -11,8 +11,9 @@
 #![allow(unsafe_code)]
 
 use std::ffi::CString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use base64::Engine;
 use libgssapi::context::{ClientCtx, CtxFlags};
@@ -21,7 +22,8 @@ use libgssapi::name::Name;
 use libgssapi::oid::{GSS_MECH_KRB5, GSS_MECH_SPNEGO, GSS_NT_KRB5_PRINCIPAL};
 use libgssapi_sys as sys;
 
-use super::{run_checked, Dc};
+use super::issued::{Issuer, KeyPair};
+use super::{run_checked, Daemon, Dc};
 
 /// How the token is wrapped: SPNEGO (what browsers, curl and the plugin send) or the bare
 /// Kerberos mechanism.
@@ -90,6 +92,41 @@ impl Ticket {
             .expect("an initial token");
         base64::engine::general_purpose::STANDARD.encode(&*token)
     }
+}
+
+/// A daemon with a login listener accepting Kerberos with the DC's keytab and a replay
+/// cache of its own (in the DC's directory, removed with it), `KRB5_CONFIG` the DC's,
+/// `directory = "active-directory"` with `domains` (TOML) listed for `[ldap]`, nested
+/// groups, `cache` lines in `[cache]` and `login` lines in `[login]`.
+pub fn kerberos_issuer(dc: &Dc, keys: &KeyPair, domains: &str, cache: &str, login: &str) -> Issuer {
+    static DAEMONS: AtomicUsize = AtomicUsize::new(0);
+    let n = DAEMONS.fetch_add(1, Ordering::SeqCst);
+    let replay = Path::new(dc.var("SAMBA_DIR")).join(format!("negotiate-{n}.rcache2"));
+    let ldap = format!(
+        "directory = \"active-directory\"\nca_file = \"{}\"",
+        dc.ca_file()
+    );
+    let login = format!(
+        "{login}\nkeytab_file = \"{}\"\nreplay_cache_file = \"{}\"",
+        dc.http_keytab(),
+        replay.display()
+    );
+    let builder = Daemon::builder()
+        .site(&dc.site())
+        .url(dc.ldaps_url())
+        .env("KRB5_CONFIG", dc.krb5_conf());
+    Issuer::start_with(
+        builder,
+        &[
+            ("ldap", &ldap),
+            ("user", &format!("domains = {domains}")),
+            ("group", "nested = true"),
+            ("cache", cache),
+        ],
+        keys,
+        &login,
+        "",
+    )
 }
 
 /// An initiator credential from the file cache `ccache`, named to GSSAPI directly.
