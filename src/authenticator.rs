@@ -282,6 +282,9 @@ mod flight;
 mod issued;
 #[cfg(test)]
 mod login_tests;
+mod negotiate;
+#[cfg(test)]
+mod negotiate_tests;
 #[cfg(test)]
 mod tests;
 

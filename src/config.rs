@@ -22,6 +22,7 @@ pub(crate) mod defaults;
 mod directories;
 mod group;
 mod identity;
+mod keytab;
 mod ldap;
 mod log;
 mod password_file;
@@ -139,6 +140,7 @@ fn resolve(raw: raw::RawConfig, path: &Path) -> Result<Config, ConfigError> {
     let identity = identity::resolve(raw.identity, &ldap.group, &cx)?;
     let (login, tokens) = tokens::resolve(raw.login, raw.tokens, ldap.service.is_some(), &mut cx)?;
     let directories = directories::resolve(raw.directories, &ldap, &identity, &mut cx)?;
+    let kerberos = login.as_ref().is_some_and(|l| l.negotiate.is_some());
     // Every directory a token can come from must be able to re-check it.
     if login.is_some() || tokens.issued.enabled() {
         if let Some(d) = directories.iter().find(|d| d.ldap.service.is_none()) {
@@ -149,7 +151,7 @@ fn resolve(raw: raw::RawConfig, path: &Path) -> Result<Config, ConfigError> {
             ));
         }
     }
-    Ok(Config {
+    let config = Config {
         source: path.to_path_buf(),
         server,
         ldap,
@@ -160,7 +162,17 @@ fn resolve(raw: raw::RawConfig, path: &Path) -> Result<Config, ConfigError> {
         tokens,
         directories,
         warnings: cx.warnings,
-    })
+    };
+    if kerberos && !config.maps_a_realm() {
+        return Err(invalid(
+            path,
+            "login.keytab_file".into(),
+            "no directory maps a Kerberos realm: list the realm in ldap.user.domains (or \
+             directories.NAME.domains) of a directory with ldap.user.kerberos_filter \
+             (directory = \"active-directory\" or \"freeipa\" have one)",
+        ));
+    }
+    Ok(config)
 }
 
 /// What a section resolver needs besides its own section: the file, for messages, the

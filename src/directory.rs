@@ -214,6 +214,16 @@ pub(crate) trait Backend: Send + Sync + 'static {
         login: &Login,
         deadline: Instant,
     ) -> impl Future<Output = Result<Found, Failure>> + Send;
+
+    /// Reads the account of a Kerberos login (the ticket proved who it is) with the service
+    /// account: the one entry `ldap.user.kerberos_filter` finds for the principal, with its
+    /// account state and its groups, as [`Backend::recheck`] reads them. No bind as the
+    /// user. Nothing found (or two) is [`RejectReason::UnknownUser`] (`Ambiguous`).
+    fn find_principal(
+        &self,
+        login: &Login,
+        deadline: Instant,
+    ) -> impl Future<Output = Result<Found, Failure>> + Send;
 }
 
 /// The LDAP client of one configured directory.
@@ -515,6 +525,29 @@ impl Backend for Directory {
         self.on_some_server(deadline, |s| async move {
             let mut svc = self.pool.service(&s, deadline).await?;
             let entry = self.read_account(&s, &mut svc, dn, login, deadline).await?;
+            let groups = self
+                .groups(&s, &mut svc, &entry, login, Gate::open(), deadline)
+                .await?;
+            Ok(Found::read(entry, groups, None, crate::clock::wall()))
+        })
+        .await
+    }
+
+    async fn find_principal(&self, login: &Login, deadline: Instant) -> Result<Found, Failure> {
+        if self.cfg.service.is_none() || self.cfg.user.kerberos_filter.is_none() {
+            return Err(Failure::Error(
+                "Kerberos logins need ldap.bind_dn and ldap.user.kerberos_filter".into(),
+            ));
+        }
+        self.on_some_server(deadline, |s| async move {
+            let mut svc = self.pool.service(&s, deadline).await?;
+            let entry = match self
+                .find_principal_entry(&s, &mut svc, login, deadline)
+                .await
+            {
+                Some(found) => found?,
+                None => return Err(Attempt::Final(Failure::Rejected(RejectReason::UnknownUser))),
+            };
             let groups = self
                 .groups(&s, &mut svc, &entry, login, Gate::open(), deadline)
                 .await?;

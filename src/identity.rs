@@ -168,6 +168,7 @@ mod tests {
             base_dn: "dc=x".into(),
             filter: "(uid={username})".into(),
             dn_template: None,
+            kerberos_filter: None,
             username_attribute: "uid".into(),
             uid_attribute: "entryUUID".into(),
             login: config::LoginForms::AsTyped,

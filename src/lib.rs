@@ -23,6 +23,7 @@ pub mod kubeconfig;
 mod lockout;
 mod login;
 mod metrics;
+mod negotiate;
 mod outcome;
 mod process;
 mod reserved;

@@ -101,6 +101,24 @@ impl Login {
         }
     }
 
+    /// A Kerberos login: `principal` (`name@REALM`) as typed, `name` its name part, of the
+    /// directory `index` named `scope` that its realm chose.
+    pub(crate) fn kerberos(
+        principal: &str,
+        name: &str,
+        index: usize,
+        scope: Option<&str>,
+    ) -> Login {
+        let typed: String = principal.nfkc().collect();
+        Login {
+            domain: typed.rsplit_once('@').map(|(_, realm)| realm.to_string()),
+            typed,
+            name: name.nfkc().collect(),
+            directory: index,
+            scope: scope.map(Arc::from),
+        }
+    }
+
     /// The name of a directory other than `[ldap]` this login belongs to.
     pub(crate) fn scope(&self) -> Option<&str> {
         self.scope.as_deref()

@@ -22,6 +22,13 @@ pub(crate) struct EventLabels {
     pub event: &'static str,
 }
 
+/// How a login was made, and how it ended.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct MethodLabels {
+    pub method: &'static str,
+    pub result: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct LdapOpLabels {
     pub directory: String,
@@ -187,6 +194,10 @@ metrics! {
     logins: Family<EventLabels, Counter> = Family::default(),
         "logins",
         "Login endpoint requests: issued, rejected, unavailable, backend_error, rate_limited, check_accepted, check_rejected, body_refused, busy";
+    /// `POST /login` by the way it logged in (password, negotiate) and its result.
+    login_methods: Family<MethodLabels, Counter> = Family::default(),
+        "login_methods",
+        "Logins by method (password: Basic; negotiate: Kerberos) and result: issued, rejected, unavailable, or for negotiate the refusal made without LDAP traffic (too_large, malformed, ntlm, continuation, mechanism, replay, expired, ticket, principal, realm, acceptor)";
 }
 
 fn ldap_buckets() -> Histogram {
@@ -242,6 +253,13 @@ impl Metrics {
             "busy",
         ] {
             let _ = self.logins.get_or_create(&EventLabels { event });
+        }
+        for method in ["password", "negotiate"] {
+            for result in ["issued", "rejected", "unavailable"] {
+                let _ = self
+                    .login_methods
+                    .get_or_create(&MethodLabels { method, result });
+            }
         }
         for event in ["username", "group"] {
             let _ = self.reserved_names.get_or_create(&EventLabels { event });

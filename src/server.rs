@@ -33,6 +33,7 @@ mod http;
 mod in_flight;
 mod listener;
 mod login;
+mod negotiate;
 mod ops;
 pub(crate) mod ratelimit;
 mod review;

@@ -247,7 +247,7 @@ impl<B: Backend> Authenticator<B> {
 }
 
 /// A login beyond `login.max_logins_per_directory`: answered as an unavailable backend, not cached.
-fn over_ceiling() -> Resolved {
+pub(super) fn over_ceiling() -> Resolved {
     Resolved {
         local: true,
         ..Resolved::new(

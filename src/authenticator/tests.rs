@@ -33,6 +33,7 @@ pub(super) struct Fake {
     pub(super) verifies: AtomicUsize,
     pub(super) decoys: AtomicUsize,
     pub(super) rechecks: AtomicUsize,
+    pub(super) principals: AtomicUsize,
     /// What the directory says about the accounts since their logins, for re-checks.
     since: Mutex<Since>,
 }
@@ -73,6 +74,7 @@ impl Fake {
             verifies: AtomicUsize::new(0),
             decoys: AtomicUsize::new(0),
             rechecks: AtomicUsize::new(0),
+            principals: AtomicUsize::new(0),
             since: Mutex::new(Since::default()),
         }
     }
@@ -162,6 +164,19 @@ impl Backend for Fake {
         let groups = since.groups.as_ref().unwrap_or(groups);
         Ok(Fake::found(dn, login, groups, &since.attrs))
     }
+
+    async fn find_principal(&self, login: &Login, _deadline: Instant) -> Result<Found, Failure> {
+        self.principals.fetch_add(1, Ordering::SeqCst);
+        if *self.mode.lock().unwrap() == Mode::Outage {
+            return Err(Failure::Outage("connection refused".into()));
+        }
+        let (dn, _, groups) = self
+            .users
+            .get(&login.key())
+            .ok_or(Failure::Rejected(RejectReason::UnknownUser))?;
+        let since = self.since.lock().unwrap();
+        Ok(Fake::found(dn, login, groups, &since.attrs))
+    }
 }
 
 pub(super) fn config(extra: &str) -> Arc<Config> {
@@ -175,7 +190,7 @@ pub(super) fn config_with(ldap: &str, extra: &str) -> Arc<Config> {
 
 /// With `ldap` and `user` TOML at the ends of `[ldap]` and `[ldap.user]`, and `extra`
 /// after `[cache]`.
-fn config_for(ldap: &str, user: &str, extra: &str) -> Arc<Config> {
+pub(super) fn config_for(ldap: &str, user: &str, extra: &str) -> Arc<Config> {
     let d = tempfile::tempdir().unwrap();
     let f = d.path().join("config.toml");
     let body = format!(
@@ -208,7 +223,7 @@ pub(super) fn authenticator_with(fake: Arc<Fake>, extra: &str) -> Arc<Authentica
     authenticator_of(fake, config(extra))
 }
 
-fn authenticator_of(fake: Arc<Fake>, config: Arc<Config>) -> Arc<Authenticator<Fake>> {
+pub(super) fn authenticator_of(fake: Arc<Fake>, config: Arc<Config>) -> Arc<Authenticator<Fake>> {
     let lockout = Arc::new(Lockout::new(3, Duration::from_secs(300)));
     authenticator_on(config, fake, lockout, Arc::new(Metrics::new()))
 }

@@ -75,6 +75,34 @@ impl Config {
         ))
     }
 
+    /// The login of a Kerberos `principal` (`name@REALM`, as the ticket names its client):
+    /// of the first directory, `[ldap]` first, that lists the realm among its domains
+    /// (`ldap.user.domains`, `directories.NAME.domains`; case-insensitive) and has an
+    /// `ldap.user.kerberos_filter`. `None` for a realm no directory maps: refused without
+    /// asking any.
+    pub(crate) fn kerberos_login(&self, principal: &str) -> Option<Login> {
+        let (name, realm) = principal.rsplit_once('@')?;
+        let realm = fold(realm);
+        let (index, (dir, _, _)) = self.each_directory().enumerate().find(|(_, (_, l, _))| {
+            l.user.kerberos_filter.is_some() && l.user.domains.iter().any(|d| fold(d) == realm)
+        })?;
+        let scope = (index > 0).then_some(dir);
+        // GSSAPI shows an `@` inside an enterprise name as `\@`.
+        Some(Login::kerberos(
+            principal,
+            &name.replace("\\@", "@"),
+            index,
+            scope,
+        ))
+    }
+
+    /// Whether some directory maps a Kerberos realm (lists it in its domains) and has a
+    /// `kerberos_filter`: without one, `login.keytab_file` could accept no login.
+    pub(super) fn maps_a_realm(&self) -> bool {
+        self.each_directory()
+            .any(|(_, l, _)| l.user.kerberos_filter.is_some() && !l.user.domains.is_empty())
+    }
+
     /// The settings and identity rules of the directory `login` was routed to.
     pub(crate) fn directory_of(&self, login: &Login) -> (&Ldap, &Identity) {
         match login.directory().checked_sub(1) {

@@ -11,6 +11,8 @@ pub(super) struct PresetDefaults {
     pub group_filter: &'static str,
     pub nested_group_filter: &'static str,
     pub name_attribute: &'static str,
+    /// `ldap.user.kerberos_filter`: none where the schema has no principal attribute.
+    pub kerberos_filter: Option<&'static str>,
 }
 
 pub(super) fn preset_defaults(p: Preset) -> Option<PresetDefaults> {
@@ -23,6 +25,7 @@ pub(super) fn preset_defaults(p: Preset) -> Option<PresetDefaults> {
             group_filter: "(&(objectClass=groupOfNames)(member={dn}))",
             nested_group_filter: "(&(objectClass=groupOfNames)(member={dn}))",
             name_attribute: "cn",
+            kerberos_filter: None,
         }),
         Preset::ActiveDirectory => Some(PresetDefaults {
             // Computers are users in AD too (objectCategory tells them apart). Disabled
@@ -41,6 +44,10 @@ pub(super) fn preset_defaults(p: Preset) -> Option<PresetDefaults> {
             group_filter: "(&(objectClass=group)(groupType:1.2.840.113556.1.4.803:=2147483648)(member={dn}))",
             nested_group_filter: "(&(objectClass=group)(groupType:1.2.840.113556.1.4.803:=2147483648)(member:1.2.840.113556.1.4.1941:={dn}))",
             name_attribute: "cn",
+            // A ticket's client is sAMAccountName@REALM (Windows logons, kinit) or, as an
+            // enterprise name, the UPN; the realm already chose this directory, so its
+            // name part is this domain's sAMAccountName.
+            kerberos_filter: Some("(&(objectCategory=person)(objectClass=user)(|(userPrincipalName={principal})(sAMAccountName={username})))"),
         }),
         Preset::Freeipa => Some(PresetDefaults {
             user_filter: "(&(objectClass=posixAccount)(uid={username}))",
@@ -50,6 +57,8 @@ pub(super) fn preset_defaults(p: Preset) -> Option<PresetDefaults> {
             group_filter: "(&(objectClass=groupOfNames)(member={dn}))",
             nested_group_filter: "(&(objectClass=groupOfNames)(member={dn}))",
             name_attribute: "cn",
+            // FreeIPA keeps each user's principal on the entry.
+            kerberos_filter: Some("(&(objectClass=posixAccount)(krbPrincipalName={principal}))"),
         }),
         Preset::Rfc2307 => Some(PresetDefaults {
             user_filter: "(&(objectClass=posixAccount)(uid={username}))",
@@ -64,6 +73,7 @@ pub(super) fn preset_defaults(p: Preset) -> Option<PresetDefaults> {
             group_filter: "(&(objectClass=posixGroup)(memberUid={uid}))",
             nested_group_filter: "(&(objectClass=posixGroup)(memberUid={uid}))",
             name_attribute: "cn",
+            kerberos_filter: None,
         }),
         Preset::Custom => None,
     }

@@ -91,6 +91,7 @@ pub(super) struct RawUser {
     pub base_dn: Option<String>,
     pub filter: Option<String>,
     pub dn_template: Option<String>,
+    pub kerberos_filter: Option<String>,
     pub username_attribute: Option<String>,
     pub uid_attribute: Option<String>,
     pub login: Option<LoginForms>,
@@ -168,6 +169,8 @@ pub(super) struct RawLogin {
     pub burst: Option<u64>,
     pub max_logins_per_directory: Option<u64>,
     pub max_in_flight: Option<u64>,
+    pub keytab_file: Option<PathBuf>,
+    pub replay_cache_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]

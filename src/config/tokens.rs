@@ -16,8 +16,8 @@ pub(super) fn resolve(
     has_service_account: bool,
     cx: &mut Ctx,
 ) -> Result<(Option<Login>, Tokens), ConfigError> {
-    let login = resolve_login(l, cx)?;
     let dir = cx.file.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let login = resolve_login(l, &dir, cx)?;
     let has_keys = t.signing_key_file.is_some() || !t.verification_key_files.is_empty();
     // The re-check of an issued token reads the account with the service account.
     let needs_service = if login.is_some() {
@@ -83,7 +83,7 @@ pub(super) fn resolve(
     ))
 }
 
-fn resolve_login(l: RawLogin, cx: &Ctx) -> Result<Option<Login>, ConfigError> {
+fn resolve_login(l: RawLogin, dir: &Path, cx: &mut Ctx) -> Result<Option<Login>, ConfigError> {
     let token_ttl = cx.duration(&d::TOKEN_TTL, l.token_ttl)?;
     let rate = cx.limit(&d::LOGIN_RATE, l.rate)?;
     let burst = cx.limit(&d::LOGIN_BURST, l.burst)?;
@@ -93,6 +93,12 @@ fn resolve_login(l: RawLogin, cx: &Ctx) -> Result<Option<Login>, ConfigError> {
     )?;
     let max_in_flight = cx.limit(&d::LOGIN_MAX_IN_FLIGHT, l.max_in_flight)?;
     let listen = match l.listen.as_deref().map(str::trim) {
+        None | Some("") if l.keytab_file.is_some() => {
+            return Err(cx.invalid(
+                "login.keytab_file",
+                "Kerberos logins are made at the login endpoint: set login.listen too",
+            ))
+        }
         None | Some("") => return Ok(None),
         Some(s) => s.parse().map_err(|_| {
             cx.invalid(
@@ -101,6 +107,12 @@ fn resolve_login(l: RawLogin, cx: &Ctx) -> Result<Option<Login>, ConfigError> {
             )
         })?,
     };
+    let negotiate = super::keytab::resolve(
+        l.keytab_file.as_deref(),
+        l.replay_cache_file.as_deref(),
+        dir,
+        cx,
+    )?;
     // The ranges fit a u32.
     Ok(Some(Login {
         listen,
@@ -109,6 +121,7 @@ fn resolve_login(l: RawLogin, cx: &Ctx) -> Result<Option<Login>, ConfigError> {
         burst: u32::try_from(burst).unwrap_or(u32::MAX),
         max_logins_per_directory: u32::try_from(max_logins_per_directory).unwrap_or(u32::MAX),
         max_in_flight: usize::try_from(max_in_flight).unwrap_or(usize::MAX),
+        negotiate,
     }))
 }
 

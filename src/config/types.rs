@@ -176,6 +176,9 @@ pub struct User {
     pub filter: String,
     /// `ldap.user.dn_template`: direct bind to this DN, no search.
     pub dn_template: Option<String>,
+    /// `ldap.user.kerberos_filter`, with `{principal}` (`name@REALM`) and `{username}` (its
+    /// name part): finds the account of a Kerberos login. `None`: no Kerberos logins here.
+    pub kerberos_filter: Option<String>,
     /// `ldap.user.username_attribute`: the Kubernetes username.
     pub username_attribute: String,
     /// `ldap.user.uid_attribute`: the Kubernetes uid.
@@ -290,6 +293,9 @@ pub struct Login {
     pub max_logins_per_directory: u32,
     /// `login.max_in_flight`: requests in flight on the whole login port.
     pub max_in_flight: usize,
+    /// `login.keytab_file`: `Authorization: Negotiate` (Kerberos) is accepted with this
+    /// keytab's keys; the credential is acquired when the config is loaded.
+    pub(crate) negotiate: Option<std::sync::Arc<crate::negotiate::gss::Keytab>>,
 }
 
 /// `[tokens]`.

@@ -41,6 +41,19 @@ pub(super) fn resolve(
             "{uid} is the found entry's own uid, for ldap.group.filter; search with {username}",
         ));
     }
+    let kerberos_filter = u
+        .kerberos_filter
+        .or(d.and_then(|d| d.kerberos_filter).map(str::to_string))
+        .filter(|f| !f.trim().is_empty());
+    if let Some(f) = &kerberos_filter {
+        if !f.contains("{principal}") && !f.contains("{username}") {
+            return Err(cx.invalid(
+                "ldap.user.kerberos_filter",
+                "must contain {principal} or {username}",
+            ));
+        }
+        check_filter_shape(f).map_err(|m| cx.invalid("ldap.user.kerberos_filter", m))?;
+    }
     if let Some(t) = &u.dn_template {
         if !t.contains("{username}") {
             return Err(cx.invalid("ldap.user.dn_template", "must contain {username}"));
@@ -69,6 +82,7 @@ pub(super) fn resolve(
         base_dn,
         filter,
         dn_template: u.dn_template,
+        kerberos_filter,
         username_attribute: need(
             cx,
             u.username_attribute,

@@ -135,6 +135,10 @@ impl Backend for Directories {
     async fn recheck(&self, dn: &str, login: &Login, deadline: Instant) -> Result<Found, Failure> {
         self.of(login)?.recheck(dn, login, deadline).await
     }
+
+    async fn find_principal(&self, login: &Login, deadline: Instant) -> Result<Found, Failure> {
+        self.of(login)?.find_principal(login, deadline).await
+    }
 }
 
 #[cfg(test)]

@@ -82,6 +82,30 @@ impl Directory {
         self.find_user_with(s, ldap, q, attrs, deadline).await
     }
 
+    /// The account of a Kerberos login: one subtree search under the user base with
+    /// `ldap.user.kerberos_filter` (`{principal}` the whole principal, `{username}` its
+    /// name part, both escaped), reading what [`Directory::read_account`] reads. `None`
+    /// without a filter.
+    pub(crate) async fn find_principal_entry(
+        &self,
+        s: &Server,
+        ldap: &mut Ldap,
+        login: &Login,
+        deadline: Instant,
+    ) -> Option<Result<Entry, Attempt>> {
+        let filter = self
+            .cfg
+            .user
+            .kerberos_filter
+            .as_ref()?
+            .replace("{principal}", &ldap_escape(login.typed()))
+            .replace("{username}", &ldap_escape(login.name()));
+        let mut attrs = self.user_attrs();
+        attrs.extend(STATE_ATTRS.map(String::from));
+        let q = Query::subtree(&self.cfg.user.base_dn, &filter);
+        Some(self.find_user_with(s, ldap, q, attrs, deadline).await)
+    }
+
     async fn find_user_with(
         &self,
         s: &Server,

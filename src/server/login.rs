@@ -16,7 +16,14 @@
 //! left open) is answered 413 at once, before anything else. Anyone may connect, so nothing
 //! an anonymous client sends stays in memory beyond the connection's buffers.
 //!
-//! Neither the header nor the token is ever logged; the log line is like a review's.
+//! - `POST /login` with `Authorization: Negotiate <base64>` (with `login.keytab_file`): a
+//!   Kerberos login ([`super::negotiate`]), answered as a password login is.
+//!
+//! With `login.keytab_file`, every 401 of a `POST` offers `WWW-Authenticate: Negotiate`
+//! beside `Basic`, so that clients know to try their ticket.
+//!
+//! Neither the header nor the token is ever logged; the log line is like a review's, with
+//! the way the login went (`method`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,7 +43,7 @@ use super::http::{
 use super::in_flight::InFlight;
 use super::ratelimit::{retry_after_secs, Rate};
 use super::{Runtime, Shared};
-use crate::metrics::EventLabels;
+use crate::metrics::{EventLabels, MethodLabels};
 use crate::outcome::{Outcome, Review, REJECTED, UNAVAILABLE};
 
 pub(crate) const PATH: &str = "/login";
@@ -112,6 +119,12 @@ async fn login_request(shared: &Shared, peer: SocketAddr, req: Request<Incoming>
         .and_then(|v| v.to_str().ok())
         .map(|v| zeroize::Zeroizing::new(v.to_string()));
     drop(req);
+    let negotiate = match (&login.negotiate, authorization.as_deref()) {
+        (Some(acceptor), Some(v)) if method == Method::POST => {
+            credential(v, "negotiate").map(|c| (acceptor.clone(), c))
+        }
+        _ => None,
+    };
     let credential = authorization.as_deref().and_then(|v| {
         credential(
             v,
@@ -124,7 +137,17 @@ async fn login_request(shared: &Shared, peer: SocketAddr, req: Request<Incoming>
     });
     let reply = match (method, credential) {
         (Method::POST, Some(c)) => post(shared, &rt, c, deadline, peer, started).await,
-        (Method::POST, None) => unauthorized(shared, REJECTED, true),
+        (Method::POST, None) => match negotiate {
+            Some((acceptor, c)) => {
+                let at = super::negotiate::At {
+                    deadline,
+                    peer,
+                    started,
+                };
+                super::negotiate::post(shared, &rt, acceptor, c, at).await
+            }
+            None => unauthorized(shared, REJECTED, true),
+        },
         (_, Some(t)) if crate::issued::is_issued(t) => {
             check(shared, &rt, t, deadline, peer, started, rate).await
         }
@@ -153,7 +176,24 @@ async fn post(
     started: Instant,
 ) -> Reply {
     let review = rt.authenticator.login(basic, deadline).await;
-    let reply = match &review.outcome {
+    let reply = issue(shared, rt, &review, PASSWORD, None);
+    log("login", PASSWORD, &review, peer, started);
+    reply
+}
+
+/// `login_methods_total`'s method of a Basic login.
+const PASSWORD: &str = "password";
+
+/// The answer to a login's review: 200 with a signed token (and `mutual`, a Kerberos
+/// mutual-authentication token, in `WWW-Authenticate: Negotiate`), 401 otherwise.
+pub(super) fn issue(
+    shared: &Shared,
+    rt: &Runtime,
+    review: &Review,
+    method: &'static str,
+    mutual: Option<&[u8]>,
+) -> Reply {
+    match &review.outcome {
         Outcome::Accepted(_) => match review
             .account
             .as_deref()
@@ -161,6 +201,7 @@ async fn post(
         {
             Some(Ok(issued)) => {
                 count(shared, "issued");
+                count_method(shared, method, "issued");
                 let body = serde_json::to_vec(&Issued {
                     token: &issued.token,
                     expiration_timestamp: &issued.expiration_timestamp,
@@ -169,25 +210,29 @@ async fn post(
                 let mut r = json(StatusCode::OK, body);
                 r.headers_mut()
                     .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                if let Some(m) = mutual.and_then(super::negotiate::header) {
+                    r.headers_mut().insert(WWW_AUTHENTICATE, m);
+                }
                 r
             }
             _ => {
                 tracing::error!("cannot sign a token: check tokens.signing_key_file");
                 count(shared, "unavailable");
+                count_method(shared, method, "unavailable");
                 unauthorized(shared, UNAVAILABLE, true)
             }
         },
         o @ (Outcome::Unavailable | Outcome::BackendError) => {
             count(shared, o.label());
+            count_method(shared, method, "unavailable");
             unauthorized(shared, UNAVAILABLE, true)
         }
         o => {
             count(shared, "rejected");
+            count_method(shared, method, "rejected");
             unauthorized(shared, o.error().unwrap_or(REJECTED), true)
         }
-    };
-    log("login", &review, peer, started);
-    reply
+    }
 }
 
 async fn check(
@@ -214,12 +259,19 @@ async fn check(
             unauthorized(shared, o.error().unwrap_or(REJECTED), false)
         }
     };
-    log("login check", &review, peer, started);
+    log("login check", "token", &review, peer, started);
     reply
 }
 
-fn log(what: &'static str, review: &Review, peer: SocketAddr, started: Instant) {
+pub(super) fn log(
+    what: &'static str,
+    method: &'static str,
+    review: &Review,
+    peer: SocketAddr,
+    started: Instant,
+) {
     tracing::info!(
+        method,
         outcome = review.outcome.label(),
         source = review.source.label(),
         user = review.username.as_deref().unwrap_or("-"),
@@ -231,7 +283,7 @@ fn log(what: &'static str, review: &Review, peer: SocketAddr, started: Instant) 
     );
 }
 
-fn count(shared: &Shared, event: &'static str) {
+pub(super) fn count(shared: &Shared, event: &'static str) {
     shared
         .metrics
         .logins
@@ -239,10 +291,31 @@ fn count(shared: &Shared, event: &'static str) {
         .inc();
 }
 
-fn unauthorized(shared: &Shared, message: &str, basic: bool) -> Reply {
+pub(super) fn count_method(shared: &Shared, method: &'static str, result: &'static str) {
+    shared
+        .metrics
+        .login_methods
+        .get_or_create(&MethodLabels { method, result })
+        .inc();
+}
+
+/// 401 with `message`; `offer` (a POST's) names the schemes a login may use: Negotiate
+/// first when a keytab is configured, then Basic.
+pub(super) fn unauthorized(shared: &Shared, message: &str, offer: bool) -> Reply {
     let mut r = http_error(shared, StatusCode::UNAUTHORIZED, "Unauthorized", message);
-    if basic {
-        r.headers_mut().insert(
+    if offer {
+        let kerberos = shared
+            .current
+            .load()
+            .config
+            .login
+            .as_ref()
+            .is_some_and(|l| l.negotiate.is_some());
+        let h = r.headers_mut();
+        if kerberos {
+            h.append(WWW_AUTHENTICATE, HeaderValue::from_static("Negotiate"));
+        }
+        h.append(
             WWW_AUTHENTICATE,
             HeaderValue::from_static("Basic realm=\"kube-ldap-webhook\""),
         );

@@ -13,6 +13,7 @@ use std::process::{Command, Output, Stdio};
 mod impostor;
 
 use crate::support::issued::*;
+use crate::support::kerberos::kerberos_issuer;
 use crate::support::terminal::Terminal;
 use crate::support::*;
 
@@ -33,23 +34,29 @@ impl Site {
     fn start(keytab: bool) -> Site {
         let dc = Dc::shared();
         let keys = KeyPair::new();
-        let login = match keytab {
-            true => format!(
-                "keytab_file = \"{}\"\n{GENEROUS_RATE}",
-                dc.var("SAMBA_HTTP_KEYTAB")
+        let issuer = match keytab {
+            true => kerberos_issuer(
+                dc,
+                &keys,
+                "[\"EXAMPLE\", \"example.test\"]",
+                "",
+                GENEROUS_RATE,
             ),
-            false => GENEROUS_RATE.to_string(),
+            false => {
+                let builder = dc.daemon().env("KRB5_CONFIG", dc.krb5_conf());
+                Issuer::start_with(
+                    builder,
+                    &[("group", "nested = true")],
+                    &keys,
+                    GENEROUS_RATE,
+                    "",
+                )
+            }
         };
-        let login_port = free_port();
-        let daemon = dc
-            .daemon()
-            .section("cache", issuing_config("", login_port, &keys, &login, ""))
-            .env("KRB5_CONFIG", dc.var("SAMBA_KRB5_CONF"))
-            .start();
-        daemon.wait_for_probe();
+        issuer.daemon.wait_for_probe();
         Site {
             _keys: keys,
-            issuer: Issuer { daemon, login_port },
+            issuer,
         }
     }
 
@@ -100,12 +107,9 @@ impl Laptop {
 
     /// [`Laptop::kinit`] with more arguments for kinit (`-l 5s`).
     fn kinit_with(&self, principal: &str, password: &str, args: &[&str]) {
-        let dc = Dc::shared();
-        let mut cmd = Command::new(repo().join("tests/fixtures/samba/samba-dc.sh"));
-        cmd.args(["kinit", dc.var("SAMBA_DIR"), principal])
-            .arg(self.ccache())
-            .args(args);
-        run_with_input(&mut cmd, format!("{password}\n").as_bytes(), "kinit");
+        Dc::shared()
+            .kinit(principal, password, &self.ccache(), args)
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// Whether the credential cache holds a ticket that has not expired (`klist -s`).
@@ -120,7 +124,7 @@ impl Laptop {
     fn session(&self, cmd: &mut Command) {
         cmd.env("HOME", self.home.path())
             .env("KRB5CCNAME", format!("FILE:{}", self.ccache().display()))
-            .env("KRB5_CONFIG", Dc::shared().var("SAMBA_KRB5_CONF"))
+            .env("KRB5_CONFIG", Dc::shared().krb5_conf())
             .env_remove("XDG_CACHE_HOME")
             .env_remove("KUBE_LDAP_WEBHOOK_USERNAME");
     }
@@ -199,12 +203,14 @@ fn token_shown(screen: &str) -> String {
         .to_string()
 }
 
-/// A review of `token` says alice with her AD groups.
+/// A review of `token` says alice with her AD groups, nested ones included.
 fn assert_alice(site: &Site, token: &str) {
     let a = site.review(token);
     assert!(authenticated(&a), "{}", a.raw);
     assert_eq!(a.body["status"]["user"]["username"], "alice");
-    assert_eq!(groups_of(&a), ["dev-team"]);
+    let mut groups = groups_of(&a);
+    groups.sort();
+    assert_eq!(groups, ["all-staff", "dev-team", "engineering"]);
 }
 
 /// A password login on the terminal after the ticket was not used: both prompts, then the
@@ -233,6 +239,11 @@ fn a_ticket_logs_in_without_a_prompt_and_without_a_password_anywhere() {
     );
     assert_alice(&site, &token_shown(&screen));
     assert_eq!(site.metric(ISSUED), 1.0);
+    let negotiated = site.issuer.daemon.metric(
+        "kube_ldap_webhook_login_methods_total",
+        &[("method", "negotiate"), ("result", "issued")],
+    );
+    assert_eq!(negotiated, 1.0, "the login was a Kerberos one");
     assert_eq!(site.refusals(), 0.0);
     assert_eq!(laptop.files_holding(ALICE_PASSWORD), Vec::<PathBuf>::new());
     assert!(!site.issuer.daemon.log().contains(ALICE_PASSWORD));

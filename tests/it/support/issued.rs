@@ -129,6 +129,20 @@ impl Issuer {
         login: &str,
         tokens: &str,
     ) -> Issuer {
+        let builder = urls
+            .iter()
+            .fold(Daemon::builder().site(site), |b, u| b.url(u.clone()));
+        Issuer::start_with(builder, sections, keys, login, tokens)
+    }
+
+    /// [`Issuer::start`] on `builder` (its site, URLs, environment).
+    pub fn start_with(
+        builder: DaemonBuilder,
+        sections: &[(&str, &str)],
+        keys: &KeyPair,
+        login: &str,
+        tokens: &str,
+    ) -> Issuer {
         let login_port = free_port();
         let cache: String = sections
             .iter()
@@ -142,11 +156,7 @@ impl Issuer {
             .filter(|(s, _)| *s != "cache")
             .collect();
         all.push(("cache", &toml));
-        let daemon = urls
-            .iter()
-            .fold(Daemon::builder().site(site), |b, u| b.url(u.clone()))
-            .sections(&all)
-            .start();
+        let daemon = builder.sections(&all).start();
         Issuer { daemon, login_port }
     }
 

@@ -15,7 +15,8 @@
 //! - `process`: child processes that die with the test;
 //! - `terminal`: a pseudo-terminal, for prompts;
 //! - `issued`: issued-token fixtures: key pairs, a login client, test-signed tokens;
-//! - `conn`: raw TCP and TLS clients from chosen loopback addresses.
+//! - `conn`: raw TCP and TLS clients from chosen loopback addresses;
+//! - `kerberos`: tickets from the Samba DC's KDC and Negotiate tokens made from them.
 
 mod config;
 pub mod conn;
@@ -23,6 +24,7 @@ mod daemon;
 mod ds389;
 mod https;
 pub mod issued;
+pub mod kerberos;
 mod metrics;
 mod notify;
 mod pki;

@@ -180,6 +180,37 @@ impl Dc {
             .map_err(|e| format!("{tool} (apt-get install ldap-utils): {e}"))
     }
 
+    /// The realm's krb5.conf (the KDC by address, no DNS, `clockskew = 5`): `KRB5_CONFIG` of
+    /// kinit, of an initiator and of the daemon's acceptor.
+    pub fn krb5_conf(&self) -> &str {
+        self.var("SAMBA_KRB5_CONF")
+    }
+
+    /// The keytab of `HTTP/127.0.0.1`, the login listener's service principal (0600).
+    pub fn http_keytab(&self) -> &str {
+        self.var("SAMBA_HTTP_KEYTAB")
+    }
+
+    /// A ticket for `principal` (`alice@EXAMPLE.TEST`) in the file cache `ccache`, from this
+    /// DC's KDC: `samba-dc.sh kinit`, the password on stdin; `args` go to kinit (`-l 10s`).
+    pub fn kinit(
+        &self,
+        principal: &str,
+        password: &str,
+        ccache: &Path,
+        args: &[&str],
+    ) -> Result<(), String> {
+        let mut cmd = Command::new(repo().join("tests/fixtures/samba/samba-dc.sh"));
+        cmd.arg("kinit")
+            .arg(self.var("SAMBA_DIR"))
+            .arg(principal)
+            .arg(ccache)
+            .args(args);
+        try_run_with_input(&mut cmd, format!("{password}\n").as_bytes())
+            .map(drop)
+            .map_err(|e| format!("kinit {principal} (apt-get install krb5-user): {e}"))
+    }
+
     /// ldapsearch as the service account; LDIF without line wrapping.
     pub fn ldapsearch(&self, base: &str, filter: &str, attrs: &[&str]) -> String {
         let mut cmd = self.tool(
