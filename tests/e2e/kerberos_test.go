@@ -71,12 +71,17 @@ func startKerberosCluster(t *testing.T, vars map[string]string) *cluster {
 			t.Fatalf("samba-dc.sh printed no %s", k)
 		}
 	}
-	login, err := env.loginConfig()
-	if err != nil {
-		t.Fatal(err)
+	// A key pair of its own: env.loginConfig's belongs to cluster v1.
+	keys := filepath.Join(env.dir, "kerberos-token-keys")
+	if out, err := exec.Command(env.daemonBin, "keygen", "--out", keys).CombinedOutput(); err != nil {
+		t.Fatalf("kube-ldap-webhook keygen: %v: %s", err, out)
 	}
-	login = strings.Replace(login, "[login]\n", fmt.Sprintf("[login]\nkeytab_file = %q\n", vars["SAMBA_HTTP_KEYTAB"]), 1)
-	cfg := env.adDaemonConfig(vars) + fmt.Sprintf("\n[cache]\nttl = %q\n", kerberosTTL) + login
+	// The keytab, and a replay cache of this daemon's own (README, "Single sign-on with
+	// Kerberos"); the realm EXAMPLE.TEST is one of the directory's domains.
+	login := fmt.Sprintf("\n[login]\nlisten = %q\nkeytab_file = %q\nreplay_cache_file = %q\n\n[tokens]\nsigning_key_file = %q\n",
+		loginListen, vars["SAMBA_HTTP_KEYTAB"], filepath.Join(env.dir, "kerberos.rcache2"), filepath.Join(keys, "signing.key"))
+	ad := strings.Replace(env.adDaemonConfig(vars), "[ldap.user]\n", "[ldap.user]\ndomains = [\"EXAMPLE\", \"example.test\"]\n", 1)
+	cfg := ad + fmt.Sprintf("\n[cache]\nttl = %q\n", kerberosTTL) + login
 	ctx, cancel := context.WithTimeout(context.Background(), kubectlTimeout)
 	defer cancel()
 	c, err := env.startCluster(ctx, clusterSpec{
@@ -167,6 +172,11 @@ func TestKerberos(t *testing.T) {
 		}
 		if got := issuedLogins(t, c) - before; got != 1 {
 			t.Errorf("logins for two kubectl runs = %v, want 1", got)
+		}
+		negotiated, err := c.daemon.counter("kube_ldap_webhook_login_methods_total",
+			map[string]string{"method": "negotiate", "result": "issued"})
+		if err != nil || negotiated != 1 {
+			t.Errorf("Kerberos logins = %v (%v), want 1", negotiated, err)
 		}
 		registerSecret(cachedToken(t, home))
 	})
