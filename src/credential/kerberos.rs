@@ -14,9 +14,8 @@ use std::fmt;
 use base64::Engine;
 use hyper::header::{HeaderMap, WWW_AUTHENTICATE};
 use libgssapi::context::{ClientCtx, CtxFlags};
-use libgssapi::credential::{Cred, CredUsage};
 use libgssapi::name::Name;
-use libgssapi::oid::{OidSet, GSS_MECH_KRB5, GSS_MECH_SPNEGO, GSS_NT_HOSTBASED_SERVICE};
+use libgssapi::oid::{GSS_MECH_SPNEGO, GSS_NT_HOSTBASED_SERVICE};
 use zeroize::Zeroizing;
 
 use super::login::{Endpoint, Issued, LoginError};
@@ -128,13 +127,15 @@ fn gss(what: &str) -> impl FnOnce(libgssapi::error::Error) -> String + '_ {
     move |e| format!("{what}: {e}")
 }
 
-/// The context, the ticket's principal and the first token for `HTTP@host`; the error
+/// The context, the ticket's principal and the first token for `HTTP@host`, from the
+/// credential cache `KRB5CCNAME` names (named to GSSAPI, see `negotiate::gss::initiator`:
+/// an empty cache file crashed MIT krb5 1.20 when left to the default); the error
 /// says why no token could be made (the library's words: no credentials, expired, no
 /// such service principal).
 fn initiate(host: &str) -> Result<(ClientCtx, String, Zeroizing<Vec<u8>>), String> {
-    let krb5 = OidSet::singleton(GSS_MECH_KRB5).map_err(gss("no Kerberos mechanism"))?;
-    let cred = Cred::acquire(None, None, CredUsage::Initiate, Some(&krb5))
-        .map_err(gss("no Kerberos ticket"))?;
+    let ccache = std::env::var("KRB5CCNAME").ok().filter(|c| !c.is_empty());
+    let cred =
+        crate::negotiate::gss::initiator(ccache.as_deref()).map_err(gss("no Kerberos ticket"))?;
     let principal = cred
         .name()
         .and_then(|n| n.display_name())

@@ -70,7 +70,7 @@ impl Keytab {
             .map(|(k, v)| Ok((CString::new(k)?, CString::new(v)?)))
             .collect::<Result<_, std::ffi::NulError>>()
             .map_err(|_| fail("the path has a NUL byte".into()))?;
-        let cred = acquire_from(&store).map_err(|e| fail(e.to_string()))?;
+        let cred = acquire_from(&store, sys::GSS_C_ACCEPT).map_err(|e| fail(e.to_string()))?;
         Ok(Keytab {
             cred,
             keytab: keytab.to_path_buf(),
@@ -138,9 +138,22 @@ const DEFECTIVE_TOKEN: u32 = 9 << 16;
 const CREDENTIALS_EXPIRED: u32 = 11 << 16;
 const CONTEXT_EXPIRED: u32 = 12 << 16;
 
-/// `gss_acquire_cred_from(GSS_C_NO_NAME, GSS_C_INDEFINITE, {krb5, spnego}, GSS_C_ACCEPT,
-/// store)`.
-fn acquire_from(store: &[(CString, CString)]) -> Result<Cred, Error> {
+/// The credential plugin's initiator credential from the credential cache `ccache` (the
+/// value of `KRB5CCNAME`; the library's default when `None`), SPNEGO under it restricted
+/// to Kerberos as the acceptor's is. The cache is named in the store rather than left to
+/// the default: MIT krb5 1.20's search of the default cache collection
+/// (`krb5_cccol_have_content`) frees an uninitialized principal when the cache is not a
+/// cache (an empty file), and a named cache never goes there.
+pub(crate) fn initiator(ccache: Option<&str>) -> Result<Cred, Error> {
+    let store = match ccache.and_then(|c| CString::new(c).ok()) {
+        Some(c) => vec![(c"ccache".to_owned(), c)],
+        None => Vec::new(),
+    };
+    acquire_from(&store, sys::GSS_C_INITIATE)
+}
+
+/// `gss_acquire_cred_from(GSS_C_NO_NAME, GSS_C_INDEFINITE, {krb5, spnego}, usage, store)`.
+fn acquire_from(store: &[(CString, CString)], usage: u32) -> Result<Cred, Error> {
     let mut elements: Vec<sys::gss_key_value_element_desc> = store
         .iter()
         .map(|(k, v)| sys::gss_key_value_element_desc {
@@ -170,7 +183,7 @@ fn acquire_from(store: &[(CString, CString)]) -> Result<Cred, Error> {
             std::ptr::null_mut(),
             sys::_GSS_C_INDEFINITE,
             &mut mech_set,
-            sys::GSS_C_ACCEPT as sys::gss_cred_usage_t,
+            usage as sys::gss_cred_usage_t,
             &set,
             &mut cred,
             std::ptr::null_mut(),
