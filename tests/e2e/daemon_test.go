@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 
 	"kube-ldap-webhook/tests/testkit"
@@ -216,6 +217,41 @@ next:
 		return 0, fmt.Errorf("no metric %s in /metrics", name)
 	}
 	return sum, nil
+}
+
+// count is counter for a test: how far the cluster's daemon has counted name over the
+// samples whose labels include match; a daemon without the metric fails t.
+func count(t *testing.T, c *cluster, name string, match map[string]string) float64 {
+	t.Helper()
+	n, err := c.daemon.counter(name, match)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// reviewsWith is how many TokenReviews the cluster's daemon has answered with labels.
+func reviewsWith(t *testing.T, c *cluster, labels map[string]string) float64 {
+	t.Helper()
+	return count(t, c, "kube_ldap_webhook_reviews_total", labels)
+}
+
+// reviews is how many TokenReviews the cluster's daemon has answered.
+func reviews(t *testing.T, c *cluster) float64 {
+	t.Helper()
+	return reviewsWith(t, c, nil)
+}
+
+// ldapOperations is how many LDAP operations the cluster's daemon has made.
+func ldapOperations(t *testing.T, c *cluster) float64 {
+	t.Helper()
+	return count(t, c, "kube_ldap_webhook_ldap_operations_total", nil)
+}
+
+// issuedLogins is how many tokens the daemon's login endpoint has issued.
+func issuedLogins(t *testing.T, c *cluster) float64 {
+	t.Helper()
+	return count(t, c, "kube_ldap_webhook_logins_total", map[string]string{"event": "issued"})
 }
 
 // ---------------------------------------------------------------------------

@@ -80,16 +80,6 @@ func kubectlOnTerminal(t *testing.T, home, kubeconfig, prompt, answer string, ar
 	return strings.ReplaceAll(shown.String(), "\r\n", "\n")
 }
 
-// issuedLogins is how many tokens the daemon's login endpoint has issued.
-func issuedLogins(t *testing.T, c *cluster) float64 {
-	t.Helper()
-	n, err := c.daemon.counter("kube_ldap_webhook_logins_total", map[string]string{"event": "issued"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
 func TestHandedOutKubeconfigLogsInOnceAndKubectlWorksOnTheIssuedToken(t *testing.T) {
 	c := env.clusters[clusterV1]
 	registerSecret(alicePassword, "alice:"+alicePassword)

@@ -51,15 +51,6 @@ func loginWorks(t *testing.T, kubeconfig, username string) func() error {
 	}
 }
 
-func reviewsWith(t *testing.T, c *cluster, labels map[string]string) float64 {
-	t.Helper()
-	n, err := c.daemon.counter("kube_ldap_webhook_reviews_total", labels)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
 func TestDaemonStoppedMeansUnauthorizedUntilItIsBack(t *testing.T) {
 	c := env.clusters[clusterV1beta1]
 	kc := c.as(t, "dave", davePassword)
