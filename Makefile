@@ -14,8 +14,7 @@ DESTDIR ?=
 
 BIN := target/release/kube-ldap-webhook
 
-.PHONY: all build release demo test test-deps lint unit integration conformance e2e bench fuzz \
-	clean install uninstall deb
+.PHONY: all build release demo test test-deps lint e2e bench fuzz clean install uninstall deb
 
 all: release
 

@@ -74,7 +74,8 @@ wait_until 30 slapd env LDAPCONF=/dev/null ldapsearch -x -H "ldap://127.0.0.1:$L
 
 printf 'service-secret\n' > bind-password
 chmod 600 bind-password
-cat > config.toml <<TOML
+{
+    cat <<TOML
 [server]
 listen = "127.0.0.1:$PORT"
 tls_cert_file = "$DIR/server.crt"
@@ -82,21 +83,10 @@ tls_key_file = "$DIR/server.key"
 client_ca_file = "$DIR/client-ca.crt"
 ops_listen = "127.0.0.1:$OPS_PORT"
 
-[ldap]
-urls = ["ldap://127.0.0.1:$LDAP_PORT"]
-bind_dn = "cn=k8s-webhook,ou=services,dc=example,dc=org"
-bind_password_file = "$DIR/bind-password"
-directory = "openldap"
-
-[ldap.user]
-base_dn = "ou=people,dc=example,dc=org"
-
-[ldap.user.extra]
-"example.org/email" = "mail"
-
-[ldap.group]
-base_dn = "ou=groups,dc=example,dc=org"
 TOML
+    sed -e "s|@LDAP_URL@|ldap://127.0.0.1:$LDAP_PORT|" -e "s|@BIND_PASSWORD_FILE@|$DIR/bind-password|" \
+        "$ROOT/tests/fixtures/openldap/webhook.toml.in"
+} > config.toml
 
 "$BIN" serve --config config.toml &
 PIDS+=($!)

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::tests::{
-    authenticator, authenticator_on, config, config_with, deadline, review, token, Fake,
+    authenticator, authenticator_on, config, config_with, deadline, review, token, Fake, TestResult,
 };
 use super::*;
 use crate::metrics::DirectoryLabels;
@@ -23,12 +23,12 @@ async fn login(a: &Arc<Authenticator<Fake>>, user: &str, password: &str) -> Revi
 
 /// A config with a login endpoint whose ceiling is `max` (and the service account and
 /// signing key a login endpoint needs).
-fn with_login(max: u32) -> Arc<Config> {
+fn with_login(max: u32) -> TestResult<Arc<Config>> {
     with_login_and(max, "")
 }
 
 /// [`with_login`] and a second directory, `partner`, chosen by `PARTNER\name`.
-fn with_partner(max: u32) -> Arc<Config> {
+fn with_partner(max: u32) -> TestResult<Arc<Config>> {
     with_login_and(
         max,
         "[identity]\nusername_prefix = \"example:\"\ngroup_prefix = \"example:\"\n\
@@ -40,11 +40,11 @@ fn with_partner(max: u32) -> Arc<Config> {
     )
 }
 
-fn with_login_and(max: u32, directories: &str) -> Arc<Config> {
-    let d = tempfile::tempdir().unwrap();
-    crate::issued::keys::keygen(&d.path().join("keys")).unwrap();
+fn with_login_and(max: u32, directories: &str) -> TestResult<Arc<Config>> {
+    let d = tempfile::tempdir()?;
+    crate::issued::keys::keygen(&d.path().join("keys"))?;
     let pw = d.path().join("pw");
-    std::fs::write(&pw, "secret\n").unwrap();
+    std::fs::write(&pw, "secret\n")?;
     let ldap = format!(
         "bind_dn = \"cn=svc\"\nbind_password_file = \"{}\"",
         pw.display()
@@ -56,7 +56,7 @@ fn with_login_and(max: u32, directories: &str) -> Arc<Config> {
          [tokens]\nsigning_key_file = \"{}\"",
         key.display()
     );
-    config_with(&ldap, &extra)
+    Ok(config_with(&ldap, &extra))
 }
 
 fn accepted(r: &Review) -> bool {
@@ -125,10 +125,10 @@ async fn trust_outlives_a_reload_and_ends_with_the_window() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn beyond_the_ceiling_a_login_is_unavailable_without_asking_the_directory() {
+async fn beyond_the_ceiling_a_login_is_unavailable_without_asking_the_directory() -> TestResult {
     let fake = Arc::new(Fake::new());
     let metrics = Arc::new(Metrics::new());
-    let a = authenticator_on(with_login(2), fake.clone(), lockout(), metrics.clone());
+    let a = authenticator_on(with_login(2)?, fake.clone(), lockout(), metrics.clone());
     // Three names that match nothing at once: each costs a decoy that takes a while.
     let logins: Vec<_> = ["mallory", "trudy", "eve"]
         .into_iter()
@@ -139,7 +139,7 @@ async fn beyond_the_ceiling_a_login_is_unavailable_without_asking_the_directory(
         .collect();
     let mut refused = 0;
     for l in logins {
-        let r = l.await.unwrap();
+        let r = l.await?;
         if matches!(r.outcome, Outcome::Unavailable) {
             assert_eq!(r.source, Source::Local);
             refused += 1;
@@ -155,13 +155,14 @@ async fn beyond_the_ceiling_a_login_is_unavailable_without_asking_the_directory(
         1
     );
     assert_eq!(metrics.logins_in_flight.get_or_create(&labels).get(), 0);
+    Ok(())
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_full_ceiling_lets_a_credential_accepted_before_through() {
+async fn a_full_ceiling_lets_a_credential_accepted_before_through() -> TestResult {
     let fake = Arc::new(Fake::new());
     let metrics = Arc::new(Metrics::new());
-    let a = authenticator_on(with_login(1), fake.clone(), lockout(), metrics.clone());
+    let a = authenticator_on(with_login(1)?, fake.clone(), lockout(), metrics.clone());
     assert!(accepted(&login(&a, "alice", "alice-pw").await));
     let stranger = {
         let a = a.clone();
@@ -177,14 +178,15 @@ async fn a_full_ceiling_lets_a_credential_accepted_before_through() {
     assert!(matches!(r.outcome, Outcome::Unavailable), "full: {r:?}");
     let r = login(&a, "alice", "alice-pw").await;
     assert!(accepted(&r), "{r:?}");
-    assert!(matches!(stranger.await.unwrap().outcome, Outcome::Rejected));
+    assert!(matches!(stranger.await?.outcome, Outcome::Rejected));
+    Ok(())
 }
 
 #[tokio::test(start_paused = true)]
-async fn reviews_are_not_counted_against_the_login_ceiling() {
+async fn reviews_are_not_counted_against_the_login_ceiling() -> TestResult {
     let fake = Arc::new(Fake::new());
     let a = authenticator_on(
-        with_login(1),
+        with_login(1)?,
         fake.clone(),
         lockout(),
         Arc::new(Metrics::new()),
@@ -197,16 +199,17 @@ async fn reviews_are_not_counted_against_the_login_ceiling() {
         })
         .collect();
     for r in reviews {
-        assert!(matches!(r.await.unwrap().outcome, Outcome::Rejected));
+        assert!(matches!(r.await?.outcome, Outcome::Rejected));
     }
     assert_eq!(Fake::count(&fake.decoys), 3);
+    Ok(())
 }
 
 #[tokio::test(start_paused = true)]
-async fn each_directory_has_a_ceiling_of_its_own() {
+async fn each_directory_has_a_ceiling_of_its_own() -> TestResult {
     let fake = Arc::new(Fake::new());
     let metrics = Arc::new(Metrics::new());
-    let a = authenticator_on(with_partner(1), fake.clone(), lockout(), metrics.clone());
+    let a = authenticator_on(with_partner(1)?, fake.clone(), lockout(), metrics.clone());
     let stranger = {
         let a = a.clone();
         tokio::spawn(async move { login(&a, "mallory", "guess").await })
@@ -223,10 +226,11 @@ async fn each_directory_has_a_ceiling_of_its_own() {
     assert_eq!(metrics.logins_in_flight.get_or_create(&default).get(), 1);
     let r = login(&a, "PARTNER\\eve", "guess").await;
     assert!(matches!(r.outcome, Outcome::Rejected), "{r:?}");
-    stranger.await.unwrap();
+    stranger.await?;
     let partner = DirectoryLabels {
         directory: "partner".into(),
     };
     let refusals = |l| metrics.login_ceiling_refusals.get_or_create(l).get();
     assert_eq!((refusals(&default), refusals(&partner)), (1, 0));
+    Ok(())
 }

@@ -14,6 +14,10 @@ use super::*;
 use crate::directory::{Account, AccountState, Entry, Found, Group, PasswordWarning};
 use crate::secret::Password;
 
+/// What a test returns when a step of its own can fail (a scratch file, a key, a spawned
+/// task): `?` fails the test with that step's error.
+pub(super) type TestResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
+
 /// What the fake directory does on `verify`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(super) enum Mode {

@@ -14,16 +14,6 @@ const carolPassword = "carol-password"
 // webhook's cache alone.
 const apiserverSuccessCache = 10 * time.Second
 
-// reviews is how many TokenReviews the cluster's daemon has answered.
-func reviews(t *testing.T, c *cluster) float64 {
-	t.Helper()
-	n, err := c.daemon.counter("kube_ldap_webhook_reviews_total", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
 // loginCountingReviews runs `kubectl auth whoami` (one request) as carol and returns
 // how many TokenReviews it caused.
 func loginCountingReviews(t *testing.T, c *cluster) float64 {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,9 +14,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"testing"
 	"time"
 
-	"kube-ldap-webhook/tests/e2e/localcluster"
 	"kube-ldap-webhook/tests/testkit"
 )
 
@@ -26,26 +25,16 @@ import (
 const daemonStaleTestTTL = 5 * time.Second
 
 // openldapDaemonConfig is the [ldap] and [cache] part of a daemon's config for the
-// suite's slapd: the preset plus the base DNs, as in the README.
-func (s *suite) openldapDaemonConfig(cacheTTL string) string {
-	return fmt.Sprintf(`[ldap]
-urls = [%q]
-bind_dn = "cn=k8s-webhook,ou=services,dc=example,dc=org"
-bind_password_file = %q
-directory = "openldap"
-
-[ldap.user]
-base_dn = "ou=people,dc=example,dc=org"
-
-[ldap.user.extra]
-"example.org/email" = "mail"
-
-[ldap.group]
-base_dn = "ou=groups,dc=example,dc=org"
-
-[cache]
-ttl = %q
-`, s.ldap.url(), s.bindPasswordFile("openldap", serviceBindPW), cacheTTL)
+// suite's slapd: tests/fixtures/openldap/webhook.toml.in (the preset plus the base DNs, as
+// in the README, and as scripts/demo.sh runs it), then cache.ttl.
+func (s *suite) openldapDaemonConfig(cacheTTL string) (string, error) {
+	tmpl, err := os.ReadFile(filepath.Join(s.root, "tests", "fixtures", "openldap", "webhook.toml.in"))
+	if err != nil {
+		return "", err
+	}
+	ldap := strings.NewReplacer("@LDAP_URL@", s.ldap.URL(),
+		"@BIND_PASSWORD_FILE@", s.bindPasswordFile("openldap", serviceBindPW)).Replace(string(tmpl))
+	return fmt.Sprintf("%s\n[cache]\nttl = %q\n", ldap, cacheTTL), nil
 }
 
 // bindPasswordFile writes the service account's password to a file of its own.
@@ -86,7 +75,7 @@ func (s *suite) loginConfig() (string, error) {
 // startDaemon writes a config ([server] on free loopback ports with the webhook PKI,
 // then ldapConfig) and runs `kube-ldap-webhook serve` until it listens.
 func startDaemon(s *suite, dir, ldapConfig string) (*daemon, error) {
-	return localcluster.OnFreePorts(func() (*daemon, error) { return startDaemonOnce(s, dir, ldapConfig) })
+	return testkit.OnFreePorts(func() (*daemon, error) { return startDaemonOnce(s, dir, ldapConfig) })
 }
 
 func startDaemonOnce(s *suite, dir, ldapConfig string) (*daemon, error) {
@@ -133,20 +122,8 @@ func (d *daemon) start(bin string) error {
 		return err
 	}
 	httpc := &http.Client{Timeout: 2 * time.Second}
-	return localcluster.WaitFor(d.proc, "kube-ldap-webhook", time.Minute, func() error {
-		resp, err := httpc.Get("http://" + d.ops + "/healthz")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("/healthz: %s", resp.Status)
-		}
-		c, err := net.DialTimeout("tcp", d.listen, 2*time.Second)
-		if err != nil {
-			return err
-		}
-		return c.Close()
+	return testkit.WaitFor(d.proc, "kube-ldap-webhook", time.Minute, func() error {
+		return testkit.DaemonUp(httpc, d.ops, d.listen)
 	})
 }
 
@@ -240,6 +217,41 @@ next:
 		return 0, fmt.Errorf("no metric %s in /metrics", name)
 	}
 	return sum, nil
+}
+
+// count is counter for a test: how far the cluster's daemon has counted name over the
+// samples whose labels include match; a daemon without the metric fails t.
+func count(t *testing.T, c *cluster, name string, match map[string]string) float64 {
+	t.Helper()
+	n, err := c.daemon.counter(name, match)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// reviewsWith is how many TokenReviews the cluster's daemon has answered with labels.
+func reviewsWith(t *testing.T, c *cluster, labels map[string]string) float64 {
+	t.Helper()
+	return count(t, c, "kube_ldap_webhook_reviews_total", labels)
+}
+
+// reviews is how many TokenReviews the cluster's daemon has answered.
+func reviews(t *testing.T, c *cluster) float64 {
+	t.Helper()
+	return reviewsWith(t, c, nil)
+}
+
+// ldapOperations is how many LDAP operations the cluster's daemon has made.
+func ldapOperations(t *testing.T, c *cluster) float64 {
+	t.Helper()
+	return count(t, c, "kube_ldap_webhook_ldap_operations_total", nil)
+}
+
+// issuedLogins is how many tokens the daemon's login endpoint has issued.
+func issuedLogins(t *testing.T, c *cluster) float64 {
+	t.Helper()
+	return count(t, c, "kube_ldap_webhook_logins_total", map[string]string{"event": "issued"})
 }
 
 // ---------------------------------------------------------------------------

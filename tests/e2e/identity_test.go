@@ -3,6 +3,8 @@ package e2e
 import (
 	"strings"
 	"testing"
+
+	"kube-ldap-webhook/tests/testkit"
 )
 
 // Passwords of the OpenLDAP fixture (tests/fixtures/openldap, testdata/e2e.ldif).
@@ -14,7 +16,7 @@ const (
 
 func ldapUser(t *testing.T, uid string, groups ...string) userInfo {
 	t.Helper()
-	id, err := env.ldap.entryUUID(uid)
+	id, err := env.ldap.EntryUUID(uid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +81,7 @@ func TestWrongPasswordIsUnauthorized(t *testing.T) {
 		// kube-apiserver logs the daemon's status.error, which must not tell a wrong
 		// password from an unknown user, and must not carry the password.
 		mark.waitFor(t, "Invalid username or password")
-		checkNoSecret(t, "kubectl's output", r.Stdout+r.Stderr, wrong, gracePassword)
+		testkit.CheckNoSecret(t, "kubectl's output", r.Stdout+r.Stderr, wrong, gracePassword)
 		// The right password still works: one wrong try is far below the lockout budget.
 		checkUser(t, whoami(t, c.as(t, "grace", gracePassword)), ldapUser(t, "grace"))
 	})
@@ -91,13 +93,4 @@ func TestUnknownUserIsUnauthorized(t *testing.T) {
 		wantUnauthorized(t, c.as(t, "nobody", "nobody-password"), "auth", "whoami")
 		mark.waitFor(t, "Invalid username or password")
 	})
-}
-
-func checkNoSecret(t *testing.T, what, s string, secrets ...string) {
-	t.Helper()
-	for _, sec := range secrets {
-		if strings.Contains(s, sec) {
-			t.Errorf("%s contains the secret %q: %q", what, sec, s)
-		}
-	}
 }

@@ -7,7 +7,6 @@ package e2e
 
 import (
 	"bytes"
-	"encoding/json"
 	"io"
 	"os"
 	"os/exec"
@@ -81,36 +80,6 @@ func kubectlOnTerminal(t *testing.T, home, kubeconfig, prompt, answer string, ar
 	return strings.ReplaceAll(shown.String(), "\r\n", "\n")
 }
 
-// issuedLogins is how many tokens the daemon's login endpoint has issued.
-func issuedLogins(t *testing.T, c *cluster) float64 {
-	t.Helper()
-	n, err := c.daemon.counter("kube_ldap_webhook_logins_total", map[string]string{"event": "issued"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
-// cachedToken is the token the plugin keeps under home's ~/.cache.
-func cachedToken(t *testing.T, home string) string {
-	t.Helper()
-	files, err := filepath.Glob(filepath.Join(home, ".cache", "kube-ldap-webhook", "*.json"))
-	if err != nil || len(files) != 1 {
-		t.Fatalf("token cache files %q (%v), want one", files, err)
-	}
-	data, err := os.ReadFile(files[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	var entry struct {
-		Token string `json:"token"`
-	}
-	if err := json.Unmarshal(data, &entry); err != nil || entry.Token == "" {
-		t.Fatalf("token cache file %s: %v", files[0], err)
-	}
-	return entry.Token
-}
-
 func TestHandedOutKubeconfigLogsInOnceAndKubectlWorksOnTheIssuedToken(t *testing.T) {
 	c := env.clusters[clusterV1]
 	registerSecret(alicePassword, "alice:"+alicePassword)
@@ -138,7 +107,7 @@ func TestHandedOutKubeconfigLogsInOnceAndKubectlWorksOnTheIssuedToken(t *testing
 		t.Fatalf("no JSON on the terminal:\n%s", shown)
 	}
 	checkUser(t, parseWhoami(t, shown[start:]), want)
-	registerSecret(cachedToken(t, home))
+	registerSecret(testkit.ReadPluginCache(t, filepath.Join(home, ".cache")).Token)
 
 	// Then without a terminal or a password: the cached token, twice.
 	k := &localcluster.Kubectl{Bin: env.bins.Kubectl, Home: home}

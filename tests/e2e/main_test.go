@@ -38,7 +38,7 @@ type suite struct {
 	clusterPKI string // scripts/pki.sh cluster
 
 	etcd     *localcluster.Etcd
-	ldap     *slapd
+	ldap     *testkit.Slapd
 	clusters map[string]*cluster
 	samba    *sambaStart // started in the background at setup, used by ad_test.go
 }
@@ -148,11 +148,19 @@ func (s *suite) startClusters(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	v1Config, err := s.openldapDaemonConfig("2m")
+	if err != nil {
+		return err
+	}
+	v1beta1Config, err := s.openldapDaemonConfig(daemonStaleTestTTL.String())
+	if err != nil {
+		return err
+	}
 	specs := []clusterSpec{
 		// This daemon also has the login endpoint (login_test.go).
-		{name: clusterV1, webhookVersion: "v1", webhookCacheTTL: "2m", audit: true, daemonConfig: s.openldapDaemonConfig("2m") + login},
+		{name: clusterV1, webhookVersion: "v1", webhookCacheTTL: "2m", audit: true, daemonConfig: v1Config + login},
 		// The daemon's own cache is short here, so that the LDAP outage test reaches its stale answers soon.
-		{name: clusterV1beta1, webhookCacheTTL: "0s", daemonConfig: s.openldapDaemonConfig(daemonStaleTestTTL.String())},
+		{name: clusterV1beta1, webhookCacheTTL: "0s", daemonConfig: v1beta1Config},
 	}
 	var (
 		wg   sync.WaitGroup

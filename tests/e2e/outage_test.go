@@ -51,15 +51,6 @@ func loginWorks(t *testing.T, kubeconfig, username string) func() error {
 	}
 }
 
-func reviewsWith(t *testing.T, c *cluster, labels map[string]string) float64 {
-	t.Helper()
-	n, err := c.daemon.counter("kube_ldap_webhook_reviews_total", labels)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
 func TestDaemonStoppedMeansUnauthorizedUntilItIsBack(t *testing.T) {
 	c := env.clusters[clusterV1beta1]
 	kc := c.as(t, "dave", davePassword)
@@ -93,10 +84,10 @@ func TestLDAPDownServesStaleAnswersToKnownUsersOnly(t *testing.T) {
 	checkUser(t, whoami(t, erinKC), erin) // answered by LDAP, and cached by the daemon
 	answered := time.Now()
 
-	env.ldap.stop()
+	env.ldap.Stop()
 	t.Cleanup(func() {
-		if env.ldap.proc.Exited() {
-			if err := env.ldap.start(); err != nil {
+		if env.ldap.Proc.Exited() {
+			if err := env.ldap.Start(); err != nil {
 				t.Errorf("restarting slapd: %v", err)
 			}
 		}
@@ -121,7 +112,7 @@ func TestLDAPDownServesStaleAnswersToKnownUsersOnly(t *testing.T) {
 		t.Errorf("the daemon answered %v reviews with the backend error, want 1", n)
 	}
 
-	if err := env.ldap.start(); err != nil {
+	if err := env.ldap.Start(); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, recoveryLimit, "frank logs in once LDAP is back", loginWorks(t, frankKC, "frank"))

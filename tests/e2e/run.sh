@@ -12,11 +12,6 @@
 # KEEP_TEST_DIR=1 keeps the scratch directory (configs, every log) after a pass too.
 set -eu
 cd "$(dirname "$0")"
-: "${KUBE_LDAP_WEBHOOK_BIN:=$(pwd)/../../target/debug/kube-ldap-webhook}"
-export KUBE_LDAP_WEBHOOK_BIN
-if [ ! -x "$KUBE_LDAP_WEBHOOK_BIN" ]; then
-    echo "run.sh: $KUBE_LDAP_WEBHOOK_BIN not found; run 'cargo build' first" >&2
-    exit 2
-fi
+. ../testkit/daemon-bin.sh
 # No package argument: go test streams the output (build progress included) as it comes.
 exec go test -count=1 -timeout 60m "$@"

@@ -16,16 +16,6 @@ import (
 	"kube-ldap-webhook/tests/e2e/localcluster"
 )
 
-// ldapOperations is how many LDAP operations the cluster's daemon has made.
-func ldapOperations(t *testing.T, c *cluster) float64 {
-	t.Helper()
-	n, err := c.daemon.counter("kube_ldap_webhook_ldap_operations_total", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
 func tokenKubeconfig(t *testing.T, c *cluster, name, token string) string {
 	t.Helper()
 	registerSecret(token)
@@ -74,20 +64,14 @@ func TestServiceAccountTokenWorksBesideTheWebhook(t *testing.T) {
 func TestForeignJWTIsNotOursAndMakesNoLDAPTraffic(t *testing.T) {
 	eachCluster(t, func(t *testing.T, c *cluster) {
 		kc := tokenKubeconfig(t, c, "foreign", foreignJWT(t))
-		notOursBefore, err := c.daemon.counter("kube_ldap_webhook_reviews_total", map[string]string{"outcome": "not_ours"})
-		if err != nil {
-			t.Fatal(err)
-		}
+		notOurs := map[string]string{"outcome": "not_ours"}
+		notOursBefore := reviewsWith(t, c, notOurs)
 		ldapBefore := ldapOperations(t, c)
 		mark := logMark(t, c.api.LogPath())
 
 		wantUnauthorized(t, kc, "auth", "whoami")
 
-		notOurs, err := c.daemon.counter("kube_ldap_webhook_reviews_total", map[string]string{"outcome": "not_ours"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n := notOurs - notOursBefore; n != 1 {
+		if n := reviewsWith(t, c, notOurs) - notOursBefore; n != 1 {
 			t.Errorf("the daemon answered %v reviews as not ours, want 1", n)
 		}
 		if n := ldapOperations(t, c) - ldapBefore; n != 0 {

@@ -33,9 +33,6 @@ import (
 
 // Fixture facts (tests/fixtures/openldap/directory.ldif, slapd.conf.in).
 const (
-	ldapSuffix     = "dc=example,dc=org"
-	ldapAdminDN    = "cn=admin,dc=example,dc=org"
-	ldapAdminPW    = "admin-secret"
 	serviceBindDN  = "cn=k8s-webhook,ou=services,dc=example,dc=org"
 	serviceBindPW  = "service-secret"
 	alicePassword  = "alice-password"
@@ -58,7 +55,7 @@ type suite struct {
 
 	pki *pkiFiles
 
-	ldap     *slapdInstance // the LDAP server of the main daemon
+	ldap     *testkit.Slapd // the LDAP server of the main daemon
 	aliceUID string         // alice's entryUUID, read back with ldapsearch
 	bobUID   string
 
@@ -148,13 +145,13 @@ func setup() (*suite, error) {
 	if s.ldap, err = startSlapd(s.fixtures, filepath.Join(dir, "ldap")); err != nil {
 		return s, fmt.Errorf("slapd: %w", err)
 	}
-	if s.aliceUID, err = s.ldap.entryUUID("alice"); err != nil {
+	if s.aliceUID, err = s.ldap.EntryUUID("alice"); err != nil {
 		return s, err
 	}
-	if s.bobUID, err = s.ldap.entryUUID("bob"); err != nil {
+	if s.bobUID, err = s.ldap.EntryUUID("bob"); err != nil {
 		return s, err
 	}
-	if s.daemon, err = s.startDaemon(filepath.Join(dir, "daemon"), s.ldap.url()); err != nil {
+	if s.daemon, err = s.startDaemon(filepath.Join(dir, "daemon"), s.ldap.URL()); err != nil {
 		return s, fmt.Errorf("daemon: %w", err)
 	}
 	return s, nil
@@ -179,60 +176,43 @@ type keyPair struct {
 	der  []byte
 }
 
-func newSerial() *big.Int {
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
-	if err != nil {
-		panic(err)
-	}
-	return n
-}
-
 func newCA(cn string) (*keyPair, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          newSerial(),
-		Subject:               pkix.Name{CommonName: cn},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, err
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, err
-	}
-	return &keyPair{cert: cert, key: key, der: der}, nil
+	return newCert(nil, &x509.Certificate{
+		Subject:  pkix.Name{CommonName: cn},
+		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+		IsCA:     true,
+	})
 }
 
+// newLeaf is a certificate for cn signed by ca, or self-signed without one.
 func newLeaf(ca *keyPair, cn string, ips []net.IP, dns []string, usage x509.ExtKeyUsage) (*keyPair, error) {
+	return newCert(ca, &x509.Certificate{
+		Subject:     pkix.Name{CommonName: cn},
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{usage},
+		IPAddresses: ips,
+		DNSNames:    dns,
+	})
+}
+
+// newCert gives tmpl a new key, a serial and a day's validity, and signs it with parent,
+// or with its own key without one.
+func newCert(parent *keyPair, tmpl *x509.Certificate) (*keyPair, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, err
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          newSerial(),
-		Subject:               pkix.Name{CommonName: cn},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           []x509.ExtKeyUsage{usage},
-		BasicConstraintsValid: true,
-		IPAddresses:           ips,
-		DNSNames:              dns,
+	if tmpl.SerialNumber, err = rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120)); err != nil {
+		return nil, err
 	}
-	parent, signer := tmpl, key
-	if ca != nil {
-		parent, signer = ca.cert, ca.key
+	tmpl.NotBefore = time.Now().Add(-time.Hour)
+	tmpl.NotAfter = time.Now().Add(24 * time.Hour)
+	tmpl.BasicConstraintsValid = true
+	issuer, signer := tmpl, key
+	if parent != nil {
+		issuer, signer = parent.cert, parent.key
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, signer)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, issuer, &key.PublicKey, signer)
 	if err != nil {
 		return nil, err
 	}
@@ -243,16 +223,27 @@ func newLeaf(ca *keyPair, cn string, ips []net.IP, dns []string, usage x509.ExtK
 	return &keyPair{cert: cert, key: key, der: der}, nil
 }
 
-func writeCert(path string, kp *keyPair) error {
-	return os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: kp.der}), 0o644)
+// newCAAndLeaf is a new CA named caName and a leaf it signs.
+func newCAAndLeaf(caName, cn string, ips []net.IP, dns []string, usage x509.ExtKeyUsage) (ca, leaf *keyPair, err error) {
+	if ca, err = newCA(caName); err != nil {
+		return nil, nil, err
+	}
+	if leaf, err = newLeaf(ca, cn, ips, dns, usage); err != nil {
+		return nil, nil, err
+	}
+	return ca, leaf, nil
 }
 
-func writeKey(path string, kp *keyPair) error {
+func certPEM(kp *keyPair) []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: kp.der})
+}
+
+func keyPEM(kp *keyPair) ([]byte, error) {
 	der, err := x509.MarshalPKCS8PrivateKey(kp.key)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
 }
 
 func writePKI(dir string) (*pkiFiles, error) {
@@ -270,27 +261,16 @@ func writePKI(dir string) (*pkiFiles, error) {
 		RogueClientCert: filepath.Join(dir, "rogue-client.crt"),
 		RogueClientKey:  filepath.Join(dir, "rogue-client.key"),
 	}
-	serverCA, err := newCA("kube-ldap-webhook test server CA")
+	serverCA, server, err := newCAAndLeaf("kube-ldap-webhook test server CA", "kube-ldap-webhook",
+		[]net.IP{net.ParseIP("127.0.0.1")}, []string{"localhost"}, x509.ExtKeyUsageServerAuth)
 	if err != nil {
 		return nil, err
 	}
-	server, err := newLeaf(serverCA, "kube-ldap-webhook", []net.IP{net.ParseIP("127.0.0.1")}, []string{"localhost"}, x509.ExtKeyUsageServerAuth)
+	clientCA, client, err := newCAAndLeaf("kube-ldap-webhook test client CA", apiserverCN, nil, nil, x509.ExtKeyUsageClientAuth)
 	if err != nil {
 		return nil, err
 	}
-	clientCA, err := newCA("kube-ldap-webhook test client CA")
-	if err != nil {
-		return nil, err
-	}
-	client, err := newLeaf(clientCA, apiserverCN, nil, nil, x509.ExtKeyUsageClientAuth)
-	if err != nil {
-		return nil, err
-	}
-	rogueCA, err := newCA("some other CA")
-	if err != nil {
-		return nil, err
-	}
-	rogue, err := newLeaf(rogueCA, apiserverCN, nil, nil, x509.ExtKeyUsageClientAuth)
+	_, rogue, err := newCAAndLeaf("some other CA", apiserverCN, nil, nil, x509.ExtKeyUsageClientAuth)
 	if err != nil {
 		return nil, err
 	}
@@ -303,13 +283,15 @@ func writePKI(dir string) (*pkiFiles, error) {
 		{p.ClientCA, clientCA, false}, {p.ClientCert, client, false}, {p.ClientKey, client, true},
 		{p.RogueClientCert, rogue, false}, {p.RogueClientKey, rogue, true},
 	} {
-		var err error
+		data, mode := certPEM(w.kp), os.FileMode(0o644)
 		if w.key {
-			err = writeKey(w.path, w.kp)
-		} else {
-			err = writeCert(w.path, w.kp)
+			var err error
+			if data, err = keyPEM(w.kp); err != nil {
+				return nil, err
+			}
+			mode = 0o600
 		}
-		if err != nil {
+		if err := os.WriteFile(w.path, data, mode); err != nil {
 			return nil, err
 		}
 	}
@@ -319,99 +301,20 @@ func writePKI(dir string) (*pkiFiles, error) {
 // ---------------------------------------------------------------------------
 // slapd
 
-type slapdInstance struct {
-	dir     string
-	port    int
-	conf    string
-	logPath string
-	proc    *testkit.Process
-}
-
-func (l *slapdInstance) url() string { return fmt.Sprintf("ldap://127.0.0.1:%d", l.port) }
-
-// startSlapd makes a fresh OpenLDAP in dir from the fixture config and LDIF and
-// starts it on a free port of 127.0.0.1.
-func startSlapd(fixtures, dir string) (*slapdInstance, error) {
-	if err := os.MkdirAll(filepath.Join(dir, "db"), 0o700); err != nil {
-		return nil, err
-	}
-	tmpl, err := os.ReadFile(filepath.Join(fixtures, "slapd.conf.in"))
-	if err != nil {
-		return nil, err
-	}
-	conf := filepath.Join(dir, "slapd.conf")
-	if err := os.WriteFile(conf, []byte(strings.ReplaceAll(string(tmpl), "@DIR@", dir)), 0o600); err != nil {
-		return nil, err
-	}
-	// The TLS lines of the config need a certificate; a self-signed one does.
+// startSlapd makes a fresh OpenLDAP in dir from the fixture config and LDIF and starts it
+// on a free port of 127.0.0.1. The config's TLS lines need a certificate; a self-signed
+// one does (LDAP is plain here).
+func startSlapd(fixtures, dir string) (*testkit.Slapd, error) {
 	self, err := newLeaf(nil, "127.0.0.1", []net.IP{net.ParseIP("127.0.0.1")}, []string{"localhost"}, x509.ExtKeyUsageServerAuth)
 	if err != nil {
 		return nil, err
 	}
-	if err := writeCert(filepath.Join(dir, "server.crt"), self); err != nil {
-		return nil, err
-	}
-	if err := writeKey(filepath.Join(dir, "server.key"), self); err != nil {
-		return nil, err
-	}
-	slapadd, _ := testkit.LookTool("slapadd")
-	if out, err := exec.Command(slapadd, "-f", conf, "-l", filepath.Join(fixtures, "directory.ldif")).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("slapadd: %v: %s", err, out)
-	}
-	port, err := testkit.FreePort()
+	key, err := keyPEM(self)
 	if err != nil {
 		return nil, err
 	}
-	l := &slapdInstance{dir: dir, port: port, conf: conf, logPath: filepath.Join(dir, "slapd.log")}
-	slapd, _ := testkit.LookTool("slapd")
-	l.proc, err = testkit.Start("slapd", l.logPath, exec.Command(slapd, "-f", conf, "-h", fmt.Sprintf("ldap://127.0.0.1:%d/", port), "-d", "0"))
-	if err != nil {
-		return nil, err
-	}
-	deadline := time.Now().Add(startupDeadline)
-	for {
-		if _, err := l.search("(objectClass=dcObject)", "dc"); err == nil {
-			return l, nil
-		} else if time.Now().After(deadline) {
-			return nil, fmt.Errorf("slapd did not answer within %v: %v\n%s", startupDeadline, err, testkit.Tail(l.logPath, 20))
-		}
-		select {
-		case <-l.proc.Done():
-			return nil, fmt.Errorf("slapd exited at startup:\n%s", testkit.Tail(l.logPath, 20))
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	return testkit.StartSlapd(fixtures, dir, certPEM(self), key)
 }
-
-func (l *slapdInstance) search(filter string, attrs ...string) (string, error) {
-	ldapsearch, _ := testkit.LookTool("ldapsearch")
-	args := append([]string{"-x", "-LLL", "-o", "ldif-wrap=no", "-o", "nettimeout=10", "-H", l.url(),
-		"-D", ldapAdminDN, "-w", ldapAdminPW, "-b", ldapSuffix, filter}, attrs...)
-	ctx, cancel := context.WithTimeout(context.Background(), startupDeadline)
-	defer cancel()
-	var stdout, stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, ldapsearch, args...)
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("ldapsearch %s: %v: %s", filter, err, stderr.String())
-	}
-	return stdout.String(), nil
-}
-
-func (l *slapdInstance) entryUUID(uid string) (string, error) {
-	out, err := l.search("(uid="+uid+")", "entryUUID")
-	if err != nil {
-		return "", err
-	}
-	for _, line := range strings.Split(out, "\n") {
-		if v, ok := strings.CutPrefix(line, "entryUUID: "); ok {
-			return strings.TrimSpace(v), nil
-		}
-	}
-	return "", fmt.Errorf("no entryUUID for uid=%s in:\n%s", uid, out)
-}
-
-func (l *slapdInstance) stop() { l.proc.Stop(5 * time.Second) }
 
 // ---------------------------------------------------------------------------
 // the daemon
@@ -469,6 +372,10 @@ func (s *suite) startDaemon(dir, ldapURL string) (*daemonInstance, error) {
 
 // startDaemonWith is startDaemon with extra TOML tables appended to the config.
 func (s *suite) startDaemonWith(dir, ldapURL, extra string) (*daemonInstance, error) {
+	return testkit.OnFreePorts(func() (*daemonInstance, error) { return s.startDaemonOnce(dir, ldapURL, extra) })
+}
+
+func (s *suite) startDaemonOnce(dir, ldapURL, extra string) (*daemonInstance, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -503,29 +410,13 @@ func (s *suite) startDaemonWith(dir, ldapURL, extra string) (*daemonInstance, er
 		return nil, err
 	}
 	client := &http.Client{Timeout: 10 * time.Second}
-	deadline := time.Now().Add(startupDeadline)
-	for {
-		resp, err := client.Get("http://" + d.ops + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				// The TokenReview listener should be up too.
-				if c, err := net.DialTimeout("tcp", d.listen, 10*time.Second); err == nil {
-					c.Close()
-					return d, nil
-				}
-			}
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("daemon did not answer GET http://%s/healthz with 200 within %v (last error %v)\n%s",
-				d.ops, startupDeadline, err, testkit.Tail(d.logPath, 30))
-		}
-		select {
-		case <-d.proc.Done():
-			return nil, fmt.Errorf("daemon exited at startup:\n%s", testkit.Tail(d.logPath, 30))
-		case <-time.After(100 * time.Millisecond):
-		}
+	err = testkit.WaitFor(d.proc, "kube-ldap-webhook", startupDeadline, func() error {
+		return testkit.DaemonUp(client, d.ops, d.listen)
+	})
+	if err != nil {
+		return nil, err
 	}
+	return d, nil
 }
 
 func (d *daemonInstance) stop() { d.proc.Stop(5 * time.Second) }

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -228,16 +227,6 @@ func checkAccepted(t *testing.T, resp *authenticator.Response, ok bool, err erro
 	if len(wantAuds) > 0 {
 		if !slices.Equal([]string(resp.Audiences), []string(wantAuds)) {
 			t.Errorf("response audiences = %q, want %q", resp.Audiences, wantAuds)
-		}
-	}
-}
-
-// checkNoSecretIn fails when any of the secrets appears in s.
-func checkNoSecretIn(t *testing.T, what, s string, secrets ...string) {
-	t.Helper()
-	for _, sec := range secrets {
-		if sec != "" && strings.Contains(s, sec) {
-			t.Errorf("%s contains a secret (%q): %q", what, sec, s)
 		}
 	}
 }

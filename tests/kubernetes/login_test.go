@@ -11,7 +11,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -178,7 +177,7 @@ func startIssuingDaemon(t *testing.T, tokenTTL string) *issuingDaemon {
 	// Rate limits far above what a test does: they are tested in tests/it/credential_login.rs.
 	extra := fmt.Sprintf("\n[login]\nlisten = %q\ntoken_ttl = %q\nrate = 6000\nburst = 1000\n\n[tokens]\nsigning_key_file = %q\n",
 		listen, tokenTTL, filepath.Join(keys, "signing.key"))
-	d, err := env.startDaemonWith(filepath.Join(dir, "daemon"), env.ldap.url(), extra)
+	d, err := env.startDaemonWith(filepath.Join(dir, "daemon"), env.ldap.URL(), extra)
 	if err != nil {
 		t.Fatalf("daemon with a login endpoint: %v", err)
 	}
@@ -235,26 +234,6 @@ func issuedThrough(t *testing.T, rs *recordingServer, client *http.Client, host 
 	return token
 }
 
-// cachedExpiry is the expirationTimestamp of the one token in the plugin's cache.
-func cachedExpiry(t *testing.T, cacheHome string) time.Time {
-	t.Helper()
-	files, err := filepath.Glob(filepath.Join(cacheHome, "kube-ldap-webhook", "*.json"))
-	if err != nil || len(files) != 1 {
-		t.Fatalf("cache files %q (%v), want one", files, err)
-	}
-	data, err := os.ReadFile(files[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	var entry struct {
-		Expiration time.Time `json:"expirationTimestamp"`
-	}
-	if err := json.Unmarshal(data, &entry); err != nil {
-		t.Fatalf("cache file %s: %v", files[0], err)
-	}
-	return entry.Expiration
-}
-
 func TestExecPluginLogsInOnceAndTheNextKubectlUsesTheCachedToken(t *testing.T) {
 	d := startIssuingDaemon(t, "8h")
 	cacheHome := t.TempDir()
@@ -288,7 +267,7 @@ func TestExecPluginRunsAgainOnceExpirationTimestampHasPassed(t *testing.T) {
 	client, host := kubectlClient(t, rs, loginExecConfig(t, d, cacheHome, 1))
 
 	first := issuedThrough(t, rs, client, host)
-	expiry := cachedExpiry(t, cacheHome)
+	expiry := testkit.ReadPluginCache(t, cacheHome).Expiration
 	if again := issuedThrough(t, rs, client, host); again != first {
 		t.Errorf("client-go ran the plugin again before expirationTimestamp %v", expiry)
 	}

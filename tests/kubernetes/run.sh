@@ -11,11 +11,6 @@
 # KEEP_TEST_DIR=1 keeps the scratch directory (configs, logs) after a pass too.
 set -eu
 cd "$(dirname "$0")"
-: "${KUBE_LDAP_WEBHOOK_BIN:=$(pwd)/../../target/debug/kube-ldap-webhook}"
-export KUBE_LDAP_WEBHOOK_BIN
-if [ ! -x "$KUBE_LDAP_WEBHOOK_BIN" ]; then
-    echo "run.sh: $KUBE_LDAP_WEBHOOK_BIN not found; run 'cargo build' first" >&2
-    exit 2
-fi
+. ../testkit/daemon-bin.sh
 # A cap for a hung run only: generous, since the machine may be busy with other work.
 exec go test ./... -count=1 -timeout 15m "$@"

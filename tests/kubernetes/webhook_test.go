@@ -145,7 +145,7 @@ func TestWrongPasswordIsAnErrorNotACachedRejection(t *testing.T) {
 				t.Fatalf("wrong password: err=nil (a silent, cacheable rejection); want the daemon's status.error surfaced as an error")
 			}
 			t.Logf("real client's answer for a wrong password: ok=false, err=%q", err)
-			checkNoSecretIn(t, "error text", err.Error(), wrong, token)
+			testkit.CheckNoSecret(t, "error text", err.Error(), wrong, token)
 			if env.daemon.logContains(wrong) || env.daemon.logContains(token) {
 				t.Errorf("the daemon's stderr contains the wrong password or its token")
 			}
@@ -267,13 +267,13 @@ func TestBackendDownIsAnErrorNotARejection(t *testing.T) {
 		if err != nil {
 			t.Fatalf("second slapd: %v", err)
 		}
-		defer ldap.stop()
-		d, err := env.startDaemon(filepath.Join(dir, "daemon"), ldap.url())
+		defer ldap.Stop()
+		d, err := env.startDaemon(filepath.Join(dir, "daemon"), ldap.URL())
 		if err != nil {
 			t.Fatalf("second daemon: %v", err)
 		}
 		defer d.stop()
-		aliceUID, err := ldap.entryUUID("alice")
+		aliceUID, err := ldap.EntryUUID("alice")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -289,7 +289,7 @@ func TestBackendDownIsAnErrorNotARejection(t *testing.T) {
 			return
 		}
 
-		ldap.stop()
+		ldap.Stop()
 
 		// A token the daemon has never seen: an error, quickly.
 		start := time.Now()

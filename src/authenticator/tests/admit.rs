@@ -2,6 +2,8 @@
 //! the re-check of an issued token reach the same verdict on the same entry, and a token's
 //! review applies every rule again once the cache's answer is over.
 
+use std::sync::{MutexGuard, PoisonError};
+
 use super::*;
 use crate::issued::Verified;
 
@@ -10,11 +12,11 @@ use crate::issued::Verified;
 pub(super) fn issuing(
     fake: Arc<Fake>,
     extra: &str,
-) -> (tempfile::TempDir, Arc<Authenticator<Fake>>) {
-    let d = tempfile::tempdir().unwrap();
-    crate::issued::keygen(d.path()).unwrap();
+) -> TestResult<(tempfile::TempDir, Arc<Authenticator<Fake>>)> {
+    let d = tempfile::tempdir()?;
+    crate::issued::keygen(d.path())?;
     let pw = d.path().join("service.pw");
-    std::fs::write(&pw, "service-secret\n").unwrap();
+    std::fs::write(&pw, "service-secret\n")?;
     let ldap = format!(
         "bind_dn = \"cn=svc\"\nbind_password_file = \"{}\"",
         pw.display()
@@ -24,16 +26,31 @@ pub(super) fn issuing(
         d.path().join("signing.key").display()
     );
     let a = authenticator_of(fake, config_for(&ldap, "", &tokens));
-    (d, a)
+    Ok((d, a))
 }
 
 /// Logs `user` in and signs the token the login endpoint would hand out.
-pub(super) async fn token_for(a: &Arc<Authenticator<Fake>>, user: &str, password: &str) -> String {
+pub(super) async fn token_for(
+    a: &Arc<Authenticator<Fake>>,
+    user: &str,
+    password: &str,
+) -> TestResult<String> {
     let login = a.login(&token(user, password), deadline()).await;
     assert!(matches!(login.outcome, Outcome::Accepted(_)), "{login:?}");
-    let account = login.account.expect("the login's account");
-    let issued = a.config.tokens.issued.sign(&account, crate::clock::wall());
-    issued.expect("a signing key").token
+    let account = login
+        .account
+        .ok_or("an accepted login without an account")?;
+    Ok(a.config
+        .tokens
+        .issued
+        .sign(&account, crate::clock::wall())?
+        .token)
+}
+
+/// What re-checks see of every account from now on. The fake's data is whole even if a
+/// test panicked holding the lock.
+fn since(fake: &Fake) -> MutexGuard<'_, Since> {
+    fake.since.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The review of `issued` once the cached answer (`cache.ttl`, 2 minutes) is over.
@@ -53,39 +70,42 @@ fn alice_now(attrs: &[(&str, &str)], groups: &[&str]) -> Found {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_token_is_refused_at_its_next_review_once_the_account_leaves_the_required_groups() {
+async fn a_token_is_refused_at_its_next_review_once_the_account_leaves_the_required_groups(
+) -> TestResult {
     let fake = Arc::new(Fake::new());
-    let (_keys, a) = issuing(fake.clone(), "[identity]\nrequired_groups = [\"devs\"]");
-    let issued = token_for(&a, "alice", "alice-pw").await;
+    let (_keys, a) = issuing(fake.clone(), "[identity]\nrequired_groups = [\"devs\"]")?;
+    let issued = token_for(&a, "alice", "alice-pw").await?;
     let r = a.review(&issued, deadline()).await;
     assert!(matches!(r.outcome, Outcome::Accepted(_)), "{r:?}");
-    fake.since.lock().unwrap().groups = Some(vec![]);
+    since(&fake).groups = Some(vec![]);
     let r = review_after_ttl(&a, &issued).await;
     let refused = Outcome::AccountState(AccountState::NotInRequiredGroup);
     assert_eq!(r.outcome.label(), refused.label(), "{r:?}");
     assert_eq!(r.source, Source::Directory);
+    Ok(())
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_token_is_refused_at_its_next_review_once_the_account_is_disabled() {
+async fn a_token_is_refused_at_its_next_review_once_the_account_is_disabled() -> TestResult {
     let fake = Arc::new(Fake::new());
-    let (_keys, a) = issuing(fake.clone(), "");
-    let issued = token_for(&a, "alice", "alice-pw").await;
-    fake.since.lock().unwrap().attrs = vec![("nsAccountLock".into(), "TRUE".into())];
+    let (_keys, a) = issuing(fake.clone(), "")?;
+    let issued = token_for(&a, "alice", "alice-pw").await?;
+    since(&fake).attrs = vec![("nsAccountLock".into(), "TRUE".into())];
     let r = review_after_ttl(&a, &issued).await;
     assert!(
         matches!(r.outcome, Outcome::AccountState(AccountState::Disabled)),
         "{r:?}"
     );
+    Ok(())
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_token_is_refused_at_its_next_review_once_the_password_changed() {
+async fn a_token_is_refused_at_its_next_review_once_the_password_changed() -> TestResult {
     let fake = Arc::new(Fake::new());
-    let (_keys, a) = issuing(fake.clone(), "");
-    let issued = token_for(&a, "alice", "alice-pw").await;
+    let (_keys, a) = issuing(fake.clone(), "")?;
+    let issued = token_for(&a, "alice", "alice-pw").await?;
     let changed = ("pwdChangedTime".to_string(), "20260501120000Z".to_string());
-    fake.since.lock().unwrap().attrs = vec![changed];
+    since(&fake).attrs = vec![changed];
     let r = review_after_ttl(&a, &issued).await;
     assert!(
         matches!(
@@ -94,6 +114,7 @@ async fn a_token_is_refused_at_its_next_review_once_the_password_changed() {
         ),
         "{r:?}"
     );
+    Ok(())
 }
 
 /// Attributes of the entry, its groups, the verdict's label.
@@ -105,14 +126,14 @@ type Case = (
 
 /// The same entry, judged for a login and for a token's re-check, meets the same rules.
 #[tokio::test(start_paused = true)]
-async fn a_login_and_a_recheck_judge_the_same_entry_alike() {
+async fn a_login_and_a_recheck_judge_the_same_entry_alike() -> TestResult {
     let (_keys, a) = issuing(
         Arc::new(Fake::new()),
         "[identity]\nrequired_groups = [\"devs\"]",
-    );
+    )?;
     let login = Login::parse("alice", crate::config::LoginForms::AsTyped);
     let signed = a.admit(alice_now(&[], &["devs"]), &login, None);
-    let account = *signed.account.expect("accepted, with an account");
+    let account = *signed.account.ok_or("accepted without an account")?;
     let token = Verified {
         subject: account,
         expires: crate::clock::wall() + Duration::from_secs(3600),
@@ -130,16 +151,17 @@ async fn a_login_and_a_recheck_judge_the_same_entry_alike() {
         assert_eq!(at_login.outcome.label(), label, "{attrs:?} {groups:?}");
         assert_eq!(at_recheck.outcome.label(), label, "{attrs:?} {groups:?}");
     }
+    Ok(())
 }
 
 /// A token of another node's signing key (a review-only node, a key being rotated away)
 /// carries a version this node cannot compute; the other rules still hold.
 #[tokio::test(start_paused = true)]
-async fn a_token_of_another_signing_key_is_rechecked_without_its_password_version() {
-    let (_keys, a) = issuing(Arc::new(Fake::new()), "");
+async fn a_token_of_another_signing_key_is_rechecked_without_its_password_version() -> TestResult {
+    let (_keys, a) = issuing(Arc::new(Fake::new()), "")?;
     let login = Login::parse("alice", crate::config::LoginForms::AsTyped);
     let signed = a.admit(alice_now(&[], &[]), &login, None);
-    let mut account = *signed.account.expect("accepted, with an account");
+    let mut account = *signed.account.ok_or("accepted without an account")?;
     account.password_version = "another key's version".into();
     let mut token = Verified {
         subject: account,
@@ -157,4 +179,5 @@ async fn a_token_of_another_signing_key_is_rechecked_without_its_password_versio
     token.signed_here = true;
     let r = a.admit(alice_now(&[], &[]), &login, Some(&token));
     assert_eq!(r.outcome.label(), "password_expired");
+    Ok(())
 }

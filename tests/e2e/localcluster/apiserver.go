@@ -68,7 +68,7 @@ func StartAPIServer(bins *Binaries, c APIServerConfig) (*APIServer, error) {
 	if c.Port != 0 {
 		return startAPIServer(bins, c)
 	}
-	return OnFreePorts(func() (*APIServer, error) { return startAPIServer(bins, c) })
+	return testkit.OnFreePorts(func() (*APIServer, error) { return startAPIServer(bins, c) })
 }
 
 func startAPIServer(bins *Binaries, c APIServerConfig) (*APIServer, error) {
@@ -119,7 +119,7 @@ func startAPIServer(bins *Binaries, c APIServerConfig) (*APIServer, error) {
 		return nil, err
 	}
 	// kube-apiserver is ready in seconds on an idle machine; the cap is for a busy one.
-	err = WaitFor(p, "kube-apiserver "+c.Name, 3*time.Minute, func() error {
+	err = testkit.WaitFor(p, "kube-apiserver "+c.Name, 3*time.Minute, func() error {
 		resp, err := httpc.Get(a.URL + "/readyz")
 		if err != nil {
 			return err

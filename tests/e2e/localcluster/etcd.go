@@ -22,7 +22,7 @@ type Etcd struct {
 
 // StartEtcd starts etcd with its data in dir and waits until /health says true.
 func StartEtcd(bins *Binaries, dir string) (*Etcd, error) {
-	return OnFreePorts(func() (*Etcd, error) { return startEtcd(bins, dir) })
+	return testkit.OnFreePorts(func() (*Etcd, error) { return startEtcd(bins, dir) })
 }
 
 func startEtcd(bins *Binaries, dir string) (*Etcd, error) {
@@ -55,7 +55,7 @@ func startEtcd(bins *Binaries, dir string) (*Etcd, error) {
 	}
 	e := &Etcd{URL: client, Proc: p}
 	httpc := &http.Client{Timeout: 2 * time.Second}
-	err = WaitFor(p, "etcd", 60*time.Second, func() error {
+	err = testkit.WaitFor(p, "etcd", 60*time.Second, func() error {
 		resp, err := httpc.Get(client + "/health")
 		if err != nil {
 			return err
