@@ -6,12 +6,14 @@
 //! - with `--login-url`, the plugin logs in at the daemon's login endpoint once, keeps the
 //!   issued token in a private cache (never the password) and prints it with its
 //!   `expirationTimestamp` until it is about to expire or the daemon stops accepting it
-//!   ([`issued`]).
+//!   ([`issued`]); with `--jwt` as well, it prints a short-lived JWT the daemon exchanged
+//!   that token for, which kube-apiserver verifies itself ([`jwt`]).
 //!
 //! Prompts go to the terminal, never to stdout; a password never comes from argv.
 
 mod cache;
 mod issued;
+mod jwt;
 mod login;
 mod prompt;
 
@@ -64,6 +66,18 @@ pub enum CredentialError {
     #[error(transparent)]
     /// The token cache cannot be used.
     Cache(#[from] CacheError),
+    #[error("the issuer did not exchange the session for a token: {0}")]
+    /// `POST /token` gave no JWT for a session that just came from a login.
+    Exchange(#[source] LoginError),
+    #[error("cannot refresh the token for kube-apiserver ({last}): {source}")]
+    /// No new JWT, because the daemon could not be asked, and no cached one still valid.
+    CannotRefresh {
+        /// The cached JWT's expiry, or that there is none.
+        last: String,
+        /// Why the daemon could not be asked.
+        #[source]
+        source: Box<CredentialError>,
+    },
 }
 
 #[derive(Deserialize)]
@@ -101,6 +115,8 @@ pub struct Login<'a> {
     pub ca_data: Option<&'a str>,
     /// `--logout`: forget the cached token instead of printing one.
     pub logout: bool,
+    /// `--jwt`: print a JWT from the daemon's issuer instead of the session token.
+    pub jwt: bool,
 }
 
 const V1: &str = "client.authentication.k8s.io/v1";
@@ -122,6 +138,7 @@ pub fn run(o: Options<'_>) -> Result<Option<Zeroizing<String>>, CredentialError>
         interactive,
     };
     let json = match &o.login {
+        Some(login) if login.jwt => jwt::credential(&api_version, &sources, login)?,
         Some(login) => issued::credential(&api_version, &sources, login)?,
         None => basic(&api_version, &sources)?,
     };

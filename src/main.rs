@@ -67,6 +67,11 @@ enum Command {
         /// when given) and print nothing.
         #[arg(long, requires = "login_url")]
         logout: bool,
+        /// With --login-url: print a short-lived JWT for kube-apiserver's
+        /// --authentication-config instead, exchanged for the session at the daemon's
+        /// POST /token (cached beside the session until shortly before it expires).
+        #[arg(long, requires = "login_url")]
+        jwt: bool,
     },
     /// Write a new Ed25519 key pair for issued tokens: DIR/signing.key (mode 0600) and
     /// DIR/signing.pub. Never overwrites.
@@ -126,6 +131,10 @@ struct KubeconfigArgs {
     /// With --user-login: the plugin's command on the user's machine.
     #[arg(long, requires = "user_login")]
     exec_command: Option<String>,
+    /// With --user-login: the plugin hands kubectl short-lived JWTs of the daemon's issuer
+    /// ([jwt]), for a kube-apiserver that verifies them itself (--authentication-config).
+    #[arg(long, requires = "user_login")]
+    jwt: bool,
     /// Embed the files as *-data instead of referring to their paths.
     #[arg(long)]
     embed: bool,
@@ -153,6 +162,7 @@ impl KubeconfigArgs {
                 username: self.username.as_deref(),
                 name: self.name.as_deref(),
                 command: self.exec_command.as_deref().unwrap_or("kube-ldap-webhook"),
+                jwt: self.jwt,
             });
         }
         // clap requires all four without --user-login.
@@ -239,6 +249,7 @@ fn main() -> ExitCode {
             ca_file,
             ca_data,
             logout,
+            jwt,
         } => match credential::run(credential::Options {
             username,
             password_file: password_file.as_deref(),
@@ -248,6 +259,7 @@ fn main() -> ExitCode {
                 ca_file: ca_file.as_deref(),
                 ca_data: ca_data.as_deref(),
                 logout,
+                jwt,
             }),
         }) {
             Ok(Some(json)) => {
