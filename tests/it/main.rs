@@ -13,6 +13,7 @@ mod cache;
 mod check_config;
 mod connections;
 mod credential;
+mod credential_jwt;
 mod credential_login;
 mod directories;
 mod directory_answers;

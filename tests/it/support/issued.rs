@@ -135,7 +135,9 @@ impl Issuer {
             .filter(|(s, _)| *s == "cache")
             .map(|(_, v)| format!("{v}\n"))
             .collect();
-        let toml = issuing_config(&cache, login_port, keys, login, tokens);
+        // `@LOGIN_PORT@` in `tokens` (a `[jwt]` issuer URL) is the login listener's port.
+        let tokens = tokens.replace("@LOGIN_PORT@", &login_port.to_string());
+        let toml = issuing_config(&cache, login_port, keys, login, &tokens);
         let mut all: Vec<(&str, &str)> = sections
             .iter()
             .copied()
