@@ -193,6 +193,8 @@ fn log_serving(shared: &Shared, path: &Path) {
         ops = %c.server.ops_listen.map_or("disabled".to_string(), |a| a.to_string()),
         login = %c.login.as_ref().map_or("disabled".to_string(), |l| l.listen.to_string()),
         token_keys = %if keys.is_empty() { "none" } else { keys.as_str() },
+        jwt_issuer = %c.jwt.as_ref().map_or("disabled", |j| j.url.as_str()),
+        jwt_key = %c.jwt.as_ref().map_or("none", |j| j.signing_kid()),
         config = %path.display(),
         version = env!("CARGO_PKG_VERSION"),
         "kube-ldap-webhook serving"
