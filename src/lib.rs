@@ -19,6 +19,7 @@ mod directory;
 mod dn;
 mod identity;
 mod issued;
+mod jwt;
 pub mod kubeconfig;
 mod lockout;
 mod login;
@@ -39,6 +40,8 @@ mod tokenreview;
 pub use config::{load as load_config, path_from as config_path, Config, Preset};
 pub use daemon::{check_config, serve, DaemonError};
 pub use issued::{keygen, KeyError};
+pub use jwt::authconfig::{authentication_config, AuthConfigError};
+pub use jwt::keygen_es256;
 pub use process::forbid_core_dumps;
 
 // The benchmarks' baseline server and LDAP client stand on the daemon's own HTTP settings

@@ -83,7 +83,7 @@ async fn login_request(shared: &Shared, peer: SocketAddr, req: Request<Incoming>
         return not_found(shared);
     };
     if req.uri().path() != PATH {
-        return not_found(shared);
+        return super::issuer::handle(shared, &rt, peer, req, started).await;
     }
     let rate = Rate {
         per_minute: login.rate,
@@ -106,12 +106,7 @@ async fn login_request(shared: &Shared, peer: SocketAddr, req: Request<Incoming>
         count(shared, "rate_limited");
         return too_many(shared, wait);
     }
-    let authorization = req
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| zeroize::Zeroizing::new(v.to_string()));
-    drop(req);
+    let authorization = authorization(req);
     let credential = authorization.as_deref().and_then(|v| {
         credential(
             v,
@@ -137,8 +132,17 @@ async fn login_request(shared: &Shared, peer: SocketAddr, req: Request<Incoming>
     reply
 }
 
+/// The request's `Authorization` header, the request itself dropped: nothing else of it
+/// is read.
+pub(super) fn authorization(req: Request<Incoming>) -> Option<zeroize::Zeroizing<String>> {
+    req.headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| zeroize::Zeroizing::new(v.to_string()))
+}
+
 /// The credential of an `Authorization` header with `scheme` (case-insensitive).
-fn credential<'a>(header: &'a str, scheme: &str) -> Option<&'a str> {
+pub(super) fn credential<'a>(header: &'a str, scheme: &str) -> Option<&'a str> {
     let (s, rest) = header.trim().split_once(' ')?;
     let rest = rest.trim();
     (s.eq_ignore_ascii_case(scheme) && !rest.is_empty()).then_some(rest)
@@ -218,7 +222,7 @@ async fn check(
     reply
 }
 
-fn log(what: &'static str, review: &Review, peer: SocketAddr, started: Instant) {
+pub(super) fn log(what: &'static str, review: &Review, peer: SocketAddr, started: Instant) {
     tracing::info!(
         outcome = review.outcome.label(),
         source = review.source.label(),
@@ -231,7 +235,7 @@ fn log(what: &'static str, review: &Review, peer: SocketAddr, started: Instant) 
     );
 }
 
-fn count(shared: &Shared, event: &'static str) {
+pub(super) fn count(shared: &Shared, event: &'static str) {
     shared
         .metrics
         .logins
@@ -273,7 +277,7 @@ fn unavailable(shared: &Shared) -> Reply {
     )
 }
 
-fn too_many(shared: &Shared, wait: Duration) -> Reply {
+pub(super) fn too_many(shared: &Shared, wait: Duration) -> Reply {
     let mut r = http_error(
         shared,
         StatusCode::TOO_MANY_REQUESTS,
