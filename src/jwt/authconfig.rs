@@ -34,8 +34,10 @@ const RULES: [(&str, &str); 2] = [
         "!claims.username.matches('^(?i)system:')",
         "usernames starting with system: are reserved for Kubernetes",
     ),
+    // A claim is of CEL type `any`, which kube-apiserver refuses to range over
+    // ("cannot be range of a comprehension"): `dyn()` makes it a list at run time.
     (
-        "!has(claims.groups) || claims.groups.all(g, !g.matches('^(?i)system:'))",
+        "!has(claims.groups) || dyn(claims.groups).all(g, !g.matches('^(?i)system:'))",
         "groups starting with system: are reserved for Kubernetes",
     ),
 ];

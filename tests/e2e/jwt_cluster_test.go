@@ -55,9 +55,10 @@ type jwtSite struct {
 	daemon   *daemon
 	api      *localcluster.APIServer
 	admin    string
-	serverCA string // the login endpoint's CA (the daemon's server CA)
-	issuer   string // https://127.0.0.1:PORT, the login listener
-	keys     []string
+	serverCA string   // the login endpoint's CA (the daemon's server CA)
+	issuer   string   // https://127.0.0.1:PORT, the login listener
+	keys     []string // ES256 key directories; keys[signing] signs, the others are published
+	signing  int
 	http     *http.Client // trusts serverCA
 
 	mu    sync.Mutex
@@ -94,13 +95,18 @@ func (s *suite) startJWTCluster() (*jwtSite, error) {
 	if out, err := exec.Command(s.daemonBin, "keygen", "--out", sessionKeys).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("keygen: %v: %s", err, out)
 	}
-	key, err := j.newKey(s)
-	if err != nil {
-		return nil, err
+	// Two keys: the first signs, the next is published from the start, as README's
+	// rotation has it (kube-apiserver keeps the JWKS for its max-age: a key must be
+	// published that long before it signs).
+	for range 2 {
+		if _, err := j.newKey(s); err != nil {
+			return nil, err
+		}
 	}
 	ldap := strings.Replace(s.openldapDaemonConfig("2m"), "[ldap.user]\n", fmt.Sprintf("[ldap.user]\nfilter = %q\n", disabledFilter), 1)
 	cfg := ldap + fmt.Sprintf("\n[login]\nlisten = %q\nrate = 6000\nburst = 1000\n\n[tokens]\nsigning_key_file = %q\n\n",
-		loginListen, filepath.Join(sessionKeys, "signing.key")) + jwtSection(key, nil)
+		loginListen, filepath.Join(sessionKeys, "signing.key")) + jwtSection(j.keys[0], j.keys[1:])
+	var err error
 	if j.daemon, err = startDaemon(s, filepath.Join(j.dir, "daemon"), cfg); err != nil {
 		return nil, err
 	}
@@ -161,14 +167,17 @@ func (j *jwtSite) newKey(s *suite) (string, error) {
 	return dir, nil
 }
 
-// rotate signs with a new key from now on, keeps publishing the old ones, and reloads
-// the daemon (SIGHUP); it returns once the JWKS serves every key.
-func (j *jwtSite) rotate(t *testing.T) {
+// rotate makes the published key that follows the signing one sign, keeps publishing
+// the others, and reloads the daemon (SIGHUP); it returns once the daemon's JWTs carry
+// the new key's kid.
+func (j *jwtSite) rotate(t *testing.T, oldKid string) {
 	t.Helper()
-	old := append([]string(nil), j.keys...)
-	key, err := j.newKey(env)
-	if err != nil {
-		t.Fatal(err)
+	j.signing = (j.signing + 1) % len(j.keys)
+	var others []string
+	for i, k := range j.keys {
+		if i != j.signing {
+			others = append(others, k)
+		}
 	}
 	cfg, err := os.ReadFile(j.daemon.cfgPath)
 	if err != nil {
@@ -178,20 +187,24 @@ func (j *jwtSite) rotate(t *testing.T) {
 	if !ok {
 		t.Fatalf("no [jwt] in %s", j.daemon.cfgPath)
 	}
-	section := strings.ReplaceAll(jwtSection(key, old), loginListen, j.daemon.login)
+	section := strings.ReplaceAll(jwtSection(j.keys[j.signing], others), loginListen, j.daemon.login)
 	if err := os.WriteFile(j.daemon.cfgPath, []byte(head+section), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	session, err := j.session(jwtUsers[len(jwtUsers)-1])
+	if err != nil {
 		t.Fatal(err)
 	}
 	if err := j.daemon.proc.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
 	err = localcluster.WaitFor(j.daemon.proc, "the reload", time.Minute, func() error {
-		keys, err := j.jwks()
+		jwt, err := j.exchange(session.Token)
 		if err != nil {
 			return err
 		}
-		if len(keys) != len(j.keys) {
-			return fmt.Errorf("the JWKS has %d keys, want %d", len(keys), len(j.keys))
+		if kid := decodeJWT(t, jwt.Token).Header["kid"]; kid == oldKid {
+			return fmt.Errorf("still signing with %v", kid)
 		}
 		return nil
 	})

@@ -83,7 +83,7 @@ func craft(t *testing.T, s signer, kid string, claims map[string]any) string {
 // signingKey is the daemon's current ES256 key and the kid its JWTs carry.
 func (j *jwtSite) signingKey(t *testing.T) (*ecdsa.PrivateKey, []byte, string) {
 	t.Helper()
-	dir := j.keys[len(j.keys)-1]
+	dir := j.keys[j.signing]
 	block, _ := pem.Decode(mustRead(t, filepath.Join(dir, "signing.key")))
 	if block == nil {
 		t.Fatalf("%s/signing.key is not PEM", dir)

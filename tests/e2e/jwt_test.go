@@ -149,7 +149,7 @@ func TestJWTKeyRotationIsFollowedByKubeAPIServer(t *testing.T) {
 	l := j.laptop(t, "jwt-kim")
 	l.whoami(t)
 	oldKid, _ := decodeJWT(t, l.cachedJWT(t).Token).Header["kid"].(string)
-	j.rotate(t)
+	j.rotate(t, oldKid)
 	keys, err := j.jwks()
 	if err != nil {
 		t.Fatal(err)
