@@ -67,7 +67,8 @@ pub enum CredentialError {
     /// The token cache cannot be used.
     Cache(#[from] CacheError),
     #[error("the issuer did not exchange the session for a token: {0}")]
-    /// `POST /token` gave no JWT for a session that just came from a login.
+    /// `POST /token` gave no JWT: the daemon could not be asked or did not answer one, or
+    /// refused a session that had just come from a login.
     Exchange(#[source] LoginError),
     #[error("cannot refresh the token for kube-apiserver ({last}): {source}")]
     /// No new JWT, because the daemon could not be asked, and no cached one still valid.
