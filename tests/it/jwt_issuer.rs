@@ -318,6 +318,30 @@ async fn after_a_rotation_new_jwts_are_signed_by_the_new_key_and_the_old_is_stil
     assert_eq!(kids, [new.kid.as_str(), old.kid.as_str()]);
 }
 
+/// A reload whose `[jwt]` cannot work is refused as a whole: the running issuer keeps its
+/// key and keeps signing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_with_an_unusable_jwt_key_keeps_the_running_issuer() {
+    let (_slapd, _keys, jwt, i) = setup(&[]);
+    let session = i.token("alice", "alice-password").await;
+    let before = i.daemon.log().matches("reload refused").count();
+    let text = std::fs::read_to_string(&i.daemon.config).unwrap();
+    let key = jwt.key.display().to_string();
+    std::fs::write(
+        &i.daemon.config,
+        text.replace(&key, "/nonexistent/signing.key"),
+    )
+    .unwrap();
+    i.daemon.signal(libc::SIGHUP);
+    wait_until(
+        || i.daemon.log().matches("reload refused").count() > before,
+        || format!("no refused reload:\n{}", i.daemon.log()),
+    );
+    assert!(i.daemon.log().contains("jwt.signing_key_file"));
+    let (h, _) = verified_jwt(&i, &session).await;
+    assert_eq!(h.kid.as_deref(), Some(jwt.kid.as_str()));
+}
+
 /// Neither the session nor the JWT appears in the daemon's log.
 #[tokio::test(flavor = "multi_thread")]
 async fn no_session_and_no_jwt_in_the_log() {
