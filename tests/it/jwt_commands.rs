@@ -9,14 +9,14 @@ use crate::support::jwt::*;
 use crate::support::*;
 
 /// `check-config` of a daemon issuing sessions with `keys` and the `[jwt]` lines `jwt`:
-/// whether it passed, and what it said on stderr.
+/// whether it passed, and what it said.
 fn check_config(keys: &KeyPair, jwt: &str) -> (bool, String) {
     let toml = issuing_config("", free_port(), keys, "", jwt);
     run("check-config", &[("cache", &toml)])
 }
 
 /// `kube-ldap-webhook COMMAND --config F` of a file with `sections`: whether it passed,
-/// and what it said on stderr.
+/// and what it said (stdout, then stderr).
 fn run(command: &str, sections: &[(&str, &str)]) -> (bool, String) {
     let d = tempfile::tempdir().unwrap();
     let written = Daemon::builder()
@@ -28,9 +28,10 @@ fn run(command: &str, sections: &[(&str, &str)]) -> (bool, String) {
         .arg(&written.path)
         .output()
         .unwrap();
+    let said = [out.stdout, out.stderr].concat();
     (
         out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+        String::from_utf8_lossy(&said).into_owned(),
     )
 }
 
@@ -75,9 +76,20 @@ fn a_jwt_signing_key_others_may_read_is_refused_naming_the_key() {
     );
 }
 
+/// Like `[login]` without `listen`: the section may hold settings, and the issuer is off,
+/// with a warning when keys or audiences suggest it was meant to be on.
 #[test]
-fn authentication_config_without_a_jwt_section_says_the_issuer_is_off() {
+fn a_jwt_section_without_an_issuer_is_off_with_a_warning() {
+    let (keys, jwt) = (KeyPair::new(), EsKeys::new());
+    let section = jwt_section(&jwt, &[]).replace(&format!("issuer = \"{ISSUER}\""), "");
+    let (ok, said) = check_config(&keys, &section);
+    assert!(ok, "{said}");
+    assert!(said.contains("[jwt] without jwt.issuer"), "{said}");
+}
+
+#[test]
+fn authentication_config_without_an_issuer_says_it_is_off() {
     let (ok, err) = run("authentication-config", &[]);
     assert!(!ok);
-    assert!(err.contains("no [jwt] section"), "{err}");
+    assert!(err.contains("no jwt.issuer"), "{err}");
 }
