@@ -187,6 +187,10 @@ async fn an_exchange_gives_a_jwt_of_the_reviewed_user_that_verifies_against_the_
     assert_eq!(exp.unwrap() - iat.unwrap(), 120, "jwt.token_ttl");
     let (_, again) = verified_jwt(&i, &session).await;
     assert_ne!(again["jti"], c["jti"], "every JWT has its own id");
+    let issued = i
+        .daemon
+        .metric("kube_ldap_webhook_logins_total", &[("event", "jwt_issued")]);
+    assert_eq!(issued, 2.0, "counted with the logins");
 }
 
 #[tokio::test(flavor = "multi_thread")]
