@@ -56,7 +56,7 @@ pub fn authentication_config(
         Some(f) => {
             let mut pem = String::new();
             for cert in crate::tls::load_certs(f)? {
-                pem.push_str(&super::keys::pem("CERTIFICATE", &cert));
+                pem.push_str(&crate::jwt::keys::pem("CERTIFICATE", &cert));
             }
             Some(pem)
         }
