@@ -6,9 +6,8 @@
 //! - `defaults`: every default and every allowed range, one table;
 //! - `presets`: what `ldap.directory` fills in;
 //! - `server`, `ldap`, `user`, `group`, `cache`, `log`, `tokens` (`[login]` and `[tokens]`),
-//!   `jwt`:
-//!   one resolver per section, each turning
-//!   its raw section into the resolved one and refusing what cannot work, naming the key.
+//!   `jwt`: one resolver per section, each turning its raw section into the resolved one
+//!   and refusing what cannot work, naming the key.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -140,7 +139,7 @@ fn resolve(raw: raw::RawConfig, path: &Path) -> Result<Config, ConfigError> {
     let log = log::resolve(raw.log, &cx)?;
     let identity = identity::resolve(raw.identity, &ldap.group, &cx)?;
     let (login, tokens) = tokens::resolve(raw.login, raw.tokens, ldap.service.is_some(), &mut cx)?;
-    let jwt = jwt::resolve(raw.jwt, login.is_some(), &cx)?;
+    let jwt = jwt::resolve(raw.jwt, login.is_some(), &mut cx)?;
     let directories = directories::resolve(raw.directories, &ldap, &identity, &mut cx)?;
     // Every directory a token can come from must be able to re-check it.
     if login.is_some() || tokens.issued.enabled() {

@@ -11,7 +11,6 @@
 //! `sub` (the directory's uid), `username`, `groups`; its life ends at `token_ttl` or at the
 //! session's own expiry, whichever is first.
 
-pub(crate) mod authconfig;
 pub(crate) mod keys;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

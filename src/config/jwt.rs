@@ -14,7 +14,7 @@ use crate::jwt::{keys, Issuer};
 pub(super) fn resolve(
     raw: Option<RawJwt>,
     has_login: bool,
-    cx: &Ctx,
+    cx: &mut Ctx,
 ) -> Result<Option<Arc<Issuer>>, ConfigError> {
     // Like login.listen: without an issuer the section only holds settings, and the
     // issuer is off (the example config ships it so).
@@ -22,7 +22,12 @@ pub(super) fn resolve(
         return Ok(None);
     };
     let url = match j.issuer.as_deref().map(str::trim) {
-        None | Some("") => return Ok(None),
+        None | Some("") => {
+            if j.signing_key_file.is_some() || j.audiences.is_some() {
+                cx.warn("[jwt] without jwt.issuer: the JWT issuer is off");
+            }
+            return Ok(None);
+        }
         Some(u) => u,
     };
     let path = issuer_path(url).map_err(|m| cx.invalid("jwt.issuer", m))?;

@@ -22,8 +22,10 @@ use hyper::header::{HeaderValue, CACHE_CONTROL, WWW_AUTHENTICATE};
 use hyper::{Method, Request, StatusCode};
 use serde::Serialize;
 
-use super::http::{http_error, json, method_not_allowed, not_found, Reply};
-use super::login::{authorization, count, credential, log, too_many};
+use super::http::{
+    authorization, count, credential, http_error, json, log, method_not_allowed, not_found,
+    too_many, Reply,
+};
 use super::ratelimit::Rate;
 use super::{Runtime, Shared};
 use crate::jwt::{Holder, Issuer, SignError, CACHE_MAX_AGE, DISCOVERY_PATH, JWKS_PATH};

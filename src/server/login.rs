@@ -20,24 +20,24 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::WWW_AUTHENTICATE;
-use hyper::header::{HeaderValue, AUTHORIZATION, CACHE_CONTROL, RETRY_AFTER};
+use hyper::header::{HeaderValue, CACHE_CONTROL, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 
 use super::http::{
-    announces_body, http_error, json, method_not_allowed, not_found, too_large, Reply,
+    announces_body, authorization, count, credential, http_error, json, log, method_not_allowed,
+    not_found, too_large, too_many, Reply,
 };
 use super::in_flight::InFlight;
-use super::ratelimit::{retry_after_secs, Rate};
+use super::ratelimit::Rate;
 use super::{Runtime, Shared};
-use crate::metrics::EventLabels;
-use crate::outcome::{Outcome, Review, REJECTED, UNAVAILABLE};
+use crate::outcome::{Outcome, REJECTED, UNAVAILABLE};
 
 pub(crate) const PATH: &str = "/login";
 
@@ -132,22 +132,6 @@ async fn login_request(shared: &Shared, peer: SocketAddr, req: Request<Incoming>
     reply
 }
 
-/// The request's `Authorization` header, the request itself dropped: nothing else of it
-/// is read.
-pub(super) fn authorization(req: Request<Incoming>) -> Option<zeroize::Zeroizing<String>> {
-    req.headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| zeroize::Zeroizing::new(v.to_string()))
-}
-
-/// The credential of an `Authorization` header with `scheme` (case-insensitive).
-pub(super) fn credential<'a>(header: &'a str, scheme: &str) -> Option<&'a str> {
-    let (s, rest) = header.trim().split_once(' ')?;
-    let rest = rest.trim();
-    (s.eq_ignore_ascii_case(scheme) && !rest.is_empty()).then_some(rest)
-}
-
 async fn post(
     shared: &Shared,
     rt: &Runtime,
@@ -222,27 +206,6 @@ async fn check(
     reply
 }
 
-pub(super) fn log(what: &'static str, review: &Review, peer: SocketAddr, started: Instant) {
-    tracing::info!(
-        outcome = review.outcome.label(),
-        source = review.source.label(),
-        user = review.username.as_deref().unwrap_or("-"),
-        groups = review.outcome.user().map_or(0, |u| u.group_count()),
-        %peer,
-        latency_us = started.elapsed().as_micros() as u64,
-        detail = %review.detail,
-        "{what}"
-    );
-}
-
-pub(super) fn count(shared: &Shared, event: &'static str) {
-    shared
-        .metrics
-        .logins
-        .get_or_create(&EventLabels { event })
-        .inc();
-}
-
 fn unauthorized(shared: &Shared, message: &str, basic: bool) -> Reply {
     let mut r = http_error(shared, StatusCode::UNAUTHORIZED, "Unauthorized", message);
     if basic {
@@ -275,18 +238,6 @@ fn unavailable(shared: &Shared) -> Reply {
         "ServiceUnavailable",
         UNAVAILABLE,
     )
-}
-
-pub(super) fn too_many(shared: &Shared, wait: Duration) -> Reply {
-    let mut r = http_error(
-        shared,
-        StatusCode::TOO_MANY_REQUESTS,
-        "TooManyRequests",
-        "too many login attempts from this address; retry later",
-    );
-    r.headers_mut()
-        .insert(RETRY_AFTER, HeaderValue::from(retry_after_secs(wait)));
-    r
 }
 
 #[cfg(test)]

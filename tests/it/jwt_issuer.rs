@@ -10,56 +10,13 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{json, Value};
 
 use crate::support::issued::*;
+use crate::support::jwt::*;
 use crate::support::*;
 
 const ALICE_DN: &str = "uid=alice,ou=people,dc=example,dc=org";
 const DEVELOPERS: &str = "cn=developers,ou=groups,dc=example,dc=org";
-const ISSUER: &str = "https://login.test.example:8444/kube";
 const DISCOVERY: &str = "/kube/.well-known/openid-configuration";
 const JWKS: &str = "/kube/openid/v1/jwks";
-
-/// A P-256 key pair written by `kube-ldap-webhook keygen --algorithm es256`, and the key
-/// id it printed.
-struct EsKeys {
-    _dir: tempfile::TempDir,
-    key: std::path::PathBuf,
-    public: std::path::PathBuf,
-    kid: String,
-}
-
-impl EsKeys {
-    fn new() -> EsKeys {
-        let dir = tempfile::tempdir().unwrap();
-        let out = dir.path().join("jwt");
-        let printed = run_checked(
-            Command::new(bin())
-                .args(["keygen", "--algorithm", "es256", "--out"])
-                .arg(&out),
-            "kube-ldap-webhook keygen --algorithm es256",
-        );
-        let kid = printed.trim().rsplit(' ').next().unwrap().to_string();
-        EsKeys {
-            key: out.join("signing.key"),
-            public: out.join("signing.pub"),
-            kid,
-            _dir: dir,
-        }
-    }
-}
-
-/// The `[jwt]` section signing with `keys`, still publishing `previous`.
-fn jwt_section(keys: &EsKeys, previous: &[&EsKeys]) -> String {
-    let previous: Vec<String> = previous
-        .iter()
-        .map(|k| format!("\"{}\"", k.public.display()))
-        .collect();
-    format!(
-        "\n[jwt]\nissuer = \"{ISSUER}\"\naudiences = [\"kubernetes\"]\ntoken_ttl = \"2m\"\n\
-         signing_key_file = \"{}\"\nverification_key_files = [{}]\n",
-        keys.key.display(),
-        previous.join(", ")
-    )
-}
 
 /// A daemon issuing sessions and JWTs. Accepted answers are cached for ten minutes, so
 /// that an exchange refused within the test was refused by the directory, not the cache.
@@ -105,6 +62,16 @@ fn setup(sections: &[(&str, &str)]) -> (Slapd, KeyPair, EsKeys, Issuer) {
 
 fn url(i: &Issuer, path: &str) -> String {
     format!("https://127.0.0.1:{}{path}", i.login_port)
+}
+
+/// The reply is a 401 whose `Status` message is `message`.
+fn refused_with(r: &Reply, message: &str) {
+    assert_eq!(
+        (r.status, r.body["message"].as_str()),
+        (401, Some(message)),
+        "{}",
+        r.raw
+    );
 }
 
 async fn exchange(i: &Issuer, session: &str) -> Reply {
@@ -220,6 +187,10 @@ async fn an_exchange_gives_a_jwt_of_the_reviewed_user_that_verifies_against_the_
     assert_eq!(exp.unwrap() - iat.unwrap(), 120, "jwt.token_ttl");
     let (_, again) = verified_jwt(&i, &session).await;
     assert_ne!(again["jti"], c["jti"], "every JWT has its own id");
+    let issued = i
+        .daemon
+        .metric("kube_ldap_webhook_logins_total", &[("event", "jwt_issued")]);
+    assert_eq!(issued, 2.0, "counted with the logins");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -235,12 +206,7 @@ async fn a_disabled_account_is_refused_at_the_next_exchange_though_its_review_is
         "dn: {ALICE_DN}\nchangetype: modify\nadd: employeeType\nemployeeType: disabled\n"
     ));
     let r = exchange(&i, &session).await;
-    assert_eq!(
-        (r.status, r.body["message"].as_str()),
-        (401, Some(GENERIC)),
-        "{}",
-        r.raw
-    );
+    refused_with(&r, GENERIC);
     assert!(r.body.get("token").is_none());
 }
 
@@ -254,12 +220,7 @@ async fn a_user_removed_from_the_required_groups_is_refused_at_the_next_exchange
         "dn: {DEVELOPERS}\nchangetype: modify\ndelete: member\nmember: {ALICE_DN}\n"
     ));
     let r = exchange(&i, &session).await;
-    assert_eq!(
-        (r.status, r.body["message"].as_str()),
-        (401, Some("Not a member of a group allowed to log in")),
-        "{}",
-        r.raw
-    );
+    refused_with(&r, "Not a member of a group allowed to log in");
 }
 
 /// An expired session, a basic token, a session of a key nobody configured, garbage, no
@@ -283,12 +244,7 @@ async fn what_is_not_a_live_session_is_refused_without_a_directory_operation() {
     let mark = slapd.log_mark();
     let to = url(&i, "/token");
     let r = exchange(&i, &expired).await;
-    assert_eq!(
-        (r.status, r.body["message"].as_str()),
-        (401, Some(EXPIRED)),
-        "{}",
-        r.raw
-    );
+    refused_with(&r, EXPIRED);
     for (what, authorization) in [
         (
             "a basic token",
@@ -366,6 +322,30 @@ async fn after_a_rotation_new_jwts_are_signed_by_the_new_key_and_the_old_is_stil
     assert_eq!(kids, [new.kid.as_str(), old.kid.as_str()]);
 }
 
+/// A reload whose `[jwt]` cannot work is refused as a whole: the running issuer keeps its
+/// key and keeps signing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_with_an_unusable_jwt_key_keeps_the_running_issuer() {
+    let (_slapd, _keys, jwt, i) = setup(&[]);
+    let session = i.token("alice", "alice-password").await;
+    let before = i.daemon.log().matches("reload refused").count();
+    let text = std::fs::read_to_string(&i.daemon.config).unwrap();
+    let key = jwt.key.display().to_string();
+    std::fs::write(
+        &i.daemon.config,
+        text.replace(&key, "/nonexistent/signing.key"),
+    )
+    .unwrap();
+    i.daemon.signal(libc::SIGHUP);
+    wait_until(
+        || i.daemon.log().matches("reload refused").count() > before,
+        || format!("no refused reload:\n{}", i.daemon.log()),
+    );
+    assert!(i.daemon.log().contains("jwt.signing_key_file"));
+    let (h, _) = verified_jwt(&i, &session).await;
+    assert_eq!(h.kid.as_deref(), Some(jwt.kid.as_str()));
+}
+
 /// Neither the session nor the JWT appears in the daemon's log.
 #[tokio::test(flavor = "multi_thread")]
 async fn no_session_and_no_jwt_in_the_log() {
@@ -406,63 +386,47 @@ async fn exchanges_that_reach_the_directory_spend_the_sources_login_budget() {
     assert!(r.headers.contains_key("retry-after"));
 }
 
-/// `check-config` of a daemon issuing sessions with `keys` and the `[jwt]` lines `jwt`:
-/// whether it passed, and what it said on stderr.
-fn check_config(keys: &KeyPair, jwt: &str) -> (bool, String) {
-    let d = tempfile::tempdir().unwrap();
-    let toml = issuing_config("", free_port(), keys, "", jwt);
-    let written = Daemon::builder()
-        .url("ldap://127.0.0.1:1")
-        .section("cache", toml)
-        .write_to(d.path());
-    let out = Command::new(bin())
-        .args(["check-config", "--config"])
-        .arg(&written.path)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-#[test]
-fn check_config_refuses_bad_jwt_values_naming_the_key() {
-    let (keys, jwt) = (KeyPair::new(), EsKeys::new());
-    let good = jwt_section(&jwt, &[]);
-    let (key_file, pub_file) = (
-        jwt.key.display().to_string(),
-        jwt.public.display().to_string(),
-    );
-    let ed25519_pub = format!("[\"{}\"]", keys.public.display());
-    for (key, section) in [
-        (
-            "jwt.issuer",
-            good.replace(ISSUER, "http://login.test.example"),
-        ),
-        ("jwt.audiences", good.replace("[\"kubernetes\"]", "[]")),
-        ("jwt.token_ttl", good.replace("\"2m\"", "\"2h\"")),
-        ("jwt.signing_key_file", good.replace(&key_file, &pub_file)),
-        (
-            "jwt.verification_key_files",
-            good.replace("= []", &format!("= {ed25519_pub}")),
-        ),
-    ] {
-        let (ok, err) = check_config(&keys, &section);
-        assert!(!ok, "{key}: accepted");
-        assert!(err.contains(&format!("`{key}`")), "{key}: {err}");
-    }
-}
-
-#[test]
-fn a_jwt_signing_key_others_may_read_is_refused_naming_the_key() {
-    use std::os::unix::fs::PermissionsExt;
-    let (keys, jwt) = (KeyPair::new(), EsKeys::new());
-    std::fs::set_permissions(&jwt.key, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let (ok, err) = check_config(&keys, &jwt_section(&jwt, &[]));
-    assert!(!ok);
+/// With every LDAP server down an exchange gets no JWT: no stale answer stands in for the
+/// re-check, though reviews of the same session are still answered from the cache.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_the_directory_down_an_exchange_is_refused_as_unavailable() {
+    let (mut slapd, _keys, _jwt, i) = setup(&[]);
+    let session = i.token("alice", "alice-password").await;
+    verified_jwt(&i, &session).await;
+    slapd.stop();
     assert!(
-        err.contains("`jwt.signing_key_file`") && err.contains("mode 0644"),
-        "{err}"
+        authenticated(&i.review(&session).await),
+        "the review is cached"
+    );
+    let r = exchange(&i, &session).await;
+    refused_with(&r, "Authentication backend unavailable");
+}
+
+/// `authentication-config` of a running daemon's file, with the login listener's CA.
+#[tokio::test(flavor = "multi_thread")]
+async fn authentication_config_prints_the_issuer_audiences_and_the_login_listeners_ca() {
+    let (_slapd, _keys, _jwt, i) = setup(&[]);
+    let printed = run_checked(
+        Command::new(bin())
+            .args(["authentication-config", "--config"])
+            .arg(&i.daemon.config)
+            .arg("--ca-file")
+            .arg(&i.daemon.pki.server_ca),
+        "kube-ldap-webhook authentication-config",
+    );
+    let doc: serde_norway::Value = serde_norway::from_str(&printed).unwrap();
+    assert_eq!(doc["kind"], "AuthenticationConfiguration");
+    let issuer = &doc["jwt"][0]["issuer"];
+    assert_eq!(issuer["url"], ISSUER);
+    assert_eq!(issuer["audiences"][0], "kubernetes");
+    let ca = std::fs::read_to_string(&i.daemon.pki.server_ca).unwrap();
+    let embedded = issuer["certificateAuthority"].as_str().unwrap();
+    let b64 = |pem: &str| -> String { pem.lines().filter(|l| !l.starts_with("-----")).collect() };
+    assert_eq!(b64(embedded), b64(&ca));
+    let d = i.call("GET", &url(&i, DISCOVERY), None).await;
+    assert_eq!(
+        d.body["issuer"],
+        issuer["url"].as_str().unwrap(),
+        "the iss kube-apiserver expects"
     );
 }

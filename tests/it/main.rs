@@ -24,6 +24,7 @@ mod group_policy;
 mod hardening;
 mod issued_recheck;
 mod issued_tokens;
+mod jwt_commands;
 mod jwt_issuer;
 mod key_files;
 mod kubeconfig;

@@ -23,6 +23,7 @@ mod daemon;
 mod ds389;
 mod https;
 pub mod issued;
+pub mod jwt;
 mod metrics;
 mod notify;
 mod pki;

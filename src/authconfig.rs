@@ -20,8 +20,8 @@ pub enum AuthConfigError {
     /// The daemon's configuration was refused.
     #[error(transparent)]
     Config(#[from] ConfigError),
-    /// The configuration has no `[jwt]` section.
-    #[error("{0}: no [jwt] section: the issuer is off")]
+    /// The configuration has no `jwt.issuer`.
+    #[error("{0}: no jwt.issuer: the JWT issuer is off")]
     NoIssuer(String),
     /// The CA file could not be read or holds no certificate.
     #[error("--ca-file: {0}")]
@@ -58,7 +58,7 @@ pub fn authentication_config(
         Some(f) => {
             let mut pem = String::new();
             for cert in crate::tls::load_certs(f)? {
-                pem.push_str(&super::keys::pem("CERTIFICATE", &cert));
+                pem.push_str(&crate::jwt::keys::pem("CERTIFICATE", &cert));
             }
             Some(pem)
         }
