@@ -59,6 +59,9 @@ bench:
 	$(CARGO) bench --bench reviews
 	$(CARGO) bench --bench enumeration
 	$(CARGO) bench --bench issued
+	# The cost per API request of a JWT kube-apiserver verifies itself against the webhook
+	# (tests/e2e/jwt_cost_test.go; the e2e suite's set-up, with the release binary).
+	KUBE_LDAP_WEBHOOK_E2E_BENCH=1 KUBE_LDAP_WEBHOOK_BIN=$(CURDIR)/$(BIN) tests/e2e/run.sh -run 'JWTCostPerAPIRequest' -v
 
 # cargo-fuzz, one target after another on one core; prints the table for FUZZING.md.
 # `make test` runs the targets' bodies over fuzz/seeds only (tests/it/fuzz_seeds.rs).

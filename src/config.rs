@@ -5,9 +5,9 @@
 //! - `raw`: the file as written (every key optional);
 //! - `defaults`: every default and every allowed range, one table;
 //! - `presets`: what `ldap.directory` fills in;
-//! - `server`, `ldap`, `user`, `group`, `cache`, `log`, `tokens` (`[login]` and `[tokens]`):
-//!   one resolver per section, each turning
-//!   its raw section into the resolved one and refusing what cannot work, naming the key.
+//! - `server`, `ldap`, `user`, `group`, `cache`, `log`, `tokens` (`[login]` and `[tokens]`),
+//!   `jwt`: one resolver per section, each turning its raw section into the resolved one
+//!   and refusing what cannot work, naming the key.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -22,6 +22,7 @@ pub(crate) mod defaults;
 mod directories;
 mod group;
 mod identity;
+mod jwt;
 mod keytab;
 mod ldap;
 mod log;
@@ -139,6 +140,7 @@ fn resolve(raw: raw::RawConfig, path: &Path) -> Result<Config, ConfigError> {
     let log = log::resolve(raw.log, &cx)?;
     let identity = identity::resolve(raw.identity, &ldap.group, &cx)?;
     let (login, tokens) = tokens::resolve(raw.login, raw.tokens, ldap.service.is_some(), &mut cx)?;
+    let jwt = jwt::resolve(raw.jwt, login.is_some(), &mut cx)?;
     let directories = directories::resolve(raw.directories, &ldap, &identity, &mut cx)?;
     let kerberos = login.as_ref().is_some_and(|l| l.negotiate.is_some());
     // Every directory a token can come from must be able to re-check it.
@@ -160,6 +162,7 @@ fn resolve(raw: raw::RawConfig, path: &Path) -> Result<Config, ConfigError> {
         log,
         login,
         tokens,
+        jwt,
         directories,
         warnings: cx.warnings,
     };

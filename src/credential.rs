@@ -7,12 +7,14 @@
 //!   user's Kerberos ticket when there is one, [`kerberos`], else the password), keeps the
 //!   issued token in a private cache (never the password) and prints it with its
 //!   `expirationTimestamp` until it is about to expire or the daemon stops accepting it
-//!   ([`issued`]).
+//!   ([`issued`]); with `--jwt` as well, it prints a short-lived JWT the daemon exchanged
+//!   that token for, which kube-apiserver verifies itself ([`jwt`]).
 //!
 //! Prompts go to the terminal, never to stdout; a password never comes from argv.
 
 mod cache;
 mod issued;
+mod jwt;
 mod kerberos;
 mod login;
 mod prompt;
@@ -78,6 +80,19 @@ pub enum CredentialError {
     #[error(transparent)]
     /// The token cache cannot be used.
     Cache(#[from] CacheError),
+    #[error("the issuer did not exchange the session for a token: {0}")]
+    /// `POST /token` gave no JWT: the daemon could not be asked or did not answer one, or
+    /// refused a session that had just come from a login.
+    Exchange(#[source] LoginError),
+    #[error("cannot refresh the token for kube-apiserver ({last}): {source}")]
+    /// No new JWT, because the daemon could not be asked, and no cached one still valid.
+    CannotRefresh {
+        /// The cached JWT's expiry, or that there is none.
+        last: String,
+        /// Why the daemon could not be asked.
+        #[source]
+        source: Box<CredentialError>,
+    },
 }
 
 #[derive(Deserialize)]
@@ -115,6 +130,8 @@ pub struct Login<'a> {
     pub ca_data: Option<&'a str>,
     /// `--logout`: forget the cached token instead of printing one.
     pub logout: bool,
+    /// `--jwt`: print a JWT from the daemon's issuer instead of the session token.
+    pub jwt: bool,
     /// Try the user's Kerberos ticket before the password (off with `--no-kerberos`).
     pub kerberos: bool,
 }
@@ -138,6 +155,7 @@ pub fn run(o: Options<'_>) -> Result<Option<Zeroizing<String>>, CredentialError>
         interactive,
     };
     let json = match &o.login {
+        Some(login) if login.jwt => jwt::credential(&api_version, &sources, login)?,
         Some(login) => issued::credential(&api_version, &sources, login)?,
         None => basic(&api_version, &sources)?,
     };

@@ -193,6 +193,8 @@ fn log_serving(shared: &Shared, path: &Path) {
         ops = %c.server.ops_listen.map_or("disabled".to_string(), |a| a.to_string()),
         login = %c.login.as_ref().map_or("disabled".to_string(), |l| l.listen.to_string()),
         token_keys = %if keys.is_empty() { "none" } else { keys.as_str() },
+        jwt_issuer = %c.jwt.as_ref().map_or("disabled", |j| j.url.as_str()),
+        jwt_key = %c.jwt.as_ref().map_or("none", |j| j.signing_kid()),
         config = %path.display(),
         version = env!("CARGO_PKG_VERSION"),
         "kube-ldap-webhook serving"
@@ -257,6 +259,11 @@ async fn reload(shared: &Shared, path: &Path) {
             let c = &new.config.cache;
             shared.lockout.configure(c.max_failures, c.failure_window);
             let keys = new.config.tokens.issued.key_ids().join(",");
+            let jwt_key = new
+                .config
+                .jwt
+                .as_ref()
+                .map_or("none".to_string(), |j| j.signing_kid().to_string());
             drop(old);
             new.authenticator.directory().start();
             shared.current.store(Arc::new(new));
@@ -268,6 +275,7 @@ async fn reload(shared: &Shared, path: &Path) {
             tracing::info!(
                 cleared,
                 token_keys = %if keys.is_empty() { "none" } else { keys.as_str() },
+                jwt_key = %jwt_key,
                 "configuration, certificates and CAs reloaded; answer cache cleared"
             );
         }

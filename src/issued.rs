@@ -6,7 +6,7 @@
 //! the configured public keys. Claims carry who (`sub`, `dn`, `name`, `login`) and when (`iat`,
 //! `nbf`, `exp`), never groups: those are read from the directory at every review.
 
-mod key_files;
+pub(crate) mod key_files;
 pub(crate) mod keys;
 
 use std::time::{Duration, SystemTime};
@@ -180,7 +180,7 @@ pub(crate) enum SignError {
     Sign,
 }
 
-fn rfc3339(t: SystemTime) -> String {
+pub(crate) fn rfc3339(t: SystemTime) -> String {
     let t = OffsetDateTime::from(t);
     // Whole seconds: the claims stay short and compare as written.
     let t = t.replace_nanosecond(0).unwrap_or(t);

@@ -9,6 +9,7 @@
 // No unwrap on what a network or a file can make fail; tests may (a panic is their failure).
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod authconfig;
 mod authenticator;
 mod cache;
 mod clock;
@@ -19,6 +20,7 @@ mod directory;
 mod dn;
 mod identity;
 mod issued;
+mod jwt;
 pub mod kubeconfig;
 mod lockout;
 mod login;
@@ -37,9 +39,11 @@ mod tokenreview;
 
 // `serve`, `check-config` and `keygen` (main.rs). `credential` and `kubeconfig` are the
 // client-side commands: each a module whose public items are that command's, no more.
+pub use authconfig::{authentication_config, AuthConfigError};
 pub use config::{load as load_config, path_from as config_path, Config, Preset};
 pub use daemon::{check_config, serve, DaemonError};
 pub use issued::{keygen, KeyError};
+pub use jwt::keygen_es256;
 pub use process::forbid_core_dumps;
 
 // The benchmarks' baseline server and LDAP client stand on the daemon's own HTTP settings

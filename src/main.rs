@@ -9,7 +9,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use kube_ldap_webhook::{
-    check_config, config_path, credential, forbid_core_dumps, keygen, kubeconfig, serve,
+    authentication_config, check_config, config_path, credential, forbid_core_dumps, keygen,
+    keygen_es256, kubeconfig, serve,
 };
 
 /// Kubernetes webhook token authentication against LDAP and Active Directory.
@@ -71,16 +72,40 @@ enum Command {
         /// ($KRB5CCNAME) first; log in with the password.
         #[arg(long, requires = "login_url")]
         no_kerberos: bool,
+        /// With --login-url: print a short-lived JWT for kube-apiserver's
+        /// --authentication-config instead, exchanged for the session at the daemon's
+        /// POST /token (cached beside the session until shortly before it expires).
+        #[arg(long, requires = "login_url")]
+        jwt: bool,
     },
-    /// Write a new Ed25519 key pair for issued tokens: DIR/signing.key (mode 0600) and
-    /// DIR/signing.pub. Never overwrites.
+    /// Write a new key pair: DIR/signing.key (mode 0600) and DIR/signing.pub. Never
+    /// overwrites.
     Keygen {
         /// The directory to write to (created, mode 0700, when missing).
         #[arg(long)]
         out: PathBuf,
+        /// ed25519 for issued tokens ([tokens]), es256 (P-256) for JWTs ([jwt]).
+        #[arg(long, value_enum, default_value_t = KeyAlgorithm::Ed25519)]
+        algorithm: KeyAlgorithm,
+    },
+    /// Print the AuthenticationConfiguration (apiserver.config.k8s.io/v1) that points
+    /// kube-apiserver's JWT authenticator at this daemon's [jwt] issuer.
+    AuthenticationConfig {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The CA that signed the login listener's certificate [default: none embedded,
+        /// kube-apiserver uses the system's roots].
+        #[arg(long)]
+        ca_file: Option<PathBuf>,
     },
     /// Print the version.
     Version,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum KeyAlgorithm {
+    Ed25519,
+    Es256,
 }
 
 #[derive(clap::Args)]
@@ -130,6 +155,10 @@ struct KubeconfigArgs {
     /// With --user-login: the plugin's command on the user's machine.
     #[arg(long, requires = "user_login")]
     exec_command: Option<String>,
+    /// With --user-login: the plugin hands kubectl short-lived JWTs of the daemon's issuer
+    /// ([jwt]), for a kube-apiserver that verifies them itself (--authentication-config).
+    #[arg(long, requires = "user_login")]
+    jwt: bool,
     /// Embed the files as *-data instead of referring to their paths.
     #[arg(long)]
     embed: bool,
@@ -157,6 +186,7 @@ impl KubeconfigArgs {
                 username: self.username.as_deref(),
                 name: self.name.as_deref(),
                 command: self.exec_command.as_deref().unwrap_or("kube-ldap-webhook"),
+                jwt: self.jwt,
             });
         }
         // clap requires all four without --user-login.
@@ -244,6 +274,7 @@ fn main() -> ExitCode {
             ca_data,
             logout,
             no_kerberos,
+            jwt,
         } => match credential::run(credential::Options {
             username,
             password_file: password_file.as_deref(),
@@ -254,6 +285,7 @@ fn main() -> ExitCode {
                 ca_data: ca_data.as_deref(),
                 logout,
                 kerberos: !no_kerberos,
+                jwt,
             }),
         }) {
             Ok(Some(json)) => {
@@ -263,15 +295,27 @@ fn main() -> ExitCode {
             Ok(None) => ExitCode::SUCCESS,
             Err(e) => fail(e),
         },
-        Command::Keygen { out } => match keygen(&out) {
-            Ok(kid) => succeed(to_stdout(&format!(
-                "wrote {} (keep it on the nodes that sign, mode 0600) and {} (list it in \
-                 tokens.verification_key_files on every node); key id {kid}\n",
-                out.join("signing.key").display(),
-                out.join("signing.pub").display()
-            ))),
-            Err(e) => fail(e),
-        },
+        Command::Keygen { out, algorithm } => {
+            let (made, section) = match algorithm {
+                KeyAlgorithm::Ed25519 => (keygen(&out), "tokens"),
+                KeyAlgorithm::Es256 => (keygen_es256(&out), "jwt"),
+            };
+            match made {
+                Ok(kid) => succeed(to_stdout(&format!(
+                    "wrote {} (keep it on the nodes that sign, mode 0600) and {} (list it in \
+                     {section}.verification_key_files on every node); key id {kid}\n",
+                    out.join("signing.key").display(),
+                    out.join("signing.pub").display()
+                ))),
+                Err(e) => fail(e),
+            }
+        }
+        Command::AuthenticationConfig { config, ca_file } => {
+            match authentication_config(&config_path(config.as_deref()), ca_file.as_deref()) {
+                Ok(yaml) => succeed(to_stdout(&yaml)),
+                Err(e) => fail(e),
+            }
+        }
         Command::Version => succeed(to_stdout(&format!(
             "kube-ldap-webhook {}\n",
             env!("CARGO_PKG_VERSION")

@@ -11,6 +11,8 @@
 //! - [`review`]: the TokenReview handler, admit -> respond;
 //! - [`login`]: `POST /login` and `GET /login` on the login listener, [`ratelimit`] its
 //!   per-source rate limit, [`in_flight`] its cap on requests in flight;
+//! - [`issuer`]: the JWT issuer's discovery document, JWKS and `POST /token`, on the
+//!   login listener;
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`.
 
 use std::net::SocketAddr;
@@ -31,6 +33,7 @@ pub(crate) mod admission;
 pub(crate) mod closes;
 mod http;
 mod in_flight;
+mod issuer;
 mod listener;
 mod login;
 mod negotiate;

@@ -10,7 +10,7 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use super::{failed, local, Authenticator, Outcome, Resolved, Reuse, Review};
 use crate::cache::Lookup;
@@ -25,40 +25,79 @@ impl<B: Backend> Authenticator<B> {
         deadline: Instant,
         at: Instant,
     ) -> Review {
+        self.decide_session(token, deadline, at, true).await.0
+    }
+
+    /// An exchange of a session (an issued token) for a JWT (`POST /token`): the review of
+    /// that token, except that the answer cache never answers. An accepted answer may be
+    /// `cache.ttl` old, and a JWT handed out on it would keep a disabled account or a
+    /// removed group in kube-apiserver for that long plus the JWT's life; the issue wants
+    /// them stopped at the next exchange. One directory read per exchange is cheap: a
+    /// user exchanges once per `jwt.token_ttl`, where a webhook user is reviewed once per
+    /// request kube-apiserver has not cached. For the same reason no stale answer bridges
+    /// an outage. The fresh answer is cached for the reviews of the session token.
+    ///
+    /// Returns the session's expiry with an accepted answer: no JWT may outlive it.
+    pub(crate) async fn exchange(
+        self: &Arc<Self>,
+        token: &str,
+        deadline: Instant,
+    ) -> (Review, Option<SystemTime>) {
+        if !crate::issued::is_issued(token) {
+            return (
+                local(Outcome::Rejected, "not a session (issued) token"),
+                None,
+            );
+        }
+        self.decide_session(token, deadline, now(), false).await
+    }
+
+    /// An issued token; `use_cache` false (an exchange) always asks the directory.
+    async fn decide_session(
+        self: &Arc<Self>,
+        token: &str,
+        deadline: Instant,
+        at: Instant,
+        use_cache: bool,
+    ) -> (Review, Option<SystemTime>) {
         let tokens = &self.config.tokens.issued;
         if !tokens.enabled() {
-            return local(
-                Outcome::NotOurs,
-                "issued token, but no token keys configured",
-            );
+            let why = "issued token, but no token keys configured";
+            let outcome = if use_cache {
+                Outcome::NotOurs
+            } else {
+                Outcome::Rejected
+            };
+            return (local(outcome, why), None);
         }
         let token = token.trim();
         let key = self.keyer.key(token);
-        let stale = match self.cache.get(&key, at) {
-            Lookup::Fresh(cached) => return self.hit(cached, None),
-            Lookup::Stale(user, age) => Some((user, age)),
-            Lookup::Miss => None,
+        let stale = match use_cache.then(|| self.cache.get(&key, at)) {
+            Some(Lookup::Fresh(cached)) => return (self.hit(cached, None), None),
+            Some(Lookup::Stale(user, age)) => Some((user, age)),
+            Some(Lookup::Miss) | None => None,
         };
         let wall = crate::clock::wall();
         let verified = match tokens.verify(token, wall) {
             Ok(v) => v,
             Err(VerifyError::Expired) => {
-                return local(Outcome::TokenExpired, "issued token expired")
+                return (local(Outcome::TokenExpired, "issued token expired"), None)
             }
-            Err(VerifyError::Invalid(why)) => return local(Outcome::Rejected, why),
+            Err(VerifyError::Invalid(why)) => return (local(Outcome::Rejected, why), None),
         };
         self.metrics.cache_event("miss");
-        let left = verified.expires.duration_since(wall).unwrap_or_default();
+        let expires = verified.expires;
+        let left = expires.duration_since(wall).unwrap_or_default();
         let until = at + left;
         let reuse = Reuse {
             stale,
             until: Some(until),
-            use_cache: true,
+            use_cache,
             name: None,
         };
         let auth = self.clone();
         let work = move || async move { auth.resolve_issued(&verified, deadline).await };
-        self.fly(key, work, reuse, deadline).await
+        (self.fly(key, work, reuse, deadline).await, Some(expires))
     }
 
     /// The re-check of a verified token's account, as the leader of its single flight:

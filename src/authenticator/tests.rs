@@ -519,4 +519,5 @@ async fn group_policy_refusals_are_not_lockout_failures() {
 }
 
 mod admit;
+mod exchange;
 mod times;

@@ -198,6 +198,14 @@ pub(crate) const LOGIN_MAX_IN_FLIGHT: Limit<u64> = Limit {
     max: 10_000,
 };
 pub(crate) const TOKEN_ISSUER: &str = "kube-ldap-webhook";
+/// Lifetime of a JWT: how long a disabled account keeps access through kube-apiserver's
+/// JWT authenticator, which never asks the daemon again.
+pub(crate) const JWT_TOKEN_TTL: Limit<Duration> = Limit {
+    key: "jwt.token_ttl",
+    default: mins(5),
+    min: secs(10),
+    max: hours(1),
+};
 
 /// Every duration key, for the documentation checks.
 #[cfg(test)]
@@ -214,6 +222,7 @@ pub(crate) const DURATIONS: &[&Limit<Duration>] = &[
     &STALE_TTL,
     &FAILURE_WINDOW,
     &TOKEN_TTL,
+    &JWT_TOKEN_TTL,
 ];
 
 /// Every count key, for the documentation checks.

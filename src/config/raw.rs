@@ -24,6 +24,8 @@ pub(super) struct RawConfig {
     pub login: RawLogin,
     #[serde(default)]
     pub tokens: RawTokens,
+    /// `[jwt]`: the issuer of JWTs for kube-apiserver's JWT authenticator.
+    pub jwt: Option<RawJwt>,
     /// `[directories.NAME]`: more directories, each chosen by the domain part of a login.
     #[serde(default)]
     pub directories: BTreeMap<String, RawLdap>,
@@ -183,4 +185,15 @@ pub(super) struct RawTokens {
     pub not_before: Option<String>,
     pub issuer: Option<String>,
     pub audience: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawJwt {
+    pub issuer: Option<String>,
+    pub audiences: Option<Vec<String>>,
+    pub token_ttl: Option<Dur>,
+    pub signing_key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub verification_key_files: Vec<PathBuf>,
 }

@@ -332,6 +332,7 @@ mod example_config {
             "not_before",
             "issuer",
             "audience",
+            "audiences",
         ];
         for k in keys {
             let set = format!("\n{k} = ");

@@ -133,7 +133,7 @@ fn name(cx: &Ctx, key: &'static str, value: Option<String>) -> Result<String, Co
     Ok(v)
 }
 
-fn relative_to(dir: &Path, f: &Path) -> PathBuf {
+pub(super) fn relative_to(dir: &Path, f: &Path) -> PathBuf {
     if f.is_relative() {
         dir.join(f)
     } else {

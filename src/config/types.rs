@@ -65,6 +65,8 @@ pub struct Config {
     pub login: Option<Login>,
     /// `[tokens]`: which tokens reviews accept.
     pub tokens: Tokens,
+    /// `[jwt]`: the JWT issuer on the login listener; `None` without the section.
+    pub(crate) jwt: Option<std::sync::Arc<crate::jwt::Issuer>>,
     /// `[directories.NAME]`: the directories besides `[ldap]`, in name order.
     pub directories: Vec<ExtraDirectory>,
     /// Things worth telling the operator that do not stop the daemon. Logged by `serve`

@@ -1,6 +1,7 @@
 //! The token cache of the credential plugin: `$XDG_CACHE_HOME/kube-ldap-webhook/` (else
 //! `~/.cache/kube-ldap-webhook/`), a directory only its owner can enter, one file per login
-//! URL and username holding the issued token and its expiry, never a password.
+//! URL and username holding the issued token (the session) and its expiry, never a
+//! password; beside it, with `--jwt`, the JWT that session was exchanged for.
 //!
 //! Every run takes an exclusive lock on the slot's lock file around "read the cache, maybe
 //! log in, write the cache": kubectl runs in parallel (a shell loop, a CI job, several
@@ -72,7 +73,8 @@ pub(crate) fn location(
     Ok(base.join("kube-ldap-webhook"))
 }
 
-/// One entry: what `POST /login` answered, and for which URL and username.
+/// One entry: what `POST /login` (or `POST /token`) answered, and for which URL and
+/// username.
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Entry {
@@ -81,15 +83,22 @@ pub(crate) struct Entry {
     pub(crate) expiration_timestamp: String,
     pub(crate) login_url: String,
     pub(crate) username: String,
+    /// When the token came, RFC 3339: a JWT's lifetime sets how early it is refreshed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) obtained: Option<String>,
+}
+
+fn rfc3339(text: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()
 }
 
 impl Entry {
     pub(crate) fn expires(&self) -> Option<OffsetDateTime> {
-        OffsetDateTime::parse(
-            &self.expiration_timestamp,
-            &time::format_description::well_known::Rfc3339,
-        )
-        .ok()
+        rfc3339(&self.expiration_timestamp)
+    }
+
+    pub(crate) fn obtained(&self) -> Option<OffsetDateTime> {
+        self.obtained.as_deref().and_then(rfc3339)
     }
 }
 
@@ -162,6 +171,7 @@ impl Cache {
         Slot {
             dir: self.dir.clone(),
             token: self.dir.join(format!("{name}.json")),
+            jwt: self.dir.join(format!("{name}{JWT_SUFFIX}.json")),
             lock: self.dir.join(format!("{name}.lock")),
             login_url: login_url.to_string(),
             username: username.to_string(),
@@ -185,21 +195,38 @@ impl Cache {
             if stem.starts_with('.') {
                 continue;
             }
+            // A JWT file names its session's slot.
+            let stem = stem.strip_suffix(JWT_SUFFIX).unwrap_or(stem);
             // Under the slot's lock, so that a login in progress is not half undone.
             let slot = self.named(stem, login_url, username.unwrap_or(""));
             let held = slot.lock(|| {})?;
-            if held.load()?.is_some() {
-                held.forget()?;
+            for kind in [Kind::Session, Kind::Jwt] {
+                if held.load(kind)?.is_some() {
+                    held.forget(kind)?;
+                }
             }
         }
         Ok(())
     }
 }
 
-/// Where one login URL and username keep their token.
+/// The JWT file of a slot is the session's name with this before `.json`.
+const JWT_SUFFIX: &str = ".jwt";
+
+/// Which of a slot's two tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// The issued token of a login.
+    Session,
+    /// The JWT `POST /token` exchanged it for.
+    Jwt,
+}
+
+/// Where one login URL and username keep their tokens.
 pub(crate) struct Slot {
     dir: PathBuf,
     token: PathBuf,
+    jwt: PathBuf,
     lock: PathBuf,
     login_url: String,
     username: String,
@@ -299,10 +326,17 @@ pub(crate) struct Held<'a> {
 }
 
 impl Held<'_> {
+    fn path(&self, kind: Kind) -> &Path {
+        match kind {
+            Kind::Session => &self.slot.token,
+            Kind::Jwt => &self.slot.jwt,
+        }
+    }
+
     /// The cached entry, if there is one for this URL and username. A file that does not
     /// parse or belongs to another URL is as good as none: the next login replaces it.
-    pub(crate) fn load(&self) -> Result<Option<Entry>, CacheError> {
-        let path = &self.slot.token;
+    pub(crate) fn load(&self, kind: Kind) -> Result<Option<Entry>, CacheError> {
+        let path = self.path(kind);
         let Some(file) = open_own(path, OpenOptions::new().read(true))? else {
             return Ok(None);
         };
@@ -322,16 +356,12 @@ impl Held<'_> {
 
     /// Replaces the entry in one rename: a reader sees the old file or the new one, never
     /// half of one, and the token is never readable by anyone else.
-    pub(crate) fn store(&self, entry: &Entry) -> Result<(), CacheError> {
-        let text =
-            Zeroizing::new(serde_json::to_vec(entry).map_err(|e| io(&self.slot.token)(e.into()))?);
+    pub(crate) fn store(&self, kind: Kind, entry: &Entry) -> Result<(), CacheError> {
+        let path = self.path(kind);
+        let text = Zeroizing::new(serde_json::to_vec(entry).map_err(|e| io(path)(e.into()))?);
         let tmp = self.slot.dir.join(format!(
             ".{}.{}.{:016x}.tmp",
-            self.slot
-                .token
-                .file_stem()
-                .unwrap_or_default()
-                .to_string_lossy(),
+            path.file_stem().unwrap_or_default().to_string_lossy(),
             std::process::id(),
             rand::random::<u64>()
         ));
@@ -342,10 +372,10 @@ impl Held<'_> {
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&tmp)
             .and_then(|mut f| f.write_all(&text).and_then(|_| f.sync_all()))
-            .and_then(|_| std::fs::rename(&tmp, &self.slot.token));
+            .and_then(|_| std::fs::rename(&tmp, path));
         if let Err(e) = written {
             let _ = std::fs::remove_file(&tmp);
-            return Err(io(&self.slot.token)(e));
+            return Err(io(path)(e));
         }
         // The rename itself lasts only once the directory is on disk; losing it in a crash
         // costs one login, so a failure here is not worth an error.
@@ -356,11 +386,12 @@ impl Held<'_> {
     }
 
     /// Deletes the entry; none is fine.
-    pub(crate) fn forget(&self) -> Result<(), CacheError> {
-        match std::fs::remove_file(&self.slot.token) {
+    pub(crate) fn forget(&self, kind: Kind) -> Result<(), CacheError> {
+        let path = self.path(kind);
+        match std::fs::remove_file(path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io(&self.slot.token)(e)),
+            Err(e) => Err(io(path)(e)),
         }
     }
 }

@@ -4,16 +4,17 @@
 //! (`POST /login`), so a token the daemon no longer accepts costs one prompt, never a
 //! stuck 401 loop. A daemon that cannot be asked leaves the verdict to kube-apiserver.
 
+use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
-use super::cache::{self, Cache, Entry, Plan};
+use super::cache::{self, Cache, Entry, Held, Kind, Plan};
 use super::kerberos;
-use super::login::{self, Check, Endpoint, Trust};
+use super::login::{self, Check, Endpoint, Issued, Trust};
 use super::prompt::Sources;
 use super::{exec_credential, CredentialError, Login};
 
-fn warn(text: impl std::fmt::Display) {
+pub(super) fn warn(text: impl std::fmt::Display) {
     eprintln!("kube-ldap-webhook: {text}");
 }
 
@@ -56,19 +57,23 @@ fn decide(expires: OffsetDateTime, now: OffsetDateTime, check: impl FnOnce() -> 
     }
 }
 
-/// The ExecCredential of the issued-token mode.
-pub(super) fn credential(
-    api_version: &str,
-    sources: &Sources<'_>,
-    l: &Login<'_>,
-) -> Result<Zeroizing<String>, CredentialError> {
+/// The login endpoint of `--login-url` with the trust of `--ca-file`/`--ca-data`.
+pub(super) fn endpoint(l: &Login<'_>) -> Result<Endpoint, CredentialError> {
     let url = login::login_url(l.url)?;
     let trust = match (l.ca_file, l.ca_data) {
         (Some(f), _) => Trust::File(f),
         (None, Some(d)) => Trust::Data(d),
         (None, None) => Trust::System,
     };
-    let endpoint = Endpoint::new(url, trust)?;
+    Ok(Endpoint::new(url, trust)?)
+}
+
+/// The cache slot of this endpoint and username, locked: one run at a time logs in.
+pub(super) fn with_slot<T>(
+    endpoint: &Endpoint,
+    sources: &Sources<'_>,
+    then: impl FnOnce(&Held<'_>) -> Result<T, CredentialError>,
+) -> Result<T, CredentialError> {
     let cache = open_cache()?;
     let slot = cache.slot(endpoint.url(), sources.username.unwrap_or(""));
     let held = slot.lock(|| {
@@ -77,7 +82,33 @@ pub(super) fn credential(
             endpoint.url()
         ))
     })?;
-    if let Some(entry) = held.load()? {
+    then(&held)
+}
+
+/// The ExecCredential of the issued-token mode.
+pub(super) fn credential(
+    api_version: &str,
+    sources: &Sources<'_>,
+    l: &Login<'_>,
+) -> Result<Zeroizing<String>, CredentialError> {
+    let endpoint = endpoint(l)?;
+    with_slot(&endpoint, sources, |held| {
+        let entry = match cached_session(&endpoint, held)? {
+            Some(entry) => entry,
+            None => log_in(&endpoint, sources, l.kerberos, held)?,
+        };
+        Ok(exec_credential(
+            api_version,
+            &entry.token,
+            Some(&entry.expiration_timestamp),
+        ))
+    })
+}
+
+/// The cached session if the daemon still accepts it (or cannot say), else `None` with
+/// the session forgotten.
+fn cached_session(endpoint: &Endpoint, held: &Held<'_>) -> Result<Option<Entry>, CredentialError> {
+    if let Some(entry) = held.load(Kind::Session)? {
         // load() only returns entries whose expiry parses.
         let expires = entry.expires().unwrap_or(OffsetDateTime::UNIX_EPOCH);
         match decide(expires, OffsetDateTime::now_utc(), || {
@@ -87,23 +118,29 @@ pub(super) fn credential(
                 if let Some(w) = warning {
                     warn(w);
                 }
-                return Ok(exec_credential(
-                    api_version,
-                    &entry.token,
-                    Some(&entry.expiration_timestamp),
-                ));
+                return Ok(Some(entry));
             }
             Decision::LogIn(notice) => {
                 if let Some(n) = notice {
                     warn(n);
                 }
-                held.forget()?;
+                held.forget(Kind::Session)?;
             }
         }
     }
+    Ok(None)
+}
+
+/// Gets a new session (the user's Kerberos ticket first when `kerberos`, else the login
+/// prompts as it must) and keeps it in the slot.
+pub(super) fn log_in(
+    endpoint: &Endpoint,
+    sources: &Sources<'_>,
+    kerberos: bool,
+    held: &Held<'_>,
+) -> Result<Entry, CredentialError> {
     let (issued, username) = kerberos::log_in(
-        l.kerberos
-            .then_some(|| kerberos::attempt(&endpoint, sources.username)),
+        kerberos.then_some(|| kerberos::attempt(endpoint, sources.username)),
         sources.username,
         || {
             let username = sources.username()?;
@@ -119,21 +156,32 @@ pub(super) fn credential(
             cache::REFRESH_MARGIN.whole_minutes()
         ));
     }
+    Ok(keep(held, Kind::Session, issued, endpoint, username))
+}
+
+/// The cache entry of a token that just came, stored in the slot.
+pub(super) fn keep(
+    held: &Held<'_>,
+    kind: Kind,
+    issued: Issued,
+    endpoint: &Endpoint,
+    username: String,
+) -> Entry {
     let entry = Entry {
         token: issued.token,
         expiration_timestamp: issued.expiration_timestamp,
         login_url: endpoint.url().to_string(),
         username,
+        obtained: OffsetDateTime::now_utc()
+            .replace_nanosecond(0)
+            .ok()
+            .and_then(|t| t.format(&Rfc3339).ok()),
     };
-    // The token is good whether or not it could be kept: the next run logs in again.
-    if let Err(e) = held.store(&entry) {
+    // The token is good whether or not it could be kept: the next run asks again.
+    if let Err(e) = held.store(kind, &entry) {
         warn(format_args!("cannot keep the token: {e}"));
     }
-    Ok(exec_credential(
-        api_version,
-        &entry.token,
-        Some(&entry.expiration_timestamp),
-    ))
+    entry
 }
 
 #[cfg(test)]

@@ -109,7 +109,7 @@ pub(super) fn attempt(endpoint: &Endpoint, username: Option<&str>) -> Attempt {
         base64::engine::general_purpose::STANDARD.encode(&token)
     ));
     drop(token);
-    match endpoint.post(&header) {
+    match endpoint.log_in_with(&header) {
         Ok((issued, headers)) => match verify_mutual(&mut ctx, &headers) {
             Ok(()) => Attempt::Issued { issued, principal },
             Err(e) => Attempt::Failed(e),

@@ -1,6 +1,6 @@
 //! The daemon's login endpoint, from the plugin's side: `POST /login` with HTTP Basic
 //! credentials for a token, `GET /login` with a token to ask whether the daemon still
-//! accepts it. HTTPS only, verified against `--ca-file`/`--ca-data` or the system's roots,
+//! accepts it, `POST /token` (beside `/login`) to exchange it for a JWT. HTTPS only, verified against `--ca-file`/`--ca-data` or the system's roots,
 //! on the binary's one crypto provider (ring).
 
 use std::path::Path;
@@ -34,7 +34,8 @@ const LOGIN_TIMEOUT: Duration = Duration::from_secs(60);
 const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Any answer of the login endpoint fits easily; more is not the daemon talking.
 const MAX_BODY: usize = 64 * 1024;
-const MAX_TOKEN: usize = 16 * 1024;
+/// A session token is a few hundred bytes; a JWT grows with its groups.
+const MAX_TOKEN: usize = 48 * 1024;
 /// Server-supplied text shown to the user is cut here.
 const MAX_MESSAGE: usize = 300;
 
@@ -176,6 +177,8 @@ pub(crate) struct Issued {
 /// The login endpoint and the client that talks to it.
 pub(crate) struct Endpoint {
     url: Url,
+    /// `token` beside the login path: `/token`, or `/prefix/token` behind a proxy.
+    token_url: Url,
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     rt: tokio::runtime::Runtime,
 }
@@ -203,7 +206,15 @@ impl Endpoint {
             .build()
             .map_err(LoginError::Runtime)?;
         let client = Client::builder(TokioExecutor::new()).build(https);
-        Ok(Endpoint { url, client, rt })
+        let token_url = url
+            .join("token")
+            .map_err(|e| LoginError::Url(format!(" from which `token` makes a URL ({e})")))?;
+        Ok(Endpoint {
+            url,
+            token_url,
+            client,
+            rt,
+        })
     }
 
     pub(crate) fn url(&self) -> &str {
@@ -215,12 +226,17 @@ impl Endpoint {
         self.url.host_str().unwrap_or_default()
     }
 
-    fn request(&self, method: Method, authorization: &str) -> Option<Request<Full<Bytes>>> {
+    fn request(
+        &self,
+        method: Method,
+        url: &Url,
+        authorization: &str,
+    ) -> Option<Request<Full<Bytes>>> {
         let mut auth = HeaderValue::from_str(authorization).ok()?;
         auth.set_sensitive(true);
         Request::builder()
             .method(method)
-            .uri(self.url.as_str())
+            .uri(url.as_str())
             .header(AUTHORIZATION, auth)
             .header(ACCEPT, "application/json")
             .header(
@@ -265,19 +281,35 @@ impl Endpoint {
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(plain.as_bytes())
         ));
-        self.post(&basic).map(|(issued, _)| issued)
+        self.post(&self.url, &basic).map(|(issued, _)| issued)
     }
 
     /// `POST /login` with these credentials: the token, and the answer's headers (where a
     /// Negotiate login's mutual-authentication token is).
-    pub(crate) fn post(&self, authorization: &str) -> Result<(Issued, HeaderMap), LoginError> {
+    pub(crate) fn log_in_with(
+        &self,
+        authorization: &str,
+    ) -> Result<(Issued, HeaderMap), LoginError> {
+        self.post(&self.url, authorization)
+    }
+
+    /// `POST /token` with the session as a bearer token: a JWT for kube-apiserver, after
+    /// the daemon re-checked the account. A refused session is `LoginError::Refused`.
+    pub(crate) fn exchange(&self, session: &str) -> Result<Issued, LoginError> {
+        let bearer = Zeroizing::new(format!("Bearer {session}"));
+        self.post(&self.token_url, &bearer)
+            .map(|(issued, _)| issued)
+    }
+
+    /// A POST whose 200 carries `{"token", "expirationTimestamp"}`, with the answer's headers.
+    fn post(&self, url: &Url, authorization: &str) -> Result<(Issued, HeaderMap), LoginError> {
         let req = self
-            .request(Method::POST, authorization)
+            .request(Method::POST, url, authorization)
             .ok_or(LoginError::Url(" that makes an HTTP request".into()))?;
         let a = self
             .send(req, LOGIN_TIMEOUT)
             .map_err(|cause| LoginError::Unreachable {
-                url: self.url.to_string(),
+                url: url.to_string(),
                 cause,
             })?;
         match a.status {
@@ -306,7 +338,7 @@ impl Endpoint {
     /// `GET /login` with the token as a bearer token: would the daemon accept it now?
     pub(crate) fn check(&self, token: &str) -> Check {
         let bearer = Zeroizing::new(format!("Bearer {token}"));
-        let Some(req) = self.request(Method::GET, &bearer) else {
+        let Some(req) = self.request(Method::GET, &self.url, &bearer) else {
             return Check::Refused("the cached token is not a token".into());
         };
         match self.send(req, CHECK_TIMEOUT) {
@@ -402,112 +434,4 @@ fn retry_after(headers: &HeaderMap) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_bare_origin_means_the_daemons_login_path() {
-        for raw in [
-            "https://login.example.org:8444",
-            "https://login.example.org:8444/",
-        ] {
-            assert_eq!(
-                login_url(raw).unwrap().as_str(),
-                "https://login.example.org:8444/login"
-            );
-        }
-        assert_eq!(
-            login_url("https://proxy.example.org/k8s/login")
-                .unwrap()
-                .as_str(),
-            "https://proxy.example.org/k8s/login"
-        );
-    }
-
-    #[test]
-    fn clear_text_http_is_refused() {
-        let e = login_url("http://login.example.org:8444/login").unwrap_err();
-        assert!(e.to_string().contains("https://"), "{e}");
-    }
-
-    #[test]
-    fn credentials_in_the_url_are_refused_without_being_echoed() {
-        let e = login_url("https://alice:hunter2@login.example.org/login").unwrap_err();
-        assert!(!e.to_string().contains("hunter2"), "{e}");
-    }
-
-    #[test]
-    fn queries_fragments_and_non_urls_are_refused() {
-        for raw in [
-            "https://login.example.org/login?x=1",
-            "https://login.example.org/login#x",
-            "login.example.org:8444",
-            "",
-        ] {
-            assert!(login_url(raw).is_err(), "{raw}");
-        }
-    }
-
-    #[test]
-    fn a_login_answer_gives_the_token_and_its_expiry() {
-        let i = issued(
-            br#"{"token":"v4.public.abc","expirationTimestamp":"2030-01-01T08:00:00+01:00"}"#,
-        )
-        .unwrap();
-        assert_eq!(i.token.as_str(), "v4.public.abc");
-        assert_eq!(i.expires.unix_timestamp(), 1_893_481_200);
-        assert_eq!(i.expiration_timestamp, "2030-01-01T07:00:00Z");
-    }
-
-    #[test]
-    fn fractions_of_a_second_are_dropped_from_the_expiry() {
-        let i =
-            issued(br#"{"token":"t","expirationTimestamp":"2030-01-01T08:00:00.999Z"}"#).unwrap();
-        assert_eq!(i.expiration_timestamp, "2030-01-01T08:00:00Z");
-    }
-
-    #[test]
-    fn a_login_answer_without_a_usable_token_is_refused() {
-        for body in [
-            &br#"{"token":"","expirationTimestamp":"2030-01-01T08:00:00Z"}"#[..],
-            br#"{"token":"a b","expirationTimestamp":"2030-01-01T08:00:00Z"}"#,
-            br#"{"token":"a\nb","expirationTimestamp":"2030-01-01T08:00:00Z"}"#,
-            br#"{"token":"abc","expirationTimestamp":"tomorrow"}"#,
-            br#"{"token":"abc"}"#,
-            b"<html>",
-        ] {
-            assert!(issued(body).is_err(), "{}", String::from_utf8_lossy(body));
-        }
-    }
-
-    #[test]
-    fn the_servers_message_is_shown_without_control_characters() {
-        let m = message(br#"{"kind":"Status","message":"Credentials are expired\u001b[2J"}"#);
-        assert_eq!(m.as_deref(), Some("Credentials are expired[2J"));
-        assert_eq!(message(b"{}"), None);
-        assert_eq!(message(b"not json"), None);
-    }
-
-    #[test]
-    fn retry_after_is_shown_in_seconds_or_as_given() {
-        let mut h = HeaderMap::new();
-        assert_eq!(retry_after(&h), "later");
-        h.insert(RETRY_AFTER, HeaderValue::from_static("42"));
-        assert_eq!(retry_after(&h), "in 42 seconds");
-        h.insert(
-            RETRY_AFTER,
-            HeaderValue::from_static("Wed, 21 Oct 2030 07:28:00 GMT"),
-        );
-        assert_eq!(retry_after(&h), "after Wed, 21 Oct 2030 07:28:00 GMT");
-    }
-
-    #[test]
-    fn ca_data_must_hold_a_certificate() {
-        assert!(matches!(roots(Trust::Data("%%%")), Err(LoginError::CaData)));
-        let not_pem = base64::engine::general_purpose::STANDARD.encode("hello");
-        assert!(matches!(
-            roots(Trust::Data(&not_pem)),
-            Err(LoginError::CaData)
-        ));
-    }
-}
+mod tests;

@@ -105,6 +105,16 @@ pub(crate) fn load_verifying_key(path: &Path) -> Result<VerifyingKey, KeyError> 
 /// created exclusively) and `DIR/signing.pub`. Existing files are never overwritten.
 /// Returns the new key's id.
 pub fn keygen(dir: &Path) -> Result<String, KeyError> {
+    let pair = ed25519_compact::KeyPair::generate();
+    let secret_pem = Zeroizing::new(pair.sk.to_pem());
+    write_pair(dir, &secret_pem, &pair.pk.to_pem())?;
+    Ok(key_id(pair.pk.as_ref()))
+}
+
+/// Writes a new key pair into `dir` (created, mode 0700, when missing): `signing.key`
+/// (mode 0600, created exclusively) and `signing.pub`. Nothing is overwritten, and a
+/// failure leaves neither file behind. Every algorithm's `keygen` ends here.
+pub(crate) fn write_pair(dir: &Path, secret_pem: &str, public_pem: &str) -> Result<(), KeyError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| KeyError::Io { path, source }
@@ -122,7 +132,6 @@ pub fn keygen(dir: &Path) -> Result<String, KeyError> {
             return Err(KeyError::Exists { path: p.clone() });
         }
     }
-    let pair = ed25519_compact::KeyPair::generate();
     let create = |path: &Path, mode: u32| {
         OpenOptions::new()
             .write(true)
@@ -130,7 +139,6 @@ pub fn keygen(dir: &Path) -> Result<String, KeyError> {
             .mode(mode)
             .open(path)
     };
-    let secret_pem = Zeroizing::new(pair.sk.to_pem());
     let written = create(&key_path, 0o600).and_then(|mut f| {
         f.write_all(secret_pem.as_bytes())?;
         f.sync_all()
@@ -146,7 +154,7 @@ pub fn keygen(dir: &Path) -> Result<String, KeyError> {
         });
     }
     let written = create(&pub_path, 0o644).and_then(|mut f| {
-        f.write_all(pair.pk.to_pem().as_bytes())?;
+        f.write_all(public_pem.as_bytes())?;
         f.sync_all()
     });
     if let Err(e) = written {
@@ -160,7 +168,7 @@ pub fn keygen(dir: &Path) -> Result<String, KeyError> {
             source: e,
         });
     }
-    Ok(key_id(pair.pk.as_ref()))
+    Ok(())
 }
 
 #[cfg(test)]

@@ -28,6 +28,9 @@ pub struct UserOptions<'a> {
     pub name: Option<&'a str>,
     /// `--exec-command`: how the user's machine finds this binary.
     pub command: &'a str,
+    /// `--jwt`: the plugin hands kubectl JWTs of the daemon's issuer, for a cluster whose
+    /// kube-apiserver verifies them itself (`--authentication-config`).
+    pub jwt: bool,
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, KubeconfigError> {
@@ -83,6 +86,9 @@ fn plugin_args(o: &UserOptions<'_>, login_url: &str) -> Result<Vec<String>, Kube
         args.push("--username".into());
         args.push(u.to_string());
     }
+    if o.jwt {
+        args.push("--jwt".into());
+    }
     Ok(args)
 }
 
@@ -107,9 +113,14 @@ pub fn render_user(o: &UserOptions<'_>) -> Result<String, KubeconfigError> {
         )
     };
     let user = format!("{name}-ldap");
+    let uses = if o.jwt {
+        "exchanges the token it was issued for short-lived JWTs"
+    } else {
+        "uses the token it was issued"
+    };
     let mut lines = vec![
         format!(
-            "# kubectl logs in at {} once and then uses the token it was issued;",
+            "# kubectl logs in at {} once and then {uses};",
             login_url.as_str()
         ),
         "# needs kube-ldap-webhook on the PATH (kube-ldap-webhook credential).".to_string(),

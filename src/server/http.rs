@@ -9,19 +9,24 @@
 //! - a request body read within a size and a deadline, and the one answer for each way
 //!   that can fail.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Incoming};
-use hyper::header::{HeaderValue, ALLOW, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{
+    HeaderValue, ALLOW, AUTHORIZATION, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER,
+};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 
+use super::ratelimit::retry_after_secs;
 use super::Shared;
 use crate::config::Config;
-use crate::metrics::CodeLabels;
+use crate::metrics::{CodeLabels, EventLabels};
+use crate::outcome::Review;
 use crate::tokenreview;
 
 /// Which listener: what it serves and whether a client certificate is required.
@@ -322,4 +327,63 @@ async fn read_frames(mut body: Incoming, deadline: Instant) -> Result<Bytes, Bod
         return Err(BodyError::TooLarge);
     }
     Ok(first.unwrap_or_else(|| rest.freeze()))
+}
+
+/// The request's `Authorization` header, the request itself dropped: nothing else of it
+/// is read.
+pub(super) fn authorization(req: Request<Incoming>) -> Option<zeroize::Zeroizing<String>> {
+    req.headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| zeroize::Zeroizing::new(v.to_string()))
+}
+
+/// The credential of an `Authorization` header with `scheme` (case-insensitive).
+pub(super) fn credential<'a>(header: &'a str, scheme: &str) -> Option<&'a str> {
+    let (s, rest) = header.trim().split_once(' ')?;
+    let rest = rest.trim();
+    (s.eq_ignore_ascii_case(scheme) && !rest.is_empty()).then_some(rest)
+}
+
+/// 429 from the login port's per-source rate limit, with `Retry-After`.
+pub(super) fn too_many(shared: &Shared, wait: Duration) -> Reply {
+    let mut r = http_error(
+        shared,
+        StatusCode::TOO_MANY_REQUESTS,
+        "TooManyRequests",
+        "too many login attempts from this address; retry later",
+    );
+    r.headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from(retry_after_secs(wait)));
+    r
+}
+
+/// The log line of a request on the login port: like a review's, never a credential.
+pub(super) fn log(
+    what: &'static str,
+    method: &'static str,
+    review: &Review,
+    peer: SocketAddr,
+    started: Instant,
+) {
+    tracing::info!(
+        method,
+        outcome = review.outcome.label(),
+        source = review.source.label(),
+        user = review.username.as_deref().unwrap_or("-"),
+        groups = review.outcome.user().map_or(0, |u| u.group_count()),
+        %peer,
+        latency_us = started.elapsed().as_micros() as u64,
+        detail = %review.detail,
+        "{what}"
+    );
+}
+
+/// `kube_ldap_webhook_logins_total{event}`: the login port's requests, exchanges included.
+pub(super) fn count(shared: &Shared, event: &'static str) {
+    shared
+        .metrics
+        .logins
+        .get_or_create(&EventLabels { event })
+        .inc();
 }

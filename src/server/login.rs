@@ -27,23 +27,24 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::WWW_AUTHENTICATE;
-use hyper::header::{HeaderValue, AUTHORIZATION, CACHE_CONTROL, RETRY_AFTER};
+use hyper::header::{HeaderValue, CACHE_CONTROL, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 
 use super::http::{
-    announces_body, http_error, json, method_not_allowed, not_found, too_large, Reply,
+    announces_body, authorization, count, credential, http_error, json, log, method_not_allowed,
+    not_found, too_large, too_many, Reply,
 };
 use super::in_flight::InFlight;
-use super::ratelimit::{retry_after_secs, Rate};
+use super::ratelimit::Rate;
 use super::{Runtime, Shared};
-use crate::metrics::{EventLabels, MethodLabels};
+use crate::metrics::MethodLabels;
 use crate::outcome::{Outcome, Review, REJECTED, UNAVAILABLE};
 
 pub(crate) const PATH: &str = "/login";
@@ -90,7 +91,7 @@ async fn login_request(shared: &Shared, peer: SocketAddr, req: Request<Incoming>
         return not_found(shared);
     };
     if req.uri().path() != PATH {
-        return not_found(shared);
+        return super::issuer::handle(shared, &rt, peer, req, started).await;
     }
     let rate = Rate {
         per_minute: login.rate,
@@ -113,12 +114,7 @@ async fn login_request(shared: &Shared, peer: SocketAddr, req: Request<Incoming>
         count(shared, "rate_limited");
         return too_many(shared, wait);
     }
-    let authorization = req
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| zeroize::Zeroizing::new(v.to_string()));
-    drop(req);
+    let authorization = authorization(req);
     let negotiate = match (&login.negotiate, authorization.as_deref()) {
         (Some(acceptor), Some(v)) if method == Method::POST => {
             credential(v, "negotiate").map(|c| (acceptor.clone(), c))
@@ -158,13 +154,6 @@ async fn login_request(shared: &Shared, peer: SocketAddr, req: Request<Incoming>
         }
     };
     reply
-}
-
-/// The credential of an `Authorization` header with `scheme` (case-insensitive).
-fn credential<'a>(header: &'a str, scheme: &str) -> Option<&'a str> {
-    let (s, rest) = header.trim().split_once(' ')?;
-    let rest = rest.trim();
-    (s.eq_ignore_ascii_case(scheme) && !rest.is_empty()).then_some(rest)
 }
 
 async fn post(
@@ -263,34 +252,6 @@ async fn check(
     reply
 }
 
-pub(super) fn log(
-    what: &'static str,
-    method: &'static str,
-    review: &Review,
-    peer: SocketAddr,
-    started: Instant,
-) {
-    tracing::info!(
-        method,
-        outcome = review.outcome.label(),
-        source = review.source.label(),
-        user = review.username.as_deref().unwrap_or("-"),
-        groups = review.outcome.user().map_or(0, |u| u.group_count()),
-        %peer,
-        latency_us = started.elapsed().as_micros() as u64,
-        detail = %review.detail,
-        "{what}"
-    );
-}
-
-pub(super) fn count(shared: &Shared, event: &'static str) {
-    shared
-        .metrics
-        .logins
-        .get_or_create(&EventLabels { event })
-        .inc();
-}
-
 pub(super) fn count_method(shared: &Shared, method: &'static str, result: &'static str) {
     shared
         .metrics
@@ -345,19 +306,6 @@ fn unavailable(shared: &Shared) -> Reply {
         UNAVAILABLE,
     )
 }
-
-fn too_many(shared: &Shared, wait: Duration) -> Reply {
-    let mut r = http_error(
-        shared,
-        StatusCode::TOO_MANY_REQUESTS,
-        "TooManyRequests",
-        "too many login attempts from this address; retry later",
-    );
-    r.headers_mut()
-        .insert(RETRY_AFTER, HeaderValue::from(retry_after_secs(wait)));
-    r
-}
-
 #[cfg(test)]
 mod tests {
     use super::credential;

@@ -18,7 +18,8 @@ use base64::Engine;
 use hyper::header::HeaderValue;
 
 use super::http::Reply;
-use super::login::{count, count_method, issue, log, unauthorized};
+use super::http::{count, log};
+use super::login::{count_method, issue, unauthorized};
 use super::{Runtime, Shared};
 use crate::negotiate::{self, gss::Keytab, Refusal};
 use crate::outcome::{REJECTED, UNAVAILABLE};

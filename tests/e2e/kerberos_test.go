@@ -178,7 +178,7 @@ func TestKerberos(t *testing.T) {
 		if err != nil || negotiated != 1 {
 			t.Errorf("Kerberos logins = %v (%v), want 1", negotiated, err)
 		}
-		registerSecret(cachedToken(t, home))
+		registerSecret(testkit.ReadPluginCache(t, filepath.Join(home, ".cache")).Token)
 	})
 
 	t.Run("a RoleBinding to an AD group lets the ticket's user list pods", func(t *testing.T) {
@@ -201,14 +201,14 @@ func TestKerberos(t *testing.T) {
 			t.Fatalf("no JSON on the terminal:\n%s", shown)
 		}
 		checkUser(t, parseWhoami(t, shown[start:]), want)
-		registerSecret(cachedToken(t, laptop))
+		registerSecret(testkit.ReadPluginCache(t, filepath.Join(laptop, ".cache")).Token)
 	})
 
 	t.Run("the user disabled after kinit is refused at review within cache.ttl", func(t *testing.T) {
 		tokenConfig := filepath.Join(home, "token.kubeconfig")
 		ctx, cancel := contextFor(t)
 		defer cancel()
-		if err := env.kubectl.WriteTokenKubeconfig(ctx, tokenConfig, c.api, cachedToken(t, home)); err != nil {
+		if err := env.kubectl.WriteTokenKubeconfig(ctx, tokenConfig, c.api, testkit.ReadPluginCache(t, filepath.Join(home, ".cache")).Token); err != nil {
 			t.Fatal(err)
 		}
 		checkUser(t, whoami(t, tokenConfig), want)

@@ -13,27 +13,32 @@ use crate::support::terminal::Terminal;
 use crate::support::*;
 use serde_json::Value;
 
-const ALICE_PASSWORD: &str = "alice-password";
+pub(crate) const ALICE_PASSWORD: &str = "alice-password";
 /// Events of `kube_ldap_webhook_logins_total`.
-const ISSUED: &str = "issued";
+pub(crate) const ISSUED: &str = "issued";
 const REJECTED: &str = "rejected";
 const CHECKED: &str = "check_accepted";
 /// Enough logins per minute that only the rate-limit test meets the limit.
 const GENEROUS_RATE: &str = "rate = 6000\nburst = 1000";
 
 /// The daemon with its login endpoint, against its own slapd.
-struct Fixture {
-    slapd: Slapd,
+pub(crate) struct Fixture {
+    pub(crate) slapd: Slapd,
     _keys: KeyPair,
-    issuer: Issuer,
+    pub(crate) issuer: Issuer,
 }
 
 impl Fixture {
-    fn start() -> Fixture {
+    pub(crate) fn start() -> Fixture {
         Fixture::with_login(GENEROUS_RATE)
     }
 
     fn with_login(login: &str) -> Fixture {
+        Fixture::with(login, "")
+    }
+
+    /// With `[login]` lines `login` and what follows `[tokens]` (e.g. a `[jwt]` table).
+    pub(crate) fn with(login: &str, tokens: &str) -> Fixture {
         let slapd = Slapd::start();
         let keys = KeyPair::new();
         let issuer = Issuer::start(
@@ -42,7 +47,7 @@ impl Fixture {
             &[],
             &keys,
             login,
-            "",
+            tokens,
         );
         issuer.daemon.wait_for_probe();
         Fixture {
@@ -53,13 +58,13 @@ impl Fixture {
     }
 
     /// `kube_ldap_webhook_logins_total` for one event.
-    fn metric(&self, event: &str) -> f64 {
+    pub(crate) fn metric(&self, event: &str) -> f64 {
         self.issuer
             .daemon
             .metric("kube_ldap_webhook_logins_total", &[("event", event)])
     }
 
-    fn login_url(&self) -> String {
+    pub(crate) fn login_url(&self) -> String {
         self.issuer.login_url()
     }
 
@@ -69,13 +74,13 @@ impl Fixture {
 }
 
 /// A user's machine: its own HOME (the cache goes to ~/.cache) and a password file.
-struct Laptop {
-    home: tempfile::TempDir,
+pub(crate) struct Laptop {
+    pub(crate) home: tempfile::TempDir,
     password_file: PathBuf,
 }
 
 impl Laptop {
-    fn new() -> Laptop {
+    pub(crate) fn new() -> Laptop {
         let home = tempfile::tempdir().unwrap();
         let password_file = home.path().join("password");
         std::fs::write(&password_file, format!("{ALICE_PASSWORD}\n")).unwrap();
@@ -91,11 +96,11 @@ impl Laptop {
         format!("FILE:{}/no-ticket", self.home.path().display())
     }
 
-    fn cache_dir(&self) -> PathBuf {
+    pub(crate) fn cache_dir(&self) -> PathBuf {
         self.home.path().join(".cache/kube-ldap-webhook")
     }
 
-    fn token_files(&self) -> Vec<PathBuf> {
+    pub(crate) fn token_files(&self) -> Vec<PathBuf> {
         let Ok(dir) = std::fs::read_dir(self.cache_dir()) else {
             return Vec::new();
         };
@@ -119,26 +124,26 @@ impl Laptop {
     }
 
     /// The plugin with the daemon's login endpoint and its CA.
-    fn plugin(&self, site: &Fixture, extra: &[&str]) -> Command {
+    pub(crate) fn plugin(&self, site: &Fixture, extra: &[&str]) -> Command {
         let mut cmd = self.plugin_for(&site.login_url());
         cmd.arg("--ca-file").arg(site.server_ca()).args(extra);
         cmd
     }
 
     /// `--username alice --password-file F`.
-    fn alice(&self) -> Vec<String> {
+    pub(crate) fn alice(&self) -> Vec<String> {
         let pw = self.password_file.display().to_string();
         ["--username", "alice", "--password-file", &pw]
             .map(String::from)
             .to_vec()
     }
 
-    fn run(&self, site: &Fixture, extra: &[&str]) -> Output {
+    pub(crate) fn run(&self, site: &Fixture, extra: &[&str]) -> Output {
         self.plugin(site, extra).output().unwrap()
     }
 
     /// A run with alice's username and password file that must print a credential.
-    fn credential(&self, site: &Fixture) -> Credential {
+    pub(crate) fn credential(&self, site: &Fixture) -> Credential {
         Credential::of(&self.plugin(site, &[]).args(self.alice()).output().unwrap())
     }
 }
@@ -150,13 +155,13 @@ fn exec_info(version: &str, interactive: bool) -> String {
 }
 
 /// What the plugin printed.
-struct Credential {
-    json: Value,
-    stderr: String,
+pub(crate) struct Credential {
+    pub(crate) json: Value,
+    pub(crate) stderr: String,
 }
 
 impl Credential {
-    fn of(out: &Output) -> Credential {
+    pub(crate) fn of(out: &Output) -> Credential {
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         assert!(out.status.success(), "the plugin failed: {stderr}");
         let json = serde_json::from_slice(&out.stdout)
@@ -164,20 +169,20 @@ impl Credential {
         Credential { json, stderr }
     }
 
-    fn token(&self) -> &str {
+    pub(crate) fn token(&self) -> &str {
         self.json["status"]["token"].as_str().unwrap()
     }
 
-    fn expiry(&self) -> &str {
+    pub(crate) fn expiry(&self) -> &str {
         self.json["status"]["expirationTimestamp"].as_str().unwrap()
     }
 }
 
-fn stderr(out: &Output) -> String {
+pub(crate) fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-fn mode(p: &Path) -> u32 {
+pub(crate) fn mode(p: &Path) -> u32 {
     std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777
 }
 

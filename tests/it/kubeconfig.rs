@@ -206,6 +206,26 @@ fn a_user_kubeconfig_runs_the_plugin_with_the_login_url() {
 }
 
 #[test]
+fn a_jwt_user_kubeconfig_runs_the_plugin_with_jwt() {
+    let d = tempfile::tempdir().unwrap();
+    let pki = Pki::new(d.path());
+    let out = user_kubeconfig(&pki, &["--username", "alice", "--jwt"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("- \"--username\"\n      - \"alice\"\n      - \"--jwt\"\n"),
+        "{text}"
+    );
+    assert!(text.contains("short-lived JWTs"), "{text}");
+    let plain = String::from_utf8(user_kubeconfig(&pki, &[]).stdout).unwrap();
+    assert!(!plain.contains("--jwt"), "{plain}");
+}
+
+#[test]
 fn embed_puts_both_cas_into_a_user_kubeconfig() {
     let d = tempfile::tempdir().unwrap();
     let pki = Pki::new(d.path());

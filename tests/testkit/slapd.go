@@ -129,3 +129,22 @@ func (l *Slapd) EntryUUID(uid string) (string, error) {
 	}
 	return "", fmt.Errorf("no entryUUID for uid=%s in %q", uid, out)
 }
+
+// Modify runs ldapmodify as the fixture's admin (extra: e.g. -a to add entries).
+func (l *Slapd) Modify(ldif string, extra ...string) error {
+	bin, err := LookTool("ldapmodify")
+	if err != nil {
+		return fmt.Errorf("ldapmodify: %w", err)
+	}
+	args := append([]string{"-x", "-o", "nettimeout=10", "-H", l.URL(), "-D", LDAPAdminDN, "-w", LDAPAdminPassword}, extra...)
+	ctx, cancel := context.WithTimeout(context.Background(), slapdLimit)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	// The host's ldap.conf must not change what the modification does.
+	cmd.Env = append(os.Environ(), "LDAPCONF=/dev/null")
+	cmd.Stdin = strings.NewReader(ldif)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("ldapmodify: %v: %s", err, out)
+	}
+	return nil
+}

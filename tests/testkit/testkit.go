@@ -148,6 +148,9 @@ func (p *Process) Exited() bool {
 // Done is closed when the process has ended.
 func (p *Process) Done() <-chan struct{} { return p.done }
 
+// Signal sends sig (e.g. SIGHUP for a reload) to the process.
+func (p *Process) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
+
 // Stop sends SIGTERM, then SIGKILL after grace, and waits for the end.
 func (p *Process) Stop(grace time.Duration) {
 	if p == nil || p.Exited() {

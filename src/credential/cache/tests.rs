@@ -12,6 +12,7 @@ fn entry(url: &str, username: &str) -> Entry {
         expiration_timestamp: "2030-01-01T08:00:00Z".into(),
         login_url: url.into(),
         username: username.into(),
+        obtained: None,
     }
 }
 
@@ -90,8 +91,8 @@ fn a_stored_entry_is_read_back_from_a_private_file_without_leftovers() {
     let cache = Cache::open(d.path().join("c")).unwrap();
     let slot = cache.slot(URL, "alice");
     let held = slot.lock(|| {}).unwrap();
-    held.store(&entry(URL, "alice")).unwrap();
-    let back = held.load().unwrap().unwrap();
+    held.store(Kind::Session, &entry(URL, "alice")).unwrap();
+    let back = held.load(Kind::Session).unwrap().unwrap();
     assert_eq!(back.token.as_str(), "v4.public.token");
     assert_eq!(mode(&slot.token), 0o600);
     let names: Vec<String> = std::fs::read_dir(d.path().join("c"))
@@ -106,11 +107,24 @@ fn each_url_and_username_has_its_own_slot() {
     let d = tempfile::tempdir().unwrap();
     let cache = Cache::open(d.path().join("c")).unwrap();
     let a = cache.slot(URL, "alice");
-    a.lock(|| {}).unwrap().store(&entry(URL, "alice")).unwrap();
+    a.lock(|| {})
+        .unwrap()
+        .store(Kind::Session, &entry(URL, "alice"))
+        .unwrap();
     let other_user = cache.slot(URL, "bob");
-    assert!(other_user.lock(|| {}).unwrap().load().unwrap().is_none());
+    assert!(other_user
+        .lock(|| {})
+        .unwrap()
+        .load(Kind::Session)
+        .unwrap()
+        .is_none());
     let other_url = cache.slot("https://elsewhere/login", "alice");
-    assert!(other_url.lock(|| {}).unwrap().load().unwrap().is_none());
+    assert!(other_url
+        .lock(|| {})
+        .unwrap()
+        .load(Kind::Session)
+        .unwrap()
+        .is_none());
 }
 
 #[test]
@@ -119,9 +133,9 @@ fn an_entry_written_for_another_url_is_ignored() {
     let cache = Cache::open(d.path().join("c")).unwrap();
     let slot = cache.slot(URL, "alice");
     let held = slot.lock(|| {}).unwrap();
-    held.store(&entry("https://elsewhere/login", "alice"))
+    held.store(Kind::Session, &entry("https://elsewhere/login", "alice"))
         .unwrap();
-    assert!(held.load().unwrap().is_none());
+    assert!(held.load(Kind::Session).unwrap().is_none());
 }
 
 #[test]
@@ -130,7 +144,12 @@ fn a_broken_cache_file_counts_as_no_token() {
     let cache = Cache::open(d.path().join("c")).unwrap();
     let slot = cache.slot(URL, "alice");
     std::fs::write(&slot.token, b"{\"token\": 12").unwrap();
-    assert!(slot.lock(|| {}).unwrap().load().unwrap().is_none());
+    assert!(slot
+        .lock(|| {})
+        .unwrap()
+        .load(Kind::Session)
+        .unwrap()
+        .is_none());
 }
 
 #[test]
@@ -142,7 +161,10 @@ fn a_symlink_in_place_of_the_token_file_is_refused() {
     std::fs::write(&target, b"{}").unwrap();
     std::os::unix::fs::symlink(&target, &slot.token).unwrap();
     let held = slot.lock(|| {}).unwrap();
-    assert!(matches!(held.load(), Err(CacheError::Unsafe { .. })));
+    assert!(matches!(
+        held.load(Kind::Session),
+        Err(CacheError::Unsafe { .. })
+    ));
 }
 
 #[test]
@@ -151,11 +173,11 @@ fn forgetting_removes_the_entry_and_forgetting_nothing_is_fine() {
     let cache = Cache::open(d.path().join("c")).unwrap();
     let slot = cache.slot(URL, "");
     let held = slot.lock(|| {}).unwrap();
-    held.forget().unwrap();
-    held.store(&entry(URL, "carol")).unwrap();
-    assert_eq!(held.load().unwrap().unwrap().username, "carol");
-    held.forget().unwrap();
-    assert!(held.load().unwrap().is_none());
+    held.forget(Kind::Session).unwrap();
+    held.store(Kind::Session, &entry(URL, "carol")).unwrap();
+    assert_eq!(held.load(Kind::Session).unwrap().unwrap().username, "carol");
+    held.forget(Kind::Session).unwrap();
+    assert!(held.load(Kind::Session).unwrap().is_none());
 }
 
 #[test]
@@ -171,15 +193,71 @@ fn forgetting_all_of_a_url_spares_other_urls_and_other_users() {
     ];
     for (slot, user) in &slots {
         let url = &slot.login_url;
-        slot.lock(|| {}).unwrap().store(&entry(url, user)).unwrap();
+        slot.lock(|| {})
+            .unwrap()
+            .store(Kind::Session, &entry(url, user))
+            .unwrap();
     }
     cache.forget_all(URL, Some("alice")).unwrap();
-    let left = |s: &Slot| s.lock(|| {}).unwrap().load().unwrap().is_some();
+    let left = |s: &Slot| {
+        s.lock(|| {})
+            .unwrap()
+            .load(Kind::Session)
+            .unwrap()
+            .is_some()
+    };
     let kept: Vec<bool> = slots.iter().map(|(s, _)| left(s)).collect();
     assert_eq!(kept, [false, false, true, true]);
     cache.forget_all(URL, None).unwrap();
     let kept: Vec<bool> = slots.iter().map(|(s, _)| left(s)).collect();
     assert_eq!(kept, [false, false, false, true]);
+}
+
+#[test]
+fn the_jwt_lives_beside_the_session_in_a_private_file_of_its_own() {
+    let d = tempfile::tempdir().unwrap();
+    let cache = Cache::open(d.path().join("c")).unwrap();
+    let slot = cache.slot(URL, "alice");
+    let held = slot.lock(|| {}).unwrap();
+    let mut jwt = entry(URL, "alice");
+    jwt.token = Zeroizing::new("eyJhbGciOiJFUzI1NiJ9.e30.c2ln".into());
+    held.store(Kind::Jwt, &jwt).unwrap();
+    assert!(held.load(Kind::Session).unwrap().is_none());
+    held.store(Kind::Session, &entry(URL, "alice")).unwrap();
+    assert_eq!(mode(&slot.jwt), 0o600);
+    assert_eq!(slot.jwt.parent(), slot.token.parent());
+    let back = held.load(Kind::Jwt).unwrap().unwrap();
+    assert_eq!(back.token.as_str(), "eyJhbGciOiJFUzI1NiJ9.e30.c2ln");
+    held.forget(Kind::Session).unwrap();
+    assert!(held.load(Kind::Jwt).unwrap().is_some());
+}
+
+#[test]
+fn forgetting_all_of_a_url_forgets_its_jwts_too_even_without_a_session() {
+    let d = tempfile::tempdir().unwrap();
+    let cache = Cache::open(d.path().join("c")).unwrap();
+    let alone = cache.slot(URL, "alice");
+    alone
+        .lock(|| {})
+        .unwrap()
+        .store(Kind::Jwt, &entry(URL, "alice"))
+        .unwrap();
+    let both = cache.slot(URL, "bob");
+    let held = both.lock(|| {}).unwrap();
+    held.store(Kind::Session, &entry(URL, "bob")).unwrap();
+    held.store(Kind::Jwt, &entry(URL, "bob")).unwrap();
+    drop(held);
+    cache.forget_all(URL, None).unwrap();
+    for slot in [&alone, &both] {
+        let held = slot.lock(|| {}).unwrap();
+        assert!(held.load(Kind::Jwt).unwrap().is_none());
+        assert!(held.load(Kind::Session).unwrap().is_none());
+    }
+    let locks = std::fs::read_dir(d.path().join("c"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension() == Some("lock".as_ref()))
+        .count();
+    assert_eq!(locks, 2, "one lock file per slot, none for a JWT file");
 }
 
 #[test]
@@ -193,10 +271,10 @@ fn a_second_run_waits_for_the_lock_of_the_first() {
         let second = s.spawn(|| {
             let other = cache.slot(URL, "alice");
             let held = other.lock(|| tx.send("waiting").unwrap()).unwrap();
-            held.load().unwrap().map(|e| e.username)
+            held.load(Kind::Session).unwrap().map(|e| e.username)
         });
         assert_eq!(rx.recv().unwrap(), "waiting");
-        first.store(&entry(URL, "alice")).unwrap();
+        first.store(Kind::Session, &entry(URL, "alice")).unwrap();
         drop(first);
         assert_eq!(second.join().unwrap().as_deref(), Some("alice"));
     });
@@ -209,7 +287,7 @@ fn a_socket_in_place_of_the_token_file_is_refused_by_name() {
     let slot = cache.slot(URL, "alice");
     let _socket = std::os::unix::net::UnixListener::bind(&slot.token).unwrap();
     let held = slot.lock(|| {}).unwrap();
-    let Err(refused) = held.load() else {
+    let Err(refused) = held.load(Kind::Session) else {
         panic!("a socket was read as a token file");
     };
     let refused = refused.to_string();

@@ -47,6 +47,9 @@ type APIServerConfig struct {
 	Etcd            *Etcd
 	Webhook         Webhook
 	AuditPolicyFile string // "" for no audit log
+	// AuthenticationConfig is --authentication-config (an AuthenticationConfiguration
+	// file, e.g. what `kube-ldap-webhook authentication-config` prints); "" for none.
+	AuthenticationConfig string
 }
 
 // APIServer is a running kube-apiserver.
@@ -104,6 +107,9 @@ func startAPIServer(bins *Binaries, c APIServerConfig) (*APIServer, error) {
 		"--profiling=false",
 	}
 	a.Args = append(a.Args, c.Webhook.Flags()...)
+	if c.AuthenticationConfig != "" {
+		a.Args = append(a.Args, "--authentication-config="+c.AuthenticationConfig)
+	}
 	if c.AuditPolicyFile != "" {
 		a.AuditLogPath = filepath.Join(c.Dir, "audit.log")
 		a.Args = append(a.Args, "--audit-policy-file="+c.AuditPolicyFile, "--audit-log-path="+a.AuditLogPath)

@@ -149,7 +149,9 @@ impl Issuer {
             .filter(|(s, _)| *s == "cache")
             .map(|(_, v)| format!("{v}\n"))
             .collect();
-        let toml = issuing_config(&cache, login_port, keys, login, tokens);
+        // `@LOGIN_PORT@` in `tokens` (a `[jwt]` issuer URL) is the login listener's port.
+        let tokens = tokens.replace("@LOGIN_PORT@", &login_port.to_string());
+        let toml = issuing_config(&cache, login_port, keys, login, &tokens);
         let mut all: Vec<(&str, &str)> = sections
             .iter()
             .copied()
@@ -242,6 +244,21 @@ pub async fn request_from(
     authorization: Option<&str>,
     body: Vec<u8>,
 ) -> Reply {
+    try_request_from(pki, source, method, url, authorization, body)
+        .await
+        .expect("HTTPS request to the login port")
+}
+
+/// [`request_from`], or the client's error when the daemon closed the connection before
+/// its reply was read (a request it refuses while the client is still writing).
+pub async fn try_request_from(
+    pki: &Pki,
+    source: Option<std::net::IpAddr>,
+    method: &str,
+    url: &str,
+    authorization: Option<&str>,
+    body: Vec<u8>,
+) -> Result<Reply, hyper_util::client::legacy::Error> {
     let mut tcp = hyper_util::client::legacy::connect::HttpConnector::new();
     tcp.enforce_http(false);
     tcp.set_local_address(source);
@@ -257,17 +274,16 @@ pub async fn request_from(
     }
     let resp = client
         .request(b.body(Full::new(Bytes::from(body))).unwrap())
-        .await
-        .expect("HTTPS request to the login port");
+        .await?;
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    Reply {
+    Ok(Reply {
         status,
         headers,
         body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
         raw: String::from_utf8_lossy(&bytes).into_owned(),
-    }
+    })
 }
 
 pub fn authenticated(a: &Answer) -> bool {

@@ -24,6 +24,7 @@ mod daemon;
 mod ds389;
 mod https;
 pub mod issued;
+pub mod jwt;
 pub mod kerberos;
 mod metrics;
 mod notify;
