@@ -36,6 +36,7 @@ mod in_flight;
 mod issuer;
 mod listener;
 mod login;
+mod login_answer;
 mod negotiate;
 mod ops;
 pub(crate) mod ratelimit;

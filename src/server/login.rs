@@ -32,29 +32,23 @@ use std::time::Instant;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::WWW_AUTHENTICATE;
-use hyper::header::{HeaderValue, CACHE_CONTROL, RETRY_AFTER};
+use hyper::header::{HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
-use serde::Serialize;
 
 use super::http::{
-    announces_body, authorization, count, credential, http_error, json, log, method_not_allowed,
+    announces_body, authorization, count, credential, http_error, log, method_not_allowed,
     not_found, too_large, too_many, Reply,
 };
 use super::in_flight::InFlight;
+use super::login_answer::{issue, unauthorized};
 use super::ratelimit::Rate;
 use super::{Runtime, Shared};
-use crate::metrics::MethodLabels;
-use crate::outcome::{Outcome, Review, REJECTED, UNAVAILABLE};
+use crate::outcome::{Outcome, REJECTED, UNAVAILABLE};
 
 pub(crate) const PATH: &str = "/login";
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Issued<'a> {
-    token: &'a str,
-    expiration_timestamp: &'a str,
-}
+/// `login_methods_total`'s method of a Basic login.
+const PASSWORD: &str = "password";
 
 /// Every request of the login port: a body is refused before anything else, then the
 /// port-wide cap on requests in flight (`login.max_in_flight`) applies.
@@ -170,60 +164,6 @@ async fn post(
     reply
 }
 
-/// `login_methods_total`'s method of a Basic login.
-const PASSWORD: &str = "password";
-
-/// The answer to a login's review: 200 with a signed token (and `mutual`, a Kerberos
-/// mutual-authentication token, in `WWW-Authenticate: Negotiate`), 401 otherwise.
-pub(super) fn issue(
-    shared: &Shared,
-    rt: &Runtime,
-    review: &Review,
-    method: &'static str,
-    mutual: Option<&[u8]>,
-) -> Reply {
-    match &review.outcome {
-        Outcome::Accepted(_) => match review
-            .account
-            .as_deref()
-            .map(|a| rt.config.tokens.issued.sign(a, crate::clock::wall()))
-        {
-            Some(Ok(issued)) => {
-                count(shared, "issued");
-                count_method(shared, method, "issued");
-                let body = serde_json::to_vec(&Issued {
-                    token: &issued.token,
-                    expiration_timestamp: &issued.expiration_timestamp,
-                })
-                .unwrap_or_default();
-                let mut r = json(StatusCode::OK, body);
-                r.headers_mut()
-                    .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-                if let Some(m) = mutual.and_then(super::negotiate::header) {
-                    r.headers_mut().insert(WWW_AUTHENTICATE, m);
-                }
-                r
-            }
-            _ => {
-                tracing::error!("cannot sign a token: check tokens.signing_key_file");
-                count(shared, "unavailable");
-                count_method(shared, method, "unavailable");
-                unauthorized(shared, UNAVAILABLE, true)
-            }
-        },
-        o @ (Outcome::Unavailable | Outcome::BackendError) => {
-            count(shared, o.label());
-            count_method(shared, method, "unavailable");
-            unauthorized(shared, UNAVAILABLE, true)
-        }
-        o => {
-            count(shared, "rejected");
-            count_method(shared, method, "rejected");
-            unauthorized(shared, o.error().unwrap_or(REJECTED), true)
-        }
-    }
-}
-
 async fn check(
     shared: &Shared,
     rt: &Runtime,
@@ -250,38 +190,6 @@ async fn check(
     };
     log("login check", "token", &review, peer, started);
     reply
-}
-
-pub(super) fn count_method(shared: &Shared, method: &'static str, result: &'static str) {
-    shared
-        .metrics
-        .login_methods
-        .get_or_create(&MethodLabels { method, result })
-        .inc();
-}
-
-/// 401 with `message`; `offer` (a POST's) names the schemes a login may use: Negotiate
-/// first when a keytab is configured, then Basic.
-pub(super) fn unauthorized(shared: &Shared, message: &str, offer: bool) -> Reply {
-    let mut r = http_error(shared, StatusCode::UNAUTHORIZED, "Unauthorized", message);
-    if offer {
-        let kerberos = shared
-            .current
-            .load()
-            .config
-            .login
-            .as_ref()
-            .is_some_and(|l| l.negotiate.is_some());
-        let h = r.headers_mut();
-        if kerberos {
-            h.append(WWW_AUTHENTICATE, HeaderValue::from_static("Negotiate"));
-        }
-        h.append(
-            WWW_AUTHENTICATE,
-            HeaderValue::from_static("Basic realm=\"kube-ldap-webhook\""),
-        );
-    }
-    r
 }
 
 /// `login.max_in_flight` requests are in flight on the port: 503 at once.

@@ -14,12 +14,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use base64::Engine;
-use hyper::header::HeaderValue;
-
 use super::http::Reply;
 use super::http::{count, log};
-use super::login::{count_method, issue, unauthorized};
+use super::login_answer::{count_method, issue, unauthorized};
 use super::{Runtime, Shared};
 use crate::negotiate::{self, gss::Keytab, Refusal};
 use crate::outcome::{REJECTED, UNAVAILABLE};
@@ -73,12 +70,6 @@ pub(super) async fn post(
     );
     log("login", NEGOTIATE, &review, at.peer, at.started);
     reply
-}
-
-/// `WWW-Authenticate: Negotiate <base64>`: the mutual-authentication token of a 200.
-pub(super) fn header(token: &[u8]) -> Option<HeaderValue> {
-    let b64 = base64::engine::general_purpose::STANDARD.encode(token);
-    HeaderValue::from_str(&format!("Negotiate {b64}")).ok()
 }
 
 /// A refusal made without the directory: the generic 401 (an acceptor that failed on its

@@ -1,0 +1,110 @@
+//! What a login on the login port answers, whichever way it came (a password at
+//! `server/login.rs`, a Kerberos ticket at `server/negotiate.rs`): the signed token, the
+//! 401 that offers the schemes, and the per-method counter. Below both, so neither imports
+//! the other back.
+
+use base64::Engine;
+use hyper::header::{HeaderValue, CACHE_CONTROL, WWW_AUTHENTICATE};
+use hyper::StatusCode;
+use serde::Serialize;
+
+use super::http::{count, http_error, json, Reply};
+use super::{Runtime, Shared};
+use crate::metrics::MethodLabels;
+use crate::outcome::{Outcome, Review, REJECTED, UNAVAILABLE};
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Issued<'a> {
+    token: &'a str,
+    expiration_timestamp: &'a str,
+}
+
+/// The answer to a login's review: 200 with a signed token (and `mutual`, a Kerberos
+/// mutual-authentication token, in `WWW-Authenticate: Negotiate`), 401 otherwise.
+pub(super) fn issue(
+    shared: &Shared,
+    rt: &Runtime,
+    review: &Review,
+    method: &'static str,
+    mutual: Option<&[u8]>,
+) -> Reply {
+    match &review.outcome {
+        Outcome::Accepted(_) => match review
+            .account
+            .as_deref()
+            .map(|a| rt.config.tokens.issued.sign(a, crate::clock::wall()))
+        {
+            Some(Ok(issued)) => {
+                count(shared, "issued");
+                count_method(shared, method, "issued");
+                let body = serde_json::to_vec(&Issued {
+                    token: &issued.token,
+                    expiration_timestamp: &issued.expiration_timestamp,
+                })
+                .unwrap_or_default();
+                let mut r = json(StatusCode::OK, body);
+                r.headers_mut()
+                    .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                if let Some(m) = mutual.and_then(header) {
+                    r.headers_mut().insert(WWW_AUTHENTICATE, m);
+                }
+                r
+            }
+            _ => {
+                tracing::error!("cannot sign a token: check tokens.signing_key_file");
+                count(shared, "unavailable");
+                count_method(shared, method, "unavailable");
+                unauthorized(shared, UNAVAILABLE, true)
+            }
+        },
+        o @ (Outcome::Unavailable | Outcome::BackendError) => {
+            count(shared, o.label());
+            count_method(shared, method, "unavailable");
+            unauthorized(shared, UNAVAILABLE, true)
+        }
+        o => {
+            count(shared, "rejected");
+            count_method(shared, method, "rejected");
+            unauthorized(shared, o.error().unwrap_or(REJECTED), true)
+        }
+    }
+}
+
+pub(super) fn count_method(shared: &Shared, method: &'static str, result: &'static str) {
+    shared
+        .metrics
+        .login_methods
+        .get_or_create(&MethodLabels { method, result })
+        .inc();
+}
+
+/// 401 with `message`; `offer` (a POST's) names the schemes a login may use: Negotiate
+/// first when a keytab is configured, then Basic.
+pub(super) fn unauthorized(shared: &Shared, message: &str, offer: bool) -> Reply {
+    let mut r = http_error(shared, StatusCode::UNAUTHORIZED, "Unauthorized", message);
+    if offer {
+        let kerberos = shared
+            .current
+            .load()
+            .config
+            .login
+            .as_ref()
+            .is_some_and(|l| l.negotiate.is_some());
+        let h = r.headers_mut();
+        if kerberos {
+            h.append(WWW_AUTHENTICATE, HeaderValue::from_static("Negotiate"));
+        }
+        h.append(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"kube-ldap-webhook\""),
+        );
+    }
+    r
+}
+
+/// `WWW-Authenticate: Negotiate <base64>`: the mutual-authentication token of a 200.
+pub(super) fn header(token: &[u8]) -> Option<HeaderValue> {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(token);
+    HeaderValue::from_str(&format!("Negotiate {b64}")).ok()
+}
