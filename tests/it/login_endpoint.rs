@@ -67,7 +67,11 @@ async fn requests_that_are_not_logins_are_refused_as_on_the_review_port() {
         .call("POST", &url.replace("/login", "/authenticate"), None)
         .await;
     assert_eq!(r.status, 404);
-    let big = request(&i.daemon.pki, "POST", &url, None, vec![b'x'; 100_000]).await;
+    // Any body is refused (413) unread. 4 KiB: the request arrives in one read, so the
+    // daemon's close cannot reset the connection under the client's feet (a body larger
+    // than its buffers may end in a broken pipe before the 413 is read; login_port.rs
+    // covers bodies that never end on HTTP/2).
+    let big = request(&i.daemon.pki, "POST", &url, None, vec![b'x'; 4096]).await;
     assert_eq!(big.status, 413);
     let r = i
         .call(
