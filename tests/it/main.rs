@@ -9,6 +9,7 @@
 mod support;
 
 mod active_directory;
+mod alerts;
 mod cache;
 mod check_config;
 mod connections;
