@@ -10,6 +10,7 @@ mod support;
 
 mod active_directory;
 mod alerts;
+mod alerts_live;
 mod cache;
 mod check_config;
 mod connections;
