@@ -37,6 +37,8 @@ if [ "${1:-}" != "--ldap-only" ]; then
     have systemd-analyze || need+=(systemd)
     [ -x /bin/kill ] || need+=(procps)
     have dpkg-deb || need+=(dpkg)
+    # promtool checks and unit-tests the alerting rules (tests/it/alerts.rs).
+    have promtool || need+=(prometheus)
     have strip || need+=(binutils)
     # /metrics is checked with the Prometheus project's own parser (tests/it/ops.rs).
     /usr/bin/python3 -c 'import prometheus_client' >/dev/null 2>&1 || need+=(python3-prometheus-client)

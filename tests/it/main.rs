@@ -9,6 +9,8 @@
 mod support;
 
 mod active_directory;
+mod alerts;
+mod alerts_live;
 mod cache;
 mod check_config;
 mod connections;
