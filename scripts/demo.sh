@@ -156,6 +156,11 @@ if [ "$CLUSTER" = 1 ]; then
         sleep 0.5
     done
     KUBECTL=$(sed -n 's/^KUBECTL=//p' "$DIR/cluster/ready")
+    # The kubeconfig an operator hands out once issued tokens are on (README "Issued
+    # tokens"): its plugin logs in at the login endpoint and caches the token, not the password.
+    "$BIN" kubeconfig --user-login "https://127.0.0.1:$LOGIN_PORT/login" --ca-file "$DIR/server-ca.crt" \
+        --cluster-server "https://127.0.0.1:$APISERVER_PORT" --cluster-ca-file "$DIR/cluster-pki/ca.crt" \
+        --username alice --exec-command "$BIN" --embed --output "$DIR/alice-login.kubeconfig"
     cat <<MSG
 
 A local kube-apiserver on https://127.0.0.1:$APISERVER_PORT authenticates through the daemon, and
@@ -164,6 +169,11 @@ RBAC lets the LDAP group developers list pods in namespace demo. Log in as alice
 
   $KUBECTL --kubeconfig $DIR/cluster/kubeconfig auth whoami
   $KUBECTL --kubeconfig $DIR/cluster/kubeconfig get pods --namespace demo
+
+The kubeconfig handed out with issued tokens logs alice in once at the login endpoint
+(asks for alice-password) and then uses the issued token until it expires:
+
+  XDG_CACHE_HOME=$DIR/cache $KUBECTL --kubeconfig $DIR/alice-login.kubeconfig auth whoami
 MSG
 fi
 
