@@ -13,6 +13,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${KUBE_LDAP_WEBHOOK_BIN:-$ROOT/target/release/kube-ldap-webhook}
 PORT=${DEMO_PORT:-8443}
 OPS_PORT=${DEMO_OPS_PORT:-9090}
+LOGIN_PORT=${DEMO_LOGIN_PORT:-8444}
 LDAP_PORT=${DEMO_LDAP_PORT:-3890}
 APISERVER_PORT=${DEMO_APISERVER_PORT:-6443}
 CLUSTER=0
@@ -34,14 +35,14 @@ trap cleanup EXIT
 trap 'exit 0' INT TERM
 
 [ -x "$BIN" ] || { echo "demo: $BIN not built (make release)" >&2; exit 1; }
-ports=("$PORT" "$OPS_PORT" "$LDAP_PORT")
+ports=("$PORT" "$OPS_PORT" "$LOGIN_PORT" "$LDAP_PORT")
 if [ "$CLUSTER" = 1 ]; then
     command -v go >/dev/null || { echo "demo: --cluster needs Go (1.26 or later) to build kube-apiserver" >&2; exit 1; }
     ports+=("$APISERVER_PORT")
 fi
 for p in "${ports[@]}"; do
     if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-        echo "demo: port $p is taken; set DEMO_PORT / DEMO_OPS_PORT / DEMO_LDAP_PORT / DEMO_APISERVER_PORT" >&2
+        echo "demo: port $p is taken; set DEMO_PORT / DEMO_OPS_PORT / DEMO_LOGIN_PORT / DEMO_LDAP_PORT / DEMO_APISERVER_PORT" >&2
         exit 1
     fi
 done
@@ -74,6 +75,8 @@ wait_until 30 slapd env LDAPCONF=/dev/null ldapsearch -x -H "ldap://127.0.0.1:$L
 
 printf 'service-secret\n' > bind-password
 chmod 600 bind-password
+# The key pair that signs the tokens the login endpoint issues (README "Issued tokens").
+"$BIN" keygen --out "$DIR/tokens" >/dev/null
 {
     cat <<TOML
 [server]
@@ -82,6 +85,12 @@ tls_cert_file = "$DIR/server.crt"
 tls_key_file = "$DIR/server.key"
 client_ca_file = "$DIR/client-ca.crt"
 ops_listen = "127.0.0.1:$OPS_PORT"
+
+[login]
+listen = "127.0.0.1:$LOGIN_PORT"
+
+[tokens]
+signing_key_file = "$DIR/tokens/signing.key"
 
 TOML
     sed -e "s|@LDAP_URL@|ldap://127.0.0.1:$LDAP_PORT|" -e "s|@BIND_PASSWORD_FILE@|$DIR/bind-password|" \
@@ -93,10 +102,18 @@ PIDS+=($!)
 wait_until 30 "the daemon" bash -c "exec 3<>/dev/tcp/127.0.0.1/$OPS_PORT"
 
 TOKEN=$(printf '%s' 'alice:alice-password' | base64 -w0)
-CURL="curl -sS --cacert $DIR/server-ca.crt --cert $DIR/apiserver-webhook.crt --key $DIR/apiserver-webhook.key \\
+# review_curl TOKEN: a TokenReview of TOKEN (as it goes into the single-quoted JSON) as
+# kube-apiserver would send it, with its client certificate.
+review_curl() {
+    printf '%s' "curl -sS --cacert $DIR/server-ca.crt --cert $DIR/apiserver-webhook.crt --key $DIR/apiserver-webhook.key \\
   -H 'Content-Type: application/json' \\
-  -d '{\"apiVersion\":\"authentication.k8s.io/v1\",\"kind\":\"TokenReview\",\"spec\":{\"token\":\"$TOKEN\"}}' \\
+  -d '{\"apiVersion\":\"authentication.k8s.io/v1\",\"kind\":\"TokenReview\",\"spec\":{\"token\":\"$1\"}}' \\
   https://127.0.0.1:$PORT/authenticate"
+}
+CURL=$(review_curl "$TOKEN")
+LOGIN="XDG_CACHE_HOME=$DIR/cache $BIN credential --username alice \\
+    --login-url https://127.0.0.1:$LOGIN_PORT/login --ca-file $DIR/server-ca.crt"
+REVIEW_ISSUED=$(review_curl "'\"\$ISSUED\"'")
 
 cat <<MSG
 
@@ -106,6 +123,16 @@ Users: alice / alice-password (groups admins, developers), bob / pa:ss:word (dev
 A TokenReview as kube-apiserver would send it (token = base64 of alice:alice-password):
 
 $CURL
+
+Log in once as alice on the login endpoint (the plugin asks for the password,
+alice-password, and prints the issued token in an ExecCredential):
+
+  $LOGIN
+
+and a review of the token it issues, as kube-apiserver would send it:
+
+  ISSUED=\$($LOGIN | jq -r .status.token)
+  $REVIEW_ISSUED
 
 Metrics: curl -s http://127.0.0.1:$OPS_PORT/metrics    Ready: curl -s http://127.0.0.1:$OPS_PORT/readyz
 MSG
@@ -129,6 +156,11 @@ if [ "$CLUSTER" = 1 ]; then
         sleep 0.5
     done
     KUBECTL=$(sed -n 's/^KUBECTL=//p' "$DIR/cluster/ready")
+    # The kubeconfig an operator hands out once issued tokens are on (README "Issued
+    # tokens"): its plugin logs in at the login endpoint and caches the token, not the password.
+    "$BIN" kubeconfig --user-login "https://127.0.0.1:$LOGIN_PORT/login" --ca-file "$DIR/server-ca.crt" \
+        --cluster-server "https://127.0.0.1:$APISERVER_PORT" --cluster-ca-file "$DIR/cluster-pki/ca.crt" \
+        --username alice --exec-command "$BIN" --embed --output "$DIR/alice-login.kubeconfig"
     cat <<MSG
 
 A local kube-apiserver on https://127.0.0.1:$APISERVER_PORT authenticates through the daemon, and
@@ -137,6 +169,11 @@ RBAC lets the LDAP group developers list pods in namespace demo. Log in as alice
 
   $KUBECTL --kubeconfig $DIR/cluster/kubeconfig auth whoami
   $KUBECTL --kubeconfig $DIR/cluster/kubeconfig get pods --namespace demo
+
+The kubeconfig handed out with issued tokens logs alice in once at the login endpoint
+(asks for alice-password) and then uses the issued token until it expires:
+
+  XDG_CACHE_HOME=$DIR/cache $KUBECTL --kubeconfig $DIR/alice-login.kubeconfig auth whoami
 MSG
 fi
 

@@ -17,6 +17,7 @@ mod connections;
 mod credential;
 mod credential_jwt;
 mod credential_login;
+mod demo;
 mod directories;
 mod directory_answers;
 mod ds389;
