@@ -24,6 +24,8 @@ fi
 have slapd || need+=(slapd)
 have ldapsearch || need+=(ldap-utils)
 have openssl || need+=(openssl)
+# The demo's printed login reads the issued token with jq (tests/it/demo.rs runs it).
+have jq || need+=(jq)
 if [ "${1:-}" != "--ldap-only" ]; then
     # 389 Directory Server (FreeIPA's directory) for tests/ds389.rs.
     have dscreate || need+=(389-ds-base)
