@@ -6,6 +6,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
 
 use crate::support::*;
 
@@ -59,22 +61,23 @@ fn start_prometheus(dir: &std::path::Path, ops_port: u16) -> Prometheus {
     Prometheus(child, port)
 }
 
-/// The names of the alerts firing in Prometheus, or none while its API does not answer yet.
-fn firing(port: u16) -> Vec<String> {
+/// The JSON answer of Prometheus' HTTP API at `path`, or `None` while it does not answer.
+fn api(port: u16, path: &str) -> Option<Value> {
     let get = || -> std::io::Result<String> {
         let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
         s.set_read_timeout(Some(PATIENCE))?;
-        write!(
-            s,
-            "GET /api/v1/alerts HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )?;
+        write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n")?;
         let mut out = String::new();
         s.read_to_string(&mut out)?;
         Ok(out)
     };
-    let Ok(raw) = get() else { return Vec::new() };
-    let body = raw.split("\r\n\r\n").nth(1).unwrap_or("");
-    let Ok(v) = serde_json::from_str::<Value>(body) else {
+    let raw = get().ok()?;
+    serde_json::from_str(raw.split("\r\n\r\n").nth(1)?).ok()
+}
+
+/// The names of the alerts firing in Prometheus, or none while its API does not answer yet.
+fn firing(port: u16) -> Vec<String> {
+    let Some(v) = api(port, "/api/v1/alerts") else {
         return Vec::new();
     };
     v["data"]["alerts"]
@@ -84,6 +87,35 @@ fn firing(port: u16) -> Vec<String> {
         .filter(|a| a["state"] == "firing")
         .filter_map(|a| a["labels"]["alertname"].as_str().map(str::to_string))
         .collect()
+}
+
+/// Prometheus has scraped the daemon (`up` is 1).
+fn scraped(port: u16) -> bool {
+    api(port, "/api/v1/query?query=up").is_some_and(|v| v["data"]["result"][0]["value"][1] == "1")
+}
+
+/// Every rule group has been evaluated after `t`.
+fn evaluated_since(port: u16, t: OffsetDateTime) -> bool {
+    let Some(v) = api(port, "/api/v1/rules") else {
+        return false;
+    };
+    let groups = v["data"]["groups"].as_array().cloned().unwrap_or_default();
+    !groups.is_empty()
+        && groups.iter().all(|g| {
+            g["lastEvaluation"]
+                .as_str()
+                .and_then(|e| OffsetDateTime::parse(e, &Rfc3339).ok())
+                .is_some_and(|e| e > t)
+        })
+}
+
+/// Polls `ready` every half second until it holds, failing the test after [`PATIENCE`].
+async fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !ready() {
+        assert!(Instant::now() < deadline, "{what} not within {PATIENCE:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -97,6 +129,13 @@ async fn prometheus_fires_directory_down_when_slapd_stops() {
         .review(&d.url(), "v1", &token("alice", "alice-password"))
         .await;
     assert_eq!(ok.body["status"]["authenticated"], true, "{}", ok.raw);
+    // Not firing means something only once the rules ran on what was scraped.
+    wait_until("a scrape of the daemon", || scraped(prom.1)).await;
+    let scraped_at = OffsetDateTime::now_utc();
+    wait_until("an evaluation of the rules after the scrape", || {
+        evaluated_since(prom.1, scraped_at)
+    })
+    .await;
     let before = firing(prom.1);
     assert!(
         !before.iter().any(|a| a == "KubeLdapWebhookDirectoryDown"),

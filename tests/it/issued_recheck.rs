@@ -14,9 +14,7 @@ const DEVELOPERS: &str = "cn=developers,ou=groups,dc=example,dc=org";
 fn issuer(slapd: &Slapd, keys: &KeyPair, sections: &[(&str, &str)]) -> Issuer {
     let mut all = vec![("cache", "ttl = \"1s\"\nnegative_ttl = \"1s\"")];
     all.extend_from_slice(sections);
-    let i = Issuer::start(&Site::openldap(), &[slapd.url()], &all, keys, "", "");
-    i.daemon.wait_for_probe();
-    i
+    Issuer::on_slapd(slapd, &all, keys, "", "")
 }
 
 /// Takes alice out of the developers group (slapd's memberof overlay drops her

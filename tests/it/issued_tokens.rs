@@ -15,27 +15,7 @@ use serde_json::json;
 const ALICE_DN: &str = "uid=alice,ou=people,dc=example,dc=org";
 
 fn issuer(slapd: &Slapd, keys: &KeyPair, sections: &[(&str, &str)]) -> Issuer {
-    issuer_configured(slapd, keys, sections, "", "")
-}
-
-/// [`issuer`] with its `[login]` and `[tokens]` lines, ready for reviews.
-fn issuer_configured(
-    slapd: &Slapd,
-    keys: &KeyPair,
-    sections: &[(&str, &str)],
-    login: &str,
-    tokens: &str,
-) -> Issuer {
-    let i = Issuer::start(
-        &Site::openldap(),
-        &[slapd.url()],
-        sections,
-        keys,
-        login,
-        tokens,
-    );
-    i.daemon.wait_for_probe();
-    i
+    Issuer::on_slapd(slapd, sections, keys, "", "")
 }
 
 /// slapd with the ppolicy overlay, which keeps `pwdChangedTime` and the lock attributes.
@@ -257,7 +237,7 @@ async fn every_forgery_is_refused_without_an_ldap_operation() {
     let slapd = Slapd::start();
     let keys = KeyPair::new();
     // Failed checks spend the rate limit; this test makes many on purpose.
-    let i = issuer_configured(&slapd, &keys, &[], "rate = 1000\nburst = 1000", "");
+    let i = Issuer::on_slapd(&slapd, &[], &keys, "rate = 1000\nburst = 1000", "");
     let genuine = i.token("alice", "alice-password").await;
     let kid = keys.kid();
     let other = KeyPair::new();
@@ -349,7 +329,7 @@ async fn every_forgery_is_refused_without_an_ldap_operation() {
 async fn with_basic_tokens_off_a_basic_token_is_not_ours_but_logins_still_take_passwords() {
     let slapd = Slapd::start();
     let keys = KeyPair::new();
-    let i = issuer_configured(&slapd, &keys, &[], "", "accept_basic = false");
+    let i = Issuer::on_slapd(&slapd, &[], &keys, "", "accept_basic = false");
     let before = slapd.operations();
     let a = i.review(&token("alice", "alice-password")).await;
     assert!(!authenticated(&a), "{}", a.raw);

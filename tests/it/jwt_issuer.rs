@@ -23,33 +23,13 @@ const JWKS: &str = "/kube/openid/v1/jwks";
 fn start(slapd: &Slapd, keys: &KeyPair, jwt: &EsKeys, sections: &[(&str, &str)]) -> Issuer {
     let mut all = vec![("cache", "ttl = \"10m\"")];
     all.extend_from_slice(sections);
-    start_with(
+    Issuer::on_slapd(
         slapd,
-        keys,
         &all,
+        keys,
         "rate = 1000\nburst = 1000",
         &jwt_section(jwt, &[]),
     )
-}
-
-/// A daemon with `[login]` lines `login` and the `[jwt]` section `jwt`, ready for reviews.
-fn start_with(
-    slapd: &Slapd,
-    keys: &KeyPair,
-    sections: &[(&str, &str)],
-    login: &str,
-    jwt: &str,
-) -> Issuer {
-    let i = Issuer::start(
-        &Site::openldap(),
-        &[slapd.url()],
-        sections,
-        keys,
-        login,
-        jwt,
-    );
-    i.daemon.wait_for_probe();
-    i
 }
 
 /// slapd and a daemon issuing sessions and JWTs with its keys, as [`start`] makes it.
@@ -116,7 +96,7 @@ async fn verified_jwt(i: &Issuer, session: &str) -> (jsonwebtoken::Header, Value
 async fn discovery_and_jwks_describe_the_issuer_and_every_accepted_key() {
     let slapd = Slapd::start();
     let (keys, jwt, old) = (KeyPair::new(), EsKeys::new(), EsKeys::new());
-    let i = start_with(&slapd, &keys, &[], "", &jwt_section(&jwt, &[&old]));
+    let i = Issuer::on_slapd(&slapd, &[], &keys, "", &jwt_section(&jwt, &[&old]));
     let d = i.call("GET", &url(&i, DISCOVERY), None).await;
     assert_eq!(d.status, 200, "{}", d.raw);
     assert_eq!(d.body["issuer"], ISSUER);
@@ -373,7 +353,7 @@ async fn exchanges_that_reach_the_directory_spend_the_sources_login_budget() {
     let slapd = Slapd::start();
     let (keys, jwt) = (KeyPair::new(), EsKeys::new());
     let login = "rate = 1\nburst = 3";
-    let i = start_with(&slapd, &keys, &[], login, &jwt_section(&jwt, &[]));
+    let i = Issuer::on_slapd(&slapd, &[], &keys, login, &jwt_section(&jwt, &[]));
     let session = i.token("alice", "alice-password").await;
     for _ in 0..10 {
         let r = exchange(&i, "v4.public.garbage").await;

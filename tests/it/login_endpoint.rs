@@ -13,15 +13,7 @@ use crate::support::*;
 
 fn start(slapd: &Slapd, sections: &[(&str, &str)], login: &str) -> (Issuer, KeyPair) {
     let keys = KeyPair::new();
-    let i = Issuer::start(
-        &Site::openldap(),
-        &[slapd.url()],
-        sections,
-        &keys,
-        login,
-        "",
-    );
-    i.daemon.wait_for_probe();
+    let i = Issuer::on_slapd(slapd, sections, &keys, login, "");
     (i, keys)
 }
 

@@ -21,16 +21,7 @@ use crate::support::issued::*;
 use crate::support::*;
 
 fn start(slapd: &Slapd, sections: &[(&str, &str)], login: &str) -> Issuer {
-    let i = Issuer::start(
-        &Site::openldap(),
-        &[slapd.url()],
-        sections,
-        &KeyPair::new(),
-        login,
-        "",
-    );
-    i.daemon.wait_for_probe();
-    i
+    Issuer::on_slapd(slapd, sections, &KeyPair::new(), login, "")
 }
 
 fn logins(i: &Issuer, event: &str) -> f64 {

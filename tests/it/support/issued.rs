@@ -135,6 +135,27 @@ impl Issuer {
         Issuer::start_with(builder, sections, keys, login, tokens)
     }
 
+    /// [`Issuer::start`] on one slapd (the OpenLDAP site), waited for until its start-up
+    /// probe of the directory answered: ready for reviews and logins.
+    pub fn on_slapd(
+        slapd: &Slapd,
+        sections: &[(&str, &str)],
+        keys: &KeyPair,
+        login: &str,
+        tokens: &str,
+    ) -> Issuer {
+        let i = Issuer::start(
+            &Site::openldap(),
+            &[slapd.url()],
+            sections,
+            keys,
+            login,
+            tokens,
+        );
+        i.daemon.wait_for_probe();
+        i
+    }
+
     /// [`Issuer::start`] on `builder` (its site, URLs, environment).
     pub fn start_with(
         builder: DaemonBuilder,
