@@ -135,6 +135,7 @@ async fn run(config: Config, path: &Path) -> Result<(), DaemonError> {
         config.cache.failure_window,
     ));
     let runtime = Runtime::build(config, metrics.clone(), lockout.clone())?;
+    runtime.publish_tls_expiry(&metrics);
     let listeners = Listeners::bind(&runtime.config).await?;
     let shared = Arc::new(Shared {
         current: ArcSwap::from_pointee(runtime),
@@ -266,7 +267,9 @@ async fn reload(shared: &Shared, path: &Path) {
                 .map_or("none".to_string(), |j| j.signing_kid().to_string());
             drop(old);
             new.authenticator.directory().start();
-            shared.current.store(Arc::new(new));
+            let new = Arc::new(new);
+            shared.current.store(new.clone());
+            new.publish_tls_expiry(&shared.metrics);
             shared
                 .metrics
                 .reloads

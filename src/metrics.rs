@@ -83,6 +83,11 @@ pub(crate) struct ClosedLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ListenerLabels {
+    pub listener: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct StageLabels {
     pub listener: &'static str,
     pub stage: &'static str,
@@ -198,6 +203,14 @@ metrics! {
     login_methods: Family<MethodLabels, Counter> = Family::default(),
         "login_methods",
         "Logins by method (password: Basic; negotiate: Kerberos) and result: issued, rejected, unavailable, or for negotiate the refusal made without LDAP traffic (too_large, malformed, ntlm, continuation, mechanism, replay, expired, ticket, principal, realm, acceptor)";
+    /// The serving chain's earliest notAfter, per TLS listener (reviews, login).
+    tls_certificate_expiry: Family<ListenerLabels, Gauge> = Family::default(),
+        "tls_certificate_expiry_timestamp_seconds",
+        "When the TLS serving certificate (server.tls_cert_file) expires, Unix seconds of the earliest notAfter of its chain, by listener (reviews, login)";
+    /// The client CA file's earliest notAfter, for the listener that asks for client certificates.
+    tls_client_ca_expiry: Family<ListenerLabels, Gauge> = Family::default(),
+        "tls_client_ca_expiry_timestamp_seconds",
+        "When the first CA of server.client_ca_file expires (Unix seconds of its notAfter), by listener (reviews)";
 }
 
 fn ldap_buckets() -> Histogram {

@@ -27,7 +27,7 @@ use crate::authenticator::Authenticator;
 use crate::config::Config;
 use crate::directory::Directories;
 use crate::lockout::Lockout;
-use crate::metrics::Metrics;
+use crate::metrics::{ListenerLabels, Metrics};
 
 pub(crate) mod admission;
 pub(crate) mod closes;
@@ -78,6 +78,8 @@ pub(crate) struct Runtime {
     pub(crate) acceptor: TlsAcceptor,
     /// The login listener's TLS (no client certificate); `None` without `[login]`.
     pub(crate) login_acceptor: Option<TlsAcceptor>,
+    /// When the certificates of `acceptor` and `login_acceptor` expire.
+    pub(crate) tls_expiry: crate::tls::Expiry,
     pub(crate) authenticator: Arc<Authenticator>,
 }
 
@@ -90,18 +92,12 @@ impl Runtime {
         lockout: Arc<Lockout>,
     ) -> Result<Runtime, ServeError> {
         config.check_files()?;
-        let server_tls = crate::tls::server_config(
+        let tls = crate::tls::serving(
             &config.server.tls_cert_file,
             &config.server.tls_key_file,
             &config.server.client_ca_file,
+            config.login.is_some(),
         )?;
-        let login_acceptor = match config.login {
-            Some(_) => Some(TlsAcceptor::from(crate::tls::login_server_config(
-                &config.server.tls_cert_file,
-                &config.server.tls_key_file,
-            )?)),
-            None => None,
-        };
         let directories = Arc::new(Directories::new(&config, &metrics)?);
         let config = Arc::new(config);
         let authenticator = Arc::new(Authenticator::new(
@@ -112,10 +108,38 @@ impl Runtime {
         ));
         Ok(Runtime {
             config,
-            acceptor: TlsAcceptor::from(server_tls),
-            login_acceptor,
+            acceptor: TlsAcceptor::from(tls.reviews),
+            login_acceptor: tls.login.map(TlsAcceptor::from),
+            tls_expiry: tls.expiry,
             authenticator,
         })
+    }
+
+    /// Shows when this runtime's certificates expire, per TLS listener; called once it
+    /// serves (at start, after a reload), so a refused reload leaves the served ones shown.
+    pub(crate) fn publish_tls_expiry(&self, metrics: &Metrics) {
+        let login = ListenerLabels { listener: "login" };
+        let mut listeners = vec![ListenerLabels {
+            listener: "reviews",
+        }];
+        match self.login_acceptor {
+            Some(_) => listeners.push(login),
+            // A reload turned the login endpoint off: it serves no certificate now.
+            None => _ = metrics.tls_certificate_expiry.remove(&login),
+        }
+        for l in &listeners {
+            metrics
+                .tls_certificate_expiry
+                .get_or_create(l)
+                .set(self.tls_expiry.certificate);
+        }
+        // Only the review listener asks for client certificates.
+        metrics
+            .tls_client_ca_expiry
+            .get_or_create(&ListenerLabels {
+                listener: "reviews",
+            })
+            .set(self.tls_expiry.client_ca);
     }
 }
 

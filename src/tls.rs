@@ -97,13 +97,75 @@ pub(crate) fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> 
     })
 }
 
-/// A CA file as a root store.
-pub(crate) fn load_roots(path: &Path) -> Result<RootCertStore, TlsError> {
+/// The earliest notAfter of `certs` (Unix seconds): when the chain read from `path` stops
+/// being valid for a peer, whichever of its certificates ends first.
+fn earliest_not_after(path: &Path, certs: &[CertificateDer<'_>]) -> Result<i64, TlsError> {
+    let mut earliest = i64::MAX;
+    for der in certs {
+        let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| invalid(path, e))?;
+        earliest = earliest.min(cert.validity().not_after.timestamp());
+    }
+    Ok(earliest)
+}
+
+/// Certificates as a root store; `path` names their file in errors.
+fn roots_of(path: &Path, certs: Vec<CertificateDer<'static>>) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
-    for cert in load_certs(path)? {
+    for cert in certs {
         roots.add(cert).map_err(|e| invalid(path, e))?;
     }
     Ok(roots)
+}
+
+/// A CA file as a root store.
+pub(crate) fn load_roots(path: &Path) -> Result<RootCertStore, TlsError> {
+    roots_of(path, load_certs(path)?)
+}
+
+/// When the served certificates stop being valid, for the expiry metrics and alert.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Expiry {
+    /// The earliest notAfter of the serving chain (`server.tls_cert_file`), Unix seconds.
+    pub(crate) certificate: i64,
+    /// The earliest notAfter of the client CAs (`server.client_ca_file`), Unix seconds.
+    pub(crate) client_ca: i64,
+}
+
+/// The TLS of the review listener and, when `login`, of the login listener, built from one
+/// read of each file, so that [`Expiry`] describes exactly the certificates served.
+pub(crate) struct Serving {
+    /// The review listener's configuration.
+    pub(crate) reviews: Arc<ServerConfig>,
+    /// The login listener's configuration, when asked for.
+    pub(crate) login: Option<Arc<ServerConfig>>,
+    /// When the served certificates expire.
+    pub(crate) expiry: Expiry,
+}
+
+/// Reads the certificate chain, key and client CA once and builds the listeners' TLS.
+pub(crate) fn serving(
+    cert: &Path,
+    key: &Path,
+    client_ca: &Path,
+    login: bool,
+) -> Result<Serving, TlsError> {
+    let certs = load_certs(cert)?;
+    let key = load_key(key)?;
+    let cas = load_certs(client_ca)?;
+    let expiry = Expiry {
+        certificate: earliest_not_after(cert, &certs)?,
+        client_ca: earliest_not_after(client_ca, &cas)?,
+    };
+    let login = match login {
+        true => Some(login_config(certs.clone(), key.clone_key())?),
+        false => None,
+    };
+    let reviews = reviews_config(certs, key, client_ca, roots_of(client_ca, cas)?)?;
+    Ok(Serving {
+        reviews,
+        login,
+        expiry,
+    })
 }
 
 /// The TokenReview listener: TLS 1.2+, h2 and http/1.1, and a client certificate that chains
@@ -114,15 +176,18 @@ pub fn server_config(
     key: &Path,
     client_ca: &Path,
 ) -> Result<Arc<ServerConfig>, TlsError> {
-    let certs = load_certs(cert)?;
-    let key = load_key(key)?;
-    let roots = Arc::new(load_roots(client_ca)?);
-    let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider())
+    Ok(serving(cert, key, client_ca, false)?.reviews)
+}
+
+fn reviews_config(
+    certs: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+    client_ca: &Path,
+    roots: RootCertStore,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
         .build()
-        .map_err(|e| TlsError::Invalid {
-            path: client_ca.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        .map_err(|e| invalid(client_ca, e))?;
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_client_cert_verifier(verifier)
@@ -133,9 +198,10 @@ pub fn server_config(
 
 /// The login listener: the same certificate, TLS 1.2+, h2 and http/1.1, and no client
 /// certificate (people log in here; their password is the credential).
-pub(crate) fn login_server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
-    let certs = load_certs(cert)?;
-    let key = load_key(key)?;
+fn login_config(
+    certs: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+) -> Result<Arc<ServerConfig>, TlsError> {
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_no_client_auth()

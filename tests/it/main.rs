@@ -40,3 +40,4 @@ mod ops;
 mod password_policy;
 mod posix;
 mod reviews;
+mod tls_expiry;

@@ -11,7 +11,13 @@ pub struct Ca {
 
 impl Ca {
     pub fn new(name: &str) -> Ca {
+        Ca::new_until(name, CertificateParams::default().not_after)
+    }
+
+    /// A CA valid until `not_after`.
+    pub fn new_until(name: &str, not_after: time::OffsetDateTime) -> Ca {
         let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.not_after = not_after;
         p.distinguished_name.push(rcgen::DnType::CommonName, name);
         p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         let key = KeyPair::generate().unwrap();
@@ -22,7 +28,18 @@ impl Ca {
     /// A leaf certificate and its key (PEM): server (for localhost and 127.0.0.1) or client
     /// (CN only).
     pub fn issue(&self, cn: &str, server: bool) -> (String, String) {
+        self.issue_until(cn, server, CertificateParams::default().not_after)
+    }
+
+    /// [`Ca::issue`], valid until `not_after`.
+    pub fn issue_until(
+        &self,
+        cn: &str,
+        server: bool,
+        not_after: time::OffsetDateTime,
+    ) -> (String, String) {
         let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.not_after = not_after;
         p.distinguished_name.push(rcgen::DnType::CommonName, cn);
         if server {
             p.subject_alt_names = vec![
@@ -93,8 +110,20 @@ impl Pki {
 
     /// A new server certificate from the same CA (for reload tests).
     pub fn reissue_server(&self, cn: &str) {
-        let (c, k) = self.server_ca_obj.issue(cn, true);
+        self.reissue_server_until(cn, CertificateParams::default().not_after);
+    }
+
+    /// [`Pki::reissue_server`], valid until `not_after`.
+    pub fn reissue_server_until(&self, cn: &str, not_after: time::OffsetDateTime) {
+        let (c, k) = self.server_ca_obj.issue_until(cn, true, not_after);
         std::fs::write(&self.server_cert, c).unwrap();
         std::fs::write(&self.server_key, k).unwrap();
+    }
+
+    /// Replaces the client CA file with a new CA valid until `not_after` (the client
+    /// certificate written before no longer chains to it).
+    pub fn replace_client_ca_until(&self, not_after: time::OffsetDateTime) {
+        let ca = Ca::new_until("test client CA, replaced", not_after);
+        std::fs::write(&self.client_ca, ca.cert.pem()).unwrap();
     }
 }
