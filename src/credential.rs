@@ -19,7 +19,7 @@ mod kerberos;
 mod login;
 mod prompt;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -43,7 +43,7 @@ pub enum CredentialError {
     /// Not interactive and no username given.
     NoUsername,
     #[error(
-        "no password: pass --password-file or --password-fd (kubectl is not interactive here)"
+        "no password: pass --password-file or --password-fd, or set KUBE_LDAP_WEBHOOK_PASSWORD_FILE (kubectl is not interactive here)"
     )]
     /// Not interactive and no password source given.
     NoPassword,
@@ -136,6 +136,22 @@ pub struct Login<'a> {
     pub kerberos: bool,
 }
 
+/// Names the password file when neither `--password-file` nor `--password-fd` does: a
+/// script running kubectl with a handed-out kubeconfig cannot add flags to the plugin's
+/// arguments, but kubectl passes its environment on. A path, never the password itself.
+pub const PASSWORD_FILE_ENV: &str = "KUBE_LDAP_WEBHOOK_PASSWORD_FILE";
+
+/// The password file of [`PASSWORD_FILE_ENV`], unless a flag named a source (flags win);
+/// empty means unset.
+fn password_file_from_env(o: &Options<'_>) -> Option<PathBuf> {
+    if o.password_file.is_some() || o.password_fd.is_some() {
+        return None;
+    }
+    std::env::var_os(PASSWORD_FILE_ENV)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
 const V1: &str = "client.authentication.k8s.io/v1";
 const V1BETA1: &str = "client.authentication.k8s.io/v1beta1";
 
@@ -148,9 +164,10 @@ pub fn run(o: Options<'_>) -> Result<Option<Zeroizing<String>>, CredentialError>
         return Ok(None);
     }
     let (api_version, interactive) = exec_request()?;
+    let env_file = password_file_from_env(&o);
     let sources = prompt::Sources {
         username,
-        password_file: o.password_file,
+        password_file: o.password_file.or(env_file.as_deref()),
         password_fd: o.password_fd,
         interactive,
     };

@@ -45,7 +45,8 @@ enum Command {
         /// LDAP username [env: KUBE_LDAP_WEBHOOK_USERNAME]
         #[arg(long, env = "KUBE_LDAP_WEBHOOK_USERNAME")]
         username: Option<String>,
-        /// Read the password from this file.
+        /// Read the password from this file [env: KUBE_LDAP_WEBHOOK_PASSWORD_FILE, when
+        /// neither flag is given]
         #[arg(long, conflicts_with = "password_fd")]
         password_file: Option<PathBuf>,
         /// Read the password from this open file descriptor.

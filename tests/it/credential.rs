@@ -5,7 +5,10 @@ use std::process::{Command, Output, Stdio};
 
 use crate::support;
 use crate::support::terminal::Terminal;
+use crate::support::TestResult;
 use base64::Engine;
+
+const PASSWORD_FILE: &str = "KUBE_LDAP_WEBHOOK_PASSWORD_FILE";
 
 fn exec_info(version: &str, interactive: bool) -> String {
     format!(
@@ -18,6 +21,7 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
         .arg("credential")
         .args(args)
         .env_remove("KUBE_LDAP_WEBHOOK_USERNAME")
+        .env_remove(PASSWORD_FILE)
         .env_remove("KUBERNETES_EXEC_INFO")
         .envs(env.iter().copied())
         .stdin(Stdio::null())
@@ -171,4 +175,77 @@ fn interactive_use_prompts_on_the_terminal() {
     assert!(status.success(), "{text}");
     let expected = base64::engine::general_purpose::STANDARD.encode("alice:typed-secret");
     assert!(text.contains(&expected), "{text}");
+}
+
+// KUBE_LDAP_WEBHOOK_PASSWORD_FILE: what a script sets around kubectl, whose kubeconfig
+// fixes the plugin's arguments.
+
+/// A non-interactive v1 run with `args` and KUBE_LDAP_WEBHOOK_PASSWORD_FILE=`named`.
+fn run_named(args: &[&str], named: &str) -> Output {
+    run(
+        args,
+        &[
+            ("KUBERNETES_EXEC_INFO", &exec_info("v1", false)),
+            (PASSWORD_FILE, named),
+        ],
+    )
+}
+
+#[test]
+fn reads_the_password_from_the_file_the_environment_names() -> TestResult {
+    let d = tempfile::tempdir()?;
+    let pw = password_file(d.path(), "from-the-environment");
+    let out = run_named(&["--username", "alice"], &pw);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(decoded_token(&out).1, "alice:from-the-environment");
+    Ok(())
+}
+
+#[test]
+fn a_password_file_flag_wins_over_the_environment() -> TestResult {
+    let d = tempfile::tempdir()?;
+    let flagged = d.path().join("flagged");
+    std::fs::write(&flagged, "from-the-flag\n")?;
+    let named = password_file(d.path(), "from-the-environment");
+    let out = run_named(
+        &[
+            "--username",
+            "alice",
+            "--password-file",
+            &flagged.display().to_string(),
+        ],
+        &named,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(decoded_token(&out).1, "alice:from-the-flag");
+    Ok(())
+}
+
+#[test]
+fn a_missing_file_in_the_environment_fails_naming_it_with_nothing_on_stdout() -> TestResult {
+    let d = tempfile::tempdir()?;
+    let missing = d.path().join("no-such-password").display().to_string();
+    let out = run_named(&["--username", "alice"], &missing);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    assert!(stderr.contains(&missing), "{stderr}");
+    Ok(())
+}
+
+#[test]
+fn an_empty_password_file_variable_counts_as_unset() {
+    let out = run_named(&["--username", "alice"], "");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("no password"), "{stderr}");
+    assert!(stderr.contains(PASSWORD_FILE), "{stderr}");
 }

@@ -12,8 +12,6 @@ const CLIENT_CA: &str = "kube_ldap_webhook_tls_client_ca_expiry_timestamp_second
 const RELOADED: &str = "configuration, certificates and CAs reloaded";
 const REFUSED: &str = "reload refused";
 
-type TestResult = Result<(), Box<dyn std::error::Error>>;
-
 /// A daemon with its review and login listeners; no directory is needed to serve
 /// certificates, so its one LDAP URL answers nothing.
 fn issuer(keys: &KeyPair) -> Issuer {

@@ -52,6 +52,9 @@ pub use process::*;
 pub use samba::*;
 pub use slapd::*;
 
+/// What a test returns, so that setup that can fail (files, temporary directories) is `?`.
+pub type TestResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
+
 /// How long a test waits for something that is bound to happen (a process listening, a log
 /// line, a condition): long, because the machine may be busy with other work; a test waits
 /// this long only when the thing never happens, and then it fails.
