@@ -143,7 +143,7 @@ if [ "$CLUSTER" = 1 ]; then
     "$ROOT/scripts/pki.sh" cluster "$DIR/cluster-pki"
     "$BIN" kubeconfig --server "https://127.0.0.1:$PORT/authenticate" --ca-file "$DIR/server-ca.crt" \
         --client-cert "$DIR/apiserver-webhook.crt" --client-key "$DIR/apiserver-webhook.key" --embed \
-        > "$DIR/webhook.kubeconfig"
+        --output "$DIR/webhook.kubeconfig"
     echo
     echo "Starting a local kube-apiserver (the first time, this builds it: 7-10 minutes on 2 cores)..."
     (cd "$ROOT/tests/e2e" && go build -o "$DIR/local-cluster" ./cmd/local-cluster)
@@ -161,6 +161,8 @@ if [ "$CLUSTER" = 1 ]; then
     "$BIN" kubeconfig --user-login "https://127.0.0.1:$LOGIN_PORT/login" --ca-file "$DIR/server-ca.crt" \
         --cluster-server "https://127.0.0.1:$APISERVER_PORT" --cluster-ca-file "$DIR/cluster-pki/ca.crt" \
         --username alice --exec-command "$BIN" --embed --output "$DIR/alice-login.kubeconfig"
+    # For scripts: the plugin reads the password from the file this names (mode 0600).
+    (umask 077 && printf 'alice-password\n' > "$DIR/alice-password")
     cat <<MSG
 
 A local kube-apiserver on https://127.0.0.1:$APISERVER_PORT authenticates through the daemon, and
@@ -174,6 +176,11 @@ The kubeconfig handed out with issued tokens logs alice in once at the login end
 (asks for alice-password) and then uses the issued token until it expires:
 
   XDG_CACHE_HOME=$DIR/cache $KUBECTL --kubeconfig $DIR/alice-login.kubeconfig auth whoami
+
+In a script, with no terminal to ask on, the plugin takes the username and a password
+file from the environment; after this line the kubectl commands above ask nothing:
+
+  export KUBE_LDAP_WEBHOOK_USERNAME=alice KUBE_LDAP_WEBHOOK_PASSWORD_FILE=$DIR/alice-password
 MSG
 fi
 
