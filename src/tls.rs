@@ -229,3 +229,39 @@ pub fn ldap_client_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>, T
         .with_no_client_auth();
     Ok(Arc::new(config))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    /// A self-signed certificate valid until `not_after` (Unix seconds).
+    fn cert_until(not_after: i64) -> Result<CertificateDer<'static>, Box<dyn std::error::Error>> {
+        let mut p = rcgen::CertificateParams::new(vec!["localhost".to_string()])?;
+        p.not_after = time::OffsetDateTime::from_unix_timestamp(not_after)?;
+        let key = rcgen::KeyPair::generate()?;
+        Ok(p.self_signed(&key)?.der().clone())
+    }
+
+    #[test]
+    fn a_chains_expiry_is_its_earliest_not_after_wherever_it_is() -> TestResult {
+        let (soon, late) = (2_000_000_000, 2_100_000_000);
+        let path = Path::new("chain.pem");
+        let later_first = [cert_until(late)?, cert_until(soon)?];
+        let sooner_first = [cert_until(soon)?, cert_until(late)?];
+        assert_eq!(earliest_not_after(path, &later_first)?, soon);
+        assert_eq!(earliest_not_after(path, &sooner_first)?, soon);
+        Ok(())
+    }
+
+    #[test]
+    fn der_that_is_no_certificate_is_refused_naming_the_file() {
+        let junk = [CertificateDer::from(vec![0u8, 0, 0])];
+        let refused = earliest_not_after(Path::new("junk.pem"), &junk);
+        assert!(
+            matches!(&refused, Err(TlsError::Invalid { path, .. }) if path == Path::new("junk.pem")),
+            "{refused:?}"
+        );
+    }
+}

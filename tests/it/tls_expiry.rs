@@ -113,3 +113,28 @@ fn a_certificate_that_is_not_x509_is_refused_at_reload_and_the_served_expiry_sta
     assert_eq!(expiry(&i.daemon, CERTIFICATE, "login"), served);
     Ok(())
 }
+
+/// The `name` series of `metrics` labelled `listener="login"`.
+fn login_series<'a>(metrics: &'a str, name: &str) -> Vec<&'a str> {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(name) && l.contains(r#"listener="login""#))
+        .collect()
+}
+
+#[test]
+fn a_reload_that_turns_the_login_endpoint_off_drops_its_expiry() -> TestResult {
+    let keys = KeyPair::new();
+    let i = issuer(&keys);
+    assert_eq!(login_series(&i.daemon.metrics(), CERTIFICATE).len(), 1);
+    let config = std::fs::read_to_string(&i.daemon.config)?;
+    let login = format!("[login]\nlisten = \"127.0.0.1:{}\"\n", i.login_port);
+    assert!(config.contains(&login), "{config}");
+    std::fs::write(&i.daemon.config, config.replace(&login, ""))?;
+    i.daemon.signal(libc::SIGHUP);
+    i.daemon.wait_for_log(RELOADED);
+    let metrics = i.daemon.metrics();
+    assert_eq!(login_series(&metrics, CERTIFICATE), Vec::<&str>::new());
+    assert!(expiry(&i.daemon, CERTIFICATE, "reviews") > 0.0, "{metrics}");
+    Ok(())
+}
