@@ -164,8 +164,9 @@ pub(crate) const FAILURE_WINDOW: Limit<Duration> = Limit {
 pub(crate) const AUDIT_MAX_SIZE: Limit<u64> = Limit {
     key: "audit.max_size",
     default: 100 << 20,
-    // Room for a few events of the longest kind (a user with many groups) per file.
-    min: 64 << 10,
+    // A few events a file; a longer line (a user with very many groups) still goes whole
+    // into a file of its own.
+    min: 4 << 10,
     max: 1 << 40,
 };
 pub(crate) const AUDIT_MAX_FILES: Limit<u64> = Limit {
