@@ -27,6 +27,8 @@ use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
 use crate::config::Audit as Settings;
+use prometheus_client::metrics::counter::Counter;
+
 use crate::metrics::{EventLabels, Metrics};
 
 mod writer;
@@ -129,9 +131,33 @@ pub(crate) struct Audit {
     personal_data: AtomicBool,
     cache_hits: AtomicBool,
     key: [u8; 32],
-    metrics: Arc<Metrics>,
+    /// `audit_events_total`'s counters of the request path, looked up in their family once
+    /// (a lookup hashes the label set under a lock; a cache hit counts one).
+    counters: Counters,
     /// The settings the file was opened with; a reload cannot move it.
     opened: Settings,
+}
+
+struct Counters {
+    cache_hit: Counter,
+    dropped: Counter,
+    failed: Counter,
+}
+
+impl Counters {
+    fn new(metrics: &Metrics) -> Counters {
+        let c = |event| {
+            metrics
+                .audit_events
+                .get_or_create(&EventLabels { event })
+                .clone()
+        };
+        Counters {
+            cache_hit: c("cache_hit"),
+            dropped: c("dropped"),
+            failed: c("failed"),
+        }
+    }
 }
 
 impl Audit {
@@ -149,7 +175,7 @@ impl Audit {
             personal_data: AtomicBool::new(settings.personal_data),
             cache_hits: AtomicBool::new(settings.cache_hits),
             key,
-            metrics,
+            counters: Counters::new(&metrics),
             opened: settings.clone(),
         })
     }
@@ -161,7 +187,7 @@ impl Audit {
             personal_data: AtomicBool::new(true),
             cache_hits: AtomicBool::new(false),
             key: [0u8; 32],
-            metrics,
+            counters: Counters::new(&metrics),
             opened: Settings::default(),
         }
     }
@@ -189,7 +215,7 @@ impl Audit {
     /// A cache hit not written: counted instead.
     pub(crate) fn count_cache_hit(&self) {
         if self.enabled() {
-            self.count("cache_hit");
+            self.counters.cache_hit.inc();
         }
     }
 
@@ -212,8 +238,12 @@ impl Audit {
         let line = render(&event, self.personal_data.load(Ordering::Relaxed), now());
         match queue.try_send(writer::Msg::Line(line)) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => self.count("dropped"),
-            Err(TrySendError::Disconnected(_)) => self.count("failed"),
+            Err(TrySendError::Full(_)) => {
+                self.counters.dropped.inc();
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                self.counters.failed.inc();
+            }
         }
     }
 
@@ -227,12 +257,16 @@ impl Audit {
             let _ = wait.recv_timeout(within);
         }
     }
+}
 
-    fn count(&self, event: &'static str) {
-        self.metrics
-            .audit_events
-            .get_or_create(&EventLabels { event })
-            .inc();
+#[cfg(test)]
+impl Audit {
+    /// A stream whose queue of `capacity` nobody drains, and the queue's other end.
+    fn stalled(capacity: usize, metrics: Arc<Metrics>) -> (Audit, mpsc::Receiver<writer::Msg>) {
+        let (tx, rx) = mpsc::sync_channel(capacity);
+        let mut audit = Audit::off(metrics);
+        audit.queue = Some(tx);
+        (audit, rx)
     }
 }
 

@@ -130,3 +130,18 @@ fn a_line_is_never_split_across_files() -> TestResult {
     );
     Ok(())
 }
+
+#[test]
+fn a_writer_that_falls_behind_drops_and_counts_events_rather_than_block() {
+    let metrics = Arc::new(Metrics::new());
+    let (audit, queue) = Audit::stalled(2, metrics.clone());
+    for _ in 0..5 {
+        audit.record(Event::new(Kind::Review, "accepted", "bound"));
+    }
+    let dropped = metrics
+        .audit_events
+        .get_or_create(&EventLabels { event: "dropped" })
+        .get();
+    assert_eq!(dropped, 3, "two queued, three dropped");
+    assert_eq!(queue.try_iter().count(), 2);
+}
