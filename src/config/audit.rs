@@ -50,3 +50,6 @@ pub(super) fn check_file(config: &Config) -> Result<(), ConfigError> {
         ))),
     }
 }
+
+#[cfg(test)]
+mod tests;
