@@ -140,6 +140,7 @@ pub(crate) struct Audit {
 
 struct Counters {
     cache_hit: Counter,
+    not_ours: Counter,
     dropped: Counter,
     failed: Counter,
 }
@@ -154,6 +155,7 @@ impl Counters {
         };
         Counters {
             cache_hit: c("cache_hit"),
+            not_ours: c("not_ours"),
             dropped: c("dropped"),
             failed: c("failed"),
         }
@@ -216,6 +218,13 @@ impl Audit {
     pub(crate) fn count_cache_hit(&self) {
         if self.enabled() {
             self.counters.cache_hit.inc();
+        }
+    }
+
+    /// A review of a token that is not ours: counted, not written.
+    pub(crate) fn count_not_ours(&self) {
+        if self.enabled() {
+            self.counters.not_ours.inc();
         }
     }
 

@@ -197,7 +197,7 @@ metrics! {
     /// The audit stream's events, by what became of them.
     audit_events: Family<EventLabels, Counter> = Family::default(),
         "audit_events",
-        "Audit events: written, dropped (the writer fell behind and the queue was full), failed (could not be written), cache_hit (a review answered from the cache, counted instead of written unless audit.cache_hits)";
+        "Audit events: written, dropped (the writer fell behind and the queue was full), failed (could not be written), cache_hit (a review answered from the cache, counted instead of written unless audit.cache_hits), not_ours (a review of a token for another authenticator, counted instead of written)";
     /// `POST /login` by the way it logged in (password, negotiate) and its result.
     login_methods: Family<MethodLabels, Counter> = Family::default(),
         "login_methods",
@@ -243,7 +243,7 @@ impl Metrics {
         for event in ["ok", "failed"] {
             let _ = self.reloads.get_or_create(&EventLabels { event });
         }
-        for event in ["written", "dropped", "failed", "cache_hit"] {
+        for event in ["written", "dropped", "failed", "cache_hit", "not_ours"] {
             let _ = self.audit_events.get_or_create(&EventLabels { event });
         }
         for event in ["password_expiring", "grace_login"] {

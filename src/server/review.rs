@@ -103,7 +103,7 @@ async fn respond(shared: &Shared, rt: &Runtime, admitted: Admitted, at: &trail::
     );
     let credential = trail::Credential {
         token: Some(&review_req.token),
-        method: trail::method_of(&review_req.token, &review.outcome),
+        method: trail::method_of(&review_req.token),
     };
     trail::record(shared, rt, Kind::Review, at, &review, credential, None);
     json(

@@ -54,8 +54,9 @@ pub(super) struct Credential<'a> {
 }
 
 /// Records `review`'s event; a review answered from the cache is only counted unless
-/// `audit.cache_hits` asks for it. `issued_id` names the token a login or an exchange
-/// handed out.
+/// `audit.cache_hits` asks for it, and a token that is not ours (a JWT for another
+/// authenticator: no decision of this daemon) only counted. `issued_id` names the token a
+/// login or an exchange handed out.
 pub(super) fn record(
     shared: &Shared,
     rt: &Runtime,
@@ -67,6 +68,10 @@ pub(super) fn record(
 ) {
     let audit = &shared.audit;
     if !audit.enabled() {
+        return;
+    }
+    if matches!(review.outcome, Outcome::NotOurs) {
+        audit.count_not_ours();
         return;
     }
     if review.source == Source::Cache && !audit.wants_cache_hits() {
@@ -94,12 +99,10 @@ pub(super) fn record(
     });
 }
 
-/// How a token presented for review came: an issued token, a basic one, or neither.
-pub(super) fn method_of(token: &str, outcome: &Outcome) -> &'static str {
+/// How a token presented for review came: an issued token or a basic one.
+pub(super) fn method_of(token: &str) -> &'static str {
     if crate::issued::is_issued(token) {
         "issued"
-    } else if matches!(outcome, Outcome::NotOurs) {
-        "other"
     } else {
         "basic"
     }

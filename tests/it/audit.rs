@@ -116,6 +116,26 @@ async fn a_malformed_review_request_is_an_event_and_a_400() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_token_for_another_authenticator_is_counted_not_written() {
+    let slapd = Slapd::start();
+    let d = slapd.daemon().start();
+    let a = d
+        .client()
+        .review(&d.url(), "v1", "ya29.someone-elses")
+        .await;
+    assert_eq!(a.body["status"]["authenticated"], false, "{}", a.raw);
+    d.login("alice", "alice-password").await;
+    settled(&d, 1);
+    let not_ours = &[("event", "not_ours")];
+    assert_eq!(
+        d.metric("kube_ldap_webhook_audit_events_total", not_ours),
+        1.0
+    );
+    let events = d.audit();
+    assert_eq!(events.len(), 1, "only alice's review: {events:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_cache_hit_is_counted_not_written() {
     let slapd = Slapd::start();
     let d = slapd.daemon().start();
