@@ -55,7 +55,7 @@ pub(crate) struct Event<'a> {
     pub outcome: &'a str,
     /// Why, in words (never a secret; a name only where `personal_data` allows).
     pub reason: &'a str,
-    pub request_id: Option<&'a str>,
+    pub request_id: Option<RequestId>,
     /// How the credential came: `basic`, `issued`, `password`, `negotiate`.
     pub method: Option<&'a str>,
     /// Where the answer came from: `ldap`, `cache`, `local`, `coalesced`, `stale`.
@@ -101,7 +101,7 @@ struct Line<'a> {
     outcome: &'a str,
     reason: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    request_id: Option<&'a str>,
+    request_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     method: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -294,7 +294,7 @@ fn render(event: &Event<'_>, personal_data: bool, at: SystemTime) -> String {
         event: event.kind,
         outcome: event.outcome,
         reason: event.reason,
-        request_id: event.request_id,
+        request_id: event.request_id.map(|id| id.to_string()),
         method: event.method,
         answer: event.answer,
         directory: event.directory,
@@ -311,9 +311,21 @@ fn render(event: &Event<'_>, personal_data: bool, at: SystemTime) -> String {
     serde_json::to_string(&line).unwrap_or_default()
 }
 
-/// A correlation id for one request: 16 hex digits, in its log line and its audit event.
-pub(crate) fn request_id() -> String {
-    format!("{:016x}", rand::random::<u64>())
+/// A correlation id for one request, in its log line and its audit event: shown as 16 hex
+/// digits, kept as a number so that a request pays no allocation for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RequestId(u64);
+
+impl RequestId {
+    pub(crate) fn random() -> RequestId {
+        RequestId(rand::random())
+    }
+}
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
 }
 
 #[cfg(test)]

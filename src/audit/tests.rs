@@ -48,6 +48,20 @@ fn without_personal_data_no_username_or_groups() -> TestResult {
 }
 
 #[test]
+fn a_request_id_is_sixteen_hex_digits() {
+    assert_eq!(RequestId(0xbeef).to_string(), "000000000000beef");
+    let e = Event {
+        request_id: Some(RequestId(u64::MAX)),
+        ..Event::new(Kind::Login, "accepted", "bound")
+    };
+    let line = render(&e, true, SystemTime::UNIX_EPOCH);
+    assert!(
+        line.contains("\"request_id\":\"ffffffffffffffff\""),
+        "{line}"
+    );
+}
+
+#[test]
 fn time_is_rfc3339_utc_and_latency_in_microseconds() -> TestResult {
     let at = SystemTime::UNIX_EPOCH + Duration::from_millis(1_780_000_000_123);
     let line = render(&review("alice", &[]), true, at);

@@ -6,13 +6,13 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::{Runtime, Shared};
-use crate::audit::{Event, Kind};
+use crate::audit::{Event, Kind, RequestId};
 use crate::outcome::{Outcome, Review, Source};
 
 /// The request a decision answered: its correlation id (also in its log line), where it
 /// came from and when it began.
 pub(super) struct Request {
-    pub(super) id: String,
+    pub(super) id: RequestId,
     pub(super) peer: SocketAddr,
     pub(super) started: Instant,
 }
@@ -20,7 +20,7 @@ pub(super) struct Request {
 impl Request {
     pub(super) fn new(peer: SocketAddr, started: Instant) -> Request {
         Request {
-            id: crate::audit::request_id(),
+            id: RequestId::random(),
             peer,
             started,
         }
@@ -36,7 +36,7 @@ impl Request {
         method: Option<&str>,
     ) {
         shared.audit.record(Event {
-            request_id: Some(&self.id),
+            request_id: Some(self.id),
             source_address: Some(self.peer),
             latency: Some(self.started.elapsed()),
             method,
@@ -85,7 +85,7 @@ pub(super) fn record(
     };
     let groups = review.outcome.user().map(|u| u.group_names());
     audit.record(Event {
-        request_id: Some(&req.id),
+        request_id: Some(req.id),
         method: Some(credential.method),
         answer: Some(review.source.label()),
         directory: review.directory.and_then(|i| rt.config.directory_name(i)),
