@@ -286,6 +286,25 @@ async fn reloads_are_events_and_a_refused_reload_says_why() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_turns_personal_data_off_and_leaves_the_file_until_a_restart() {
+    let slapd = Slapd::start();
+    let d = slapd.daemon().start();
+    d.login("alice", "not-the-password").await;
+    d.wait_for_audit(|e| e["username"] == "alice");
+    let moved = d.audit_path().with_extension("moved");
+    reload(&d, |t| {
+        let file = format!("file = \"{}\"", d.audit_path().display());
+        let moved = format!("file = \"{}\"\npersonal_data = false", moved.display());
+        t.replace(&file, &moved)
+    });
+    d.wait_for_log("take effect at the next restart");
+    d.login("bob", "not-bobs-password").await;
+    let bob = d.wait_for_audit(|e| e["reason"] == "wrong_password" && e.get("username").is_none());
+    assert_eq!(bob["event"], "review");
+    assert!(!moved.exists(), "the file moves only at a restart");
+}
+
 /// `serve` and `check-config` of a config whose audit file is `file`.
 fn refused_with_audit_file(file: &str) -> Vec<std::process::Output> {
     let slapd = Slapd::start();
