@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use prometheus_client::metrics::counter::Counter;
 
+use crate::audit::Audit;
 use crate::cache::{AnswerCache, CacheKey, Cached, Keyer, Lookup};
 use crate::clock::now;
 use crate::config::Config;
@@ -39,6 +40,8 @@ struct Resolved {
     /// With an accepted answer from the directory: who, for a login to sign. Outside the
     /// cached [`User`], which would carry it (five strings) for every cached answer.
     account: Option<Box<Subject>>,
+    /// The directory the login was routed to.
+    directory: Option<usize>,
 }
 
 impl Resolved {
@@ -53,7 +56,14 @@ impl Resolved {
             detail: detail.into(),
             local: false,
             account: None,
+            directory: None,
         }
+    }
+
+    /// Marks the answer as the directory of `login`'s.
+    fn at(mut self, login: &Login) -> Resolved {
+        self.directory = Some(login.directory());
+        self
     }
 
     /// The log line names the account as the directory spells it (`name`) rather than as
@@ -90,6 +100,8 @@ pub(crate) struct Authenticator<B: Backend = Directories> {
     accepted_from_cache: OnceLock<Counter>,
     cache_hits: OnceLock<Counter>,
     reserved_log: Throttle,
+    /// The daemon's audit stream (lockout starts are recorded here).
+    audit: Arc<Audit>,
 }
 
 impl<B: Backend> Authenticator<B> {
@@ -99,6 +111,7 @@ impl<B: Backend> Authenticator<B> {
         directory: Arc<B>,
         lockout: Arc<Lockout>,
         metrics: Arc<Metrics>,
+        audit: Arc<Audit>,
     ) -> Authenticator<B> {
         Authenticator {
             cache: AnswerCache::new(&config.cache, metrics.clone()),
@@ -112,6 +125,7 @@ impl<B: Backend> Authenticator<B> {
             accepted_from_cache: OnceLock::new(),
             cache_hits: OnceLock::new(),
             reserved_log: Throttle::new(Duration::from_secs(60)),
+            audit,
         }
     }
 
@@ -227,6 +241,8 @@ impl<B: Backend> Authenticator<B> {
             username,
             detail: Cow::Borrowed("cached"),
             account: None,
+            directory: None,
+            token_id: None,
         }
     }
 
@@ -245,6 +261,8 @@ impl<B: Backend> Authenticator<B> {
                 resolved.detail
             )),
             account: None,
+            directory: resolved.directory,
+            token_id: None,
         }
     }
 }
@@ -273,6 +291,8 @@ fn local(outcome: Outcome, why: &'static str) -> Review {
         username: None,
         detail: Cow::Borrowed(why),
         account: None,
+        directory: None,
+        token_id: None,
     }
 }
 

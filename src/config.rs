@@ -17,6 +17,7 @@ use figment::providers::{Env, Format, Toml};
 use figment::Figment;
 use serde::{Deserialize, Deserializer};
 
+mod audit;
 mod cache;
 pub(crate) mod defaults;
 mod directories;
@@ -90,6 +91,49 @@ impl<'de> Deserialize<'de> for Dur {
     }
 }
 
+/// A size in bytes, written as a number of bytes or a string like `"100MiB"`, `"512KiB"`,
+/// `"1GiB"` (binary units; `K`, `M`, `G` mean the same).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Size(
+    /// The size in bytes.
+    pub u64,
+);
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // An environment override of a number arrives as a number, the file's string as text.
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Bytes(u64),
+            Text(String),
+        }
+        match Written::deserialize(d)? {
+            Written::Bytes(n) => Ok(Size(n)),
+            Written::Text(s) => parse_size(&s).map(Size).ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "`{s}` is not a size like \"100MiB\", \"512KiB\" or a number of bytes"
+                ))
+            }),
+        }
+    }
+}
+
+/// `"100MiB"` in bytes; `None` for anything else, and for an overflow.
+fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(digits);
+    let shift = match unit.trim() {
+        "" | "B" => 0,
+        "K" | "KiB" => 10,
+        "M" | "MiB" => 20,
+        "G" | "GiB" => 30,
+        _ => return None,
+    };
+    number.parse::<u64>().ok()?.checked_mul(1u64 << shift)
+}
+
 pub use types::*;
 
 /// The config file path from `--config`, else `KUBE_LDAP_WEBHOOK_CONFIG`, else the default.
@@ -142,6 +186,7 @@ fn resolve(raw: raw::RawConfig, path: &Path) -> Result<Config, ConfigError> {
     let (login, tokens) = tokens::resolve(raw.login, raw.tokens, ldap.service.is_some(), &mut cx)?;
     let jwt = jwt::resolve(raw.jwt, login.is_some(), &mut cx)?;
     let directories = directories::resolve(raw.directories, &ldap, &identity, &mut cx)?;
+    let audit = audit::resolve(raw.audit, &cx)?;
     let kerberos = login.as_ref().is_some_and(|l| l.negotiate.is_some());
     // Every directory a token can come from must be able to re-check it.
     if login.is_some() || tokens.issued.enabled() {
@@ -164,6 +209,7 @@ fn resolve(raw: raw::RawConfig, path: &Path) -> Result<Config, ConfigError> {
         tokens,
         jwt,
         directories,
+        audit,
         warnings: cx.warnings,
     };
     if kerberos && !config.maps_a_realm() {
@@ -271,7 +317,7 @@ impl Config {
                 check(directory_key(name, "ca_file"), ca)?;
             }
         }
-        Ok(())
+        audit::check_file(self)
     }
 }
 

@@ -12,6 +12,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{reload, EnvFilter, Registry};
 
+use crate::audit::{Audit, Event, Kind};
 use crate::config::{self, Config, LogFormat};
 use crate::directory::Readiness;
 use crate::lockout::Lockout;
@@ -134,7 +135,8 @@ async fn run(config: Config, path: &Path) -> Result<(), DaemonError> {
         config.cache.max_failures,
         config.cache.failure_window,
     ));
-    let runtime = Runtime::build(config, metrics.clone(), lockout.clone())?;
+    let audit = Arc::new(open_audit(&config, metrics.clone())?);
+    let runtime = Runtime::build(config, metrics.clone(), lockout.clone(), audit.clone())?;
     runtime.publish_tls_expiry(&metrics);
     let listeners = Listeners::bind(&runtime.config).await?;
     let shared = Arc::new(Shared {
@@ -142,6 +144,7 @@ async fn run(config: Config, path: &Path) -> Result<(), DaemonError> {
         metrics,
         lockout,
         login_rate: server::ratelimit::RateLimit::new(),
+        audit,
     });
     let (stop, stopped) = watch::channel(false);
     let tasks = spawn_listeners(listeners, &shared, &stopped);
@@ -163,6 +166,7 @@ async fn run(config: Config, path: &Path) -> Result<(), DaemonError> {
     for t in tasks {
         let _ = t.await;
     }
+    tokio::task::block_in_place(|| shared.audit.flush(Duration::from_secs(5)));
     tracing::info!("stopped");
     Ok(())
 }
@@ -234,9 +238,16 @@ fn spawn_startup_probe(shared: &Arc<Shared>) {
 /// In-flight reviews finish on the old one; the answer cache starts empty.
 async fn reload(shared: &Shared, path: &Path) {
     systemd::reloading();
-    let built = config::load(path)
-        .map_err(ServeError::from)
-        .and_then(|c| Runtime::build(c, shared.metrics.clone(), shared.lockout.clone()));
+    let keys_before = key_ids(&shared.current.load().config);
+    let built = config::load(path).map_err(ServeError::from).and_then(|c| {
+        let (metrics, lockout) = (shared.metrics.clone(), shared.lockout.clone());
+        Runtime::build(c, metrics, lockout, shared.audit.clone())
+    });
+    audit_reload(
+        &shared.audit,
+        built.as_ref().map(|r| &*r.config),
+        &keys_before,
+    );
     match built {
         Ok(new) => {
             for w in &new.config.warnings {
@@ -253,6 +264,11 @@ async fn reload(shared: &Shared, path: &Path) {
             {
                 tracing::warn!(
                     "server.listen, server.ops_listen and login.listen changes take effect at the next restart"
+                );
+            }
+            if shared.audit.reconfigure(&new.config.audit) {
+                tracing::warn!(
+                    "audit.file, audit.max_size, audit.max_files and audit.queue changes take effect at the next restart"
                 );
             }
             let cleared = old.authenticator.cached_entries();
@@ -294,16 +310,63 @@ async fn reload(shared: &Shared, path: &Path) {
     systemd::ready();
 }
 
+/// Opens the audit file of `config` at start; a file that cannot be opened is a
+/// configuration error naming `audit.file`.
+fn open_audit(config: &Config, metrics: Arc<Metrics>) -> Result<Audit, ServeError> {
+    Audit::open(&config.audit, metrics).map_err(|e| {
+        ServeError::Config(config::ConfigError::Invalid {
+            file: config.source.display().to_string(),
+            key: "audit.file".into(),
+            message: e.to_string(),
+        })
+    })
+}
+
+/// The key ids a runtime signs and verifies with: issued tokens' and the JWT issuer's.
+fn key_ids(c: &Config) -> Vec<String> {
+    let mut ids: Vec<String> = c
+        .tokens
+        .issued
+        .key_ids()
+        .into_iter()
+        .map(String::from)
+        .collect();
+    ids.extend(c.jwt.as_ref().map(|j| format!("jwt:{}", j.signing_kid())));
+    ids
+}
+
+/// A reload's audit events: the reload itself, and a key reload when the keys changed.
+fn audit_reload(audit: &Audit, built: Result<&Config, &ServeError>, keys_before: &[String]) {
+    match built {
+        Ok(config) => {
+            audit.record(Event::new(Kind::ConfigReload, "ok", "reloaded on SIGHUP"));
+            let keys = key_ids(config);
+            if keys != keys_before {
+                audit.record(Event {
+                    keys: Some(&keys),
+                    ..Event::new(Kind::KeyReload, "ok", "the token or JWT keys changed")
+                });
+            }
+        }
+        Err(e) => {
+            let why = e.to_string();
+            audit.record(Event::new(Kind::ConfigReload, "failed", &why));
+        }
+    }
+}
+
 /// Validates the file (and the files it names); with `connect`, binds the service account
 /// and searches the user base on the first server that answers.
 pub fn check_config(path: &Path, connect: bool) -> Result<String, DaemonError> {
     let config = config::load(path).map_err(ServeError::from)?;
     init_logging("warn", LogFormat::Text);
     // What `serve` builds, built the same way: one bad file reads the same under both.
+    let metrics = Arc::new(Metrics::new());
     let rt = Runtime::build(
         config,
-        Arc::new(Metrics::new()),
+        metrics.clone(),
         Arc::new(Lockout::new(0, Duration::ZERO)),
+        Arc::new(Audit::off(metrics)),
     )?;
     let config = &rt.config;
     let mut summary = format!("{}: configuration is valid", path.display());

@@ -46,6 +46,20 @@ pub(crate) fn is_issued(token: &str) -> bool {
     token.trim_start().starts_with(PREFIX)
 }
 
+/// The `jti` of an issued token, read without checking the signature: only for a token
+/// whose signature was checked before (an answer cached under the whole token's hash).
+pub(crate) fn token_id(token: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Id {
+        jti: String,
+    }
+    let token = token.trim();
+    let untrusted = UntrustedToken::<Public, V4>::try_from(token).ok()?;
+    serde_json::from_slice::<Id>(untrusted.untrusted_payload())
+        .ok()
+        .map(|c| c.jti)
+}
+
 /// The settings and keys of issued tokens, as a runtime holds them.
 #[derive(Debug)]
 pub(crate) struct Tokens {
@@ -143,6 +157,8 @@ pub(crate) struct Verified {
     /// Signed by this node's signing key: only then is its password version one this node
     /// can recompute (the key of the digest is derived from the signing key).
     pub signed_here: bool,
+    /// The token's id (`jti`), which audit events name it by.
+    pub jti: String,
 }
 
 /// A freshly signed token.
@@ -150,6 +166,8 @@ pub(crate) struct Issued {
     pub token: String,
     /// `exp` in RFC 3339, as the reply and the token write it.
     pub expiration_timestamp: String,
+    /// Its `jti`, which audit events name it by.
+    pub id: String,
 }
 
 /// The token is a credential until it expires: never in Debug output.
@@ -273,6 +291,7 @@ impl Tokens {
         Ok(Issued {
             token,
             expiration_timestamp: claims.exp,
+            id: claims.jti,
         })
     }
 
@@ -344,6 +363,7 @@ impl Tokens {
             },
             expires: exp,
             signed_here,
+            jti: c.jti,
         })
     }
 }

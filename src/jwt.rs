@@ -75,6 +75,8 @@ pub(crate) struct Holder {
 pub(crate) struct Signed {
     pub(crate) token: String,
     pub(crate) expires: SystemTime,
+    /// Its `jti`, which audit events name it by.
+    pub(crate) id: String,
 }
 
 /// A JWT is a credential until it expires: never in Debug output.
@@ -205,6 +207,7 @@ impl Issuer {
             exp,
             jti: URL_SAFE_NO_PAD.encode(jti),
         };
+        let id = claims.jti.clone();
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(self.signing.public.kid.clone());
         let token = jsonwebtoken::encode(&header, &claims, &self.signing.encoding)
@@ -212,6 +215,7 @@ impl Issuer {
         Ok(Signed {
             token,
             expires: UNIX_EPOCH + Duration::from_secs(exp),
+            id,
         })
     }
 }

@@ -9,6 +9,7 @@
 // No unwrap on what a network or a file can make fail; tests may (a panic is their failure).
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod audit;
 mod authconfig;
 mod authenticator;
 mod cache;

@@ -113,9 +113,8 @@ pub(crate) struct Lockout {
 pub(crate) struct Attempt {
     lockout: Arc<Lockout>,
     key: Key,
-    /// Counted in flight (always, unless lockout protection is off).
+    /// Counted in flight (always, unless lockout protection is off); cleared once told.
     registered: bool,
-    failed: Option<bool>,
 }
 
 /// Why lockout protection kept an attempt from reaching the directory.
@@ -254,7 +253,6 @@ impl Lockout {
             lockout: self.clone(),
             key,
             registered,
-            failed: None,
         }
     }
 
@@ -284,13 +282,18 @@ impl Lockout {
         (tables.accounts.len(), tables.unknown.len())
     }
 
-    fn finish(&self, key: &Key, failed: Option<bool>) {
+    /// Ends an attempt; true when its failure used up the budget (a lockout starts).
+    fn finish(&self, key: &Key, failed: Option<bool>) -> bool {
         let mut tables = self.lock();
-        let window = tables.settings.window;
+        let Settings {
+            window,
+            max_failures,
+        } = tables.settings;
         let (table, _) = tables.table(key);
         let Some(state) = table.peek_mut(name(key)) else {
-            return;
+            return false;
         };
+        let mut started = false;
         state.in_flight = state.in_flight.saturating_sub(1);
         match failed {
             Some(true) => {
@@ -302,6 +305,7 @@ impl Lockout {
                     state.window_start = now;
                 }
                 state.failures = state.failures.saturating_add(1);
+                started = state.failures == max_failures;
             }
             // The directory resets its own count on success; so do we.
             Some(false) => state.failures = 0,
@@ -309,6 +313,7 @@ impl Lockout {
         }
         state.changed.notify_waiters();
         forget_if_idle(table, name(key));
+        started
     }
 }
 
@@ -345,20 +350,23 @@ fn forget_if_idle(table: &mut LruCache<String, State>, name: &str) {
 }
 
 impl Attempt {
-    pub(crate) fn failed(mut self) {
-        self.failed = Some(true);
+    /// A wrong password: true when this failure started a lockout of the account.
+    pub(crate) fn failed(mut self) -> bool {
+        self.end(Some(true))
     }
 
     pub(crate) fn succeeded(mut self) {
-        self.failed = Some(false);
+        self.end(Some(false));
+    }
+
+    fn end(&mut self, failed: Option<bool>) -> bool {
+        std::mem::take(&mut self.registered) && self.lockout.finish(&self.key, failed)
     }
 }
 
 impl Drop for Attempt {
     fn drop(&mut self) {
-        if self.registered {
-            self.lockout.finish(&self.key, self.failed);
-        }
+        self.end(None);
     }
 }
 

@@ -199,6 +199,10 @@ metrics! {
     logins: Family<EventLabels, Counter> = Family::default(),
         "logins",
         "Login endpoint requests: issued, rejected, unavailable, backend_error, rate_limited, check_accepted, check_rejected, body_refused, busy";
+    /// The audit stream's events, by what became of them.
+    audit_events: Family<EventLabels, Counter> = Family::default(),
+        "audit_events",
+        "Audit events: written, dropped (the writer fell behind and the queue was full), failed (could not be written), cache_hit (a review answered from the cache, counted instead of written unless audit.cache_hits), not_ours (a review of a token for another authenticator, counted instead of written)";
     /// `POST /login` by the way it logged in (password, negotiate) and its result.
     login_methods: Family<MethodLabels, Counter> = Family::default(),
         "login_methods",
@@ -251,6 +255,9 @@ impl Metrics {
         }
         for event in ["ok", "failed"] {
             let _ = self.reloads.get_or_create(&EventLabels { event });
+        }
+        for event in ["written", "dropped", "failed", "cache_hit", "not_ours"] {
+            let _ = self.audit_events.get_or_create(&EventLabels { event });
         }
         for event in ["password_expiring", "grace_login"] {
             let _ = self.password_warnings.get_or_create(&EventLabels { event });

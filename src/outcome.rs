@@ -101,4 +101,8 @@ pub(crate) struct Review {
     /// Who the directory said this is, when it said so in this review's round trip: what a
     /// login signs. Not kept in the cache, whose answers never sign anything.
     pub account: Option<Box<crate::issued::Subject>>,
+    /// The directory the credential was checked at (0 for `[ldap]`), when one was chosen.
+    pub directory: Option<usize>,
+    /// The `jti` of a verified issued token, for the audit event.
+    pub token_id: Option<String>,
 }

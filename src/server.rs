@@ -23,6 +23,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
+use crate::audit::Audit;
 use crate::authenticator::Authenticator;
 use crate::config::Config;
 use crate::directory::Directories;
@@ -41,6 +42,7 @@ mod negotiate;
 mod ops;
 pub(crate) mod ratelimit;
 mod review;
+mod trail;
 
 pub(crate) use http::Port;
 pub use http::{
@@ -90,6 +92,7 @@ impl Runtime {
         config: Config,
         metrics: Arc<Metrics>,
         lockout: Arc<Lockout>,
+        audit: Arc<Audit>,
     ) -> Result<Runtime, ServeError> {
         config.check_files()?;
         let tls = crate::tls::serving(
@@ -105,6 +108,7 @@ impl Runtime {
             directories,
             lockout,
             metrics,
+            audit,
         ));
         Ok(Runtime {
             config,
@@ -150,6 +154,8 @@ pub(crate) struct Shared {
     pub(crate) lockout: Arc<Lockout>,
     /// The login endpoint's per-source budgets, kept across reloads.
     pub(crate) login_rate: ratelimit::RateLimit,
+    /// The audit stream, opened at start and kept across reloads.
+    pub(crate) audit: Arc<Audit>,
 }
 
 /// Bound listeners, ready to serve; binding happens before READY=1 is sent.

@@ -166,6 +166,19 @@ impl User {
     pub fn json(&self) -> &str {
         &self.json
     }
+
+    /// The group names, read back from the rendered JSON: for an audit event, which is
+    /// rarer than a reply, rather than a second copy in every cached answer.
+    pub(crate) fn group_names(&self) -> Vec<String> {
+        #[derive(Deserialize)]
+        struct Groups {
+            #[serde(default)]
+            groups: Vec<String>,
+        }
+        serde_json::from_str::<Groups>(&self.json)
+            .map(|g| g.groups)
+            .unwrap_or_default()
+    }
 }
 
 /// The body of an answer. `user` is set for accepted reviews, `error` for failed ones;

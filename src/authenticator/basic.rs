@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{failed, Authenticator, Outcome, Resolved};
+use crate::audit::{Event, Kind};
 use crate::directory::{AccountState, Backend, Entry, Failure, Found, RejectReason};
 use crate::identity;
 use crate::issued::{Subject, Verified};
@@ -27,7 +28,20 @@ impl<B: Backend> Authenticator<B> {
         deadline: Instant,
     ) -> Resolved {
         let login = self.config.login(raw);
-        let proof = self.lockout.proof(&login, password);
+        self.resolve_login(&login, password, trust, ceiling, deadline)
+            .await
+            .at(&login)
+    }
+
+    async fn resolve_login(
+        &self,
+        login: &Login,
+        password: &Password,
+        trust: Trust,
+        ceiling: bool,
+        deadline: Instant,
+    ) -> Resolved {
+        let proof = self.lockout.proof(login, password);
         let window = self.trust_window();
         let trust = trust.or(self.lockout.accepted_before(&proof, window));
         let _slot = match (ceiling, trust) {
@@ -37,12 +51,12 @@ impl<B: Backend> Authenticator<B> {
             },
             _ => None,
         };
-        let account = match self.directory.find(&login, deadline).await {
+        let account = match self.directory.find(login, deadline).await {
             Ok(a) => a,
             Err(Failure::Rejected(r @ (RejectReason::UnknownUser | RejectReason::Ambiguous))) => {
-                return self.unknown(&login, password, r, deadline).await
+                return self.unknown(login, password, r, deadline).await
             }
-            Err(f) => return failed(f, &login),
+            Err(f) => return failed(f, login),
         };
         let key = Key::account(&login.scoped(&account.dn));
         let attempt = match self.lockout.begin(key.clone(), trust, deadline).await {
@@ -51,12 +65,12 @@ impl<B: Backend> Authenticator<B> {
         };
         match self
             .directory
-            .verify(&account, &login, password, deadline)
+            .verify(&account, login, password, deadline)
             .await
         {
             Ok(found) => {
                 attempt.succeeded();
-                let resolved = self.admit(found, &login, None);
+                let resolved = self.admit(found, login, None);
                 match resolved.outcome {
                     Outcome::Accepted(_) => self.lockout.remember(proof, &key, window),
                     _ => self.lockout.forget(&proof),
@@ -70,15 +84,17 @@ impl<B: Backend> Authenticator<B> {
                     | RejectReason::UnknownUser,
                 ),
             ) => {
-                attempt.failed();
+                if attempt.failed() {
+                    self.lockout_started(login, self.confirmed_name(account.entry(), login));
+                }
                 self.lockout.forget(&proof);
-                failed(f, &login).confirmed_as(self.confirmed_name(account.entry(), &login))
+                failed(f, login).confirmed_as(self.confirmed_name(account.entry(), login))
             }
             Err(f @ (Failure::Rejected(_) | Failure::AccountState(_))) => {
                 self.lockout.forget(&proof);
-                failed(f, &login).confirmed_as(self.confirmed_name(account.entry(), &login))
+                failed(f, login).confirmed_as(self.confirmed_name(account.entry(), login))
             }
-            Err(f) => failed(f, &login).confirmed_as(self.confirmed_name(account.entry(), &login)),
+            Err(f) => failed(f, login).confirmed_as(self.confirmed_name(account.entry(), login)),
         }
     }
 
@@ -111,11 +127,28 @@ impl<B: Backend> Authenticator<B> {
         {
             Ok(attempt) => {
                 self.directory.decoy(login, password, deadline).await;
-                attempt.failed();
+                if attempt.failed() {
+                    self.lockout_started(login, None);
+                }
                 Resolved::new(Outcome::Rejected, None, why.label())
             }
             Err(refused) => self.refused(refused),
         }
+    }
+
+    /// The audit event of a failure that used up an account's budget (`name`: the account
+    /// as the directory spells it; else the login as typed, a name that matched nothing).
+    fn lockout_started(&self, login: &Login, name: Option<String>) {
+        let reason = format!(
+            "{} failed logins within cache.failure_window: further attempts are refused without a bind",
+            self.config.cache.max_failures
+        );
+        let username = name.unwrap_or_else(|| login.typed().to_string());
+        self.audit.record(Event {
+            directory: self.config.directory_name(login.directory()),
+            username: Some(&username),
+            ..Event::new(Kind::LockoutStart, "locked", &reason)
+        });
     }
 
     fn refused(&self, refused: Blocked) -> Resolved {

@@ -87,6 +87,8 @@ impl<B: Backend> Authenticator<B> {
                 username: resolved.username,
                 detail: resolved.detail,
                 account: resolved.account,
+                directory: resolved.directory,
+                token_id: None,
             },
         }
     }

@@ -73,7 +73,13 @@ impl<B: Backend> Authenticator<B> {
         let token = token.trim();
         let key = self.keyer.key(token);
         let stale = match use_cache.then(|| self.cache.get(&key, at)) {
-            Some(Lookup::Fresh(cached)) => return (self.hit(cached, None), None),
+            // The cache holds answers only for tokens whose signature checked, keyed by the
+            // whole token: a hit vouches for the claims, so the id may be read unverified.
+            Some(Lookup::Fresh(cached)) => {
+                let mut review = self.hit(cached, None);
+                review.token_id = crate::issued::token_id(token);
+                return (review, None);
+            }
             Some(Lookup::Stale(user, age)) => Some((user, age)),
             Some(Lookup::Miss) | None => None,
         };
@@ -87,6 +93,7 @@ impl<B: Backend> Authenticator<B> {
         };
         self.metrics.cache_event("miss");
         let expires = verified.expires;
+        let token_id = verified.jti.clone();
         let left = expires.duration_since(wall).unwrap_or_default();
         let until = at + left;
         let reuse = Reuse {
@@ -97,7 +104,9 @@ impl<B: Backend> Authenticator<B> {
         };
         let auth = self.clone();
         let work = move || async move { auth.resolve_issued(&verified, deadline).await };
-        (self.fly(key, work, reuse, deadline).await, Some(expires))
+        let mut review = self.fly(key, work, reuse, deadline).await;
+        review.token_id = Some(token_id);
+        (review, Some(expires))
     }
 
     /// The re-check of a verified token's account, as the leader of its single flight:
@@ -118,7 +127,7 @@ impl<B: Backend> Authenticator<B> {
             .await
         {
             Ok(found) => {
-                let resolved = self.admit(found, &login, Some(v));
+                let resolved = self.admit(found, &login, Some(v)).at(&login);
                 match resolved.outcome {
                     Outcome::Accepted(_) => Resolved {
                         detail: Cow::Borrowed("re-checked"),
@@ -133,7 +142,7 @@ impl<B: Backend> Authenticator<B> {
                 None,
                 "the token's account is gone or no longer matches ldap.user.filter",
             ),
-            Err(f) => failed(f, &login),
+            Err(f) => failed(f, &login).at(&login),
         }
     }
 

@@ -44,9 +44,9 @@ impl<B: Backend> Authenticator<B> {
                     if let Some(account) = resolved.account.as_mut() {
                         account.login.clear();
                     }
-                    resolved
+                    resolved.at(&login)
                 }
-                Err(f) => failed(f, &login),
+                Err(f) => failed(f, &login).at(&login),
             }
         });
         let resolved = work.await.unwrap_or_else(|_| {
@@ -66,6 +66,8 @@ impl<B: Backend> Authenticator<B> {
             username: resolved.username,
             detail: resolved.detail,
             account: resolved.account,
+            directory: resolved.directory,
+            token_id: None,
         }
     }
 }

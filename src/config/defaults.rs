@@ -161,6 +161,26 @@ pub(crate) const FAILURE_WINDOW: Limit<Duration> = Limit {
     max: hours(24),
 };
 
+pub(crate) const AUDIT_MAX_SIZE: Limit<u64> = Limit {
+    key: "audit.max_size",
+    default: 100 << 20,
+    // A few events a file; a longer line (a user with very many groups) still goes whole
+    // into a file of its own.
+    min: 4 << 10,
+    max: 1 << 40,
+};
+pub(crate) const AUDIT_MAX_FILES: Limit<u64> = Limit {
+    key: "audit.max_files",
+    default: 10,
+    min: 1,
+    max: 1000,
+};
+pub(crate) const AUDIT_QUEUE: Limit<u64> = Limit {
+    key: "audit.queue",
+    default: 4096,
+    min: 1,
+    max: 1_000_000,
+};
 pub(crate) const TOKEN_TTL: Limit<Duration> = Limit {
     key: "login.token_ttl",
     default: hours(8),

@@ -21,6 +21,11 @@ impl Config {
         )
     }
 
+    /// The name of directory `index` (0: `[ldap]`, named `default`), as metrics label it.
+    pub(crate) fn directory_name(&self, index: usize) -> Option<&str> {
+        self.each_directory().nth(index).map(|(name, _, _)| name)
+    }
+
     /// `raw` read as a login of the directory its domain part selects (`OTHER\bob`,
     /// `bob@other.test`); bare names and domains no other directory lists go to `[ldap]`.
     pub(crate) fn login(&self, raw: &str) -> Login {

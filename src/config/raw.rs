@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{Dur, GroupNaming, LogFormat, LoginForms, Preset};
+use super::{Dur, GroupNaming, LogFormat, LoginForms, Preset, Size};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,6 +29,20 @@ pub(super) struct RawConfig {
     /// `[directories.NAME]`: more directories, each chosen by the domain part of a login.
     #[serde(default)]
     pub directories: BTreeMap<String, RawLdap>,
+    /// `[audit]`: the audit event stream.
+    #[serde(default)]
+    pub audit: RawAudit,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAudit {
+    pub file: Option<PathBuf>,
+    pub max_size: Option<Size>,
+    pub max_files: Option<u64>,
+    pub queue: Option<u64>,
+    pub personal_data: Option<bool>,
+    pub cache_hits: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -69,6 +69,8 @@ pub struct Config {
     pub(crate) jwt: Option<std::sync::Arc<crate::jwt::Issuer>>,
     /// `[directories.NAME]`: the directories besides `[ldap]`, in name order.
     pub directories: Vec<ExtraDirectory>,
+    /// `[audit]`: the audit event stream.
+    pub audit: Audit,
     /// Things worth telling the operator that do not stop the daemon. Logged by `serve`
     /// (and on reload) once logging is set up; printed by `check-config`.
     pub warnings: Vec<String>,
@@ -310,6 +312,23 @@ pub struct Tokens {
     /// The keys (loaded from `signing_key_file` and `verification_key_files`), issuer,
     /// audience and lifetime of issued tokens.
     pub(crate) issued: std::sync::Arc<crate::issued::Tokens>,
+}
+
+/// `[audit]`: one JSON line per decision, in a file of its own.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Audit {
+    /// `audit.file`: where the events go; `None` (unset or empty) when off.
+    pub file: Option<std::path::PathBuf>,
+    /// `audit.max_size`: the file is rotated before a line would take it past this.
+    pub max_size: u64,
+    /// `audit.max_files`: rotated files kept (`FILE.1` the newest), besides `FILE`.
+    pub max_files: usize,
+    /// `audit.queue`: events waiting for the writer at most; more are dropped and counted.
+    pub queue: usize,
+    /// `audit.personal_data`: events name the user and the groups.
+    pub personal_data: bool,
+    /// `audit.cache_hits`: reviews answered from the cache are written too (else counted).
+    pub cache_hits: bool,
 }
 
 /// `[log]`.

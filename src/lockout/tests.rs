@@ -14,11 +14,24 @@ fn alice() -> Key {
     Key::account("uid=alice,ou=people,dc=example,dc=org")
 }
 
-async fn fail(l: &Arc<Lockout>, key: Key) {
+/// A wrong password for `key`; true when it started a lockout.
+async fn fail(l: &Arc<Lockout>, key: Key) -> bool {
     l.begin(key, Trust::Unknown, later())
         .await
         .unwrap()
-        .failed();
+        .failed()
+}
+
+#[tokio::test]
+async fn only_the_failure_that_uses_up_the_budget_starts_a_lockout() {
+    let l = lockout(2, Duration::from_secs(300));
+    assert!(!fail(&l, alice()).await, "one failure of two");
+    assert!(fail(&l, alice()).await, "the second uses up the budget");
+    let trusted = l.begin(alice(), Trust::AcceptedBefore, later()).await;
+    assert!(
+        !trusted.unwrap().failed(),
+        "already locked: no second start"
+    );
 }
 
 #[tokio::test]

@@ -9,7 +9,6 @@
 //! - a request body read within a size and a deadline, and the one answer for each way
 //!   that can fail.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -23,7 +22,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 
 use super::ratelimit::retry_after_secs;
-use super::Shared;
+use super::{trail, Shared};
 use crate::config::Config;
 use crate::metrics::{CodeLabels, EventLabels};
 use crate::outcome::Review;
@@ -359,21 +358,16 @@ pub(super) fn too_many(shared: &Shared, wait: Duration) -> Reply {
 }
 
 /// The log line of a request on the login port: like a review's, never a credential.
-pub(super) fn log(
-    what: &'static str,
-    method: &'static str,
-    review: &Review,
-    peer: SocketAddr,
-    started: Instant,
-) {
+pub(super) fn log(what: &'static str, method: &'static str, review: &Review, at: &trail::Request) {
     tracing::info!(
+        request_id = %at.id,
         method,
         outcome = review.outcome.label(),
         source = review.source.label(),
         user = review.username.as_deref().unwrap_or("-"),
         groups = review.outcome.user().map_or(0, |u| u.group_count()),
-        %peer,
-        latency_us = started.elapsed().as_micros() as u64,
+        peer = %at.peer,
+        latency_us = at.started.elapsed().as_micros() as u64,
         detail = %review.detail,
         "{what}"
     );

@@ -27,7 +27,8 @@ use super::http::{
     too_many, Reply,
 };
 use super::ratelimit::Rate;
-use super::{Runtime, Shared};
+use super::{trail, Runtime, Shared};
+use crate::audit::Kind;
 use crate::jwt::{Holder, Issuer, SignError, CACHE_MAX_AGE, DISCOVERY_PATH, JWKS_PATH};
 use crate::outcome::{Outcome, Source, REJECTED, UNAVAILABLE};
 
@@ -91,8 +92,11 @@ async fn exchange(
         per_minute: login.rate,
         burst: login.burst,
     };
+    let at = trail::Request::new(peer, started);
     if let Err(wait) = shared.login_rate.check(peer.ip(), rate, started) {
         count(shared, "jwt_rate_limited");
+        let why = "login.rate: too many logins from this address";
+        at.refused(shared, Kind::TokenExchange, "rate_limited", why, None);
         return too_many(shared, wait);
     }
     let authorization = authorization(req);
@@ -101,6 +105,8 @@ async fn exchange(
         .and_then(|v| credential(v, "bearer"))
     else {
         count(shared, "jwt_rejected");
+        let why = "no session token in Authorization: Bearer";
+        at.refused(shared, Kind::TokenExchange, "rejected", why, None);
         return unauthorized(shared, REJECTED);
     };
     let deadline = started + rt.config.server.request_timeout;
@@ -110,28 +116,42 @@ async fn exchange(
     if review.source != Source::Local {
         let _ = shared.login_rate.take(peer.ip(), rate, started);
     }
-    let reply = match (&review.outcome, expires) {
+    let (reply, jwt) = match (&review.outcome, expires) {
         (Outcome::Accepted(user), Some(expires)) => signed(shared, issuer, user.json(), expires),
         (o @ (Outcome::Unavailable | Outcome::BackendError), _) => {
             count(shared, o.label());
-            unauthorized(shared, UNAVAILABLE)
+            (unauthorized(shared, UNAVAILABLE), None)
         }
         (o, _) => {
             count(shared, "jwt_rejected");
-            unauthorized(shared, o.error().unwrap_or(REJECTED))
+            (unauthorized(shared, o.error().unwrap_or(REJECTED)), None)
         }
     };
-    log("token exchange", "token", &review, peer, started);
+    log("token exchange", "token", &review, &at);
+    match (&review.outcome, jwt) {
+        (Outcome::Accepted(_), None) => {
+            let why = "the session was accepted, but no JWT could be signed for it";
+            at.refused(shared, Kind::TokenExchange, "rejected", why, Some("issued"));
+        }
+        (_, jwt) => {
+            let credential = trail::Credential {
+                token: Some(session),
+                method: "issued",
+            };
+            let kind = Kind::TokenExchange;
+            trail::record(shared, rt, kind, &at, &review, credential, jwt.as_deref());
+        }
+    }
     reply
 }
 
-/// The JWT for an accepted session whose review answered `user_json`.
+/// The JWT for an accepted session whose review answered `user_json`, and its id.
 fn signed(
     shared: &Shared,
     issuer: &Issuer,
     user_json: &str,
     session_expires: std::time::SystemTime,
-) -> Reply {
+) -> (Reply, Option<String>) {
     let signed = serde_json::from_str::<Holder>(user_json)
         .map_err(|_| SignError::Sign)
         .and_then(|h| issuer.sign(&h, session_expires, crate::clock::wall()));
@@ -147,16 +167,17 @@ fn signed(
             let mut r = json(StatusCode::OK, body);
             r.headers_mut()
                 .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            r
+            (r, Some(jwt.id))
         }
         Err(SignError::SessionOver) => {
             count(shared, "jwt_rejected");
-            unauthorized(shared, Outcome::TokenExpired.error().unwrap_or(REJECTED))
+            let expired = Outcome::TokenExpired.error().unwrap_or(REJECTED);
+            (unauthorized(shared, expired), None)
         }
         Err(e) => {
             tracing::error!("cannot sign a JWT: {e}");
             count(shared, "unavailable");
-            unauthorized(shared, UNAVAILABLE)
+            (unauthorized(shared, UNAVAILABLE), None)
         }
     }
 }

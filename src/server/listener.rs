@@ -241,7 +241,7 @@ impl Connection {
                     let limits = Limits::of(&shared.current.load().config.server);
                     let reply = match (seat.admit(limits), port) {
                         (Err(refused), _) => no_place(&shared, &closes, peer, refused),
-                        (Ok(_held), Port::Reviews) => handle_review(&shared, req).await,
+                        (Ok(_held), Port::Reviews) => handle_review(&shared, peer, req).await,
                         (Ok(_held), Port::Login) => {
                             handle_login(&shared, &in_flight, peer, req).await
                         }

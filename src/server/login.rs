@@ -40,15 +40,19 @@ use super::http::{
     not_found, too_large, too_many, Reply,
 };
 use super::in_flight::InFlight;
-use super::login_answer::{issue, unauthorized};
+use super::login_answer::{issue, unauthorized, Login};
 use super::ratelimit::Rate;
-use super::{Runtime, Shared};
+use super::{trail, Runtime, Shared};
+use crate::audit::Kind;
 use crate::outcome::{Outcome, REJECTED, UNAVAILABLE};
 
 pub(crate) const PATH: &str = "/login";
 
 /// `login_methods_total`'s method of a Basic login.
 const PASSWORD: &str = "password";
+/// The audit `method` of a `GET /login` check of an issued token.
+const CHECK: &str = "login_check";
+const RATE_LIMITED: &str = "login.rate: too many logins from this address";
 
 /// Every request of the login port: a body is refused before anything else, then the
 /// port-wide cap on requests in flight (`login.max_in_flight`) applies.
@@ -104,8 +108,14 @@ async fn login_request(shared: &Shared, peer: SocketAddr, req: Request<Incoming>
             )
         }
     };
+    let at = trail::Request::new(peer, started);
     if let Err(wait) = limited {
         count(shared, "rate_limited");
+        let (kind, method) = match method {
+            Method::POST => (Kind::Login, None),
+            _ => (Kind::Review, Some(CHECK)),
+        };
+        at.refused(shared, kind, "rate_limited", RATE_LIMITED, method);
         return too_many(shared, wait);
     }
     let authorization = authorization(req);
@@ -126,24 +136,26 @@ async fn login_request(shared: &Shared, peer: SocketAddr, req: Request<Incoming>
         )
     });
     let reply = match (method, credential) {
-        (Method::POST, Some(c)) => post(shared, &rt, c, deadline, peer, started).await,
+        (Method::POST, Some(c)) => post(shared, &rt, c, deadline, &at).await,
         (Method::POST, None) => match negotiate {
             Some((acceptor, c)) => {
-                let at = super::negotiate::At {
-                    deadline,
-                    peer,
-                    started,
-                };
+                let at = super::negotiate::At { deadline, req: &at };
                 super::negotiate::post(shared, &rt, acceptor, c, at).await
             }
-            None => unauthorized(shared, REJECTED, true),
+            None => {
+                let why = "no Basic (or Negotiate) credential in Authorization";
+                at.refused(shared, Kind::Login, "rejected", why, None);
+                unauthorized(shared, REJECTED, true)
+            }
         },
         (_, Some(t)) if crate::issued::is_issued(t) => {
-            check(shared, &rt, t, deadline, peer, started, rate).await
+            check(shared, &rt, t, deadline, &at, rate).await
         }
         (_, _) => {
             let _ = shared.login_rate.take(peer.ip(), rate, started);
             count(shared, "check_rejected");
+            let why = "no issued token in Authorization: Bearer";
+            at.refused(shared, Kind::Review, "rejected", why, Some(CHECK));
             unauthorized(shared, REJECTED, false)
         }
     };
@@ -155,12 +167,15 @@ async fn post(
     rt: &Runtime,
     basic: &str,
     deadline: Instant,
-    peer: SocketAddr,
-    started: Instant,
+    at: &trail::Request,
 ) -> Reply {
     let review = rt.authenticator.login(basic, deadline).await;
-    let reply = issue(shared, rt, &review, PASSWORD, None);
-    log("login", PASSWORD, &review, peer, started);
+    let credential = trail::Credential {
+        token: Some(basic),
+        method: PASSWORD,
+    };
+    let reply = issue(shared, rt, &review, Login { at, credential }, None);
+    log("login", PASSWORD, &review, at);
     reply
 }
 
@@ -169,10 +184,10 @@ async fn check(
     rt: &Runtime,
     token: &str,
     deadline: Instant,
-    peer: SocketAddr,
-    started: Instant,
+    at: &trail::Request,
     rate: Rate,
 ) -> Reply {
+    let (peer, started) = (at.peer, at.started);
     let review = rt.authenticator.check(token, deadline).await;
     let reply = match &review.outcome {
         Outcome::Accepted(_) => {
@@ -188,7 +203,12 @@ async fn check(
             unauthorized(shared, o.error().unwrap_or(REJECTED), false)
         }
     };
-    log("login check", "token", &review, peer, started);
+    log("login check", "token", &review, at);
+    let credential = trail::Credential {
+        token: Some(token),
+        method: CHECK,
+    };
+    trail::record(shared, rt, Kind::Review, at, &review, credential, None);
     reply
 }
 

@@ -9,7 +9,8 @@ use hyper::StatusCode;
 use serde::Serialize;
 
 use super::http::{count, http_error, json, Reply};
-use super::{Runtime, Shared};
+use super::{trail, Runtime, Shared};
+use crate::audit::Kind;
 use crate::metrics::MethodLabels;
 use crate::outcome::{Outcome, Review, REJECTED, UNAVAILABLE};
 
@@ -21,14 +22,50 @@ struct Issued<'a> {
 }
 
 /// The answer to a login's review: 200 with a signed token (and `mutual`, a Kerberos
-/// mutual-authentication token, in `WWW-Authenticate: Negotiate`), 401 otherwise.
+/// mutual-authentication token, in `WWW-Authenticate: Negotiate`), 401 otherwise; and the
+/// login's audit event, naming the token handed out.
 pub(super) fn issue(
+    shared: &Shared,
+    rt: &Runtime,
+    review: &Review,
+    login: Login<'_>,
+    mutual: Option<&[u8]>,
+) -> Reply {
+    let (reply, issued) = answer(shared, rt, review, login.credential.method, mutual);
+    match (&review.outcome, issued) {
+        (Outcome::Accepted(_), None) => login.at.refused(
+            shared,
+            Kind::Login,
+            "unavailable",
+            "accepted, but no token could be signed",
+            Some(login.credential.method),
+        ),
+        (_, issued) => trail::record(
+            shared,
+            rt,
+            Kind::Login,
+            login.at,
+            review,
+            login.credential,
+            issued.as_deref(),
+        ),
+    }
+    reply
+}
+
+/// A login as the audit stream sees it.
+pub(super) struct Login<'a> {
+    pub(super) at: &'a trail::Request,
+    pub(super) credential: trail::Credential<'a>,
+}
+
+fn answer(
     shared: &Shared,
     rt: &Runtime,
     review: &Review,
     method: &'static str,
     mutual: Option<&[u8]>,
-) -> Reply {
+) -> (Reply, Option<String>) {
     match &review.outcome {
         Outcome::Accepted(_) => match review
             .account
@@ -49,24 +86,27 @@ pub(super) fn issue(
                 if let Some(m) = mutual.and_then(header) {
                     r.headers_mut().insert(WWW_AUTHENTICATE, m);
                 }
-                r
+                (r, Some(issued.id))
             }
             _ => {
                 tracing::error!("cannot sign a token: check tokens.signing_key_file");
                 count(shared, "unavailable");
                 count_method(shared, method, "unavailable");
-                unauthorized(shared, UNAVAILABLE, true)
+                (unauthorized(shared, UNAVAILABLE, true), None)
             }
         },
         o @ (Outcome::Unavailable | Outcome::BackendError) => {
             count(shared, o.label());
             count_method(shared, method, "unavailable");
-            unauthorized(shared, UNAVAILABLE, true)
+            (unauthorized(shared, UNAVAILABLE, true), None)
         }
         o => {
             count(shared, "rejected");
             count_method(shared, method, "rejected");
-            unauthorized(shared, o.error().unwrap_or(REJECTED), true)
+            (
+                unauthorized(shared, o.error().unwrap_or(REJECTED), true),
+                None,
+            )
         }
     }
 }

@@ -10,25 +10,24 @@
 //! refused here without LDAP traffic, with the generic error, and counted in
 //! `login_methods_total{method="negotiate", result=<why>}`.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use super::http::Reply;
 use super::http::{count, log};
-use super::login_answer::{count_method, issue, unauthorized};
-use super::{Runtime, Shared};
+use super::login_answer::{count_method, issue, unauthorized, Login};
+use super::{trail, Runtime, Shared};
+use crate::audit::Kind;
 use crate::negotiate::{self, gss::Keytab, Refusal};
 use crate::outcome::{REJECTED, UNAVAILABLE};
 
 /// `login_methods_total`'s method of a Kerberos login.
 const NEGOTIATE: &str = "negotiate";
 
-/// When and from where the request came.
-pub(super) struct At {
+/// The request, and its deadline.
+pub(super) struct At<'a> {
     pub(super) deadline: Instant,
-    pub(super) peer: SocketAddr,
-    pub(super) started: Instant,
+    pub(super) req: &'a trail::Request,
 }
 
 pub(super) async fn post(
@@ -36,7 +35,7 @@ pub(super) async fn post(
     rt: &Runtime,
     acceptor: Arc<Keytab>,
     credential: &str,
-    at: At,
+    at: At<'_>,
 ) -> Reply {
     let credential = zeroize::Zeroizing::new(credential.to_string());
     let call = tokio::task::spawn_blocking(move || {
@@ -61,30 +60,36 @@ pub(super) async fn post(
         .authenticator
         .login_principal(&authenticated.principal, at.deadline)
         .await;
-    let reply = issue(
-        shared,
-        rt,
-        &review,
-        NEGOTIATE,
-        authenticated.reply.as_deref(),
-    );
-    log("login", NEGOTIATE, &review, at.peer, at.started);
+    let login = Login {
+        at: at.req,
+        credential: trail::Credential {
+            token: None,
+            method: NEGOTIATE,
+        },
+    };
+    let reply = issue(shared, rt, &review, login, authenticated.reply.as_deref());
+    log("login", NEGOTIATE, &review, at.req);
     reply
 }
 
 /// A refusal made without the directory: the generic 401 (an acceptor that failed on its
 /// own is the operator's problem: logged as an error, answered as an unavailable backend).
-fn refused(shared: &Shared, refusal: Refusal, at: &At) -> Reply {
-    let latency_us = at.started.elapsed().as_micros() as u64;
+fn refused(shared: &Shared, refusal: Refusal, at: &At<'_>) -> Reply {
+    let req = at.req;
+    let latency_us = req.started.elapsed().as_micros() as u64;
+    // The audit reason is the refusal's kind: its text may name a principal.
+    let reason = format!("Kerberos: {}", refusal.label());
     if let Refusal::Acceptor(_) = refusal {
-        tracing::error!(method = NEGOTIATE, outcome = "unavailable", source = "local",
-            peer = %at.peer, latency_us, detail = %refusal, "login");
+        req.refused(shared, Kind::Login, "unavailable", &reason, Some(NEGOTIATE));
+        tracing::error!(request_id = %req.id, method = NEGOTIATE, outcome = "unavailable",
+            source = "local", peer = %req.peer, latency_us, detail = %refusal, "login");
         count(shared, "unavailable");
         count_method(shared, NEGOTIATE, refusal.label());
         return unauthorized(shared, UNAVAILABLE, true);
     }
-    tracing::info!(method = NEGOTIATE, outcome = "rejected", source = "local",
-        peer = %at.peer, latency_us, detail = %refusal, "login");
+    req.refused(shared, Kind::Login, "rejected", &reason, Some(NEGOTIATE));
+    tracing::info!(request_id = %req.id, method = NEGOTIATE, outcome = "rejected",
+        source = "local", peer = %req.peer, latency_us, detail = %refusal, "login");
     count(shared, "rejected");
     count_method(shared, NEGOTIATE, refusal.label());
     unauthorized(shared, REJECTED, true)

@@ -3,13 +3,15 @@
 //! evaluates the token and renders the answer. The client certificate was verified in the
 //! TLS handshake before any of this runs.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
 
 use super::http::{http_error, json, method_not_allowed, not_found, read_body, Reply};
-use super::{Runtime, Shared};
+use super::{trail, Runtime, Shared};
+use crate::audit::Kind;
 use crate::tokenreview::{self, parse_go_duration};
 
 /// The review's deadline: kube-apiserver's `?timeout=` (or `server.request_timeout`), less a
@@ -32,11 +34,15 @@ struct Admitted {
     deadline: Instant,
 }
 
-pub(super) async fn handle_review(shared: &Shared, req: Request<Incoming>) -> Reply {
-    let started = crate::clock::now();
+pub(super) async fn handle_review(
+    shared: &Shared,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Reply {
+    let at = trail::Request::new(peer, crate::clock::now());
     let rt = shared.current.load_full();
-    match admit(shared, &rt, req, started).await {
-        Ok(admitted) => respond(&rt, admitted, started).await,
+    match admit(shared, &rt, req, &at).await {
+        Ok(admitted) => respond(shared, &rt, admitted, &at).await,
         Err(reply) => reply,
     }
 }
@@ -45,8 +51,9 @@ async fn admit(
     shared: &Shared,
     rt: &Runtime,
     req: Request<Incoming>,
-    started: Instant,
+    at: &trail::Request,
 ) -> Result<Admitted, Reply> {
+    let started = at.started;
     let cfg = &rt.config.server;
     if req.uri().path() != cfg.path {
         return Err(not_found(shared));
@@ -58,16 +65,21 @@ async fn admit(
     let bytes = read_body(shared, req, deadline).await?;
     match tokenreview::parse(&bytes) {
         Ok(review) => Ok(Admitted { review, deadline }),
-        Err(e) => Err(http_error(
-            shared,
-            StatusCode::BAD_REQUEST,
-            "BadRequest",
-            &e.to_string(),
-        )),
+        Err(e) => {
+            // From kube-apiserver (its certificate checked): a decision worth a trace.
+            let why = e.to_string();
+            at.refused(shared, Kind::Review, "invalid_request", &why, None);
+            Err(http_error(
+                shared,
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                &why,
+            ))
+        }
     }
 }
 
-async fn respond(rt: &Runtime, admitted: Admitted, started: Instant) -> Reply {
+async fn respond(shared: &Shared, rt: &Runtime, admitted: Admitted, at: &trail::Request) -> Reply {
     let Admitted {
         review: review_req,
         deadline,
@@ -79,15 +91,21 @@ async fn respond(rt: &Runtime, admitted: Admitted, started: Instant) -> Reply {
         _ => None,
     };
     tracing::info!(
+        request_id = %at.id,
         outcome = review.outcome.label(),
         source = review.source.label(),
         user = review.username.as_deref().unwrap_or("-"),
         groups,
         stale_secs,
-        latency_us = started.elapsed().as_micros() as u64,
+        latency_us = at.started.elapsed().as_micros() as u64,
         detail = %review.detail,
         "review"
     );
+    let credential = trail::Credential {
+        token: Some(&review_req.token),
+        method: trail::method_of(&review_req.token),
+    };
+    trail::record(shared, rt, Kind::Review, at, &review, credential, None);
     json(
         StatusCode::OK,
         tokenreview::render(

@@ -11,6 +11,7 @@ mod support;
 mod active_directory;
 mod alerts;
 mod alerts_live;
+mod audit;
 mod cache;
 mod check_config;
 mod connections;

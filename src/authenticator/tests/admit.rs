@@ -138,6 +138,7 @@ async fn a_login_and_a_recheck_judge_the_same_entry_alike() -> TestResult {
         subject: account,
         expires: crate::clock::wall() + Duration::from_secs(3600),
         signed_here: true,
+        jti: "test".into(),
     };
     let cases: [Case; 4] = [
         (&[], &["devs"], "accepted"),
@@ -167,6 +168,7 @@ async fn a_token_of_another_signing_key_is_rechecked_without_its_password_versio
         subject: account,
         expires: crate::clock::wall() + Duration::from_secs(3600),
         signed_here: false,
+        jti: "test".into(),
     };
     let r = a.admit(alice_now(&[], &[]), &login, Some(&token));
     assert_eq!(r.outcome.label(), "accepted");

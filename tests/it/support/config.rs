@@ -31,8 +31,13 @@ impl Site {
 /// any answer takes on a busy machine; a review's own deadline (`?timeout=30s`) comes first.
 pub const LDAP_TIMEOUTS: &str = "connect_timeout = \"20s\"\ntimeout = \"30s\"";
 
+/// The audit stream of every daemon, in its directory.
+pub const AUDIT_FILE: &str = "audit.log";
+
 /// The sections a test may add lines to, in the order of the config file.
-const SECTIONS: [&str; 6] = ["server", "ldap", "user", "group", "identity", "cache"];
+const SECTIONS: [&str; 7] = [
+    "server", "ldap", "user", "group", "identity", "cache", "audit",
+];
 
 /// What a daemon is started with. `Daemon::builder()` (or `Slapd::daemon()`, `Dc::daemon()`
 /// for a directory) makes one; [`DaemonBuilder::start`] runs it, [`DaemonBuilder::write_to`]
@@ -86,7 +91,7 @@ impl DaemonBuilder {
     }
 
     /// TOML `lines` added to `section`: server, ldap, user (`[ldap.user]`), group
-    /// (`[ldap.group]`), identity or cache.
+    /// (`[ldap.group]`), identity, cache or audit (whose `file` the harness sets).
     pub fn section(mut self, section: &str, lines: impl Into<String>) -> DaemonBuilder {
         let name = SECTIONS
             .into_iter()
@@ -186,6 +191,7 @@ impl DaemonBuilder {
             .map(|u| format!("\"{u}\""))
             .collect::<Vec<_>>()
             .join(", ");
+        super::used_secret(&self.site.bind_password);
         let service = if self.service_account {
             let pw = super::secret_file(
                 &pki.dir,
@@ -228,7 +234,12 @@ base_dn = "{group_base_dn}"
 {cache}
 [log]
 level = "{level}"
+[audit]
+file = "{audit_file}"
+{audit}
 "#,
+            audit_file = pki.dir.join(AUDIT_FILE).display(),
+            audit = lines("audit"),
             cert = pki.server_cert.display(),
             key = pki.server_key.display(),
             client_ca = pki.client_ca.display(),

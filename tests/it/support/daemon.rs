@@ -104,6 +104,36 @@ impl Daemon {
         self.child = Some(child);
     }
 
+    /// The daemon's audit stream (the harness turns it on for every daemon).
+    pub fn audit_path(&self) -> PathBuf {
+        self.pki.dir.join(super::AUDIT_FILE)
+    }
+
+    /// The audit events written so far, each checked against the schema.
+    pub fn audit(&self) -> Vec<serde_json::Value> {
+        super::audit_events(&self.audit_path())
+    }
+
+    /// Waits until the audit stream holds an event for which `matches` holds, and returns it.
+    pub fn wait_for_audit(
+        &self,
+        matches: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let mut found = None;
+        wait_until(
+            || {
+                found = self.audit().into_iter().find(|e| matches(e));
+                found.is_some()
+            },
+            || format!("no such audit event in:\n{}", self.audit_text()),
+        );
+        found.unwrap_or_default()
+    }
+
+    fn audit_text(&self) -> String {
+        std::fs::read_to_string(self.audit_path()).unwrap_or_default()
+    }
+
     pub fn log_path(&self) -> PathBuf {
         self.dir.path().join("daemon.log")
     }
@@ -285,6 +315,11 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        // Every test's audit stream is checked for the secrets the tests used; not while
+        // a test is already failing (a second panic would abort the run).
+        if !std::thread::panicking() {
+            super::assert_audit_clean(&self.audit_path());
+        }
         // A wrapping profiler writes its output on SIGTERM; a bare daemon is just killed.
         if let Some(child) = self.child.as_mut().filter(|_| !self.how.wrapper.is_empty()) {
             child.signal(libc::SIGTERM);

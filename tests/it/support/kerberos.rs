@@ -50,6 +50,7 @@ impl Ticket {
             krb5_conf: dc.krb5_conf().to_string(),
             realm: dc.var("SAMBA_REALM").to_string(),
         };
+        super::used_secret(password);
         dc.kinit(principal, password, &t.ccache(), kinit_args)
             .unwrap_or_else(|e| panic!("{e}"));
         t
@@ -90,7 +91,9 @@ impl Ticket {
             .step(None, None)
             .unwrap_or_else(|e| panic!("gss_init_sec_context: {e}"))
             .expect("an initial token");
-        base64::engine::general_purpose::STANDARD.encode(&*token)
+        let negotiate = base64::engine::general_purpose::STANDARD.encode(&*token);
+        super::used_secret(&negotiate);
+        negotiate
     }
 }
 

@@ -6,6 +6,7 @@
 //! - `slapd`: an OpenLDAP server with the fixture directory, and what its log counts;
 //! - `samba`: a Samba Active Directory domain controller, one per run, shared;
 //! - `ds389`: a 389 Directory Server (FreeIPA's directory), one per test;
+//! - `audit`: the audit stream every daemon writes, checked for secrets when it is dropped;
 //! - `config`: the daemon's config for a test, and [`DaemonBuilder`], the one way to make it;
 //! - `daemon`: the running daemon: its logs, ops listener, signals and clients;
 //! - `metrics`: values read from /metrics;
@@ -18,6 +19,7 @@
 //! - `conn`: raw TCP and TLS clients from chosen loopback addresses;
 //! - `kerberos`: tickets from the Samba DC's KDC and Negotiate tokens made from them.
 
+mod audit;
 mod config;
 pub mod conn;
 mod daemon;
@@ -40,6 +42,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 
+pub use audit::*;
 pub use config::*;
 pub use daemon::*;
 pub use ds389::*;
@@ -93,7 +96,10 @@ pub fn secret_file(dir: &std::path::Path, name: &str, contents: &str) -> PathBuf
 
 /// The bearer token kube-apiserver passes on: base64 of `user:password`.
 pub fn token(user: &str, password: &str) -> String {
-    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    used_secret(password);
+    used_secret(&token);
+    token
 }
 
 /// A GeneralizedTime (`YYYYMMDDHHMMSSZ`, UTC) `when` (`date -d`'s words: "-2 days").
