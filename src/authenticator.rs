@@ -26,7 +26,7 @@ use crate::throttle::Throttle;
 use crate::token::{self, Refusal};
 use crate::tokenreview::User;
 
-pub(crate) use crate::outcome::{Outcome, Review, Source};
+pub(crate) use crate::outcome::{Outcome, PasswordNotice, Review, Source};
 
 /// What a directory round trip produced, shared with every waiter of the same token.
 #[derive(Debug, Clone)]
@@ -39,6 +39,8 @@ struct Resolved {
     /// With an accepted answer from the directory: who, for a login to sign. Outside the
     /// cached [`User`], which would carry it (five strings) for every cached answer.
     account: Option<Box<Subject>>,
+    /// With an accepted answer: the password's expiry, for a login to tell.
+    password: Option<PasswordNotice>,
 }
 
 impl Resolved {
@@ -53,6 +55,7 @@ impl Resolved {
             detail: detail.into(),
             local: false,
             account: None,
+            password: None,
         }
     }
 
@@ -227,6 +230,7 @@ impl<B: Backend> Authenticator<B> {
             username,
             detail: Cow::Borrowed("cached"),
             account: None,
+            password: None,
         }
     }
 
@@ -245,6 +249,7 @@ impl<B: Backend> Authenticator<B> {
                 resolved.detail
             )),
             account: None,
+            password: None,
         }
     }
 }
@@ -273,6 +278,7 @@ fn local(outcome: Outcome, why: &'static str) -> Review {
         username: None,
         detail: Cow::Borrowed(why),
         account: None,
+        password: None,
     }
 }
 

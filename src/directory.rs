@@ -174,6 +174,22 @@ impl Found {
             warning,
         }
     }
+
+    /// [`Found::read`] at a login: a bind that sent no warning leaves the say to what the
+    /// entry tells of the password's expiry (AD's constructed attribute, which is also all
+    /// a Kerberos login, with no bind, has to go on).
+    pub(crate) fn login(
+        entry: Entry,
+        groups: Vec<Group>,
+        warning: Option<PasswordWarning>,
+        now: SystemTime,
+    ) -> Found {
+        let warning = warning.or_else(|| {
+            state::password_expires_in(&entry, now)
+                .map(|left| PasswordWarning::Expiring(left.as_secs()))
+        });
+        Found::read(entry, groups, warning, now)
+    }
 }
 
 /// What the review policy needs from a directory (the seam its unit tests fake).
@@ -466,7 +482,7 @@ impl Backend for Directory {
                     let (warning, groups) = self
                         .bind_and_groups(&s, entry, login, password, deadline)
                         .await?;
-                    Ok(Found::read(
+                    Ok(Found::login(
                         entry.clone(),
                         groups,
                         warning,
@@ -551,7 +567,7 @@ impl Backend for Directory {
             let groups = self
                 .groups(&s, &mut svc, &entry, login, Gate::open(), deadline)
                 .await?;
-            Ok(Found::read(entry, groups, None, crate::clock::wall()))
+            Ok(Found::login(entry, groups, None, crate::clock::wall()))
         })
         .await
     }

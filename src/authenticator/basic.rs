@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{failed, Authenticator, Outcome, Resolved};
+use super::{failed, Authenticator, Outcome, PasswordNotice, Resolved};
 use crate::directory::{AccountState, Backend, Entry, Failure, Found, RejectReason};
 use crate::identity;
 use crate::issued::{Subject, Verified};
@@ -86,6 +86,15 @@ impl<B: Backend> Authenticator<B> {
     /// would trust its cached answer (`cache.stale_ttl`, or `cache.ttl` when longer).
     fn trust_window(&self) -> Duration {
         self.config.cache.ttl.max(self.config.cache.stale_ttl)
+    }
+
+    /// `login.password_expiry_warning`; none without a login endpoint, the only place
+    /// that tells.
+    fn password_expiry_window(&self) -> Duration {
+        self.config
+            .login
+            .as_ref()
+            .map_or(Duration::ZERO, |l| l.password_expiry_warning)
     }
 
     /// The account's name as a review's log line gives it (see [`identity::username`]);
@@ -234,8 +243,12 @@ impl<B: Backend> Authenticator<B> {
             login: login.typed().to_string(),
             password_version,
         };
+        let password = found.warning.and_then(|w| {
+            PasswordNotice::of(w, self.password_expiry_window(), crate::clock::wall())
+        });
         Resolved {
             account: Some(Box::new(account)),
+            password,
             ..Resolved::new(
                 Outcome::Accepted(Arc::new(User::new(&mapped.user))),
                 Some(login),

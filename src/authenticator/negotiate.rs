@@ -66,6 +66,7 @@ impl<B: Backend> Authenticator<B> {
             username: resolved.username,
             detail: resolved.detail,
             account: resolved.account,
+            password: resolved.password,
         }
     }
 }
