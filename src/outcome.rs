@@ -106,6 +106,9 @@ pub(crate) struct Review {
     pub password: Option<PasswordNotice>,
 }
 
+/// More grace logins than any policy grants: a count beyond is not told.
+const MOST_GRACE_LOGINS: u64 = 10_000;
+
 /// A password about to expire, as a login answer tells the user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum PasswordNotice {
@@ -133,7 +136,9 @@ impl PasswordNotice {
                     .flatten()
                     .map(PasswordNotice::ExpiresAt)
             }
-            PasswordWarning::GraceLogins(n) => Some(PasswordNotice::GraceLogins(n)),
+            PasswordWarning::GraceLogins(n) => {
+                (n <= MOST_GRACE_LOGINS).then_some(PasswordNotice::GraceLogins(n))
+            }
         }
     }
 }
@@ -166,6 +171,12 @@ mod tests {
             let n = PasswordNotice::of(PasswordWarning::Expiring(secs), WINDOW, at());
             assert_eq!(n, None, "{secs}");
         }
+    }
+
+    #[test]
+    fn an_absurd_number_of_grace_logins_is_not_told() {
+        let n = PasswordNotice::of(PasswordWarning::GraceLogins(u64::MAX), WINDOW, at());
+        assert_eq!(n, None);
     }
 
     #[test]

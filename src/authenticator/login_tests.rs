@@ -9,6 +9,7 @@ use super::tests::{
     authenticator, authenticator_on, config, config_with, deadline, review, token, Fake, TestResult,
 };
 use super::*;
+use crate::directory::PasswordWarning;
 use crate::metrics::DirectoryLabels;
 
 const GUESSES: [&str; 3] = ["guess0", "guess1", "guess2"];
@@ -233,4 +234,40 @@ async fn each_directory_has_a_ceiling_of_its_own() -> TestResult {
     let refusals = |l| metrics.login_ceiling_refusals.get_or_create(l).get();
     assert_eq!((refusals(&default), refusals(&partner)), (1, 0));
     Ok(())
+}
+
+/// What `admit` makes of a bind's `warning` under `config`: the notice a login tells.
+fn notice_of(config: Arc<Config>, warning: PasswordWarning) -> Option<PasswordNotice> {
+    let a = authenticator_on(
+        config,
+        Arc::new(Fake::new()),
+        lockout(),
+        Arc::new(Metrics::new()),
+    );
+    let login = Login::parse("alice", crate::config::LoginForms::AsTyped);
+    let entry = crate::directory::Entry {
+        dn: "uid=alice".into(),
+        attrs: vec![("uid".into(), vec![b"alice".to_vec()])],
+    };
+    let found = crate::directory::Found::read(entry, vec![], Some(warning), crate::clock::wall());
+    a.admit(found, &login, None).password
+}
+
+#[test]
+fn a_login_tells_an_expiry_within_the_default_window_and_not_beyond() -> TestResult {
+    const DAY: u64 = 86_400;
+    let soon = notice_of(with_login(8)?, PasswordWarning::Expiring(3 * DAY));
+    assert!(
+        matches!(soon, Some(PasswordNotice::ExpiresAt(_))),
+        "{soon:?}"
+    );
+    let later = notice_of(with_login(8)?, PasswordWarning::Expiring(15 * DAY));
+    assert_eq!(later, None);
+    Ok(())
+}
+
+#[test]
+fn without_a_login_endpoint_nothing_is_told() {
+    let n = notice_of(config(""), PasswordWarning::Expiring(60));
+    assert_eq!(n, None);
 }
