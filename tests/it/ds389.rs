@@ -137,3 +137,39 @@ async fn a_password_about_to_expire_is_accepted_and_counted() {
     assert!(authenticated(&a), "{}", a.raw);
     assert_eq!(d.metric(METRIC, &[("event", "password_expiring")]), 1.0);
 }
+
+/// What that bind says reaches the user: the login answer's `passwordExpiry`. 389-ds
+/// gives a password that has not been warned about yet the whole `passwordWarning` (a day
+/// here) from the first warning on, and moves `passwordExpirationTime` to match: that is
+/// the time told.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_login_answer_tells_of_a_password_about_to_expire() {
+    let ds = Ds389::start();
+    set_alice(&ds, "passwordExpirationTime", &generalized_time("+1 hour"));
+    let keys = KeyPair::new();
+    let i = issuer(&ds, &keys);
+    let r = i.login("alice", "alice-password").await;
+    assert_eq!(r.status, 200, "{}", r.raw);
+    let told = crate::password_expiry::expires_at(&r.body);
+    let Some(stored) = ds.attribute(ALICE_DN, "passwordExpirationTime") else {
+        panic!("alice has no passwordExpirationTime")
+    };
+    // YYYYMMDDHHMMSSZ as RFC 3339.
+    let rfc3339 = match (stored.get(0..4), stored.get(4..6), stored.get(6..8)) {
+        (Some(y), Some(mo), Some(d)) => format!(
+            "{y}-{mo}-{d}T{}:{}:{}Z",
+            stored.get(8..10).unwrap_or_default(),
+            stored.get(10..12).unwrap_or_default(),
+            stored.get(12..14).unwrap_or_default()
+        ),
+        _ => panic!("passwordExpirationTime {stored}"),
+    };
+    let stored_at = crate::password_expiry::rfc3339_time(&rfc3339);
+    let apart = told
+        .duration_since(stored_at)
+        .or_else(|_| stored_at.duration_since(told))
+        .unwrap_or_default();
+    // The daemon adds the seconds left to its own clock after the bind, in whole seconds:
+    // a minute apart at most (an hour would be the time set before the bind).
+    assert!(apart.as_secs() <= 60, "told {}, stored {stored}", r.raw);
+}

@@ -91,6 +91,11 @@ pub(crate) fn expires_at(answer: &Value) -> SystemTime {
     let t = answer["passwordExpiry"]["expirationTimestamp"]
         .as_str()
         .unwrap_or_else(|| panic!("no expirationTimestamp: {answer}"));
+    rfc3339_time(t)
+}
+
+/// An RFC 3339 time; panics on anything else.
+pub(crate) fn rfc3339_time(t: &str) -> SystemTime {
     let t = time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|e| panic!("{t}: {e}"));
     SystemTime::from(t)
