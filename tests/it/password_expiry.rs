@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
+use crate::credential_jwt::jwt_table;
 use crate::credential_login::{exec_info, stderr, Credential, Laptop};
 use crate::password_policy::ppolicy_slapd;
 use crate::support::issued::*;
@@ -28,9 +29,14 @@ struct Site {
 
 impl Site {
     fn start(login: &str) -> Site {
+        Site::start_with(login, "")
+    }
+
+    /// With `tokens`, what follows `[tokens]` (a `[jwt]` table).
+    fn start_with(login: &str, tokens: &str) -> Site {
         let slapd = ppolicy_slapd();
         let keys = KeyPair::new();
-        let issuer = Issuer::on_slapd(&slapd, &[], &keys, login, "");
+        let issuer = Issuer::on_slapd(&slapd, &[], &keys, login, tokens);
         Site {
             _slapd: slapd,
             _keys: keys,
@@ -206,4 +212,25 @@ fn a_grace_login_prints_its_own_line() {
         "{}",
         c.stderr
     );
+}
+
+#[test]
+fn the_jwt_mode_prints_the_line_at_its_login_not_at_a_cached_jwt() {
+    let (_jwt_keys, jwt) = jwt_table();
+    let site = Site::start_with(&format!("password_change_url = \"{CHANGE_URL}\""), &jwt);
+    let laptop = Laptop::new();
+    let run = || {
+        let out = site
+            .plugin_command(&laptop, "expiring", EXPIRING_PASSWORD)
+            .arg("--jwt")
+            .env("KUBERNETES_EXEC_INFO", exec_info("v1", true))
+            .output()
+            .unwrap();
+        Credential::of(&out)
+    };
+    let first = run();
+    assert_expiry_line(&first.stderr, "in 22 hours");
+    let again = run();
+    assert_eq!(again.token(), first.token(), "the cached JWT");
+    assert_eq!(expiry_line(&again.stderr), None, "{}", again.stderr);
 }
