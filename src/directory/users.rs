@@ -78,6 +78,8 @@ impl Directory {
     ) -> Result<Entry, Attempt> {
         let mut attrs = self.user_attrs();
         attrs.extend(STATE_ATTRS.map(String::from));
+        // A re-check tells nothing of the expiry: AD need not compute it.
+        attrs.retain(|a| a != PASSWORD_EXPIRY_ATTR);
         let filter = self.user_filter(login);
         let q = Query::entry_matching(dn, &filter);
         self.find_user_with(s, ldap, q, attrs, deadline).await
