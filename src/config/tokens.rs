@@ -137,12 +137,13 @@ fn resolve_login(l: RawLogin, dir: &Path, cx: &mut Ctx) -> Result<Option<Login>,
 }
 
 /// `login.password_change_url`: shown to users on their terminal, so an absolute http(s)
-/// URL with a host, no credentials and nothing a terminal would act on.
+/// URL with a host, no credentials and nothing a terminal would act on. The messages never
+/// repeat the value, which may hold a password.
 fn change_url(raw: &str) -> Result<String, String> {
     const MAX: usize = 1000;
-    let url = url::Url::parse(raw).map_err(|e| format!("`{raw}` is not a URL ({e})"))?;
+    let url = url::Url::parse(raw).map_err(|e| format!("is not a URL ({e})"))?;
     if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none_or(str::is_empty) {
-        return Err(format!("`{raw}` is not an https:// URL with a host"));
+        return Err("must be an https:// (or http://) URL with a host".into());
     }
     if !url.username().is_empty() || url.password().is_some() {
         return Err("must not hold a user name or password".into());
@@ -188,6 +189,8 @@ mod tests {
             "ftp://password.example.org/",
             "javascript:alert(1)",
             "https://user:secret@password.example.org/",
+            "ftp://user:secret@password.example.org/",
+            "https://user:secret@/",
             "https://password.example.org/\u{1b}[2J",
             "https://password.example.org/a b",
         ] {
