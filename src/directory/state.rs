@@ -117,13 +117,18 @@ fn filetime(ticks: u64) -> Option<SystemTime> {
 /// password stamp: it moves when an administrator changes the policy, not the password.
 pub(crate) const PASSWORD_EXPIRY_ATTR: &str = "msDS-UserPasswordExpiryTimeComputed";
 
-/// How long the password of `entry` has left at `now`, from AD's constructed expiry. `None`
-/// for "never" (0, `0x7FFFFFFFFFFFFFFF`), for a value that is not a number or is negative
-/// (the directory is not trusted), and for a time already past: an expired password is the
-/// account state's business, not a warning's.
+/// How long the password of `entry` has left at `now`: AD's constructed expiry, else
+/// 389-ds' `passwordExpirationTime` (kept while its policy sets a maximum age; the bind
+/// warns only within `passwordWarning`, which may be shorter than the login's window).
+/// `None` for "never" (0, `0x7FFFFFFFFFFFFFFF`), for a value that is not a number or not a
+/// time, or is negative (the directory is not trusted), and for a time already past (389-ds'
+/// epoch after a reset among them): an expired password is the account state's business,
+/// not a warning's.
 pub(crate) fn password_expires_in(entry: &Entry, now: SystemTime) -> Option<Duration> {
-    let ticks = text(entry, PASSWORD_EXPIRY_ATTR)?.parse::<i64>().ok()?;
-    let at = filetime(u64::try_from(ticks).ok()?)?;
+    let at = match text(entry, PASSWORD_EXPIRY_ATTR) {
+        Some(t) => filetime(u64::try_from(t.parse::<i64>().ok()?).ok()?)?,
+        None => generalized(text(entry, "passwordExpirationTime")?)?,
+    };
     at.duration_since(now).ok().filter(|left| !left.is_zero())
 }
 
@@ -269,6 +274,28 @@ mod tests {
         let left = expires_in(&ticks.to_string()).unwrap();
         assert!(left > Duration::from_secs(3 * 86_400), "{left:?}");
         assert!(left <= Duration::from_secs(3 * 86_400 + 60), "{left:?}");
+    }
+
+    fn ds_expires_in(value: &str) -> Option<Duration> {
+        let e = entry(&[("passwordExpirationTime", value)]);
+        password_expires_in(&e, crate::clock::wall())
+    }
+
+    #[test]
+    fn a_389_ds_expiration_time_ahead_is_the_time_left_and_any_other_none() {
+        let left = ds_expires_in("22000101000000Z");
+        assert!(left.is_some_and(|l| l > Duration::from_secs(100 * 365 * 86_400)));
+        for v in [
+            DS_EPOCH,
+            "20200101000000Z",
+            "20201301000000Z",
+            "2200010100000Z",
+            "-2200010100000Z",
+            "22000101000000",
+            "",
+        ] {
+            assert_eq!(ds_expires_in(v), None, "{v}");
+        }
     }
 
     #[test]
