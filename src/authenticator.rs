@@ -27,7 +27,7 @@ use crate::throttle::Throttle;
 use crate::token::{self, Refusal};
 use crate::tokenreview::User;
 
-pub(crate) use crate::outcome::{Outcome, Review, Source};
+pub(crate) use crate::outcome::{Outcome, PasswordNotice, Review, Source};
 
 /// What a directory round trip produced, shared with every waiter of the same token.
 #[derive(Debug, Clone)]
@@ -42,6 +42,8 @@ struct Resolved {
     account: Option<Box<Subject>>,
     /// The directory the login was routed to.
     directory: Option<usize>,
+    /// With an accepted answer: the password's expiry, for a login to tell.
+    password: Option<PasswordNotice>,
 }
 
 impl Resolved {
@@ -57,6 +59,7 @@ impl Resolved {
             local: false,
             account: None,
             directory: None,
+            password: None,
         }
     }
 
@@ -243,6 +246,7 @@ impl<B: Backend> Authenticator<B> {
             account: None,
             directory: None,
             token_id: None,
+            password: None,
         }
     }
 
@@ -263,6 +267,7 @@ impl<B: Backend> Authenticator<B> {
             account: None,
             directory: resolved.directory,
             token_id: None,
+            password: None,
         }
     }
 }
@@ -293,6 +298,7 @@ fn local(outcome: Outcome, why: &'static str) -> Review {
         account: None,
         directory: None,
         token_id: None,
+        password: None,
     }
 }
 

@@ -13,6 +13,7 @@
 //! Prompts go to the terminal, never to stdout; a password never comes from argv.
 
 mod cache;
+mod expiry;
 mod issued;
 mod jwt;
 mod kerberos;
@@ -25,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 pub use cache::CacheError;
+pub use expiry::ExpiryWarning;
 pub use login::LoginError;
 // What `kubeconfig --user-login` checks before writing them into a kubeconfig.
 pub(crate) use login::login_url;
@@ -118,6 +120,8 @@ pub struct Options<'a> {
     pub password_fd: Option<i32>,
     /// `--login-url` and what goes with it; `None` for the basic token.
     pub login: Option<Login<'a>>,
+    /// `--password-expiry-warning`: when a login's password-expiry line is printed.
+    pub expiry_warning: ExpiryWarning,
 }
 
 /// The issued-token mode.
@@ -163,13 +167,14 @@ pub fn run(o: Options<'_>) -> Result<Option<Zeroizing<String>>, CredentialError>
         issued::logout(login, username)?;
         return Ok(None);
     }
-    let (api_version, interactive) = exec_request()?;
+    let (api_version, interactive, from_kubectl) = exec_request()?;
     let env_file = password_file_from_env(&o);
     let sources = prompt::Sources {
         username,
         password_file: o.password_file.or(env_file.as_deref()),
         password_fd: o.password_fd,
         interactive,
+        expiry_warning: o.expiry_warning.show(from_kubectl.then_some(interactive)),
     };
     let json = match &o.login {
         Some(login) if login.jwt => jwt::credential(&api_version, &sources, login)?,
@@ -179,24 +184,29 @@ pub fn run(o: Options<'_>) -> Result<Option<Zeroizing<String>>, CredentialError>
     Ok(Some(json))
 }
 
-/// The apiVersion kubectl wants and whether a person is at the terminal.
-fn exec_request() -> Result<(String, bool), CredentialError> {
-    let (api_version, interactive) = match std::env::var("KUBERNETES_EXEC_INFO") {
+/// The apiVersion kubectl wants, whether a person is at the terminal, and whether kubectl
+/// said so (`KUBERNETES_EXEC_INFO` set) rather than the plugin guessing it.
+fn exec_request() -> Result<(String, bool, bool), CredentialError> {
+    let (api_version, interactive, from_kubectl) = match std::env::var("KUBERNETES_EXEC_INFO") {
         Ok(s) if !s.trim().is_empty() => {
             let info: ExecInfo = serde_json::from_str(&s).map_err(|_| CredentialError::ExecInfo)?;
             let v = info.api_version.unwrap_or_else(|| V1.to_string());
-            (v, info.spec.is_some_and(|s| s.interactive))
+            (v, info.spec.is_some_and(|s| s.interactive), true)
         }
         // Run by hand: answer in v1 and ask on the terminal if there is one.
-        _ => (V1.to_string(), {
-            use std::io::IsTerminal;
-            std::io::stdin().is_terminal()
-        }),
+        _ => (
+            V1.to_string(),
+            {
+                use std::io::IsTerminal;
+                std::io::stdin().is_terminal()
+            },
+            false,
+        ),
     };
     if api_version != V1 && api_version != V1BETA1 {
         return Err(CredentialError::ApiVersion(api_version));
     }
-    Ok((api_version, interactive))
+    Ok((api_version, interactive, from_kubectl))
 }
 
 /// The basic token: `base64(username:password)`, asked for on every run.

@@ -145,6 +145,10 @@ pub(crate) struct Found {
     pub entry: Entry,
     pub groups: Vec<Group>,
     pub warning: Option<PasswordWarning>,
+    /// At a login: how long the password has left by what the entry says (AD's
+    /// constructed expiry), however far off; the login's window decides whether that is
+    /// worth a warning.
+    pub expires_in: Option<std::time::Duration>,
     /// Why the account may not be used now, if it may not ([`state::account_state`]).
     pub state: Option<AccountState>,
     /// Its password-change attributes, for an issued token's password version.
@@ -172,6 +176,23 @@ impl Found {
             entry,
             groups,
             warning,
+            expires_in: None,
+        }
+    }
+
+    /// [`Found::read`] at a login, with what the entry tells of the password's expiry
+    /// (AD's constructed attribute: AD sends no warning with a bind, and a Kerberos login
+    /// makes no bind at all).
+    pub(crate) fn login(
+        entry: Entry,
+        groups: Vec<Group>,
+        warning: Option<PasswordWarning>,
+        now: SystemTime,
+    ) -> Found {
+        let expires_in = state::password_expires_in(&entry, now);
+        Found {
+            expires_in,
+            ..Found::read(entry, groups, warning, now)
         }
     }
 }
@@ -466,7 +487,7 @@ impl Backend for Directory {
                     let (warning, groups) = self
                         .bind_and_groups(&s, entry, login, password, deadline)
                         .await?;
-                    Ok(Found::read(
+                    Ok(Found::login(
                         entry.clone(),
                         groups,
                         warning,
@@ -551,7 +572,7 @@ impl Backend for Directory {
             let groups = self
                 .groups(&s, &mut svc, &entry, login, Gate::open(), deadline)
                 .await?;
-            Ok(Found::read(entry, groups, None, crate::clock::wall()))
+            Ok(Found::login(entry, groups, None, crate::clock::wall()))
         })
         .await
     }

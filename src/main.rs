@@ -78,6 +78,11 @@ enum Command {
         /// POST /token (cached beside the session until shortly before it expires).
         #[arg(long, requires = "login_url")]
         jwt: bool,
+        /// With --login-url: when to print the line a login brings about a password
+        /// about to expire (auto: when kubectl says the run is interactive, or run by
+        /// hand, when stderr is a terminal).
+        #[arg(long, value_enum, default_value_t, requires = "login_url")]
+        password_expiry_warning: credential::ExpiryWarning,
     },
     /// Write a new key pair: DIR/signing.key (mode 0600) and DIR/signing.pub. Never
     /// overwrites.
@@ -276,6 +281,7 @@ fn main() -> ExitCode {
             logout,
             no_kerberos,
             jwt,
+            password_expiry_warning,
         } => match credential::run(credential::Options {
             username,
             password_file: password_file.as_deref(),
@@ -288,6 +294,7 @@ fn main() -> ExitCode {
                 kerberos: !no_kerberos,
                 jwt,
             }),
+            expiry_warning: password_expiry_warning,
         }) {
             Ok(Some(json)) => {
                 let mut out = std::io::stdout().lock();

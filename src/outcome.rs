@@ -3,9 +3,9 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use crate::directory::AccountState;
+use crate::directory::{AccountState, PasswordWarning};
 use crate::tokenreview::User;
 
 /// The same text for every plain rejection, so that nobody can tell an unknown user from a
@@ -105,4 +105,90 @@ pub(crate) struct Review {
     pub directory: Option<usize>,
     /// The `jti` of a verified issued token, for the audit event.
     pub token_id: Option<String>,
+    /// What the directory said about the password's expiry in this round trip, for the
+    /// login answer to pass on to the user.
+    pub password: Option<PasswordNotice>,
+}
+
+/// More grace logins than any policy grants: a count beyond is not told.
+const MOST_GRACE_LOGINS: u64 = 10_000;
+
+/// A password about to expire, as a login answer tells the user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PasswordNotice {
+    /// The password expires at this time.
+    ExpiresAt(SystemTime),
+    /// The password has expired; this many grace logins are left.
+    GraceLogins(u64),
+}
+
+impl PasswordNotice {
+    /// What the user is told of a bind's `warning` at `now`: an expiry within `window`
+    /// (`login.password_expiry_warning`; zero tells none), every grace login. A directory
+    /// that warns earlier than the window is not passed on, nor is an expiry no clock
+    /// can hold (a directory's absurd number of seconds).
+    pub(crate) fn of(
+        warning: PasswordWarning,
+        window: Duration,
+        now: SystemTime,
+    ) -> Option<PasswordNotice> {
+        match warning {
+            PasswordWarning::Expiring(secs) => {
+                let left = Duration::from_secs(secs);
+                (left <= window && !window.is_zero())
+                    .then(|| now.checked_add(left))
+                    .flatten()
+                    .map(PasswordNotice::ExpiresAt)
+            }
+            PasswordWarning::GraceLogins(n) => {
+                (n <= MOST_GRACE_LOGINS).then_some(PasswordNotice::GraceLogins(n))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY: u64 = 86_400;
+    const WINDOW: Duration = Duration::from_secs(14 * DAY);
+
+    fn at() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_900_000_000)
+    }
+
+    #[test]
+    fn an_expiry_within_the_window_is_told_as_a_time() {
+        let n = PasswordNotice::of(PasswordWarning::Expiring(3 * DAY), WINDOW, at());
+        assert_eq!(
+            n,
+            Some(PasswordNotice::ExpiresAt(
+                at() + Duration::from_secs(3 * DAY)
+            ))
+        );
+    }
+
+    #[test]
+    fn an_expiry_beyond_the_window_or_absurdly_far_is_not_told() {
+        for secs in [15 * DAY, u64::MAX, u64::MAX / 2] {
+            let n = PasswordNotice::of(PasswordWarning::Expiring(secs), WINDOW, at());
+            assert_eq!(n, None, "{secs}");
+        }
+    }
+
+    #[test]
+    fn an_absurd_number_of_grace_logins_is_not_told() {
+        let n = PasswordNotice::of(PasswordWarning::GraceLogins(u64::MAX), WINDOW, at());
+        assert_eq!(n, None);
+    }
+
+    #[test]
+    fn a_zero_window_tells_no_expiry_but_still_tells_grace_logins() {
+        let zero = Duration::ZERO;
+        let n = PasswordNotice::of(PasswordWarning::Expiring(0), zero, at());
+        assert_eq!(n, None);
+        let n = PasswordNotice::of(PasswordWarning::GraceLogins(2), zero, at());
+        assert_eq!(n, Some(PasswordNotice::GraceLogins(2)));
+    }
 }

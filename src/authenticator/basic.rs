@@ -7,9 +7,11 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{failed, Authenticator, Outcome, Resolved};
+use super::{failed, Authenticator, Outcome, PasswordNotice, Resolved};
 use crate::audit::{Event, Kind};
-use crate::directory::{AccountState, Backend, Entry, Failure, Found, RejectReason};
+use crate::directory::{
+    AccountState, Backend, Entry, Failure, Found, PasswordWarning, RejectReason,
+};
 use crate::identity;
 use crate::issued::{Subject, Verified};
 use crate::lockout::{Blocked, Key, Trust};
@@ -102,6 +104,41 @@ impl<B: Backend> Authenticator<B> {
     /// would trust its cached answer (`cache.stale_ttl`, or `cache.ttl` when longer).
     fn trust_window(&self) -> Duration {
         self.config.cache.ttl.max(self.config.cache.stale_ttl)
+    }
+
+    /// The log line's detail of an accepted bind, and what a login tells the user: the
+    /// bind's password-policy warning, else the entry's expiry once it is within
+    /// `login.password_expiry_warning` (AD computes one for every account, which is no
+    /// warning while it is weeks away). Each warning is counted.
+    fn password_warning(
+        &self,
+        warning: Option<PasswordWarning>,
+        expires_in: Option<Duration>,
+    ) -> (Cow<'static, str>, Option<PasswordNotice>) {
+        let window = self.password_expiry_window();
+        let warning = warning.or_else(|| {
+            expires_in
+                .filter(|left| *left <= window)
+                .map(|left| PasswordWarning::Expiring(left.as_secs()))
+        });
+        let Some(w) = warning else {
+            return (Cow::Borrowed("bound"), None);
+        };
+        self.metrics
+            .password_warnings
+            .get_or_create(&EventLabels { event: w.label() })
+            .inc();
+        let notice = PasswordNotice::of(w, window, crate::clock::wall());
+        (Cow::Owned(format!("bound; password policy: {w:?}")), notice)
+    }
+
+    /// `login.password_expiry_warning`; none without a login endpoint, the only place
+    /// that tells.
+    fn password_expiry_window(&self) -> Duration {
+        self.config
+            .login
+            .as_ref()
+            .map_or(Duration::ZERO, |l| l.password_expiry_warning)
     }
 
     /// The account's name as a review's log line gives it (see [`identity::username`]);
@@ -249,16 +286,7 @@ impl<B: Backend> Authenticator<B> {
                     "dropped directory groups that would be system: groups in Kubernetes");
             }
         }
-        let detail: Cow<'static, str> = match found.warning {
-            None => Cow::Borrowed("bound"),
-            Some(w) => {
-                self.metrics
-                    .password_warnings
-                    .get_or_create(&EventLabels { event: w.label() })
-                    .inc();
-                Cow::Owned(format!("bound; password policy: {w:?}"))
-            }
-        };
+        let (detail, password) = self.password_warning(found.warning, found.expires_in);
         let account = Subject {
             uid: mapped.user.uid.clone(),
             directory: login.scope().unwrap_or_default().to_string(),
@@ -269,6 +297,7 @@ impl<B: Backend> Authenticator<B> {
         };
         Resolved {
             account: Some(Box::new(account)),
+            password,
             ..Resolved::new(
                 Outcome::Accepted(Arc::new(User::new(&mapped.user))),
                 Some(login),

@@ -9,7 +9,9 @@ use super::tests::{
     authenticator, authenticator_on, config, config_with, deadline, review, token, Fake, TestResult,
 };
 use super::*;
-use crate::metrics::DirectoryLabels;
+use crate::directory::Found;
+use crate::directory::PasswordWarning;
+use crate::metrics::{DirectoryLabels, EventLabels};
 
 const GUESSES: [&str; 3] = ["guess0", "guess1", "guess2"];
 
@@ -233,4 +235,89 @@ async fn each_directory_has_a_ceiling_of_its_own() -> TestResult {
     let refusals = |l| metrics.login_ceiling_refusals.get_or_create(l).get();
     assert_eq!((refusals(&default), refusals(&partner)), (1, 0));
     Ok(())
+}
+
+fn alice_entry(attrs: &[(&str, String)]) -> crate::directory::Entry {
+    let mut all = vec![("uid".to_string(), vec![b"alice".to_vec()])];
+    all.extend(
+        attrs
+            .iter()
+            .map(|(k, v)| (k.to_string(), vec![v.as_bytes().to_vec()])),
+    );
+    crate::directory::Entry {
+        dn: "uid=alice".into(),
+        attrs: all,
+    }
+}
+
+/// What `admit` makes of `found` under `config`: the notice a login tells, and how many
+/// `password_expiring` warnings were counted.
+fn notice_of(config: Arc<Config>, found: Found) -> (Option<PasswordNotice>, u64) {
+    let metrics = Arc::new(Metrics::new());
+    let a = authenticator_on(config, Arc::new(Fake::new()), lockout(), metrics.clone());
+    let login = Login::parse("alice", crate::config::LoginForms::AsTyped);
+    let notice = a.admit(found, &login, None).password;
+    let label = EventLabels {
+        event: "password_expiring",
+    };
+    let counted = metrics.password_warnings.get_or_create(&label).get();
+    (notice, counted)
+}
+
+/// A bind that warned, `secs` before expiry.
+fn bind_warned(secs: u64) -> Found {
+    let warning = Some(PasswordWarning::Expiring(secs));
+    Found::read(alice_entry(&[]), vec![], warning, crate::clock::wall())
+}
+
+/// An entry whose AD expiry is `secs` away, read at a login.
+fn ad_expiring(secs: u64) -> Found {
+    let now = crate::clock::wall();
+    let unix = (now + Duration::from_secs(secs))
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let filetime = (unix + 11_644_473_600) * 10_000_000;
+    let attr = ("msDS-UserPasswordExpiryTimeComputed", filetime.to_string());
+    Found::login(alice_entry(&[attr]), vec![], None, now)
+}
+
+const DAY: u64 = 86_400;
+
+#[test]
+fn a_login_tells_a_bind_warning_within_the_default_window_and_not_beyond() -> TestResult {
+    let (soon, _) = notice_of(with_login(8)?, bind_warned(3 * DAY));
+    assert!(
+        matches!(soon, Some(PasswordNotice::ExpiresAt(_))),
+        "{soon:?}"
+    );
+    let (later, counted) = notice_of(with_login(8)?, bind_warned(15 * DAY));
+    assert_eq!(later, None);
+    assert_eq!(counted, 1, "the directory warned: counted as before");
+    Ok(())
+}
+
+#[test]
+fn an_entry_expiry_within_the_window_is_told_and_counted() -> TestResult {
+    let (notice, counted) = notice_of(with_login(8)?, ad_expiring(3 * DAY));
+    assert!(
+        matches!(notice, Some(PasswordNotice::ExpiresAt(_))),
+        "{notice:?}"
+    );
+    assert_eq!(counted, 1);
+    Ok(())
+}
+
+#[test]
+fn an_entry_expiry_weeks_away_is_neither_told_nor_counted() -> TestResult {
+    let (notice, counted) = notice_of(with_login(8)?, ad_expiring(42 * DAY));
+    assert_eq!(notice, None);
+    assert_eq!(counted, 0);
+    Ok(())
+}
+
+#[test]
+fn without_a_login_endpoint_nothing_is_told() {
+    let (notice, _) = notice_of(config(""), bind_warned(60));
+    assert_eq!(notice, None);
 }

@@ -68,6 +68,7 @@ impl<B: Backend> Authenticator<B> {
             account: resolved.account,
             directory: resolved.directory,
             token_id: None,
+            password: resolved.password,
         }
     }
 }

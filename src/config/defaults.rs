@@ -187,6 +187,14 @@ pub(crate) const TOKEN_TTL: Limit<Duration> = Limit {
     min: mins(1),
     max: hours(24),
 };
+/// How far ahead a login answer warns of the password's expiry: two weeks, the notice
+/// Windows gives at logon; zero warns of none.
+pub(crate) const PASSWORD_EXPIRY_WARNING: Limit<Duration> = Limit {
+    key: "login.password_expiry_warning",
+    default: days(14),
+    min: ZERO,
+    max: days(365),
+};
 /// Logins per source address (IPv6: per /64) and minute, refilled evenly.
 pub(crate) const LOGIN_RATE: Limit<u64> = Limit {
     key: "login.rate",
@@ -242,6 +250,7 @@ pub(crate) const DURATIONS: &[&Limit<Duration>] = &[
     &STALE_TTL,
     &FAILURE_WINDOW,
     &TOKEN_TTL,
+    &PASSWORD_EXPIRY_WARNING,
     &JWT_TOKEN_TTL,
 ];
 

@@ -187,6 +187,8 @@ pub(super) struct RawLogin {
     pub max_in_flight: Option<u64>,
     pub keytab_file: Option<PathBuf>,
     pub replay_cache_file: Option<PathBuf>,
+    pub password_expiry_warning: Option<Dur>,
+    pub password_change_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -113,6 +113,15 @@ fn resolve_login(l: RawLogin, dir: &Path, cx: &mut Ctx) -> Result<Option<Login>,
         dir,
         cx,
     )?;
+    let password_expiry_warning =
+        cx.duration(&d::PASSWORD_EXPIRY_WARNING, l.password_expiry_warning)?;
+    let password_change_url = l
+        .password_change_url
+        .as_deref()
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(|u| change_url(u).map_err(|m| cx.invalid("login.password_change_url", m)))
+        .transpose()?;
     // The ranges fit a u32.
     Ok(Some(Login {
         listen,
@@ -122,7 +131,29 @@ fn resolve_login(l: RawLogin, dir: &Path, cx: &mut Ctx) -> Result<Option<Login>,
         max_logins_per_directory: u32::try_from(max_logins_per_directory).unwrap_or(u32::MAX),
         max_in_flight: usize::try_from(max_in_flight).unwrap_or(usize::MAX),
         negotiate,
+        password_expiry_warning,
+        password_change_url,
     }))
+}
+
+/// `login.password_change_url`: shown to users on their terminal, so an absolute http(s)
+/// URL with a host, no credentials and nothing a terminal would act on. The messages never
+/// repeat the value, which may hold a password.
+fn change_url(raw: &str) -> Result<String, String> {
+    const MAX: usize = 1000;
+    let url = url::Url::parse(raw).map_err(|e| format!("is not a URL ({e})"))?;
+    if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none_or(str::is_empty) {
+        return Err("must be an https:// (or http://) URL with a host".into());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not hold a user name or password".into());
+    }
+    if raw.len() > MAX || raw.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(format!(
+            "must be at most {MAX} characters, without spaces or control characters"
+        ));
+    }
+    Ok(raw.to_string())
 }
 
 fn name(cx: &Ctx, key: &'static str, value: Option<String>) -> Result<String, ConfigError> {
@@ -138,5 +169,35 @@ pub(super) fn relative_to(dir: &Path, f: &Path) -> PathBuf {
         dir.join(f)
     } else {
         f.to_path_buf()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::change_url;
+
+    #[test]
+    fn a_password_change_url_is_kept_as_written() {
+        let url = "https://password.example.org/change?from=kubectl";
+        assert_eq!(change_url(url).as_deref(), Ok(url));
+    }
+
+    #[test]
+    fn a_password_change_url_a_terminal_or_a_user_could_be_fooled_by_is_refused() {
+        for bad in [
+            "password.example.org",
+            "ftp://password.example.org/",
+            "javascript:alert(1)",
+            "https://user:secret@password.example.org/",
+            "ftp://user:secret@password.example.org/",
+            "https://user:secret@/",
+            "https://password.example.org/\u{1b}[2J",
+            "https://password.example.org/a b",
+        ] {
+            let e = change_url(bad).unwrap_err();
+            assert!(!e.contains("secret"), "{bad:?}: {e}");
+        }
+        let long = format!("https://password.example.org/{}", "a".repeat(1000));
+        assert!(change_url(&long).is_err());
     }
 }

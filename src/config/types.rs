@@ -300,6 +300,11 @@ pub struct Login {
     /// `login.keytab_file`: `Authorization: Negotiate` (Kerberos) is accepted with this
     /// keytab's keys; the credential is acquired when the config is loaded.
     pub(crate) negotiate: Option<std::sync::Arc<crate::negotiate::gss::Keytab>>,
+    /// `login.password_expiry_warning`: a login answer tells of a password expiring
+    /// within this long; zero: never (grace logins are always told).
+    pub password_expiry_warning: Duration,
+    /// `login.password_change_url`: where the user is told to change the password.
+    pub password_change_url: Option<String>,
 }
 
 /// `[tokens]`.

@@ -148,6 +148,16 @@ pub(super) fn log_in(
             Ok((endpoint.login(&username, &password)?, username))
         },
     )?;
+    // Here and nowhere else: once per login, never again from the cache.
+    if sources.expiry_warning {
+        if let Some(line) = issued
+            .password
+            .as_ref()
+            .and_then(|n| n.line(OffsetDateTime::now_utc()))
+        {
+            eprintln!("{line}");
+        }
+    }
     if cache::plan(issued.expires, OffsetDateTime::now_utc()) == Plan::LogIn {
         warn(format_args!(
             "the new token expires at {}, in less than {} minutes by this machine's clock: \

@@ -23,6 +23,7 @@ use time::OffsetDateTime;
 use url::Url;
 use zeroize::Zeroizing;
 
+use super::expiry::Notice;
 use crate::outcome::UNAVAILABLE;
 use crate::secret::Password;
 use crate::tls::TlsError;
@@ -172,6 +173,8 @@ pub(crate) struct Issued {
     pub(crate) expires: OffsetDateTime,
     /// `expires` in RFC 3339, UTC, whole seconds (rounded down): what client-go reads.
     pub(crate) expiration_timestamp: String,
+    /// What a login answer said about the password's expiry.
+    pub(crate) password: Option<Notice>,
 }
 
 /// The login endpoint and the client that talks to it.
@@ -373,6 +376,8 @@ fn issued(body: &[u8]) -> Result<Issued, LoginError> {
     struct Body {
         token: Zeroizing<String>,
         expiration_timestamp: String,
+        #[serde(default)]
+        password_expiry: Option<serde_json::Value>,
     }
     let b: Body = serde_json::from_slice(body)
         .map_err(|_| LoginError::Answer("not JSON with token and expirationTimestamp"))?;
@@ -397,6 +402,7 @@ fn issued(body: &[u8]) -> Result<Issued, LoginError> {
         token: b.token,
         expires,
         expiration_timestamp,
+        password: Notice::from_answer(b.password_expiry),
     })
 }
 

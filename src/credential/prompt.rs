@@ -20,6 +20,8 @@ pub(crate) struct Sources<'a> {
     pub(crate) password_fd: Option<i32>,
     /// kubectl said a person is at the terminal.
     pub(crate) interactive: bool,
+    /// Tell that person of a password about to expire (`--password-expiry-warning`).
+    pub(crate) expiry_warning: bool,
 }
 
 impl Sources<'_> {

@@ -112,6 +112,26 @@ fn filetime(ticks: u64) -> Option<SystemTime> {
     Some(UNIX_EPOCH + Duration::from_secs(secs))
 }
 
+/// AD's constructed expiry of the password (a FILETIME): `pwdLastSet` plus the maximum age
+/// of the domain or of the user's fine-grained policy. Read at a login, never part of the
+/// password stamp: it moves when an administrator changes the policy, not the password.
+pub(crate) const PASSWORD_EXPIRY_ATTR: &str = "msDS-UserPasswordExpiryTimeComputed";
+
+/// How long the password of `entry` has left at `now`: AD's constructed expiry, else
+/// 389-ds' `passwordExpirationTime` (kept while its policy sets a maximum age; the bind
+/// warns only within `passwordWarning`, which may be shorter than the login's window).
+/// `None` for "never" (0, `0x7FFFFFFFFFFFFFFF`), for a value that is not a number or not a
+/// time, or is negative (the directory is not trusted), and for a time already past (389-ds'
+/// epoch after a reset among them): an expired password is the account state's business,
+/// not a warning's.
+pub(crate) fn password_expires_in(entry: &Entry, now: SystemTime) -> Option<Duration> {
+    let at = match text(entry, PASSWORD_EXPIRY_ATTR) {
+        Some(t) => filetime(u64::try_from(t.parse::<i64>().ok()?).ok()?)?,
+        None => generalized(text(entry, "passwordExpirationTime")?)?,
+    };
+    at.duration_since(now).ok().filter(|left| !left.is_zero())
+}
+
 /// Why this account may not be used now, if it may not: what a bind would have said.
 pub(crate) fn account_state(entry: &Entry, now: SystemTime) -> Option<AccountState> {
     let uac = number(entry, "userAccountControl").unwrap_or(0);
@@ -237,6 +257,63 @@ mod tests {
             state(&[("pwdLastSet", "0")]),
             Some(AccountState::MustChangePassword)
         );
+    }
+
+    fn expires_in(value: &str) -> Option<Duration> {
+        password_expires_in(
+            &entry(&[(PASSWORD_EXPIRY_ATTR, value)]),
+            crate::clock::wall(),
+        )
+    }
+
+    #[test]
+    fn a_password_expiry_ahead_is_the_time_left() {
+        let in_three_days = crate::clock::wall() + Duration::from_secs(3 * 86_400 + 60);
+        let secs = in_three_days.duration_since(UNIX_EPOCH).unwrap().as_secs();
+        let ticks = (secs + FILETIME_UNIX_OFFSET) * 10_000_000;
+        let left = expires_in(&ticks.to_string()).unwrap();
+        assert!(left > Duration::from_secs(3 * 86_400), "{left:?}");
+        assert!(left <= Duration::from_secs(3 * 86_400 + 60), "{left:?}");
+    }
+
+    fn ds_expires_in(value: &str) -> Option<Duration> {
+        let e = entry(&[("passwordExpirationTime", value)]);
+        password_expires_in(&e, crate::clock::wall())
+    }
+
+    #[test]
+    fn a_389_ds_expiration_time_ahead_is_the_time_left_and_any_other_none() {
+        let left = ds_expires_in("22000101000000Z");
+        assert!(left.is_some_and(|l| l > Duration::from_secs(100 * 365 * 86_400)));
+        for v in [
+            DS_EPOCH,
+            "20200101000000Z",
+            "20201301000000Z",
+            "2200010100000Z",
+            "-2200010100000Z",
+            "22000101000000",
+            "",
+        ] {
+            assert_eq!(ds_expires_in(v), None, "{v}");
+        }
+    }
+
+    #[test]
+    fn a_password_that_never_expires_or_a_hostile_expiry_gives_no_time() {
+        for v in [
+            "0",
+            "9223372036854775807",
+            "-1",
+            "-9223372036854775808",
+            "132223104000000000", // 2020-01-01: past
+            "18446744073709551615",
+            "1e18",
+            "",
+            "soon",
+        ] {
+            assert_eq!(expires_in(v), None, "{v}");
+        }
+        assert_eq!(password_expires_in(&entry(&[]), crate::clock::wall()), None);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use super::classify::{classify_bind, Attempt, BindVerdict, Failure, OpError, Rej
 use super::paging::Gate;
 use super::pool::Server;
 use super::ppolicy::{ppolicy_request, raw_controls, PasswordWarning};
-use super::state::{PASSWORD_ATTRS, STATE_ATTRS};
+use super::state::{PASSWORD_ATTRS, PASSWORD_EXPIRY_ATTR, STATE_ATTRS};
 use super::{Directory, Entry, Query};
 use crate::login::Login;
 
@@ -41,6 +41,7 @@ impl Directory {
         let u = &self.cfg.user;
         let mut attrs = vec![u.username_attribute.clone(), u.uid_attribute.clone()];
         attrs.extend(PASSWORD_ATTRS.map(String::from));
+        attrs.push(PASSWORD_EXPIRY_ATTR.to_string());
         attrs.extend(u.extra.values().cloned());
         let g = &self.cfg.group;
         attrs.extend(g.membership_attribute.iter().cloned());
@@ -77,6 +78,8 @@ impl Directory {
     ) -> Result<Entry, Attempt> {
         let mut attrs = self.user_attrs();
         attrs.extend(STATE_ATTRS.map(String::from));
+        // A re-check tells nothing of the expiry: AD need not compute it.
+        attrs.retain(|a| a != PASSWORD_EXPIRY_ATTR);
         let filter = self.user_filter(login);
         let q = Query::entry_matching(dn, &filter);
         self.find_user_with(s, ldap, q, attrs, deadline).await
@@ -232,7 +235,7 @@ impl Directory {
             let groups = self
                 .groups(s, &mut conn.ldap, &entry, login, Gate::open(), deadline)
                 .await?;
-            Ok(super::Found::read(
+            Ok(super::Found::login(
                 entry,
                 groups,
                 warning,

@@ -12,13 +12,49 @@ use super::http::{count, http_error, json, Reply};
 use super::{trail, Runtime, Shared};
 use crate::audit::Kind;
 use crate::metrics::MethodLabels;
-use crate::outcome::{Outcome, Review, REJECTED, UNAVAILABLE};
+use crate::outcome::{Outcome, PasswordNotice, Review, REJECTED, UNAVAILABLE};
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Issued<'a> {
     token: &'a str,
     expiration_timestamp: &'a str,
+    /// Only when there is something to tell: clients that read only the two fields above
+    /// see the answer they always saw.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    password_expiry: Option<PasswordExpiry<'a>>,
+}
+
+/// `passwordExpiry` of a login answer: when the password expires, or how many grace
+/// logins are left once it has, and where to change it (`login.password_change_url`,
+/// from the config only: nothing the directory sends).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PasswordExpiry<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expiration_timestamp: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    grace_logins_remaining: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    change_url: Option<&'a str>,
+}
+
+impl<'a> PasswordExpiry<'a> {
+    fn of(notice: PasswordNotice, rt: &'a Runtime) -> PasswordExpiry<'a> {
+        let (expiration_timestamp, grace_logins_remaining) = match notice {
+            PasswordNotice::ExpiresAt(t) => (Some(crate::issued::rfc3339(t)), None),
+            PasswordNotice::GraceLogins(n) => (None, Some(n)),
+        };
+        PasswordExpiry {
+            expiration_timestamp,
+            grace_logins_remaining,
+            change_url: rt
+                .config
+                .login
+                .as_ref()
+                .and_then(|l| l.password_change_url.as_deref()),
+        }
+    }
 }
 
 /// The answer to a login's review: 200 with a signed token (and `mutual`, a Kerberos
@@ -78,6 +114,7 @@ fn answer(
                 let body = serde_json::to_vec(&Issued {
                     token: &issued.token,
                     expiration_timestamp: &issued.expiration_timestamp,
+                    password_expiry: review.password.map(|n| PasswordExpiry::of(n, rt)),
                 })
                 .unwrap_or_default();
                 let mut r = json(StatusCode::OK, body);

@@ -10,6 +10,10 @@
 
 mod issued_tokens;
 
+/// Password-expiry warnings from msDS-UserPasswordExpiryTimeComputed:
+/// active_directory/password_expiry.rs.
+mod password_expiry;
+
 /// Domain controllers found in DNS, on the same DC: active_directory/discovery.rs.
 mod discovery;
 

@@ -18,21 +18,28 @@ struct Site {
     _keys: tempfile::TempDir,
 }
 
+/// A `[jwt]` table for [`Issuer::start`]'s `tokens` (an issuer on the login port, JWTs
+/// of 5 minutes) and the directory holding its ES256 key from `keygen`.
+pub(crate) fn jwt_table() -> (tempfile::TempDir, String) {
+    let keys = tempfile::tempdir().unwrap();
+    let dir = keys.path().join("jwt");
+    run_checked(
+        std::process::Command::new(bin())
+            .args(["keygen", "--algorithm", "es256", "--out"])
+            .arg(&dir),
+        "keygen --algorithm es256",
+    );
+    let jwt = format!(
+        "\n[jwt]\nissuer = \"https://127.0.0.1:@LOGIN_PORT@\"\naudiences = [\"it\"]\n\
+         token_ttl = \"5m\"\nsigning_key_file = \"{}\"\n",
+        dir.join("signing.key").display()
+    );
+    (keys, jwt)
+}
+
 impl Site {
     fn start() -> Site {
-        let keys = tempfile::tempdir().unwrap();
-        let dir = keys.path().join("jwt");
-        run_checked(
-            std::process::Command::new(bin())
-                .args(["keygen", "--algorithm", "es256", "--out"])
-                .arg(&dir),
-            "keygen --algorithm es256",
-        );
-        let jwt = format!(
-            "\n[jwt]\nissuer = \"https://127.0.0.1:@LOGIN_PORT@\"\naudiences = [\"it\"]\n\
-             token_ttl = \"5m\"\nsigning_key_file = \"{}\"\n",
-            dir.join("signing.key").display()
-        );
+        let (keys, jwt) = jwt_table();
         Site {
             fixture: Fixture::with("rate = 6000\nburst = 1000", &jwt),
             _keys: keys,

@@ -109,6 +109,29 @@ impl Laptop {
             .collect()
     }
 
+    /// A password file of this laptop's with `password` in it.
+    fn write_password(&self, name: &str, password: &str) -> PathBuf {
+        let f = self.home.path().join(name);
+        std::fs::write(&f, format!("{password}\n")).unwrap();
+        f
+    }
+
+    /// The plugin as kubectl starts it (non-interactive, v1) for the login endpoint `url`
+    /// whose certificate `ca` signed.
+    pub(crate) fn plugin_at(&self, url: &str, ca: &Path) -> Command {
+        let mut cmd = self.plugin_for(url);
+        cmd.arg("--ca-file").arg(ca);
+        cmd
+    }
+
+    /// [`Laptop::plugin_at`] for `user`, with a password file holding `password`.
+    pub(crate) fn plugin_as(&self, url: &str, ca: &Path, user: &str, password: &str) -> Command {
+        let pw = self.write_password(&format!("{user}.password"), password);
+        let mut cmd = self.plugin_at(url, ca);
+        cmd.args(["--username", user, "--password-file"]).arg(pw);
+        cmd
+    }
+
     /// The plugin as kubectl starts it (non-interactive, v1) with `url`, trusting the
     /// system's roots.
     fn plugin_for(&self, url: &str) -> Command {
@@ -125,8 +148,8 @@ impl Laptop {
 
     /// The plugin with the daemon's login endpoint and its CA.
     pub(crate) fn plugin(&self, site: &Fixture, extra: &[&str]) -> Command {
-        let mut cmd = self.plugin_for(&site.login_url());
-        cmd.arg("--ca-file").arg(site.server_ca()).args(extra);
+        let mut cmd = self.plugin_at(&site.login_url(), site.server_ca());
+        cmd.args(extra);
         cmd
     }
 
@@ -148,7 +171,7 @@ impl Laptop {
     }
 }
 
-fn exec_info(version: &str, interactive: bool) -> String {
+pub(crate) fn exec_info(version: &str, interactive: bool) -> String {
     format!(
         r#"{{"apiVersion":"client.authentication.k8s.io/{version}","kind":"ExecCredential","spec":{{"interactive":{interactive}}}}}"#
     )

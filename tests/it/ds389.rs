@@ -3,6 +3,8 @@
 //! bind and 389-ds' Netscape controls say) and for an issued token (what its re-check reads
 //! from the entry once the cached answer is over).
 
+use std::time::SystemTime;
+
 use crate::support;
 use crate::support::issued::*;
 use crate::support::*;
@@ -136,4 +138,57 @@ async fn a_password_about_to_expire_is_accepted_and_counted() {
     let a = d.login("alice", "alice-password").await;
     assert!(authenticated(&a), "{}", a.raw);
     assert_eq!(d.metric(METRIC, &[("event", "password_expiring")]), 1.0);
+}
+
+/// alice's login answer once her `passwordExpirationTime` is `when` (as `date -d` reads
+/// it), with the 389-ds it came from, and the time the answer tells.
+async fn login_expiring(when: &str) -> (Ds389, Reply, SystemTime) {
+    let ds = Ds389::start();
+    set_alice(&ds, "passwordExpirationTime", &generalized_time(when));
+    let keys = KeyPair::new();
+    let i = issuer(&ds, &keys);
+    let r = i.login("alice", "alice-password").await;
+    assert_eq!(r.status, 200, "{}", r.raw);
+    let told = crate::password_expiry::expires_at(&r.body);
+    (ds, r, told)
+}
+
+/// What that bind says reaches the user: the login answer's `passwordExpiry`. 389-ds
+/// gives a password that has not been warned about yet the whole `passwordWarning` (a day
+/// here) from the first warning on, and moves `passwordExpirationTime` to match: that is
+/// the time told.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_login_answer_tells_of_a_password_about_to_expire() {
+    let (ds, r, told) = login_expiring("+1 hour").await;
+    let Some(stored) = ds.attribute(ALICE_DN, "passwordExpirationTime") else {
+        panic!("alice has no passwordExpirationTime")
+    };
+    // YYYYMMDDHHMMSSZ as RFC 3339.
+    let rfc3339 = match (stored.get(0..4), stored.get(4..6), stored.get(6..8)) {
+        (Some(y), Some(mo), Some(d)) => format!(
+            "{y}-{mo}-{d}T{}:{}:{}Z",
+            stored.get(8..10).unwrap_or_default(),
+            stored.get(10..12).unwrap_or_default(),
+            stored.get(12..14).unwrap_or_default()
+        ),
+        _ => panic!("passwordExpirationTime {stored}"),
+    };
+    let stored_at = crate::password_expiry::rfc3339_time(&rfc3339);
+    let apart = told
+        .duration_since(stored_at)
+        .or_else(|_| stored_at.duration_since(told))
+        .unwrap_or_default();
+    // The daemon adds the seconds left to its own clock after the bind, in whole seconds:
+    // a minute apart at most (an hour would be the time set before the bind).
+    assert!(apart.as_secs() <= 60, "told {}, stored {stored}", r.raw);
+}
+
+/// An expiry the server does not warn of yet (`passwordWarning` is a day here) is told
+/// from `passwordExpirationTime` once it is within the login's window (14 days).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expiry_within_the_window_but_before_the_servers_warning_is_told() {
+    let (_ds, r, told) = login_expiring("+5 days").await;
+    let left = told.duration_since(SystemTime::now()).unwrap_or_default();
+    let day = std::time::Duration::from_secs(86_400);
+    assert!(left > 4 * day && left <= 5 * day, "{left:?}: {}", r.raw);
 }

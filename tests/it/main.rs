@@ -38,6 +38,7 @@ mod lockout;
 mod login_endpoint;
 mod login_port;
 mod ops;
+mod password_expiry;
 mod password_policy;
 mod posix;
 mod reviews;

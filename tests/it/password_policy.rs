@@ -6,14 +6,20 @@ use crate::support::*;
 
 const METRIC: &str = "kube_ldap_webhook_password_policy_warnings_total";
 
-/// slapd with the ppolicy overlay and one user per account state.
-fn start() -> (Slapd, Daemon) {
+/// slapd with the ppolicy overlay and one user per account state: `expiring`'s password
+/// expires in 23 hours (and the policy warns a day ahead), `grace`'s has expired with 3
+/// grace logins.
+pub(crate) fn ppolicy_slapd() -> Slapd {
     let ldif = std::fs::read_to_string(repo().join("tests/fixtures/openldap/ppolicy.ldif"))
         .unwrap()
         .replace("@TWO_DAYS_AGO@", &generalized_time("-2 days"))
         .replace("@AN_HOUR_AGO@", &generalized_time("-1 hour"));
     let conf = SlapdConf::ppolicy_lockout();
-    let slapd = Slapd::start_configured(&conf, &ldif);
+    Slapd::start_configured(&conf, &ldif)
+}
+
+fn start() -> (Slapd, Daemon) {
+    let slapd = ppolicy_slapd();
     let d = slapd.daemon().start();
     (slapd, d)
 }

@@ -10,6 +10,7 @@ fn issued(token: &str) -> Issued {
         token: Zeroizing::new(token.into()),
         expires: OffsetDateTime::UNIX_EPOCH,
         expiration_timestamp: "1970-01-01T00:00:00Z".into(),
+        password: None,
     }
 }
 

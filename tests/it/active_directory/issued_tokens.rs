@@ -8,6 +8,11 @@ use crate::support::issued::*;
 
 /// A daemon with a login listener, `directory = "active-directory"` over LDAPS.
 fn ad_issuer(keys: &KeyPair, cache: &str) -> Issuer {
+    ad_issuer_with(keys, cache, "")
+}
+
+/// [`ad_issuer`] with `login` lines in `[login]`.
+pub(super) fn ad_issuer_with(keys: &KeyPair, cache: &str, login: &str) -> Issuer {
     let ldap = format!(
         "directory = \"active-directory\"\nca_file = \"{}\"",
         dc().var("SAMBA_CA_FILE")
@@ -17,7 +22,7 @@ fn ad_issuer(keys: &KeyPair, cache: &str) -> Issuer {
         &[dc().var("SAMBA_LDAPS_URL").to_string()],
         &[("ldap", &ldap), ("cache", cache)],
         keys,
-        "",
+        login,
         "",
     )
 }
@@ -31,12 +36,12 @@ fn unicode_pwd(password: &str) -> String {
 }
 
 /// ldapmodify (or an add) as the domain administrator over LDAPS.
-fn admin_ldif(ldif: &str) {
+pub(super) fn admin_ldif(ldif: &str) {
     dc().ldapmodify(ldif).unwrap();
 }
 
 /// A new enabled user `name` with `password`; its DN.
-fn add_user(name: &str, password: &str) -> String {
+pub(super) fn add_user(name: &str, password: &str) -> String {
     let dn = format!("CN={name},{}", dc().var("SAMBA_USERS_DN"));
     admin_ldif(&format!(
         "dn: {dn}\nchangetype: add\nobjectClass: user\nsAMAccountName: {name}\n\
