@@ -227,6 +227,8 @@ async fn requests_beyond_the_ports_in_flight_cap_get_503_at_once_and_are_counted
             std::time::Instant::now() < deadline,
             "the cap never applied"
         );
+        // Below `login.rate`: this test is about the in-flight cap, not the rate limit.
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
     assert!(logins(&i, "busy") >= 1.0);
     drop(paused);
