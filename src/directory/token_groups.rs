@@ -1,0 +1,426 @@
+//! `ldap.group.token_groups`: Active Directory's own answer to "which groups is this user
+//! in". One base-scope read of the user's constructed `tokenGroups` (the SIDs of every
+//! security group the user is in, nested ones too, computed by the DC), then the SIDs
+//! resolved to group entries under `ldap.group.base_dn` in batched `objectSid` searches,
+//! remembered briefly ([`super::sid_cache`]). It does the work the in-chain matching rule
+//! makes the DC do for every group of the domain once per user, and answers the same:
+//!
+//! - the in-chain rule follows `member` values, and a user's primary group (Domain Users)
+//!   is no `member` value: it is a number on the user entry (`primaryGroupID`). The token
+//!   holds it, and the groups it is nested in (BUILTIN\Users). Those are left out unless
+//!   the user reaches them through `member` as well, which the in-chain rule answers for
+//!   the few of them that are under the group base;
+//! - groups outside the group base are left out, as a search under it never finds them.
+//!
+//! The directory is not trusted: a value that is not a SID is skipped and counted
+//! (`kube_ldap_webhook_ldap_malformed_sids_total`), never a panic; a user entry without
+//! `tokenGroups` at all (a bind account that may not read it, or not AD) is an error, not
+//! a user without groups.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use ldap3::{ldap_escape, Ldap};
+
+use super::classify::Attempt;
+use super::paging::{Gate, MAX_GROUPS};
+use super::pool::Server;
+use super::sid::{Sid, SidError};
+use super::{Directory, Entry, Group, Query};
+use crate::metrics::DirectoryLabels;
+
+/// SIDs per resolving search: a filter of about 9 KB.
+pub(crate) const SID_BATCH: usize = 100;
+/// LDAP_MATCHING_RULE_IN_CHAIN.
+const IN_CHAIN: &str = "1.2.840.113556.1.4.1941";
+
+/// What the user's entry says about its token.
+#[derive(Debug, PartialEq)]
+pub(super) struct Token {
+    /// The SIDs of `tokenGroups` that parsed, sorted, without repeats.
+    pub sids: Vec<Sid>,
+    /// Why each value that did not parse did not.
+    pub malformed: Vec<SidError>,
+    /// The primary group: the user's `objectSid` with `primaryGroupID` as its RID.
+    pub primary: Sid,
+}
+
+impl Token {
+    /// Reads `tokenGroups`, `objectSid` and `primaryGroupID` of a base-scope read.
+    pub(super) fn read(entry: &Entry) -> Result<Token, String> {
+        let mut values = entry.values("tokenGroups").peekable();
+        if values.peek().is_none() {
+            return Err(
+                "the user entry has no tokenGroups: the bind account may not read it \
+                 (Active Directory's \"Read tokenGroups\"), or the directory is not Active \
+                 Directory"
+                    .into(),
+            );
+        }
+        let (mut sids, mut malformed) = (Vec::new(), Vec::new());
+        for v in values {
+            match Sid::parse(v) {
+                Ok(sid) => sids.push(sid),
+                Err(e) => malformed.push(e),
+            }
+        }
+        sids.sort_unstable();
+        sids.dedup();
+        let user = match entry.values("objectSid").collect::<Vec<_>>().as_slice() {
+            [one] => Sid::parse(one).map_err(|e| format!("the user's objectSid: {e}"))?,
+            other => {
+                return Err(format!(
+                    "the user entry has {} objectSid values",
+                    other.len()
+                ))
+            }
+        };
+        let rid = match entry
+            .values("primaryGroupID")
+            .collect::<Vec<_>>()
+            .as_slice()
+        {
+            [one] => std::str::from_utf8(one)
+                .ok()
+                .and_then(|t| t.parse::<u32>().ok())
+                .ok_or("the user's primaryGroupID is not a number")?,
+            other => {
+                return Err(format!(
+                    "the user entry has {} primaryGroupID values",
+                    other.len()
+                ))
+            }
+        };
+        let primary = user
+            .sibling(rid)
+            .ok_or("the user's objectSid has no RID to find the primary group by")?;
+        Ok(Token {
+            sids,
+            malformed,
+            primary,
+        })
+    }
+}
+
+/// `(|(objectSid=…)(objectSid=…)…)`, each SID escaped byte by byte.
+fn any_of(sids: &[&Sid]) -> String {
+    let parts: String = sids
+        .iter()
+        .map(|s| format!("(objectSid={})", s.filter_value()))
+        .collect();
+    format!("(|{parts})")
+}
+
+/// The `objectSid` of each entry that has a well-formed one.
+fn sids_of(entries: Vec<Entry>) -> impl Iterator<Item = (Sid, Entry)> {
+    entries.into_iter().filter_map(|e| {
+        let sid = Sid::parse(e.values("objectSid").next()?).ok()?;
+        Some((sid, e))
+    })
+}
+
+impl Directory {
+    /// The user's groups from `tokenGroups`; every request after the first passes `gate`.
+    pub(super) async fn token_groups(
+        &self,
+        s: &Server,
+        ldap: &mut Ldap,
+        user: &Entry,
+        gate: &mut Gate,
+        deadline: Instant,
+    ) -> Result<Vec<Group>, Attempt> {
+        let attrs = ["tokenGroups", "objectSid", "primaryGroupID"].map(String::from);
+        let read = self
+            .paged_search_for(
+                s,
+                ldap,
+                Query::entry(&user.dn),
+                attrs.to_vec(),
+                gate,
+                deadline,
+            )
+            .await
+            .map_err(|e| e.into_attempt("tokenGroups read"))?;
+        let Some(entry) = read.first() else {
+            return Err(Attempt::error("the user entry was not returned"));
+        };
+        let token = Token::read(entry).map_err(Attempt::error)?;
+        self.count_malformed(&user.dn, &token.malformed);
+        if token.sids.len() > MAX_GROUPS {
+            return Err(Attempt::error(format!("more than {MAX_GROUPS} groups")));
+        }
+        let found = self.resolve(s, ldap, &token.sids, gate, deadline).await?;
+        let primary_side = self
+            .primary_side(s, ldap, &token.primary, gate, deadline)
+            .await?;
+        let suspects: Vec<&Sid> = found
+            .keys()
+            .filter(|sid| primary_side.contains(*sid))
+            .collect();
+        let confirmed = self
+            .reached_by_member(s, ldap, &user.dn, &suspects, gate, deadline)
+            .await?;
+        Ok(found
+            .into_iter()
+            .filter(|(sid, _)| !primary_side.contains(sid) || confirmed.contains(sid))
+            .map(|(_, g)| g)
+            .collect())
+    }
+
+    fn count_malformed(&self, dn: &str, malformed: &[SidError]) {
+        let Some(first) = malformed.first() else {
+            return;
+        };
+        let n = malformed.len();
+        self.metrics
+            .ldap_malformed_sids
+            .get_or_create(&DirectoryLabels {
+                directory: self.name.clone(),
+            })
+            .inc_by(n as u64);
+        tracing::warn!(directory = %self.name, user = dn, skipped = n, first = %first, "tokenGroups values that are not SIDs were skipped");
+    }
+
+    /// Each SID's group under the group base, from the cache or in batched searches.
+    async fn resolve(
+        &self,
+        s: &Server,
+        ldap: &mut Ldap,
+        sids: &[Sid],
+        gate: &mut Gate,
+        deadline: Instant,
+    ) -> Result<HashMap<Sid, Group>, Attempt> {
+        let now = crate::clock::now();
+        let mut found = HashMap::new();
+        let mut unknown = Vec::new();
+        for sid in sids {
+            match self.sids.group(sid, now) {
+                Some(Some(g)) => drop(found.insert(sid.clone(), g)),
+                Some(None) => {}
+                None => unknown.push(sid),
+            }
+        }
+        let attrs = vec![self.cfg.group.name_attribute.clone(), "objectSid".into()];
+        for batch in unknown.chunks(SID_BATCH) {
+            let filter = format!("(&(objectClass=group){})", any_of(batch));
+            let q = Query::subtree(&self.cfg.group.base_dn, &filter);
+            let entries = self
+                .paged_search_for(s, ldap, q, attrs.clone(), gate, deadline)
+                .await
+                .map_err(|e| e.into_attempt("tokenGroups group search"))?;
+            let mut groups: HashMap<Sid, Group> = sids_of(entries)
+                .map(|(sid, e)| {
+                    let name = self.group_name(&e);
+                    (sid, Group { dn: e.dn, name })
+                })
+                .collect();
+            // Only the SIDs asked for: an entry the filter should not have matched names
+            // nothing.
+            for &sid in batch {
+                let group = groups.remove(sid);
+                self.sids.put_group(sid.clone(), group.clone(), now);
+                if let Some(g) = group {
+                    found.insert(sid.clone(), g);
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// The primary group and the groups under the group base it is nested in (the DC
+    /// follows the chain from `<SID=…>`): the part of the token the user may not reach
+    /// through `member`.
+    async fn primary_side(
+        &self,
+        s: &Server,
+        ldap: &mut Ldap,
+        primary: &Sid,
+        gate: &mut Gate,
+        deadline: Instant,
+    ) -> Result<Arc<HashSet<Sid>>, Attempt> {
+        let now = crate::clock::now();
+        if let Some(known) = self.sids.nested_in(primary, now) {
+            return Ok(known);
+        }
+        let filter = format!("(member:{IN_CHAIN}:=<SID={primary}>)");
+        let q = Query::subtree(&self.cfg.group.base_dn, &filter);
+        let entries = self
+            .paged_search_for(s, ldap, q, vec!["objectSid".into()], gate, deadline)
+            .await
+            .map_err(|e| e.into_attempt("primary group search"))?;
+        let mut side: HashSet<Sid> = sids_of(entries).map(|(sid, _)| sid).collect();
+        side.insert(primary.clone());
+        let side = Arc::new(side);
+        self.sids.put_nested_in(primary.clone(), side.clone(), now);
+        Ok(side)
+    }
+
+    /// Which of `suspects` the user is in through `member` values, by the in-chain rule
+    /// limited to them (they are few: the primary group's side of the token).
+    async fn reached_by_member(
+        &self,
+        s: &Server,
+        ldap: &mut Ldap,
+        user_dn: &str,
+        suspects: &[&Sid],
+        gate: &mut Gate,
+        deadline: Instant,
+    ) -> Result<HashSet<Sid>, Attempt> {
+        let mut confirmed = HashSet::new();
+        for batch in suspects.chunks(SID_BATCH) {
+            let filter = format!(
+                "(&{}(member:{IN_CHAIN}:={}))",
+                any_of(batch),
+                ldap_escape(user_dn)
+            );
+            let q = Query::subtree(&self.cfg.group.base_dn, &filter);
+            let entries = self
+                .paged_search_for(s, ldap, q, vec!["objectSid".into()], gate, deadline)
+                .await
+                .map_err(|e| e.into_attempt("primary group membership search"))?;
+            confirmed.extend(sids_of(entries).map(|(sid, _)| sid));
+        }
+        Ok(confirmed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::sid::tests::b64;
+    use super::*;
+
+    /// alice's entry as Samba returns it (tests/fixtures/samba/FACTS.md), with `extra`
+    /// tokenGroups values after her real ones.
+    fn alice(extra: &[&[u8]]) -> Entry {
+        let mut token: Vec<Vec<u8>> = [
+            "AQUAAAAAAAUVAAAAxzU6Qo5rdIRVoa7GWwQAAA==",
+            "AQUAAAAAAAUVAAAAxzU6Qo5rdIRVoa7GAQIAAA==",
+            "AQIAAAAAAAUgAAAAIQIAAA==",
+        ]
+        .iter()
+        .map(|v| b64(v))
+        .collect();
+        token.extend(extra.iter().map(|v| v.to_vec()));
+        Entry {
+            dn: "CN=alice,CN=Users,DC=example,DC=test".into(),
+            attrs: vec![
+                ("tokenGroups".into(), token),
+                (
+                    "objectSid".into(),
+                    vec![b64("AQUAAAAAAAUVAAAAxzU6Qo5rdIRVoa7GUgQAAA==")],
+                ),
+                ("primaryGroupID".into(), vec![b"513".to_vec()]),
+            ],
+        }
+    }
+
+    /// The token's SIDs as text, sorted as text.
+    fn shown(t: &Token) -> Vec<String> {
+        let mut v: Vec<String> = t.sids.iter().map(Sid::to_string).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn the_token_gives_every_sid_and_the_primary_group() {
+        let Ok(t) = Token::read(&alice(&[])) else {
+            panic!("alice's token reads");
+        };
+        assert_eq!(
+            shown(&t),
+            [
+                "S-1-5-21-1111111111-2222222222-3333333333-1115",
+                "S-1-5-21-1111111111-2222222222-3333333333-513",
+                "S-1-5-32-545",
+            ]
+        );
+        assert_eq!(
+            t.primary.to_string(),
+            "S-1-5-21-1111111111-2222222222-3333333333-513"
+        );
+        assert!(t.malformed.is_empty());
+    }
+
+    #[test]
+    fn a_malformed_token_groups_value_is_skipped_and_counted() {
+        let truncated = &b64("AQUAAAAAAAUVAAAAxzU6Qo5rdIRVoa7GXAQAAA==")[..20];
+        let Ok(t) = Token::read(&alice(&[truncated, b"", &[2, 0, 0, 0, 0, 0, 0, 5]])) else {
+            panic!("a token with bad values still reads");
+        };
+        assert_eq!(
+            t.sids.len(),
+            3,
+            "the good values are all kept: {:?}",
+            shown(&t)
+        );
+        assert_eq!(
+            t.malformed,
+            [
+                SidError::Length {
+                    len: 20,
+                    count: 5,
+                    want: 28
+                },
+                SidError::TooShort(0),
+                SidError::Revision(2),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_repeated_sid_is_one_group() {
+        let dev_team = b64("AQUAAAAAAAUVAAAAxzU6Qo5rdIRVoa7GWwQAAA==");
+        let Ok(t) = Token::read(&alice(&[&dev_team])) else {
+            panic!("alice's token reads");
+        };
+        assert_eq!(t.sids.len(), 3);
+    }
+
+    #[test]
+    fn an_entry_without_token_groups_is_an_error_not_a_user_without_groups() {
+        let mut e = alice(&[]);
+        e.attrs.retain(|(k, _)| k != "tokenGroups");
+        let Err(why) = Token::read(&e) else {
+            panic!("no tokenGroups must not read as no groups");
+        };
+        assert!(why.contains("Read tokenGroups"), "{why}");
+    }
+
+    #[test]
+    fn the_primary_group_must_be_identifiable() {
+        for (attr, value, says) in [
+            ("objectSid", b"\x01\x05".to_vec(), "objectSid"),
+            ("primaryGroupID", b"513x".to_vec(), "primaryGroupID"),
+            ("primaryGroupID", b"-1".to_vec(), "primaryGroupID"),
+        ] {
+            let mut e = alice(&[]);
+            for (k, vs) in &mut e.attrs {
+                if k == attr {
+                    *vs = vec![value.clone()];
+                }
+            }
+            let Err(why) = Token::read(&e) else {
+                panic!("{attr} = {value:?} must be refused");
+            };
+            assert!(why.contains(says), "{why}");
+        }
+        let mut e = alice(&[]);
+        e.attrs.retain(|(k, _)| k != "primaryGroupID");
+        assert!(Token::read(&e).is_err(), "no primaryGroupID");
+    }
+
+    #[test]
+    fn the_filter_names_every_sid_of_a_batch() {
+        let sids: Vec<Sid> = (0u8..3)
+            .filter_map(|r| Sid::parse(&[1, 1, 0, 0, 0, 0, 0, 5, r, 0, 0, 0]).ok())
+            .collect();
+        let refs: Vec<&Sid> = sids.iter().collect();
+        assert_eq!(
+            any_of(&refs),
+            "(|(objectSid=\\01\\01\\00\\00\\00\\00\\00\\05\\00\\00\\00\\00)\
+             (objectSid=\\01\\01\\00\\00\\00\\00\\00\\05\\01\\00\\00\\00)\
+             (objectSid=\\01\\01\\00\\00\\00\\00\\00\\05\\02\\00\\00\\00))"
+        );
+    }
+}
