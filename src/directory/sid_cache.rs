@@ -66,7 +66,7 @@ impl<K: Hash + Eq, V: Clone> Expiring<K, V> {
 pub(crate) struct SidCache {
     /// A SID's group under the group base; `None`: no group there has it.
     groups: Expiring<Sid, Option<Group>>,
-    /// A primary group's SID, and the groups under the group base it is nested in.
+    /// A primary group's SID, and the groups it is nested in (with itself).
     primary: Expiring<Sid, Arc<HashSet<Sid>>>,
 }
 

@@ -7,9 +7,10 @@
 //!
 //! - the in-chain rule follows `member` values, and a user's primary group (Domain Users)
 //!   is no `member` value: it is a number on the user entry (`primaryGroupID`). The token
-//!   holds it, and the groups it is nested in (BUILTIN\Users). Those are left out unless
-//!   the user reaches them through `member` as well, which the in-chain rule answers for
-//!   the few of them that are under the group base;
+//!   holds it, and the groups it is nested in (BUILTIN\Users). Those (found by a walk up
+//!   from the primary group, remembered for a while) are left out unless the user reaches
+//!   them through `member` as well, which the in-chain rule, limited to those few of them
+//!   that are under the group base, answers;
 //! - groups outside the group base are left out, as a search under it never finds them.
 //!
 //! The directory is not trusted: a value that is not a SID is skipped and counted
@@ -21,7 +22,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use ldap3::{ldap_escape, Ldap};
+use ldap3::{dn_escape, ldap_escape, Ldap};
 
 use super::classify::Attempt;
 use super::paging::{Gate, MAX_GROUPS};
@@ -32,6 +33,8 @@ use crate::metrics::DirectoryLabels;
 
 /// SIDs per resolving search: a filter of about 9 KB.
 pub(crate) const SID_BATCH: usize = 100;
+/// Groups per search when walking up from the primary group, as the level walk.
+const NESTED_BATCH: usize = 50;
 /// LDAP_MATCHING_RULE_IN_CHAIN.
 const IN_CHAIN: &str = "1.2.840.113556.1.4.1941";
 
@@ -112,6 +115,16 @@ fn any_of(sids: &[&Sid]) -> String {
     format!("(|{parts})")
 }
 
+/// `DC=example,DC=test` for a DN in the domain example.test.
+fn domain_root(dn: &str) -> Option<String> {
+    let domain = crate::dn::domain(dn)?;
+    let rdns: Vec<String> = domain
+        .split('.')
+        .map(|label| format!("DC={}", dn_escape(label)))
+        .collect();
+    Some(rdns.join(","))
+}
+
 /// The `objectSid` of each entry that has a well-formed one.
 fn sids_of(entries: Vec<Entry>) -> impl Iterator<Item = (Sid, Entry)> {
     entries.into_iter().filter_map(|e| {
@@ -152,7 +165,7 @@ impl Directory {
         }
         let found = self.resolve(s, ldap, &token.sids, gate, deadline).await?;
         let primary_side = self
-            .primary_side(s, ldap, &token.primary, gate, deadline)
+            .primary_side(s, ldap, &token.primary, &user.dn, gate, deadline)
             .await?;
         let suspects: Vec<&Sid> = found
             .keys()
@@ -228,14 +241,17 @@ impl Directory {
         Ok(found)
     }
 
-    /// The primary group and the groups under the group base it is nested in (the DC
-    /// follows the chain from `<SID=…>`): the part of the token the user may not reach
-    /// through `member`.
+    /// The primary group and every group it is nested in, anywhere in the user's domain:
+    /// the part of the token the user may not reach through `member`. Walked up level by
+    /// level from `(member=<SID=…>)`, each level one search per [`NESTED_BATCH`] groups:
+    /// the in-chain rule from the primary group would be the DC following every group's
+    /// members, the very cost tokenGroups avoids, and a primary group is in few groups.
     async fn primary_side(
         &self,
         s: &Server,
         ldap: &mut Ldap,
         primary: &Sid,
+        user_dn: &str,
         gate: &mut Gate,
         deadline: Instant,
     ) -> Result<Arc<HashSet<Sid>>, Attempt> {
@@ -243,14 +259,47 @@ impl Directory {
         if let Some(known) = self.sids.nested_in(primary, now) {
             return Ok(known);
         }
-        let filter = format!("(member:{IN_CHAIN}:=<SID={primary}>)");
-        let q = Query::subtree(&self.cfg.group.base_dn, &filter);
-        let entries = self
-            .paged_search_for(s, ldap, q, vec!["objectSid".into()], gate, deadline)
-            .await
-            .map_err(|e| e.into_attempt("primary group search"))?;
-        let mut side: HashSet<Sid> = sids_of(entries).map(|(sid, _)| sid).collect();
-        side.insert(primary.clone());
+        let root = domain_root(user_dn).unwrap_or_else(|| self.cfg.group.base_dn.clone());
+        let attrs = vec!["objectSid".to_string()];
+        let mut side = HashSet::from([primary.clone()]);
+        let mut seen = HashSet::new();
+        let mut filters = vec![format!("(member=<SID={primary}>)")];
+        let max_depth = self.cfg.group.max_nested_depth;
+        for depth in 0.. {
+            if filters.is_empty() {
+                break;
+            }
+            if depth > max_depth {
+                return Err(Attempt::error(format!(
+                    "the primary group is nested deeper than ldap.group.max_nested_depth \
+                     ({max_depth})"
+                )));
+            }
+            let mut next = Vec::new();
+            for filter in &filters {
+                let q = Query::subtree(&root, filter);
+                let entries = self
+                    .paged_search_for(s, ldap, q, attrs.clone(), gate, deadline)
+                    .await
+                    .map_err(|e| e.into_attempt("primary group search"))?;
+                for (sid, e) in sids_of(entries) {
+                    if seen.insert(e.dn.to_lowercase()) {
+                        side.insert(sid);
+                        next.push(e.dn);
+                    }
+                }
+            }
+            filters = next
+                .chunks(NESTED_BATCH)
+                .map(|batch| {
+                    let parts: String = batch
+                        .iter()
+                        .map(|dn| format!("(member={})", ldap_escape(dn)))
+                        .collect();
+                    format!("(|{parts})")
+                })
+                .collect();
+        }
         let side = Arc::new(side);
         self.sids.put_nested_in(primary.clone(), side.clone(), now);
         Ok(side)
@@ -408,6 +457,15 @@ mod tests {
         let mut e = alice(&[]);
         e.attrs.retain(|(k, _)| k != "primaryGroupID");
         assert!(Token::read(&e).is_err(), "no primaryGroupID");
+    }
+
+    #[test]
+    fn the_primary_group_is_looked_for_in_the_users_domain() {
+        assert_eq!(
+            domain_root("CN=Carl\\, Comma (QA),CN=Users,DC=Example,DC=test").as_deref(),
+            Some("DC=example,DC=test")
+        );
+        assert_eq!(domain_root("uid=alice,ou=people,o=corp"), None);
     }
 
     #[test]
