@@ -276,3 +276,21 @@ async fn more_groups_than_one_batch_are_resolved_in_batches_and_then_from_the_ca
     );
     assert_eq!(group_searches(&d) - before, 1.0, "the SIDs are known");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_direct_bind_the_user_reads_their_own_token() {
+    // No service account: the user binds by DN and reads their own entry and groups.
+    let d = domain()
+        .daemon()
+        .without_service_account()
+        .section(
+            "user",
+            "dn_template = \"CN={username},CN=Users,DC=example,DC=test\"",
+        )
+        .section("group", "nested = true")
+        .start();
+    assert_eq!(
+        groups_of(&d, "alice", ALICE_PASSWORD).await,
+        ["all-staff", "dev-team", "engineering"]
+    );
+}
