@@ -288,6 +288,11 @@ impl Directory {
                         next.push(e.dn);
                     }
                 }
+                if side.len() > MAX_GROUPS {
+                    return Err(Attempt::error(format!(
+                        "the primary group is in more than {MAX_GROUPS} groups"
+                    )));
+                }
             }
             filters = next
                 .chunks(NESTED_BATCH)
