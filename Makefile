@@ -59,6 +59,7 @@ bench:
 	$(CARGO) bench --bench reviews
 	$(CARGO) bench --bench enumeration
 	$(CARGO) bench --bench issued
+	$(CARGO) bench --bench token_groups
 	# The cost per API request of a JWT kube-apiserver verifies itself against the webhook
 	# (tests/e2e/jwt_cost_test.go; the e2e suite's set-up, with the release binary).
 	KUBE_LDAP_WEBHOOK_E2E_BENCH=1 KUBE_LDAP_WEBHOOK_BIN=$(CURDIR)/$(BIN) tests/e2e/run.sh -run 'JWTCostPerAPIRequest' -v

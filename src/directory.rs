@@ -20,7 +20,10 @@ mod paging;
 mod pool;
 pub(crate) mod ppolicy;
 mod routing;
+mod sid;
+mod sid_cache;
 pub(crate) mod state;
+mod token_groups;
 mod users;
 
 use std::future::Future;
@@ -258,6 +261,9 @@ pub(crate) struct Directory {
     discovering: OnceLock<tokio::sync::watch::Sender<()>>,
     /// A DN under the user base that no entry has: the decoy binds to it.
     decoy_dn: String,
+    /// `ldap.group.token_groups`: SIDs resolved to groups, briefly.
+    sids: sid_cache::SidCache,
+    metrics: Arc<Metrics>,
 }
 
 impl Directory {
@@ -279,11 +285,13 @@ impl Directory {
         let cfg = Arc::new(cfg);
         Directory {
             name: name.to_string(),
-            pool: Arc::new(Pool::new(name, cfg.clone(), tls, metrics)),
+            pool: Arc::new(Pool::new(name, cfg.clone(), tls, metrics.clone())),
             cfg,
             discovery,
             discovering: OnceLock::new(),
             decoy_dn,
+            sids: sid_cache::SidCache::new(),
+            metrics,
         }
     }
 

@@ -166,6 +166,10 @@ metrics! {
         "DNS SRV lookups of LDAP servers, by directory and result (failed: the last good list is kept)";
     ldap_discovered: Family<DirectoryLabels, Gauge> = Family::default(),
         "ldap_discovered_servers", "LDAP servers the last good DNS lookup named, by directory";
+    /// `tokenGroups` values that were not SIDs (`ldap.group.token_groups`), skipped.
+    ldap_malformed_sids: Family<DirectoryLabels, Counter> = Family::default(),
+        "ldap_malformed_sids",
+        "tokenGroups values that were not well-formed SIDs, skipped (ldap.group.token_groups), by directory";
     lockout_refusals: Counter = Counter::default(),
         "lockout_refusals", "Reviews refused locally to protect an account from directory lockout";
     http_errors: Family<CodeLabels, Counter> = Family::default(),
@@ -317,6 +321,7 @@ impl Metrics {
             directory: name.to_string(),
         };
         let _ = self.ldap_failovers.get_or_create(&directory);
+        let _ = self.ldap_malformed_sids.get_or_create(&directory);
         if discovers {
             let _ = self.ldap_discovered.get_or_create(&directory);
             for result in ["ok", "failed"] {

@@ -101,6 +101,7 @@ const KEYS: &[(&str, &[&str])] = &[
     ("ldap.group.membership_attribute", &["memberOf", "", " "]),
     ("ldap.group.nested", &["true", "false"]),
     ("ldap.group.max_nested_depth", COUNTS),
+    ("ldap.group.token_groups", &["true", "false"]),
     ("identity.username_prefix", &["", "ldap:", "system:"]),
     ("identity.group_prefix", &["", "ldap:"]),
     ("cache.capacity", COUNTS),

@@ -15,14 +15,21 @@ pub(super) fn resolve(
 ) -> Result<Group, ConfigError> {
     let nested = g.nested.unwrap_or(false);
     let membership_attribute = g.membership_attribute.filter(|m| !m.trim().is_empty());
+    let sources = Sources {
+        nested,
+        membership_attribute: membership_attribute.is_some(),
+        filter: g.filter.is_some(),
+    };
+    let token_groups = token_groups(g.token_groups, sources, directory, cx)?;
     // With a membership attribute the direct groups come from the user entry, and the walk
     // above them needs the plain member filter: the in-chain rule would skip it.
-    let server_side_nesting = nested
+    let in_chain = nested
         && directory == Preset::ActiveDirectory
         && g.filter.is_none()
         && membership_attribute.is_none();
+    let server_side_nesting = in_chain && !token_groups;
     let group_default = defaults.map(|d| {
-        if server_side_nesting {
+        if in_chain {
             d.nested_group_filter
         } else {
             d.group_filter
@@ -74,8 +81,59 @@ pub(super) fn resolve(
         nested,
         max_nested_depth: cx.count(&d::MAX_NESTED_DEPTH, g.max_nested_depth)?,
         server_side_nesting,
+        token_groups,
         member_uid_attribute,
     })
+}
+
+/// What else of `[ldap.group]` the file set.
+#[derive(Clone, Copy)]
+struct Sources {
+    nested: bool,
+    membership_attribute: bool,
+    filter: bool,
+}
+
+/// `ldap.group.token_groups`: on by default for nested groups on Active Directory with the
+/// preset's filter (the filter is then not sent, so a filter of one's own keeps the search
+/// it describes); set, it must be the only source of groups.
+fn token_groups(
+    set: Option<bool>,
+    g: Sources,
+    directory: Preset,
+    cx: &mut Ctx,
+) -> Result<bool, ConfigError> {
+    const KEY: &str = "ldap.group.token_groups";
+    let Some(wanted) = set else {
+        return Ok(directory == Preset::ActiveDirectory
+            && g.nested
+            && !g.filter
+            && !g.membership_attribute);
+    };
+    if !wanted {
+        return Ok(false);
+    }
+    let refusal = if directory != Preset::ActiveDirectory {
+        Some("tokenGroups is Active Directory's: it needs ldap.directory = \"active-directory\"")
+    } else if !g.nested {
+        Some("tokenGroups holds nested groups too: it needs ldap.group.nested = true")
+    } else if g.membership_attribute {
+        Some(
+            "the groups come from tokenGroups or from ldap.group.membership_attribute, not \
+             both: remove one",
+        )
+    } else if g.filter {
+        Some(
+            "ldap.group.filter is not sent when the groups come from tokenGroups: remove one \
+             (the groups are the security groups under ldap.group.base_dn)",
+        )
+    } else {
+        None
+    };
+    match refusal {
+        Some(why) => Err(cx.invalid(KEY, why)),
+        None => Ok(true),
+    }
 }
 
 /// The attribute `{uid}` comes from (`uid` unless set), needed only when a filter with
@@ -205,6 +263,44 @@ mod tests {
             .is_ok(),
             "rfc2307bis: groups that list DNs nest"
         );
+    }
+
+    const AD: &str = "directory = \"active-directory\"";
+
+    #[test]
+    fn an_explicit_group_filter_keeps_its_search_on_active_directory() {
+        let Ok(c) = with(
+            AD,
+            "nested = true\nfilter = \"(&(objectClass=group)(member={dn}))\"",
+        ) else {
+            panic!("a nested AD config with a filter loads");
+        };
+        assert!(!c.ldap.group.token_groups);
+        assert!(!c.ldap.group.server_side_nesting, "walked level by level");
+    }
+
+    #[test]
+    fn token_groups_is_refused_where_it_cannot_be_the_one_source_of_groups() {
+        for (ldap, group, says) in [
+            ("", "nested = true\ntoken_groups = true", "active-directory"),
+            (AD, "token_groups = true", "ldap.group.nested = true"),
+            (
+                AD,
+                "nested = true\ntoken_groups = true\nmembership_attribute = \"memberOf\"",
+                "membership_attribute",
+            ),
+            (
+                AD,
+                "nested = true\ntoken_groups = true\nfilter = \"(member={dn})\"",
+                "ldap.group.filter",
+            ),
+        ] {
+            let Err(e) = with(ldap, group) else {
+                panic!("[{group}] with [{ldap}] must be refused");
+            };
+            assert!(e.contains("key `ldap.group.token_groups`"), "{e}");
+            assert!(e.contains(says), "{e}");
+        }
     }
 
     #[test]

@@ -127,6 +127,7 @@ pub(super) struct RawGroup {
     pub nested: Option<bool>,
     pub max_nested_depth: Option<u64>,
     pub member_uid_attribute: Option<String>,
+    pub token_groups: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

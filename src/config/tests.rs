@@ -94,8 +94,19 @@ fn active_directory_preset_fills_the_ad_defaults() {
     assert_eq!(c.ldap.user.login, LoginForms::StripDomain);
     assert!(!c.ldap.group.server_side_nesting);
 
+    assert!(
+        !c.ldap.group.token_groups,
+        "direct groups: the member filter"
+    );
+
     let nested = format!("{ad}[ldap.group]\nnested = true\n");
     let c = load(&write(d.path(), &nested)).unwrap();
+    assert!(c.ldap.group.token_groups, "nested groups: tokenGroups");
+    assert!(!c.ldap.group.server_side_nesting);
+
+    let in_chain = format!("{nested}token_groups = false\n");
+    let c = load(&write(d.path(), &in_chain)).unwrap();
+    assert!(!c.ldap.group.token_groups);
     assert!(c.ldap.group.server_side_nesting);
     assert!(
         c.ldap.group.filter.contains(":1.2.840.113556.1.4.1941:="),
@@ -107,6 +118,7 @@ fn active_directory_preset_fills_the_ad_defaults() {
     let member_of = format!("{nested}membership_attribute = \"memberOf\"\n");
     let c = load(&write(d.path(), &member_of)).unwrap();
     assert!(!c.ldap.group.server_side_nesting);
+    assert!(!c.ldap.group.token_groups);
     assert_eq!(
         c.ldap.group.filter,
         "(&(objectClass=group)(groupType:1.2.840.113556.1.4.803:=2147483648)(member={dn}))",
@@ -307,6 +319,7 @@ mod example_config {
             "nested",
             "max_nested_depth",
             "member_uid_attribute",
+            "token_groups",
             "username_prefix",
             "group_prefix",
             "lowercase_username",

@@ -213,6 +213,9 @@ pub struct Group {
     pub max_nested_depth: usize,
     /// Active Directory resolves nesting on the server (LDAP_MATCHING_RULE_IN_CHAIN).
     pub server_side_nesting: bool,
+    /// `ldap.group.token_groups`: Active Directory's groups from the user's `tokenGroups`
+    /// (every security group, nested ones too), resolved to entries under `base_dn`.
+    pub token_groups: bool,
     /// `ldap.group.member_uid_attribute`: the attribute of the user entry `{uid}` is read
     /// from; `None` when the filter has no `{uid}`.
     pub member_uid_attribute: Option<String>,

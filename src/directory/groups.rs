@@ -1,5 +1,6 @@
 //! A user's groups: a group search, the membership attribute of the user entry, a nested
-//! walk level by level, or Active Directory's in-chain rule. A list cut short by a size,
+//! walk level by level, Active Directory's in-chain rule, or its `tokenGroups`
+//! (`token_groups.rs`). A list cut short by a size,
 //! time or depth limit is an error, never a shorter list: a missing group can be a missing
 //! deny as much as a missing grant.
 
@@ -103,7 +104,7 @@ fn member_uid(user: &Entry, attr: &str) -> Result<String, Attempt> {
 }
 
 impl Directory {
-    fn group_name(&self, g: &Entry) -> Option<String> {
+    pub(super) fn group_name(&self, g: &Entry) -> Option<String> {
         let attr = &self.cfg.group.name_attribute;
         g.values(attr)
             .find_map(|v| std::str::from_utf8(v).ok().map(str::to_string))
@@ -162,8 +163,13 @@ impl Directory {
         deadline: Instant,
     ) -> Result<Vec<Group>, Attempt> {
         let g = &self.cfg.group;
-        let p = self.placeholders(user, login)?;
         let mut got = Collected::new(gate);
+        if g.token_groups {
+            return self
+                .token_groups(s, ldap, user, &mut got.gate, deadline)
+                .await;
+        }
+        let p = self.placeholders(user, login)?;
         let frontier = match self.membership_source(user) {
             Some(attr) => {
                 self.listed_groups(s, ldap, user, attr, &mut got, deadline)

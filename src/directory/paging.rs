@@ -125,6 +125,20 @@ impl Directory {
         deadline: Instant,
     ) -> Result<Vec<Entry>, OpError> {
         let attrs = vec![self.cfg.group.name_attribute.clone()];
+        self.paged_search_for(s, ldap, q, attrs, gate, deadline)
+            .await
+    }
+
+    /// [`Directory::paged_search`] reading `attrs` instead of the group name.
+    pub(super) async fn paged_search_for(
+        &self,
+        s: &Server,
+        ldap: &mut Ldap,
+        q: Query<'_>,
+        attrs: Vec<String>,
+        gate: &mut Gate,
+        deadline: Instant,
+    ) -> Result<Vec<Entry>, OpError> {
         let work = async {
             let mut out = Vec::new();
             let mut cookie = Vec::new();

@@ -14,6 +14,9 @@ mod issued_tokens;
 /// active_directory/password_expiry.rs.
 mod password_expiry;
 
+/// `ldap.group.token_groups`, compared with the in-chain rule: active_directory/token_groups.rs.
+mod token_groups;
+
 /// Domain controllers found in DNS, on the same DC: active_directory/discovery.rs.
 mod discovery;
 
@@ -45,16 +48,21 @@ fn dc() -> &'static Dc {
 /// A user whose userPrincipalName is not built from the sAMAccountName, which the
 /// fixture does not have: `asmith`, UPN `alice.smith@example.test`.
 fn add_asmith(dc: &Dc) -> Result<(), String> {
-    let pw: Vec<u8> = "\"Passw0rd!asmith\""
-        .encode_utf16()
-        .flat_map(u16::to_le_bytes)
-        .collect();
     dc.ldapadd(&format!(
         "dn: CN=Alice Smith,{}\nobjectClass: user\nsAMAccountName: asmith\n\
          userPrincipalName: alice.smith@example.test\nuserAccountControl: 512\nunicodePwd:: {}\n",
         dc.var("SAMBA_USERS_DN"),
-        base64::engine::general_purpose::STANDARD.encode(pw)
+        unicode_pwd("Passw0rd!asmith")
     ))
+}
+
+/// AD's `unicodePwd` for `password`: the quoted password in UTF-16LE, base64.
+fn unicode_pwd(password: &str) -> String {
+    let bytes: Vec<u8> = format!("\"{password}\"")
+        .encode_utf16()
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 async fn review(d: &Daemon, user: &str, password: &str) -> Answer {
@@ -171,7 +179,8 @@ async fn user_principal_name_can_be_the_username() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn nested_groups_are_resolved_two_levels_deep() {
-    // LDAP_MATCHING_RULE_IN_CHAIN, which the preset selects for nested = true.
+    // tokenGroups, which the preset reads for nested = true (the in-chain rule with
+    // token_groups = false; active_directory/token_groups.rs holds one against the other).
     let d = dc().daemon().section("group", "nested = true").start();
     let all = ["all-staff", "dev-team", "engineering"];
     assert_eq!(groups(&review(&d, "alice", ALICE_PASSWORD).await), all);
@@ -321,7 +330,12 @@ async fn lockout_protection_counts_every_spelling_as_one_user() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_user_in_1100_groups_gets_them_all() {
     let want: Vec<String> = (1..=1100).map(|i| format!("bulk-{i:04}")).collect();
-    for group in ["", "nested = true", "membership_attribute = \"memberOf\""] {
+    for group in [
+        "",
+        "nested = true",
+        "nested = true\ntoken_groups = false",
+        "membership_attribute = \"memberOf\"",
+    ] {
         let d = dc().daemon().section("group", group).start();
         let a = review(&d, "many-groups-user", "Passw0rd!many-groups-user").await;
         assert_eq!(

@@ -109,13 +109,7 @@ async fn a_system_masters_group_from_the_directory_is_dropped() {
         a.body["status"]["user"]["groups"],
         serde_json::json!(["admins", "developers"])
     );
-    assert_eq!(
-        d.metric(
-            "kube_ldap_webhook_reserved_names_total",
-            &[("event", "group")]
-        ),
-        1.0
-    );
+    assert_eq!(d.reserved_groups_dropped(), 1.0);
     d.wait_for_log("system:masters");
 }
 

@@ -27,14 +27,6 @@ pub(super) fn ad_issuer_with(keys: &KeyPair, cache: &str, login: &str) -> Issuer
     )
 }
 
-fn unicode_pwd(password: &str) -> String {
-    let bytes: Vec<u8> = format!("\"{password}\"")
-        .encode_utf16()
-        .flat_map(u16::to_le_bytes)
-        .collect();
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
 /// ldapmodify (or an add) as the domain administrator over LDAPS.
 pub(super) fn admin_ldif(ldif: &str) {
     dc().ldapmodify(ldif).unwrap();

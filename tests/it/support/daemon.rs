@@ -260,6 +260,14 @@ impl Daemon {
         sample_sum(&self.metrics(), name, labels)
     }
 
+    /// Directory groups dropped because they would be `system:` names in Kubernetes.
+    pub fn reserved_groups_dropped(&self) -> f64 {
+        self.metric(
+            "kube_ldap_webhook_reserved_names_total",
+            &[("event", "group")],
+        )
+    }
+
     /// `kube_ldap_webhook_ldap_failovers_total` of `directory`: reviews that went past a
     /// server that did not answer.
     pub fn failovers(&self, directory: &str) -> f64 {

@@ -26,7 +26,7 @@ impl Dc {
     /// entries it adds once itself (active_directory.rs's `dc()`); a test that changes the
     /// directory works on entries of its own.
     pub fn shared() -> &'static Dc {
-        match DC.get_or_init(Dc::start) {
+        match DC.get_or_init(|| Dc::start("", None)) {
             Ok(dc) => dc,
             Err(e) => panic!(
                 "the Samba AD DC did not start (samba-dc.sh needs root and network namespaces):\n{e}"
@@ -40,16 +40,18 @@ impl Dc {
     /// binary killed halfway runs no destructors, so the test process itself cannot be
     /// trusted to clean up. Since the guardian also does the start, an exit during
     /// provisioning still ends in a stop once the start is done.
-    fn start() -> Result<Dc, String> {
-        let dir =
-            std::env::temp_dir().join(format!("kube-ldap-webhook-samba-{}", std::process::id()));
+    fn start(name: &str, extra_ldif: Option<&Path>) -> Result<Dc, String> {
+        let dir = std::env::temp_dir().join(format!(
+            "kube-ldap-webhook-samba{name}-{}",
+            std::process::id()
+        ));
         let sibling = |ext: &str| PathBuf::from(format!("{}.{ext}", dir.display()));
         let (env_file, log_file, rc_file) = (sibling("env"), sibling("log"), sibling("rc"));
         for f in [&env_file, &log_file, &rc_file] {
             let _ = std::fs::remove_file(f);
         }
         let started = Instant::now();
-        let mut guardian = guardian(&dir)?;
+        let mut guardian = guardian(&dir, extra_ldif)?;
         // Provisioning takes about 8 s; a first run may also apt-get install Samba.
         let deadline = started + Duration::from_secs(600);
         let rc = loop {
@@ -91,6 +93,14 @@ impl Dc {
             dc.ldaps_url()
         );
         Ok(dc)
+    }
+
+    /// A DC of its own (not the run's shared one) with the entries of `ldif` loaded
+    /// offline after the fixture's (`SAMBA_DC_EXTRA_LDIF`): for benchmarks that need a big
+    /// domain. Stopped when this process exits, as the shared one.
+    #[allow(dead_code, reason = "for benches/token_groups")]
+    pub fn start_with(name: &str, ldif: &Path) -> Result<Dc, String> {
+        Dc::start(&format!("-{name}"), Some(ldif))
     }
 
     /// A variable `samba-dc.sh start` printed.
@@ -225,7 +235,7 @@ impl Dc {
 }
 
 /// The guardian of [`Dc::start`], running.
-fn guardian(dir: &Path) -> Result<std::process::Child, String> {
+fn guardian(dir: &Path, extra_ldif: Option<&Path>) -> Result<std::process::Child, String> {
     let script = repo().join("tests/fixtures/samba/samba-dc.sh");
     let guardian = r#"S=$1 D=$2 T=$3
 "$S" start "$D" >"$D.env" 2>"$D.log"
@@ -241,6 +251,9 @@ rm -rf "$D" "$D.env" "$D.log" "$D.rc""#;
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
+    if let Some(ldif) = extra_ldif {
+        cmd.env("SAMBA_DC_EXTRA_LDIF", ldif);
+    }
     // Its own session: a Ctrl-C to cargo's process group does not stop the cleanup.
     // SAFETY: setsid is async-signal-safe, and nothing else runs between fork and exec.
     unsafe {
