@@ -110,7 +110,9 @@ pub fn run(cx: &Ctx, r: &mut Report) -> BenchResult {
         .collect();
     plot::draw(
         "growth-single-flight",
-        &format!("{CONCURRENT} concurrent first reviews of one token: {binds} LDAP binds for {TOKENS} tokens"),
+        &format!(
+            "{CONCURRENT} concurrent first reviews of a token: {binds} binds for {TOKENS} tokens"
+        ),
         "latency (us)",
         false,
         &[("answers within (%)", vec![Series::new("200 at once", cdf)])],

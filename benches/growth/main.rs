@@ -201,9 +201,15 @@ fn main() -> BenchResult {
         .collect();
     r.json.insert("targets".into(), Value::Array(targets));
     r.json.insert("quick".into(), json!(cx.plan.quick));
+    // A run of some sections leaves the whole run's figures alone.
+    let name = if std::env::var("KLW_BENCH_ONLY").is_ok_and(|v| !v.is_empty()) {
+        "growth-partial"
+    } else {
+        "growth"
+    };
     println!(
         "wrote {}",
-        write_json("growth", &Value::Object(r.json))?.display()
+        write_json(name, &Value::Object(r.json))?.display()
     );
     Ok(())
 }

@@ -72,7 +72,8 @@ fn render(
     log_x: bool,
     panels: &[Panel],
 ) -> BenchResult {
-    let width = 420 * panels.len() as u32;
+    // Wide enough for the title over a single panel.
+    let width = (420 * panels.len() as u32).max(760);
     let root = BitMapBackend::new(path, (width, 400)).into_drawing_area();
     root.fill(&WHITE)?;
     let root = root.titled(title, ("sans-serif", 20))?;
@@ -121,7 +122,10 @@ where
             .legend(move |(x, y)| {
                 PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
             });
-        chart.draw_series(s.points.iter().map(|&p| Circle::new(p, 4, color.filled())))?;
+        // Markers on the measured points of a curve; a distribution is a line alone.
+        if s.points.len() <= 20 {
+            chart.draw_series(s.points.iter().map(|&p| Circle::new(p, 4, color.filled())))?;
+        }
     }
     chart
         .configure_series_labels()
