@@ -62,6 +62,7 @@ pub struct Negotiate {
     pub spn: String,
     pub ldap: ldap3::Ldap,
     pub bind_dn: String,
+    pub user: String,
     pub password: String,
 }
 
@@ -163,13 +164,14 @@ fn main() -> BenchResult {
         Row::MissIssued,
         Row::LoginPassword,
         Row::LoginNegotiate,
+        Row::LoginPasswordSamba,
         Row::TokenExchange,
         Row::Lockout,
         Row::Readyz,
     ];
     let mut out = Vec::new();
     for row in rows {
-        if row == Row::LoginNegotiate && env.negotiate.is_none() {
+        if matches!(row, Row::LoginNegotiate | Row::LoginPasswordSamba) && env.negotiate.is_none() {
             continue;
         }
         match rt.block_on(measure(&mut env, row, samples, slapd_pid, base_pid)) {
@@ -340,6 +342,7 @@ async fn negotiate() -> BenchResult<Negotiate> {
         spn: spn.to_string(),
         ldap,
         bind_dn: format!("CN=alice,{}", dc.var("SAMBA_USERS_DN")),
+        user: "alice".into(),
         password: "Passw0rd!alice".into(),
         issuer,
     })

@@ -19,6 +19,7 @@ pub enum Row {
     MissIssued,
     LoginPassword,
     LoginNegotiate,
+    LoginPasswordSamba,
     TokenExchange,
     Lockout,
     Readyz,
@@ -33,6 +34,7 @@ impl Row {
             Row::MissIssued => "review, issued token's re-check",
             Row::LoginPassword => "POST /login, password",
             Row::LoginNegotiate => "POST /login, Negotiate (Samba)",
+            Row::LoginPasswordSamba => "POST /login, password (Samba)",
             Row::TokenExchange => "POST /token (JWT for a session)",
             Row::Lockout => "review refused by lockout",
             Row::Readyz => "GET /readyz",
@@ -45,7 +47,7 @@ impl Row {
             Row::MissBasic => "ldap3: search + bind + groups",
             Row::MissIssued | Row::TokenExchange => "ldap3: read DN + groups",
             Row::LoginPassword => "ldap3: the user's bind",
-            Row::LoginNegotiate => "ldap3: the user's bind on Samba",
+            Row::LoginNegotiate | Row::LoginPasswordSamba => "ldap3: the user's bind on Samba",
             Row::Readyz => "GET /healthz, same listener",
         }
     }
@@ -168,15 +170,20 @@ impl Env {
                 let basic = format!("Basic {}", token(&user(LOGIN), crate::PASSWORD));
                 post(&self.login, &self.login_uri, &basic).await
             }
-            Row::LoginNegotiate => {
-                let Some(n) = self.negotiate.as_mut() else {
+            Row::LoginNegotiate | Row::LoginPasswordSamba => {
+                let Some(n) = self.negotiate.as_ref() else {
                     return Err("no Samba DC".into());
                 };
-                let credential = n
-                    .ticket
-                    .negotiate(&n.spn, crate::support::kerberos::Mech::Spnego);
+                let auth = if row == Row::LoginNegotiate {
+                    let credential = n
+                        .ticket
+                        .negotiate(&n.spn, crate::support::kerberos::Mech::Spnego);
+                    format!("Negotiate {credential}")
+                } else {
+                    format!("Basic {}", token(&n.user, &n.password))
+                };
                 // A new connection for each, as the credential plugin makes it.
-                let (url, auth) = (n.login_uri.to_string(), format!("Negotiate {credential}"));
+                let url = n.login_uri.to_string();
                 let t0 = Instant::now();
                 let r = try_request_from(
                     &n.issuer.daemon.pki,
@@ -189,7 +196,7 @@ impl Env {
                 .await?;
                 let took = t0.elapsed();
                 if r.status != 200 {
-                    return Err(format!("Negotiate login: {} {}", r.status, r.raw).into());
+                    return Err(format!("login on Samba: {} {}", r.status, r.raw).into());
                 }
                 Ok(took)
             }
@@ -218,7 +225,7 @@ impl Env {
             Row::MissBasic => self.direct.miss(&user(MISS)).await,
             Row::MissIssued | Row::TokenExchange => self.direct.recheck(&user(RECHECK)).await,
             Row::LoginPassword => self.direct.bind(&user(LOGIN)).await,
-            Row::LoginNegotiate => {
+            Row::LoginNegotiate | Row::LoginPasswordSamba => {
                 let Some(n) = self.negotiate.as_mut() else {
                     return Err("no Samba DC".into());
                 };
@@ -239,7 +246,7 @@ impl Env {
         match row {
             Row::HitBasic | Row::HitIssued | Row::Lockout => (vec![daemon], vec![base]),
             Row::Readyz => (vec![daemon], vec![daemon]),
-            Row::LoginNegotiate => (
+            Row::LoginNegotiate | Row::LoginPasswordSamba => (
                 self.negotiate
                     .as_ref()
                     .map(|n| vec![n.pid])
