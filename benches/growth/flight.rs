@@ -24,51 +24,52 @@ fn reviews(d: &Daemon, source: &str) -> f64 {
     )
 }
 
+/// `TOKENS` rounds of `CONCURRENT` reviews of user `first + t`'s fresh token at once, each
+/// after a lone miss of user `first + TOKENS + t`: every answer's latency, the lone
+/// misses', and how many of the concurrent reviews were accepted.
+async fn bursts(d: &Daemon, first: usize) -> BenchResult<(Lat, Lat, usize)> {
+    let (url, cs, lone) = (uri(d)?, clients(d, CONNECTIONS, true), clients(d, 1, false));
+    let (mut all, mut single, mut ok) = (Lat::default(), Lat::default(), 0);
+    // Warm connections (a cache miss each, counted as LDAP).
+    for c in cs.iter().chain(&lone) {
+        review(c, &url, user_body(first + 2 * TOKENS - 1)).await?;
+    }
+    for t in 0..TOKENS {
+        single.push(review(&lone[0], &url, user_body(first + TOKENS + t)).await?);
+        let body = user_body(first + t);
+        let futs = (0..CONCURRENT).map(|k| {
+            let (c, url, body) = (cs[k % CONNECTIONS].clone(), url.clone(), body.clone());
+            async move {
+                let t0 = Instant::now();
+                let a = c.send("POST", url, body).await;
+                (t0.elapsed(), matches!(a, Ok((200, b)) if accepted(&b)))
+            }
+        });
+        let answers = tokio::time::timeout(
+            Duration::from_secs(60),
+            futures_util::future::join_all(futs),
+        )
+        .await?;
+        for (took, accepted) in answers {
+            all.push(took);
+            ok += usize::from(accepted);
+        }
+    }
+    Ok((all, single, ok))
+}
+
 pub fn run(cx: &Ctx, r: &mut Report) -> BenchResult {
     r.line(String::new());
     r.line(format!(
         "4. {CONCURRENT} concurrent first reviews of one fresh token over {CONNECTIONS} HTTP/2 connections, {TOKENS} tokens one after another"
     ));
     let d = daemon(&cx.slapd, "capacity = 10000\nttl = \"3h\"");
-    let (url, cs, lone) = (
-        uri(&d)?,
-        clients(&d, CONNECTIONS, true),
-        clients(&d, 1, false),
-    );
     // Past every user the other sections reviewed.
     let first = cx.plan.users() - 2 * TOKENS;
-    let (mut all, mut single, mut ok) = (Lat::default(), Lat::default(), 0);
     let sources = ["ldap", "coalesced", "cache"];
     let before: Vec<f64> = sources.iter().map(|s| reviews(&d, s)).collect();
     let mark = cx.slapd.log_mark();
-    cx.rt.block_on(async {
-        // Warm connections (a cache miss each, counted below as LDAP).
-        for c in cs.iter().chain(&lone) {
-            review(c, &url, user_body(first + 2 * TOKENS - 1)).await?;
-        }
-        for t in 0..TOKENS {
-            single.push(review(&lone[0], &url, user_body(first + TOKENS + t)).await?);
-            let body = user_body(first + t);
-            let futs = (0..CONCURRENT).map(|k| {
-                let (c, url, body) = (cs[k % CONNECTIONS].clone(), url.clone(), body.clone());
-                async move {
-                    let t0 = Instant::now();
-                    let a = c.send("POST", url, body).await;
-                    (t0.elapsed(), matches!(a, Ok((200, b)) if accepted(&b)))
-                }
-            });
-            let answers = tokio::time::timeout(
-                Duration::from_secs(60),
-                futures_util::future::join_all(futs),
-            )
-            .await?;
-            for (took, accepted) in answers {
-                all.push(took);
-                ok += usize::from(accepted);
-            }
-        }
-        Ok::<_, Box<dyn std::error::Error>>(())
-    })?;
+    let (all, single, ok) = cx.rt.block_on(bursts(&d, first))?;
     let log = cx.slapd.stats_since(mark);
     let binds: usize = (0..TOKENS)
         .map(|t| {

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use serde_json::json;
 
 use crate::common::{BenchResult, Lat};
@@ -14,24 +16,15 @@ use crate::{daemon, Ctx, Report, GROUP_COUNTS};
 /// Round trips timed per group count, one at a time, the counts taking turns.
 const SAMPLES: usize = 100;
 
-pub fn run(cx: &Ctx, r: &mut Report) -> BenchResult {
-    let plan = &cx.plan;
-    r.line(String::new());
-    r.line(format!(
-        "3. reviews of users in {} groups: {SAMPLES} directory round trips each, one at a time (cache.ttl = 0); cache hits in a closed loop",
-        GROUP_COUNTS.map(|n| n.to_string()).join(", ")
-    ));
-    let bodies: Vec<_> = GROUP_COUNTS
-        .iter()
-        .map(|n| body(&format!("grp{n}")))
-        .collect();
+/// `SAMPLES` directory round trips of each of `bodies`, one at a time, taking turns.
+fn round_trips(cx: &Ctx, bodies: &[Bytes]) -> BenchResult<Vec<Lat>> {
     let d = uncached(cx);
     let (url, c) = (uri(&d)?, clients(&d, 1, false));
-    let mut misses: Vec<Lat> = GROUP_COUNTS.iter().map(|_| Lat::default()).collect();
+    let mut misses: Vec<Lat> = bodies.iter().map(|_| Lat::default()).collect();
     cx.rt.block_on(async {
         for k in 0..SAMPLES + 3 {
-            for j in 0..GROUP_COUNTS.len() {
-                let i = (k + j) % GROUP_COUNTS.len();
+            for j in 0..bodies.len() {
+                let i = (k + j) % bodies.len();
                 let took = review(&c[0], &url, bodies[i].clone()).await?;
                 // The first rounds warm the connections up.
                 if k >= 3 {
@@ -41,39 +34,45 @@ pub fn run(cx: &Ctx, r: &mut Report) -> BenchResult {
         }
         Ok::<_, Box<dyn std::error::Error>>(())
     })?;
-    drop(d);
+    Ok(misses)
+}
+
+/// Closed loops of cache hits of each of `bodies`, and the size of each answer.
+fn cached_hits(cx: &Ctx, bodies: &[Bytes]) -> BenchResult<(Vec<Run>, Vec<usize>)> {
+    let plan = &cx.plan;
     let cached = daemon(&cx.slapd, "capacity = 100\nttl = \"3h\"");
     let (url, cs) = (uri(&cached)?, clients(&cached, plan.in_flight, false));
-    let mut hits = Vec::new();
-    let mut reply_bytes = Vec::new();
-    for b in &bodies {
-        reply_bytes.push(
-            cx.rt
-                .block_on(cs[0].send("POST", url.clone(), b.clone()))?
-                .1
-                .len(),
-        );
+    let (mut hits, mut reply_bytes) = (Vec::new(), Vec::new());
+    for b in bodies {
+        let (_, reply) = cx.rt.block_on(cs[0].send("POST", url.clone(), b.clone()))?;
+        reply_bytes.push(reply.len());
         let b = b.clone();
         let pick: Pick = Arc::new(move |_, _| b.clone());
         let runs = cx.rt.block_on(async {
             let mut v = Vec::new();
             for _ in 0..plan.rounds {
-                v.push(
-                    closed_loop(
-                        &cs,
-                        plan.in_flight,
-                        &url,
-                        pick.clone(),
-                        cached.pid(),
-                        plan.run,
-                    )
-                    .await,
-                );
+                let (p, pid) = (pick.clone(), cached.pid());
+                v.push(closed_loop(&cs, plan.in_flight, &url, p, pid, plan.run).await);
             }
             v
         });
         hits.push(Run::merge(runs));
     }
+    Ok((hits, reply_bytes))
+}
+
+pub fn run(cx: &Ctx, r: &mut Report) -> BenchResult {
+    r.line(String::new());
+    r.line(format!(
+        "3. reviews of users in {} groups: {SAMPLES} directory round trips each, one at a time (cache.ttl = 0); cache hits in a closed loop",
+        GROUP_COUNTS.map(|n| n.to_string()).join(", ")
+    ));
+    let bodies: Vec<_> = GROUP_COUNTS
+        .iter()
+        .map(|n| body(&format!("grp{n}")))
+        .collect();
+    let misses = round_trips(cx, &bodies)?;
+    let (hits, reply_bytes) = cached_hits(cx, &bodies)?;
     r.line(format!(
         "   {:>7} {:>12} {:>12} {:>12} {:>10} {:>12} {:>12}",
         "groups", "miss p50 us", "miss p99 us", "reply bytes", "hits/s", "hit p99 us", "hit CPU us"

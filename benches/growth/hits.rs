@@ -53,14 +53,10 @@ fn hits(cx: &Ctx, d: &Daemon, pick: Pick) -> BenchResult<(Run, f64)> {
     Ok((Run::merge(runs), h / (h + m).max(1.0)))
 }
 
-pub fn run(cx: &Ctx, r: &mut Report) -> BenchResult {
+/// The daemon filled to each of `plan.cached` answers in turn, and its hits measured at
+/// each: the points of the curve, printed as they come.
+fn curve(cx: &Ctx, r: &mut Report) -> BenchResult<Vec<Point>> {
     let plan = &cx.plan;
-    r.line(String::new());
-    r.line(format!(
-        "1. cache hits with {} cached answers ({} HTTP/1.1 connections in a closed loop over all of them, {} x {:.0}s per point)",
-        plan.cached.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", "),
-        plan.in_flight, plan.rounds, plan.run.as_secs_f64()
-    ));
     let d = daemon(
         &cx.slapd,
         &format!("capacity = {}\nttl = \"3h\"", plan.users() + 1000),
@@ -105,6 +101,18 @@ pub fn run(cx: &Ctx, r: &mut Report) -> BenchResult {
             hit_fraction,
         });
     }
+    Ok(points)
+}
+
+pub fn run(cx: &Ctx, r: &mut Report) -> BenchResult {
+    let plan = &cx.plan;
+    r.line(String::new());
+    r.line(format!(
+        "1. cache hits with {} cached answers ({} HTTP/1.1 connections in a closed loop over all of them, {} x {:.0}s per point)",
+        plan.cached.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", "),
+        plan.in_flight, plan.rounds, plan.run.as_secs_f64()
+    ));
+    let points = curve(cx, r)?;
     let (Some(first), Some(last)) = (points.first(), points.last()) else {
         return Err("no points on the hit curve".into());
     };
@@ -250,7 +258,13 @@ pub fn churn(cx: &Ctx, r: &mut Report) -> BenchResult {
         "<= 1.05, entries <= capacity",
         rss_ratio <= 1.05 && twice.entries <= capacity as f64,
     );
-    let curve = &points[..CURVE.min(points.len())];
+    plot_churn(capacity, &points[..CURVE.min(points.len())])?;
+    r.json.insert("churn".into(), json!({"capacity": capacity, "points": points.iter().map(Point::json).collect::<Vec<_>>(), "rss_ratio_last_2x_rounds": rss_ratio}));
+    Ok(())
+}
+
+/// The churn curve's PNG.
+fn plot_churn(capacity: usize, curve: &[Point]) -> BenchResult {
     let xy = |f: &dyn Fn(&Point) -> f64| curve.iter().map(|p| (p.x, f(p))).collect::<Vec<_>>();
     plot::draw(
         "growth-churn",
@@ -275,6 +289,5 @@ pub fn churn(cx: &Ctx, r: &mut Report) -> BenchResult {
             ),
         ],
     )?;
-    r.json.insert("churn".into(), json!({"capacity": capacity, "points": points.iter().map(Point::json).collect::<Vec<_>>(), "rss_ratio_second_2x_round": rss_ratio}));
     Ok(())
 }
