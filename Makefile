@@ -4,6 +4,7 @@
 #   make test    install test dependencies when missing, lint, run every test
 #   make e2e     the end-to-end tests alone: a real kube-apiserver, etcd and kubectl
 #   make bench   benchmarks (see BENCHMARKS.md)
+#   make soak    ten minutes of mixed load: does anything grow without bound (BENCHMARKS.md)
 #   make fuzz    every fuzz target for FUZZ_TIME seconds (see FUZZING.md; nightly)
 #   make install / make uninstall   (PREFIX=/usr/local, DESTDIR=) after `make`
 #   make deb     a Debian package in target/debian/
@@ -14,7 +15,7 @@ DESTDIR ?=
 
 BIN := target/release/kube-ldap-webhook
 
-.PHONY: all build release demo test test-deps lint e2e bench fuzz clean install uninstall deb
+.PHONY: all build release demo test test-deps lint e2e bench soak fuzz clean install uninstall deb
 
 all: release
 
@@ -60,9 +61,19 @@ bench:
 	$(CARGO) bench --bench enumeration
 	$(CARGO) bench --bench issued
 	$(CARGO) bench --bench token_groups
+	# The cost table (every kind of request against its floor) and the growth curves
+	# (1k-1M cached answers, distinct users, group counts, single flight; PNGs in docs/bench/).
+	$(CARGO) bench --bench costs
+	$(CARGO) bench --bench growth
 	# The cost per API request of a JWT kube-apiserver verifies itself against the webhook
 	# (tests/e2e/jwt_cost_test.go; the e2e suite's set-up, with the release binary).
 	KUBE_LDAP_WEBHOOK_E2E_BENCH=1 KUBE_LDAP_WEBHOOK_BIN=$(CURDIR)/$(BIN) tests/e2e/run.sh -run 'JWTCostPerAPIRequest' -v
+
+# Ten minutes of mixed load with reloads and a directory restart (KLW_SOAK_SECS to change).
+soak:
+	scripts/test-deps.sh --ldap-only
+	$(MAKE) release
+	$(CARGO) bench --bench soak
 
 # cargo-fuzz, one target after another on one core; prints the table for FUZZING.md.
 # `make test` runs the targets' bodies over fuzz/seeds only (tests/it/fuzz_seeds.rs).

@@ -45,6 +45,8 @@ if [ "${1:-}" != "--ldap-only" ]; then
     # /metrics is checked with the Prometheus project's own parser (tests/it/ops.rs).
     /usr/bin/python3 -c 'import prometheus_client' >/dev/null 2>&1 || need+=(python3-prometheus-client)
     have flock || need+=(util-linux)
+    # The growth bench labels its PNG plots with DejaVu Sans (benches/growth/plot.rs).
+    [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
 fi
 [ "${#need[@]}" -eq 0 ] && exit 0
 
