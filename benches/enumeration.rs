@@ -154,6 +154,8 @@ async fn measure(slapd: &Slapd, nagle: bool, n: usize, first: usize) -> (Summary
 }
 
 fn main() {
+    // The daemon as it ships: no audit stream.
+    support::without_audit();
     let quick = std::env::var_os("KLW_BENCH_QUICK").is_some();
     let n = if quick { 40 } else { 300 };
     let rt = tokio::runtime::Runtime::new().unwrap();

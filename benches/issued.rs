@@ -132,6 +132,8 @@ async fn negotiate_against_password(n: usize) -> (f64, f64) {
 }
 
 fn main() {
+    // The daemon as it ships: no audit stream.
+    support::without_audit();
     let quick = std::env::var_os("KLW_BENCH_QUICK").is_some();
     let (users, rounds, secs) = if quick { (100, 3, 1.0) } else { (600, 5, 3.0) };
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -221,6 +221,8 @@ struct Ctx {
 }
 
 fn main() {
+    // The daemon as it ships: no audit stream.
+    support::without_audit();
     if baseline::is_baseline() {
         baseline::main();
         return;

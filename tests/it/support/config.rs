@@ -235,10 +235,14 @@ base_dn = "{group_base_dn}"
 [log]
 level = "{level}"
 [audit]
-file = "{audit_file}"
+{audit_file}
 {audit}
 "#,
-            audit_file = pki.dir.join(AUDIT_FILE).display(),
+            audit_file = if super::auditing() {
+                format!("file = \"{}\"", pki.dir.join(AUDIT_FILE).display())
+            } else {
+                String::new()
+            },
             audit = lines("audit"),
             cert = pki.server_cert.display(),
             key = pki.server_key.display(),
