@@ -102,3 +102,13 @@ pub(crate) struct Review {
     /// login signs. Not kept in the cache, whose answers never sign anything.
     pub account: Option<Box<crate::issued::Subject>>,
 }
+
+impl Review {
+    /// The name the log line shows: the login name, or an accepted user's as the directory
+    /// spells it (a cache hit keeps that in the cached user instead of copying it here).
+    pub(crate) fn name(&self) -> Option<&str> {
+        self.username
+            .as_deref()
+            .or_else(|| self.outcome.user().map(User::username))
+    }
+}

@@ -370,7 +370,7 @@ pub(super) fn log(
         method,
         outcome = review.outcome.label(),
         source = review.source.label(),
-        user = review.username.as_deref().unwrap_or("-"),
+        user = review.name().unwrap_or("-"),
         groups = review.outcome.user().map_or(0, |u| u.group_count()),
         %peer,
         latency_us = started.elapsed().as_micros() as u64,

@@ -81,7 +81,7 @@ async fn respond(rt: &Runtime, admitted: Admitted, started: Instant) -> Reply {
     tracing::info!(
         outcome = review.outcome.label(),
         source = review.source.label(),
-        user = review.username.as_deref().unwrap_or("-"),
+        user = review.name().unwrap_or("-"),
         groups,
         stale_secs,
         latency_us = started.elapsed().as_micros() as u64,
