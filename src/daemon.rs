@@ -7,6 +7,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
+use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -37,10 +38,22 @@ pub enum DaemonError {
 /// The running log filter, swapped on reload when `log.level` changes.
 static LOG_FILTER: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new();
 
+/// Text log lines queued for the writer thread at most (a review's line is about 250 bytes,
+/// so about 1 MiB). Past that a review waits for the thread, as it waited for stderr before.
+const LOG_QUEUE_LINES: usize = 4096;
+
 /// Logs go to the journal under systemd (structured fields kept), to stderr otherwise.
 /// `RUST_LOG` overrides `log.level`. Libraries that log through the `log` crate (ldap3,
 /// rustls) reach the same output: tracing-subscriber installs the bridge on `try_init`.
-pub(crate) fn init_logging(level: &str, format: LogFormat) {
+///
+/// Text lines are written by a thread of their own (tracing-appender's non-blocking
+/// writer), so that a review's line costs its formatting and a hand-over, not a write to
+/// stderr while the review's task holds its worker thread; the thread writes what queued
+/// up in one go. The queue is bounded ([`LOG_QUEUE_LINES`]) and not lossy: a log that
+/// cannot keep up slows the reviews down rather than drop lines of the audit trail. The
+/// returned guard flushes what is queued when dropped, at the end of `serve`.
+#[must_use = "dropping the guard stops the log writer"]
+pub(crate) fn init_logging(level: &str, format: LogFormat) -> Option<WorkerGuard> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| filter_for(level));
     let (filter, handle) = reload::Layer::new(filter);
     let journald = match format {
@@ -53,12 +66,24 @@ pub(crate) fn init_logging(level: &str, format: LogFormat) {
     } else {
         None
     };
-    let text = journal.is_none().then(|| {
-        tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .with_target(false)
-    });
+    let (text, guard) = match journal {
+        Some(_) => (None, None),
+        None => {
+            let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+                .buffered_lines_limit(LOG_QUEUE_LINES)
+                .lossy(false)
+                .thread_name("log-writer")
+                .finish(std::io::BufWriter::with_capacity(
+                    64 * 1024,
+                    std::io::stderr(),
+                ));
+            let layer = tracing_subscriber::fmt::layer()
+                .with_writer(writer)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_target(false);
+            (Some(layer), Some(guard))
+        }
+    };
     let installed = tracing_subscriber::registry()
         .with(filter)
         .with(journal)
@@ -67,6 +92,7 @@ pub(crate) fn init_logging(level: &str, format: LogFormat) {
     if installed.is_ok() {
         let _ = LOG_FILTER.set(handle);
     }
+    guard
 }
 
 /// Applies a reloaded `log.level`, unless `RUST_LOG` decides the level.
@@ -115,7 +141,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, DaemonError> {
 /// Runs the daemon with the config at `path` until SIGTERM; reloads on SIGHUP.
 pub fn serve(path: &Path) -> Result<(), DaemonError> {
     let config = config::load(path).map_err(ServeError::from)?;
-    init_logging(&config.log.level, config.log.format);
+    let _log = init_logging(&config.log.level, config.log.format);
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
@@ -295,7 +321,7 @@ async fn reload(shared: &Shared, path: &Path) {
 /// and searches the user base on the first server that answers.
 pub fn check_config(path: &Path, connect: bool) -> Result<String, DaemonError> {
     let config = config::load(path).map_err(ServeError::from)?;
-    init_logging("warn", LogFormat::Text);
+    let _log = init_logging("warn", LogFormat::Text);
     // What `serve` builds, built the same way: one bad file reads the same under both.
     let rt = Runtime::build(
         config,
