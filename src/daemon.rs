@@ -7,7 +7,6 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
-use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -16,6 +15,7 @@ use tracing_subscriber::{reload, EnvFilter, Registry};
 use crate::config::{self, Config, LogFormat};
 use crate::directory::Readiness;
 use crate::lockout::Lockout;
+use crate::logwriter::{self, LogGuard};
 use crate::metrics::{EventLabels, Metrics};
 use crate::server::{self, Listeners, Runtime, ServeError, Shared};
 use crate::systemd;
@@ -38,22 +38,15 @@ pub enum DaemonError {
 /// The running log filter, swapped on reload when `log.level` changes.
 static LOG_FILTER: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new();
 
-/// Text log lines queued for the writer thread at most (a review's line is about 250 bytes,
-/// so about 1 MiB). Past that a review waits for the thread, as it waited for stderr before.
-const LOG_QUEUE_LINES: usize = 4096;
-
 /// Logs go to the journal under systemd (structured fields kept), to stderr otherwise.
 /// `RUST_LOG` overrides `log.level`. Libraries that log through the `log` crate (ldap3,
 /// rustls) reach the same output: tracing-subscriber installs the bridge on `try_init`.
 ///
-/// Text lines are written by a thread of their own (tracing-appender's non-blocking
-/// writer), so that a review's line costs its formatting and a hand-over, not a write to
-/// stderr while the review's task holds its worker thread; the thread writes what queued
-/// up in one go. The queue is bounded ([`LOG_QUEUE_LINES`]) and not lossy: a log that
-/// cannot keep up slows the reviews down rather than drop lines of the audit trail. The
-/// returned guard flushes what is queued when dropped, at the end of `serve`.
-#[must_use = "dropping the guard stops the log writer"]
-pub(crate) fn init_logging(level: &str, format: LogFormat) -> Option<WorkerGuard> {
+/// Text lines go through a buffer that a thread of its own writes to stderr
+/// (`logwriter.rs`): a review's line costs its formatting and a copy, not a write(2)
+/// while the review holds its worker thread. Bounded and not lossy; the returned guard
+/// writes what is buffered when dropped, at the end of `serve`.
+pub(crate) fn init_logging(level: &str, format: LogFormat) -> Option<LogGuard> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| filter_for(level));
     let (filter, handle) = reload::Layer::new(filter);
     let journald = match format {
@@ -66,28 +59,34 @@ pub(crate) fn init_logging(level: &str, format: LogFormat) -> Option<WorkerGuard
     } else {
         None
     };
-    let (text, guard) = match journal {
-        Some(_) => (None, None),
-        None => {
-            let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-                .buffered_lines_limit(LOG_QUEUE_LINES)
-                .lossy(false)
-                .thread_name("log-writer")
-                .finish(std::io::BufWriter::with_capacity(
-                    64 * 1024,
-                    std::io::stderr(),
-                ));
+    // Without its thread (none could be started), lines go to stderr as they come.
+    let buffered = match journal {
+        Some(_) => None,
+        None => logwriter::spawn(std::io::stderr(), logwriter::LIMIT).ok(),
+    };
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let (text, direct, guard) = match (journal.is_some(), buffered) {
+        (true, _) => (None, None, None),
+        (false, Some((writer, guard))) => {
             let layer = tracing_subscriber::fmt::layer()
-                .with_writer(writer)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with_writer(move || writer.clone())
+                .with_ansi(ansi)
                 .with_target(false);
-            (Some(layer), Some(guard))
+            (Some(layer), None, Some(guard))
+        }
+        (false, None) => {
+            let layer = tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(ansi)
+                .with_target(false);
+            (None, Some(layer), None)
         }
     };
     let installed = tracing_subscriber::registry()
         .with(filter)
         .with(journal)
         .with(text)
+        .with(direct)
         .try_init();
     if installed.is_ok() {
         let _ = LOG_FILTER.set(handle);
