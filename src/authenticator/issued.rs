@@ -97,7 +97,9 @@ impl<B: Backend> Authenticator<B> {
         };
         let auth = self.clone();
         let work = move || async move { auth.resolve_issued(&verified, deadline).await };
-        (self.fly(key, work, reuse, deadline).await, Some(expires))
+        // Boxed, as in decide_basic: a hit's future stays small.
+        let review = Box::pin(self.fly(key, work, reuse, deadline)).await;
+        (review, Some(expires))
     }
 
     /// The re-check of a verified token's account, as the leader of its single flight:
