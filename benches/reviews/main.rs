@@ -26,6 +26,7 @@
 #[path = "../../tests/it/support/mod.rs"]
 mod support;
 
+mod allocs;
 mod baseline;
 mod burst;
 mod direct;
@@ -34,6 +35,7 @@ mod load;
 mod memory;
 mod misses;
 mod mixed;
+mod nginx;
 mod report;
 
 use std::sync::Arc;
@@ -44,7 +46,11 @@ use bytes::Bytes;
 use baseline::Baseline;
 use load::{accepted, client, uri, user_body};
 use report::Report;
-use support::{Daemon, Slapd};
+use support::{Daemon, DaemonBuilder, Slapd};
+
+/// Counts allocations in the counting daemon's role only (see allocs.rs).
+#[global_allocator]
+static ALLOCATOR: allocs::Counting = allocs::Counting;
 
 const PASSWORD: &str = "bench-password";
 const PEOPLE: &str = "ou=people,dc=example,dc=org";
@@ -158,8 +164,20 @@ fn directory_ldif(n: usize) -> String {
     s
 }
 
-/// The release daemon with the tests' config, over ldaps to `slapd`, ready to answer; "info"
-/// is the production log level.
+/// The daemon's start with the tests' config, over ldaps to `slapd`; "info" is the
+/// production log level.
+fn daemon_builder(slapd: &Slapd, capacity: usize, max_failures: u32, level: &str) -> DaemonBuilder {
+    Daemon::builder()
+        .url(slapd.ldaps_url())
+        .section("ldap", format!("ca_file = \"{}\"", slapd.ca_file.display()))
+        .section(
+            "cache",
+            format!("capacity = {capacity}\nttl = \"30m\"\nmax_failures = {max_failures}"),
+        )
+        .log_level(level)
+}
+
+/// The release daemon binary (`daemon_builder`), ready to answer.
 fn daemon(slapd: &Slapd, capacity: usize, max_failures: u32, level: &str) -> Daemon {
     let built = support::bin();
     assert!(
@@ -169,14 +187,7 @@ fn daemon(slapd: &Slapd, capacity: usize, max_failures: u32, level: &str) -> Dae
     // KLW_BENCH_DAEMON_WRAPPER="valgrind --tool=callgrind ..." profiles the daemon under
     // the benchmark's load.
     let wrapper = std::env::var("KLW_BENCH_DAEMON_WRAPPER").unwrap_or_default();
-    let d = Daemon::builder()
-        .url(slapd.ldaps_url())
-        .section("ldap", format!("ca_file = \"{}\"", slapd.ca_file.display()))
-        .section(
-            "cache",
-            format!("capacity = {capacity}\nttl = \"30m\"\nmax_failures = {max_failures}"),
-        )
-        .log_level(level)
+    let d = daemon_builder(slapd, capacity, max_failures, level)
         .wrapper(&wrapper.split_whitespace().collect::<Vec<_>>())
         .start();
     d.wait_for_ready();
@@ -220,10 +231,13 @@ struct Ctx {
     base: Baseline,
 }
 
-fn main() {
+fn main() -> std::process::ExitCode {
     if baseline::is_baseline() {
         baseline::main();
-        return;
+        return std::process::ExitCode::SUCCESS;
+    }
+    if allocs::is_counting_daemon() {
+        return allocs::counting_daemon_main();
     }
     kube_ldap_webhook::install_default_provider();
     let plan = Plan::new();
@@ -262,4 +276,5 @@ fn main() {
         }
     }
     r.finish(started);
+    std::process::ExitCode::SUCCESS
 }
