@@ -242,8 +242,11 @@ impl Connection {
                     let reply = match (seat.admit(limits), port) {
                         (Err(refused), _) => no_place(&shared, &closes, peer, refused),
                         (Ok(_held), Port::Reviews) => handle_review(&shared, req).await,
+                        // Boxed: a login's future (its directory round trip) would
+                        // otherwise be inline in every review's, which HTTP/2 allocates
+                        // per stream.
                         (Ok(_held), Port::Login) => {
-                            handle_login(&shared, &in_flight, peer, req).await
+                            Box::pin(handle_login(&shared, &in_flight, peer, req)).await
                         }
                     };
                     drop(busy);
