@@ -210,7 +210,7 @@ impl<B: Backend> Authenticator<B> {
         };
         // Boxed: the wait for the round trip would otherwise be inline in every review's
         // future, a hit's too, which HTTP/2 allocates per stream (a task each).
-        Box::pin(self.fly(key, work, reuse, deadline)).await
+        self.fly(key, work, reuse, deadline).await
     }
 
     /// A cached answer. The log line names an accepted user as the directory did; other

@@ -98,7 +98,7 @@ impl<B: Backend> Authenticator<B> {
         let auth = self.clone();
         let work = move || async move { auth.resolve_issued(&verified, deadline).await };
         // Boxed, as in decide_basic: a hit's future stays small.
-        let review = Box::pin(self.fly(key, work, reuse, deadline)).await;
+        let review = self.fly(key, work, reuse, deadline).await;
         (review, Some(expires))
     }
 

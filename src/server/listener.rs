@@ -246,7 +246,7 @@ impl Connection {
                         // otherwise be inline in every review's, which HTTP/2 allocates
                         // per stream.
                         (Ok(_held), Port::Login) => {
-                            Box::pin(handle_login(&shared, &in_flight, peer, req)).await
+                            handle_login(&shared, &in_flight, peer, req).await
                         }
                     };
                     drop(busy);
