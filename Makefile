@@ -55,7 +55,7 @@ e2e: test-deps
 	tests/e2e/run.sh
 
 bench:
-	scripts/test-deps.sh
+	scripts/test-deps.sh --bench
 	$(MAKE) release
 	$(CARGO) bench --bench reviews
 	$(CARGO) bench --bench enumeration

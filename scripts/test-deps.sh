@@ -6,6 +6,8 @@
 # Does nothing when everything is there. Needs root to install.
 #   --ldap-only    the build, slapd and the LDAP tools (make demo, make bench)
 #   --check-build  install nothing: say what the build lacks and fail (make build/release)
+#   --bench        everything, and nginx (nginx-light): the baseline of the hit benchmark
+#                  (make bench; `make test` and CI never need it)
 set -euo pipefail
 
 need=()
@@ -47,6 +49,10 @@ if [ "${1:-}" != "--ldap-only" ]; then
     have flock || need+=(util-linux)
     # The growth bench labels its PNG plots with DejaVu Sans (benches/growth/plot.rs).
     [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need+=(fonts-dejavu-core)
+fi
+if [ "${1:-}" = "--bench" ]; then
+    # benches/reviews serves a fixed TokenReview with nginx on the daemon's certificates.
+    [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 fi
 [ "${#need[@]}" -eq 0 ] && exit 0
 

@@ -188,6 +188,13 @@ impl<B: Backend> Authenticator<B> {
         at: Instant,
         use_cache: bool,
     ) -> Review {
+        // Only a token that decoded is ever cached, so the cache is asked first: an accepted
+        // hit needs nothing of the decoded token (its log line names the cached user).
+        let key = self.keyer.key(token);
+        let lookup = self.cache.get(&key, at);
+        if let (Lookup::Fresh(Cached::Accepted(user)), true) = (&lookup, use_cache) {
+            return self.hit(Cached::Accepted(user.clone()), None);
+        }
         let creds = match token::decode(token) {
             Ok(c) => c,
             Err(Refusal::NotOurs) => return local(Outcome::NotOurs, "not a basic token"),
@@ -195,11 +202,10 @@ impl<B: Backend> Authenticator<B> {
                 return local(Outcome::Rejected, "empty or malformed username or password")
             }
         };
-        let key = self.keyer.key(token);
         // A token accepted before is trusted with the directory's verdict even while
         // someone else's wrong passwords hold the account's lockout budget; a login of the
         // same credential too, though its answer never comes from the cache.
-        let (stale, trust) = match self.cache.get(&key, at) {
+        let (stale, trust) = match lookup {
             Lookup::Fresh(cached) if use_cache => return self.hit(cached, Some(creds.username)),
             Lookup::Fresh(Cached::Accepted(_)) => (None, Trust::AcceptedBefore),
             Lookup::Stale(user, age) => (use_cache.then_some((user, age)), Trust::AcceptedBefore),
@@ -219,6 +225,8 @@ impl<B: Backend> Authenticator<B> {
             auth.resolve(&login, &password, trust, ceiling, deadline)
                 .await
         };
+        // Boxed: the wait for the round trip would otherwise be inline in every review's
+        // future, a hit's too, which HTTP/2 allocates per stream (a task each).
         self.fly(key, work, reuse, deadline).await
     }
 
@@ -233,8 +241,9 @@ impl<B: Backend> Authenticator<B> {
                     .clone()
             })
             .inc();
+        // An accepted answer's name is the cached user's (`Review::name`): not copied here.
         let (username, outcome) = match cached {
-            Cached::Accepted(u) => (Some(u.username().to_string()), Outcome::Accepted(u)),
+            Cached::Accepted(u) => (None, Outcome::Accepted(u)),
             Cached::Rejected => (None, Outcome::Rejected),
             Cached::AccountState(s) => (username, Outcome::AccountState(s)),
         };

@@ -16,6 +16,7 @@ use crate::audit::{Audit, Event, Kind};
 use crate::config::{self, Config, LogFormat};
 use crate::directory::Readiness;
 use crate::lockout::Lockout;
+use crate::logwriter::{self, LogGuard};
 use crate::metrics::{EventLabels, Metrics};
 use crate::server::{self, Listeners, Runtime, ServeError, Shared};
 use crate::systemd;
@@ -41,7 +42,12 @@ static LOG_FILTER: OnceLock<reload::Handle<EnvFilter, Registry>> = OnceLock::new
 /// Logs go to the journal under systemd (structured fields kept), to stderr otherwise.
 /// `RUST_LOG` overrides `log.level`. Libraries that log through the `log` crate (ldap3,
 /// rustls) reach the same output: tracing-subscriber installs the bridge on `try_init`.
-pub(crate) fn init_logging(level: &str, format: LogFormat) {
+///
+/// Text lines go through a buffer that a thread of its own writes to stderr
+/// (`logwriter.rs`): a review's line costs its formatting and a copy, not a write(2)
+/// while the review holds its worker thread. Bounded and not lossy; the returned guard
+/// writes what is buffered when dropped, at the end of `serve`.
+pub(crate) fn init_logging(level: &str, format: LogFormat) -> Option<LogGuard> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| filter_for(level));
     let (filter, handle) = reload::Layer::new(filter);
     let journald = match format {
@@ -54,20 +60,39 @@ pub(crate) fn init_logging(level: &str, format: LogFormat) {
     } else {
         None
     };
-    let text = journal.is_none().then(|| {
-        tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .with_target(false)
-    });
+    // Without its thread (none could be started), lines go to stderr as they come.
+    let buffered = match journal {
+        Some(_) => None,
+        None => logwriter::spawn(std::io::stderr(), logwriter::LIMIT).ok(),
+    };
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let (text, direct, guard) = match (journal.is_some(), buffered) {
+        (true, _) => (None, None, None),
+        (false, Some((writer, guard))) => {
+            let layer = tracing_subscriber::fmt::layer()
+                .with_writer(move || writer.clone())
+                .with_ansi(ansi)
+                .with_target(false);
+            (Some(layer), None, Some(guard))
+        }
+        (false, None) => {
+            let layer = tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(ansi)
+                .with_target(false);
+            (None, Some(layer), None)
+        }
+    };
     let installed = tracing_subscriber::registry()
         .with(filter)
         .with(journal)
         .with(text)
+        .with(direct)
         .try_init();
     if installed.is_ok() {
         let _ = LOG_FILTER.set(handle);
     }
+    guard
 }
 
 /// Applies a reloaded `log.level`, unless `RUST_LOG` decides the level.
@@ -116,7 +141,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, DaemonError> {
 /// Runs the daemon with the config at `path` until SIGTERM; reloads on SIGHUP.
 pub fn serve(path: &Path) -> Result<(), DaemonError> {
     let config = config::load(path).map_err(ServeError::from)?;
-    init_logging(&config.log.level, config.log.format);
+    let _log = init_logging(&config.log.level, config.log.format);
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
@@ -359,7 +384,7 @@ fn audit_reload(audit: &Audit, built: Result<&Config, &ServeError>, keys_before:
 /// and searches the user base on the first server that answers.
 pub fn check_config(path: &Path, connect: bool) -> Result<String, DaemonError> {
     let config = config::load(path).map_err(ServeError::from)?;
-    init_logging("warn", LogFormat::Text);
+    let _log = init_logging("warn", LogFormat::Text);
     // What `serve` builds, built the same way: one bad file reads the same under both.
     let metrics = Arc::new(Metrics::new());
     let rt = Runtime::build(

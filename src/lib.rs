@@ -25,6 +25,7 @@ mod jwt;
 pub mod kubeconfig;
 mod lockout;
 mod login;
+mod logwriter;
 mod metrics;
 mod negotiate;
 mod outcome;

@@ -147,6 +147,16 @@ impl PasswordNotice {
     }
 }
 
+impl Review {
+    /// The name the log line shows: the login name, or an accepted user's as the directory
+    /// spells it (a cache hit keeps that in the cached user instead of copying it here).
+    pub(crate) fn name(&self) -> Option<&str> {
+        self.username
+            .as_deref()
+            .or_else(|| self.outcome.user().map(User::username))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

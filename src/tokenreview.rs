@@ -181,42 +181,82 @@ impl User {
     }
 }
 
+/// Everything of a reply before `status.authenticated`'s value, for API version `$v`: the
+/// same for every reply of that version, so it is written at compile time.
+macro_rules! head {
+    ($v:literal) => {
+        concat!(
+            "{\"apiVersion\":\"",
+            $v,
+            "\",\"kind\":\"TokenReview\",\"metadata\":{\"creationTimestamp\":null},\"spec\":{},\"status\":{\"authenticated\":"
+        )
+    };
+}
+
+impl Version {
+    /// The start of every reply in this version (see [`head!`]).
+    fn head(self) -> &'static [u8] {
+        match self {
+            Version::V1 => head!("authentication.k8s.io/v1").as_bytes(),
+            Version::V1beta1 => head!("authentication.k8s.io/v1beta1").as_bytes(),
+        }
+    }
+}
+
+const ACCEPTED: &[u8] = b"true,\"user\":";
+const REFUSED: &[u8] = b"false";
+const AUDIENCES: &[u8] = b",\"audiences\":";
+const ERROR: &[u8] = b",\"error\":";
+const END: &[u8] = b"}}";
+
 /// The body of an answer. `user` is set for accepted reviews, `error` for failed ones;
 /// the request's audiences are echoed for accepted ones (the credential is not bound to
 /// an audience, so it is valid for every audience asked for).
 ///
-/// Written out directly rather than through serde: this runs for every review, and all of
-/// it but the audiences and the error text is fixed or already rendered. The bytes are
-/// those serde would write (see the tests).
+/// Nothing is formatted here: the version's head is fixed at compile time, `status.user`
+/// was rendered once when the directory accepted the user (a cache hit reuses it), and
+/// only the request's audiences and the error text are escaped, by hand. The reply is
+/// one allocation of its exact size, so that it becomes the response body without
+/// another. The bytes are those serde would write (see the tests).
 pub fn render(
     version: Version,
     user: Option<&User>,
     audiences: &[String],
     error: Option<&str>,
 ) -> Vec<u8> {
-    let mut out = Vec::with_capacity(192 + user.map_or(0, |u| u.json.len()));
-    out.extend_from_slice(b"{\"apiVersion\":\"");
-    out.extend_from_slice(version.api_version().as_bytes());
-    out.extend_from_slice(
-        b"\",\"kind\":\"TokenReview\",\"metadata\":{\"creationTimestamp\":null},\"spec\":{},\"status\":{\"authenticated\":",
-    );
+    let head = version.head();
+    let audiences = match user {
+        Some(_) => audiences,
+        None => &[],
+    };
+    let len = head.len()
+        + user.map_or(REFUSED.len(), |u| ACCEPTED.len() + u.json.len())
+        + if audiences.is_empty() {
+            0
+        } else {
+            AUDIENCES.len() + json::array_len(audiences)
+        }
+        + error.map_or(0, |e| ERROR.len() + json::string_len(e))
+        + END.len();
+    let mut out = Vec::with_capacity(len);
+    out.extend_from_slice(head);
     match user {
         Some(u) => {
-            out.extend_from_slice(b"true,\"user\":");
+            out.extend_from_slice(ACCEPTED);
             out.extend_from_slice(u.json.as_bytes());
-            if !audiences.is_empty() {
-                out.extend_from_slice(b",\"audiences\":");
-                // Writing strings into a Vec cannot fail.
-                let _ = serde_json::to_writer(&mut out, audiences);
-            }
         }
-        None => out.extend_from_slice(b"false"),
+        None => out.extend_from_slice(REFUSED),
+    }
+    if !audiences.is_empty() {
+        out.extend_from_slice(AUDIENCES);
+        json::write_array(&mut out, audiences);
     }
     if let Some(e) = error {
-        out.extend_from_slice(b",\"error\":");
-        let _ = serde_json::to_writer(&mut out, e);
+        out.extend_from_slice(ERROR);
+        json::write_string(&mut out, e);
     }
-    out.extend_from_slice(b"}}");
+    out.extend_from_slice(END);
+    debug_assert_eq!(out.len(), len, "the reply's length was worked out wrong");
     out
 }
 
@@ -280,187 +320,6 @@ pub fn parse_go_duration(s: &str) -> Option<std::time::Duration> {
     std::time::Duration::try_from_secs_f64(total).ok()
 }
 
+mod json;
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_what_go_sends_for_v1beta1() {
-        let body = br#"{"kind":"TokenReview","apiVersion":"authentication.k8s.io/v1beta1","metadata":{"creationTimestamp":null},"spec":{"token":"dG9rZW4=","audiences":["https://kubernetes.default.svc"]},"status":{"user":{}}}
-"#;
-        let r = parse(body).unwrap();
-        assert_eq!(r.version, Version::V1beta1);
-        assert_eq!(r.token.as_str(), "dG9rZW4=");
-        assert_eq!(
-            r.audiences,
-            vec!["https://kubernetes.default.svc".to_string()]
-        );
-    }
-
-    #[test]
-    fn ignores_unknown_fields_and_empty_metadata() {
-        let body = br#"{"kind":"TokenReview","apiVersion":"authentication.k8s.io/v1","metadata":{},"spec":{"token":"x","future":1},"extra":true}"#;
-        assert_eq!(parse(body).unwrap().version, Version::V1);
-    }
-
-    #[test]
-    fn refuses_wrong_kind_version_and_missing_token() {
-        assert_eq!(parse(b"{").unwrap_err(), ParseError::Json);
-        assert_eq!(
-            parse(br#"{"kind":"SubjectAccessReview","apiVersion":"authentication.k8s.io/v1","spec":{"token":"x"}}"#).unwrap_err(),
-            ParseError::Kind
-        );
-        assert_eq!(
-            parse(br#"{"kind":"TokenReview","apiVersion":"v1","spec":{"token":"x"}}"#).unwrap_err(),
-            ParseError::ApiVersion
-        );
-        assert_eq!(
-            parse(br#"{"kind":"TokenReview","apiVersion":"authentication.k8s.io/v1","spec":{}}"#)
-                .unwrap_err(),
-            ParseError::MissingToken
-        );
-    }
-
-    #[test]
-    fn arrays_of_the_field_values_are_not_json_objects() {
-        assert_eq!(
-            parse(br#"["authentication.k8s.io/v1","TokenReview",{"token":"x"}]"#).unwrap_err(),
-            ParseError::Json
-        );
-        assert_eq!(
-            parse(
-                br#"{"kind":"TokenReview","apiVersion":"authentication.k8s.io/v1","spec":["x"]}"#
-            )
-            .unwrap_err(),
-            ParseError::Json
-        );
-    }
-
-    #[test]
-    fn rejection_reply_carries_the_request_version_and_no_user() {
-        let body = render(
-            Version::V1beta1,
-            None,
-            &["a".into()],
-            Some("Credentials are expired"),
-        );
-        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(v["apiVersion"], "authentication.k8s.io/v1beta1");
-        assert_eq!(v["kind"], "TokenReview");
-        assert_eq!(v["status"]["authenticated"], false);
-        assert_eq!(v["status"]["error"], "Credentials are expired");
-        assert!(v["status"].get("user").is_none());
-        assert!(v["status"].get("audiences").is_none());
-    }
-
-    /// What `render` wrote when it went through serde; the hand-written one must match it
-    /// byte for byte.
-    fn serde_render(
-        version: Version,
-        user: Option<&UserInfo>,
-        audiences: &[String],
-        error: Option<&str>,
-    ) -> Vec<u8> {
-        #[derive(Serialize)]
-        struct Reply<'a> {
-            #[serde(rename = "apiVersion")]
-            api_version: &'static str,
-            kind: &'static str,
-            metadata: Metadata,
-            spec: Empty,
-            status: Status<'a>,
-        }
-        #[derive(Serialize)]
-        struct Metadata {
-            #[serde(rename = "creationTimestamp")]
-            creation_timestamp: Option<()>,
-        }
-        #[derive(Serialize)]
-        struct Empty {}
-        #[derive(Serialize)]
-        struct Status<'a> {
-            authenticated: bool,
-            #[serde(skip_serializing_if = "Option::is_none")]
-            user: Option<&'a UserInfo>,
-            #[serde(skip_serializing_if = "<[String]>::is_empty")]
-            audiences: &'a [String],
-            #[serde(skip_serializing_if = "Option::is_none")]
-            error: Option<&'a str>,
-        }
-        serde_json::to_vec(&Reply {
-            api_version: version.api_version(),
-            kind: "TokenReview",
-            metadata: Metadata {
-                creation_timestamp: None,
-            },
-            spec: Empty {},
-            status: Status {
-                authenticated: user.is_some(),
-                user,
-                audiences: if user.is_some() { audiences } else { &[] },
-                error,
-            },
-        })
-        .unwrap()
-    }
-
-    #[test]
-    fn replies_are_what_serde_would_write() {
-        let full = UserInfo {
-            username: "ldap:j\u{f6}rg \"q\" \\ \u{1}".into(),
-            uid: "f81d4fae-7dec-11d0-a765-00a0c91e6bf6".into(),
-            groups: vec!["ldap:admins".into(), "ldap:dev, ops".into()],
-            extra: [(
-                "example.org/email".to_string(),
-                vec!["j@example.org".to_string()],
-            )]
-            .into_iter()
-            .collect(),
-        };
-        let bare = UserInfo {
-            username: "alice".into(),
-            uid: "uid=alice,ou=people".into(),
-            groups: vec![],
-            extra: Default::default(),
-        };
-        let audiences = vec![
-            "https://kubernetes.default.svc".to_string(),
-            "a\"b".to_string(),
-        ];
-        for version in [Version::V1, Version::V1beta1] {
-            for info in [&full, &bare] {
-                for aud in [&audiences[..], &[]] {
-                    assert_eq!(
-                        String::from_utf8(render(version, Some(&User::new(info)), aud, None))
-                            .unwrap(),
-                        String::from_utf8(serde_render(version, Some(info), aud, None)).unwrap()
-                    );
-                }
-            }
-            for error in [
-                None,
-                Some("Invalid username or password"),
-                Some("odd \"text\"\n"),
-            ] {
-                assert_eq!(
-                    render(version, None, &audiences, error),
-                    serde_render(version, None, &audiences, error)
-                );
-            }
-        }
-        let u = User::new(&full);
-        assert_eq!((u.username(), u.group_count()), (full.username.as_str(), 2));
-    }
-
-    #[test]
-    fn go_durations_parse() {
-        use std::time::Duration;
-        assert_eq!(parse_go_duration("30s"), Some(Duration::from_secs(30)));
-        assert_eq!(parse_go_duration("1m30s"), Some(Duration::from_secs(90)));
-        assert_eq!(parse_go_duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_go_duration("1.5s"), Some(Duration::from_millis(1500)));
-        assert_eq!(parse_go_duration("30"), None);
-        assert_eq!(parse_go_duration("soon"), None);
-        assert_eq!(parse_go_duration(""), None);
-    }
-}
+mod tests;

@@ -20,6 +20,8 @@ const ROLE_ENV: &str = "KLW_BENCH_ROLE";
 pub struct Baseline {
     proc: Process,
     port: u16,
+    /// What it answers: the daemon's answer to the last hit token.
+    pub reply: Vec<u8>,
 }
 
 impl Baseline {
@@ -42,7 +44,11 @@ impl Baseline {
             "the baseline server",
         );
         match proc.wait_for_ports(&[port]) {
-            Listening::Yes => Baseline { proc, port },
+            Listening::Yes => Baseline {
+                proc,
+                port,
+                reply: reply.to_vec(),
+            },
             Listening::Exited(status) => panic!("the baseline server exited with {status}"),
             Listening::NotWithinPatience => panic!("the baseline server did not listen"),
         }

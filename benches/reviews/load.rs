@@ -125,15 +125,17 @@ impl Throughput {
 }
 
 /// Closed loop: `per_client` requests in flight on each client, for `warmup + run`;
-/// requests that complete within the measured window count.
+/// requests that complete within the measured window count. The server's CPU time is that
+/// of all of `server_pids` (nginx's master and workers).
 pub async fn closed_loop(
     clients: &[Https],
     per_client: usize,
     url: &Uri,
     bodies: &Arc<Vec<Bytes>>,
-    server_pid: u32,
+    server_pids: &[u32],
     plan: &Plan,
 ) -> Throughput {
+    let server_cpu = || server_pids.iter().map(|&p| cpu_seconds(p)).sum::<f64>();
     let measure_from = Instant::now() + plan.warmup;
     let end = measure_from + plan.run;
     let mut tasks = Vec::new();
@@ -147,9 +149,9 @@ pub async fn closed_loop(
         }
     }
     tokio::time::sleep_until(measure_from.into()).await;
-    let (s0, c0) = (cpu_seconds(server_pid), cpu_seconds(std::process::id()));
+    let (s0, c0) = (server_cpu(), cpu_seconds(std::process::id()));
     tokio::time::sleep_until(end.into()).await;
-    let (s1, c1) = (cpu_seconds(server_pid), cpu_seconds(std::process::id()));
+    let (s1, c1) = (server_cpu(), cpu_seconds(std::process::id()));
     let mut all = Lat::default();
     let mut errors = 0;
     for t in tasks {

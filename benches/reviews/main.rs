@@ -6,8 +6,10 @@
 //! figure is a ratio against a baseline measured in the same run, so the machine's speed
 //! cancels out:
 //!
-//! 1. cache hits vs a server on the same hyper + hyper-util + tokio-rustls stack and the same
-//!    TLS config that answers a fixed TokenReview (HTTP/1.1 and HTTP/2, keep-alive mTLS);
+//! 1. cache hits vs nginx answering a fixed TokenReview on the same certificates, and vs a
+//!    server on the same hyper + hyper-util + tokio-rustls stack and the same TLS config
+//!    answering the same bytes (HTTP/1.1 and HTTP/2, keep-alive mTLS), at log level info
+//!    and warn; then the allocations per hit, counted in the daemon's code (allocs.rs);
 //! 2. cache misses vs the minimum LDAP work done with ldap3 on warm connections;
 //! 3. hits with 5% misses mixed in vs hits alone, at the same fixed request rate;
 //! 4. peak RSS with N cached answers vs the empty daemon;
@@ -26,6 +28,7 @@
 #[path = "../../tests/it/support/mod.rs"]
 mod support;
 
+mod allocs;
 mod baseline;
 mod burst;
 mod direct;
@@ -34,6 +37,7 @@ mod load;
 mod memory;
 mod misses;
 mod mixed;
+mod nginx;
 mod report;
 
 use std::sync::Arc;
@@ -44,7 +48,11 @@ use bytes::Bytes;
 use baseline::Baseline;
 use load::{accepted, client, uri, user_body};
 use report::Report;
-use support::{Daemon, Slapd};
+use support::{Daemon, DaemonBuilder, Slapd};
+
+/// Counts allocations in the counting daemon's role only (see allocs.rs).
+#[global_allocator]
+static ALLOCATOR: allocs::Counting = allocs::Counting;
 
 const PASSWORD: &str = "bench-password";
 const PEOPLE: &str = "ou=people,dc=example,dc=org";
@@ -158,8 +166,20 @@ fn directory_ldif(n: usize) -> String {
     s
 }
 
-/// The release daemon with the tests' config, over ldaps to `slapd`, ready to answer; "info"
-/// is the production log level.
+/// The daemon's start with the tests' config, over ldaps to `slapd`; "info" is the
+/// production log level.
+fn daemon_builder(slapd: &Slapd, capacity: usize, max_failures: u32, level: &str) -> DaemonBuilder {
+    Daemon::builder()
+        .url(slapd.ldaps_url())
+        .section("ldap", format!("ca_file = \"{}\"", slapd.ca_file.display()))
+        .section(
+            "cache",
+            format!("capacity = {capacity}\nttl = \"30m\"\nmax_failures = {max_failures}"),
+        )
+        .log_level(level)
+}
+
+/// The release daemon binary (`daemon_builder`), ready to answer.
 fn daemon(slapd: &Slapd, capacity: usize, max_failures: u32, level: &str) -> Daemon {
     let built = support::bin();
     assert!(
@@ -169,14 +189,7 @@ fn daemon(slapd: &Slapd, capacity: usize, max_failures: u32, level: &str) -> Dae
     // KLW_BENCH_DAEMON_WRAPPER="valgrind --tool=callgrind ..." profiles the daemon under
     // the benchmark's load.
     let wrapper = std::env::var("KLW_BENCH_DAEMON_WRAPPER").unwrap_or_default();
-    let d = Daemon::builder()
-        .url(slapd.ldaps_url())
-        .section("ldap", format!("ca_file = \"{}\"", slapd.ca_file.display()))
-        .section(
-            "cache",
-            format!("capacity = {capacity}\nttl = \"30m\"\nmax_failures = {max_failures}"),
-        )
-        .log_level(level)
+    let d = daemon_builder(slapd, capacity, max_failures, level)
         .wrapper(&wrapper.split_whitespace().collect::<Vec<_>>())
         .start();
     d.wait_for_ready();
@@ -220,12 +233,15 @@ struct Ctx {
     base: Baseline,
 }
 
-fn main() {
+fn main() -> std::process::ExitCode {
     // The daemon as it ships: no audit stream.
     support::without_audit();
     if baseline::is_baseline() {
         baseline::main();
-        return;
+        return std::process::ExitCode::SUCCESS;
+    }
+    if allocs::is_counting_daemon() {
+        return allocs::counting_daemon_main();
     }
     kube_ldap_webhook::install_default_provider();
     let plan = Plan::new();
@@ -264,4 +280,5 @@ fn main() {
         }
     }
     r.finish(started);
+    std::process::ExitCode::SUCCESS
 }

@@ -94,7 +94,7 @@ async fn respond(shared: &Shared, rt: &Runtime, admitted: Admitted, at: &trail::
         request_id = %at.id,
         outcome = review.outcome.label(),
         source = review.source.label(),
-        user = review.username.as_deref().unwrap_or("-"),
+        user = review.name().unwrap_or("-"),
         groups,
         stale_secs,
         latency_us = at.started.elapsed().as_micros() as u64,

@@ -532,6 +532,8 @@ async fn no_password_ever_appears_in_the_log() {
     c.review(&d.url(), "v1", &token("josé", secrets[3])).await;
     c.review(&d.url(), "v1", &token("nobody", "nobody-secret"))
         .await;
+    // The daemon's log thread writes the lines shortly after the answers: all five first.
+    d.wait_for_log_count("outcome=", 5);
     let log = d.log();
     assert!(log.contains("review"), "the log has review lines: {log}");
     for s in secrets.iter().chain([&"nobody-secret", &SERVICE_PASSWORD]) {
