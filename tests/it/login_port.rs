@@ -213,23 +213,23 @@ async fn requests_beyond_the_ports_in_flight_cap_get_503_at_once_and_are_counted
             i.login(user, "whatever").await.status
         }));
     }
-    // A GET without credentials is refused without the directory: 401 while a place is
-    // free, 503 once both logins waiting for the stopped directory hold the port's two.
-    let deadline = std::time::Instant::now() + conn::CAP;
-    loop {
-        let r = i.call("GET", &i.login_url(), None).await;
-        if r.status == 503 {
-            assert_eq!(r.body["reason"], "ServiceUnavailable", "{}", r.raw);
-            break;
-        }
-        assert_eq!(r.status, 401, "{}", r.raw);
+    // Both logins wait for the stopped directory, each holding one of the port's two places.
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while i.daemon.metric(
+        "kube_ldap_webhook_logins_in_flight",
+        &[("directory", "default")],
+    ) < 2.0
+    {
         assert!(
             std::time::Instant::now() < deadline,
-            "the cap never applied"
+            "the two logins never reached the directory"
         );
-        // Below `login.rate`: this test is about the in-flight cap, not the rate limit.
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+    // A third request, even one the daemon refuses without the directory, finds no place.
+    let r = i.call("GET", &i.login_url(), None).await;
+    assert_eq!(r.status, 503, "{}", r.raw);
+    assert_eq!(r.body["reason"], "ServiceUnavailable", "{}", r.raw);
     assert!(logins(&i, "busy") >= 1.0);
     drop(paused);
     for s in stuck {
