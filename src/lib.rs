@@ -66,6 +66,6 @@ pub mod fuzzing {
     pub use crate::secret::Password;
     pub use crate::token::{decode, Credentials, Refusal, MAX_TOKEN_LEN};
     pub use crate::tokenreview::{
-        parse, parse_go_duration, render, ParseError, Request, User, Version,
+        parse, parse_go_duration, render, Audiences, ParseError, Request, Token, User, Version,
     };
 }

@@ -32,6 +32,7 @@ use crate::metrics::{ListenerLabels, Metrics};
 
 pub(crate) mod admission;
 pub(crate) mod closes;
+mod flat_io;
 mod http;
 mod in_flight;
 mod issuer;

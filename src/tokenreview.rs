@@ -9,9 +9,12 @@ use std::marker::PhantomData;
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::value::RawValue;
 use zeroize::Zeroizing;
 
 use crate::identity::UserInfo;
+
+pub use audiences::Audiences;
 
 /// The TokenReview API version; a reply always uses the request's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,10 +40,11 @@ impl Version {
 #[derive(Deserialize)]
 struct Wire<'a> {
     #[serde(rename = "apiVersion", borrow)]
-    api_version: Option<Cow<'a, str>>,
+    api_version: Option<Text<'a>>,
     #[serde(borrow)]
-    kind: Option<Cow<'a, str>>,
-    spec: Option<Object<WireSpec>>,
+    kind: Option<Text<'a>>,
+    #[serde(borrow)]
+    spec: Option<Object<WireSpec<'a>>>,
 }
 
 /// A struct read only from a JSON object, as Go reads one: serde's derive would also take
@@ -63,30 +67,110 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
     }
 }
 
-#[derive(Deserialize)]
-struct WireSpec {
-    token: Option<Zeroizing<String>>,
-    #[serde(default)]
-    audiences: Option<Vec<String>>,
+/// A JSON string borrowed from the body, or unescaped into a string of its own where it
+/// held escapes. serde's `#[serde(borrow)]` borrows a `Cow` field but not an
+/// `Option<Cow>`, which it always copies.
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Cow<'de, str>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                s: &'de str,
+            ) -> Result<Self::Value, E> {
+                Ok(Cow::Borrowed(s))
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Self::Value, E> {
+                Ok(Cow::Owned(s.to_owned()))
+            }
+            fn visit_string<E: serde::de::Error>(self, s: String) -> Result<Self::Value, E> {
+                Ok(Cow::Owned(s))
+            }
+        }
+        d.deserialize_str(V).map(Text)
+    }
 }
 
-/// A parsed TokenReview request. `Debug` never shows the token.
-pub struct Request {
+impl std::ops::Deref for Text<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+#[derive(Deserialize)]
+struct WireSpec<'a> {
+    #[serde(borrow)]
+    token: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    audiences: Option<&'a RawValue>,
+}
+
+/// A parsed TokenReview request, borrowing from the request body: a cache hit copies
+/// nothing out of it. `Debug` never shows the token.
+pub struct Request<'a> {
     /// The request's API version.
     pub version: Version,
-    /// `spec.token`, zeroized on drop.
-    pub token: Zeroizing<String>,
+    /// `spec.token`.
+    pub token: Token<'a>,
     /// `spec.audiences`.
-    pub audiences: Vec<String>,
+    pub audiences: Audiences<'a>,
 }
 
-impl std::fmt::Debug for Request {
+impl std::fmt::Debug for Request<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Request")
             .field("version", &self.version)
             .field("token", &"<redacted>")
             .field("audiences", &self.audiences)
             .finish()
+    }
+}
+
+/// `spec.token`: the body's own bytes, or, where the JSON string held escapes, a copy
+/// that is zeroized on drop. `Debug` never shows it.
+pub enum Token<'a> {
+    /// No escapes: the text as it is in the body.
+    Borrowed(&'a str),
+    /// Unescaped into a string of its own.
+    Owned(Zeroizing<String>),
+}
+
+impl Token<'_> {
+    /// The token's text.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Token::Borrowed(s) => s,
+            Token::Owned(s) => s,
+        }
+    }
+}
+
+impl std::ops::Deref for Token<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Debug for Token<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl<'a> From<Cow<'a, str>> for Token<'a> {
+    fn from(c: Cow<'a, str>) -> Token<'a> {
+        match c {
+            Cow::Borrowed(s) => Token::Borrowed(s),
+            Cow::Owned(s) => Token::Owned(Zeroizing::new(s)),
+        }
     }
 }
 
@@ -108,8 +192,14 @@ pub enum ParseError {
 }
 
 /// Parses a request body leniently, as Go's decoder would (unknown fields ignored).
-pub fn parse(body: &[u8]) -> Result<Request, ParseError> {
+pub fn parse(body: &[u8]) -> Result<Request<'_>, ParseError> {
     let Object(wire): Object<Wire> = serde_json::from_slice(body).map_err(|_| ParseError::Json)?;
+    // Part of reading the JSON, as when serde read the audiences into strings: anything
+    // but an array of strings makes the body not JSON, before its kind is looked at.
+    let audiences = match &wire.spec {
+        Some(Object(spec)) => Audiences::from_raw(spec.audiences).ok_or(ParseError::Json)?,
+        None => Audiences::default(),
+    };
     if wire.kind.as_deref() != Some("TokenReview") {
         return Err(ParseError::Kind);
     }
@@ -125,8 +215,8 @@ pub fn parse(body: &[u8]) -> Result<Request, ParseError> {
         .ok_or(ParseError::MissingToken)?;
     Ok(Request {
         version,
-        token,
-        audiences: spec.audiences.unwrap_or_default(),
+        token: token.0.into(),
+        audiences,
     })
 }
 
@@ -221,20 +311,21 @@ const END: &[u8] = b"}}";
 pub fn render(
     version: Version,
     user: Option<&User>,
-    audiences: &[String],
+    audiences: &Audiences<'_>,
     error: Option<&str>,
 ) -> Vec<u8> {
     let head = version.head();
+    // Refusals echo no audiences.
     let audiences = match user {
-        Some(_) => audiences,
-        None => &[],
+        Some(_) => *audiences,
+        None => Audiences::default(),
     };
     let len = head.len()
         + user.map_or(REFUSED.len(), |u| ACCEPTED.len() + u.json.len())
         + if audiences.is_empty() {
             0
         } else {
-            AUDIENCES.len() + json::array_len(audiences)
+            AUDIENCES.len() + audiences.json_len()
         }
         + error.map_or(0, |e| ERROR.len() + json::string_len(e))
         + END.len();
@@ -249,7 +340,7 @@ pub fn render(
     }
     if !audiences.is_empty() {
         out.extend_from_slice(AUDIENCES);
-        json::write_array(&mut out, audiences);
+        audiences.write_json(&mut out);
     }
     if let Some(e) = error {
         out.extend_from_slice(ERROR);
@@ -320,6 +411,7 @@ pub fn parse_go_duration(s: &str) -> Option<std::time::Duration> {
     std::time::Duration::try_from_secs_f64(total).ok()
 }
 
+mod audiences;
 mod json;
 #[cfg(test)]
 mod tests;

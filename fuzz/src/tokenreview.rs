@@ -91,7 +91,7 @@ type Summary = Result<(Version, String, Vec<String>), String>;
 
 fn summary(r: &Result<Request, ParseError>) -> Summary {
     match r {
-        Ok(req) => Ok((req.version, req.token.to_string(), req.audiences.clone())),
+        Ok(req) => Ok((req.version, req.token.to_string(), req.audiences.to_vec())),
         Err(e) => Err(e.to_string()),
     }
 }
@@ -146,9 +146,10 @@ fn round_trip(req: &Request) {
     let body = json!({
         "apiVersion": req.version.api_version(),
         "kind": "TokenReview",
-        "spec": {"token": req.token.as_str(), "audiences": req.audiences},
+        "spec": {"token": req.token.as_str(), "audiences": req.audiences.to_vec()},
     });
-    let again = parse(body.to_string().as_bytes()).expect("a re-written request parses");
+    let text = body.to_string();
+    let again = parse(text.as_bytes()).expect("a re-written request parses");
     assert_eq!(again.version, req.version);
     assert_eq!(
         again.token.as_str(),
@@ -162,11 +163,12 @@ fn round_trip(req: &Request) {
 /// that reads back as what was meant.
 fn check_render(req: &Request) {
     let token = req.token.as_str();
+    let audiences = req.audiences.to_vec();
     let info = UserInfo {
         username: token.to_string(),
-        uid: req.audiences.first().cloned().unwrap_or_default(),
-        groups: req.audiences.clone(),
-        extra: BTreeMap::from([(token.to_string(), req.audiences.clone())]),
+        uid: audiences.first().cloned().unwrap_or_default(),
+        groups: audiences.clone(),
+        extra: BTreeMap::from([(token.to_string(), audiences.clone())]),
     };
     let user = User::new(&info);
     for (user, error) in [(Some(&user), None), (None, Some(token))] {
@@ -181,7 +183,7 @@ fn check_render(req: &Request) {
                 let want = serde_json::to_value(&info).expect("UserInfo serialises");
                 assert_eq!(status["user"], want, "status.user");
                 let audiences = status.get("audiences").cloned().unwrap_or(json!([]));
-                assert_eq!(audiences, json!(req.audiences), "status.audiences");
+                assert_eq!(audiences, json!(req.audiences.to_vec()), "status.audiences");
             }
             None => {
                 assert!(status.get("user").is_none() && status.get("audiences").is_none());

@@ -148,6 +148,11 @@ pub(super) fn builder(idle: Duration, port: Port) -> auto::Builder<TokioExecutor
         // short: it runs to its end and the answer to a closed connection is dropped.
         // The login port keeps the check: its anonymous clients' logins stop when they go.
         builder.http1().half_close(true);
+        // hyper would hand the TLS stream the head and the body as two slices of one
+        // vectored write, for which rustls collects the slices in a vector of its own: an
+        // allocation at every review. Copying the body (a TokenReview, under a KiB) after
+        // the head in hyper's write buffer, which is kept, costs none.
+        builder.http1().writev(false);
     }
     if port == Port::Login {
         // Anonymous clients: what one connection can make the daemon hold stays small

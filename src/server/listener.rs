@@ -26,6 +26,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::admission::{Admission, HandshakeSlot, Limits, NoPlace, Place, Seat};
 use super::closes::{Closes, Reason, LOG_INTERVAL};
+use super::flat_io::FlatIo;
 use super::http::{builder, closing, http_error, without_body, Port, Reply};
 use super::in_flight::InFlight;
 use super::login::handle_login;
@@ -252,7 +253,7 @@ impl Connection {
             })
         };
         let builder = builder(idle, self.port);
-        let mut conn = pin!(builder.serve_connection(TokioIo::new(tls), svc));
+        let mut conn = pin!(builder.serve_connection(TokioIo::new(FlatIo(tls)), svc));
         // Set once the connection was asked to wind down: then the time it has left.
         let mut closing: Option<Instant> = None;
         loop {

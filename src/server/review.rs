@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
 
@@ -28,9 +29,10 @@ fn deadline_for(req: &Request<Incoming>, default: Duration, started: Instant) ->
     started + budget.saturating_sub(margin)
 }
 
-/// A request that may be evaluated: a well-formed TokenReview and its deadline.
+/// A request that may be evaluated: a body within the limits, and its deadline. The
+/// TokenReview is parsed from the body where it is used, borrowing from it.
 struct Admitted {
-    review: tokenreview::Request,
+    body: Bytes,
     deadline: Instant,
 }
 
@@ -41,9 +43,18 @@ pub(super) async fn handle_review(
 ) -> Reply {
     let at = trail::Request::new(peer, crate::clock::now());
     let rt = shared.current.load_full();
-    match admit(shared, &rt, req, &at).await {
-        Ok(admitted) => respond(shared, &rt, admitted, &at).await,
-        Err(reply) => reply,
+    let admitted = match admit(shared, &rt, req, at.started).await {
+        Ok(admitted) => admitted,
+        Err(reply) => return reply,
+    };
+    match tokenreview::parse(&admitted.body) {
+        Ok(review) => respond(shared, &rt, review, admitted.deadline, &at).await,
+        Err(e) => {
+            // From kube-apiserver (its certificate checked): a decision worth a trace.
+            let why = e.to_string();
+            at.refused(shared, Kind::Review, "invalid_request", &why, None);
+            http_error(shared, StatusCode::BAD_REQUEST, "BadRequest", &why)
+        }
     }
 }
 
@@ -51,9 +62,8 @@ async fn admit(
     shared: &Shared,
     rt: &Runtime,
     req: Request<Incoming>,
-    at: &trail::Request,
+    started: Instant,
 ) -> Result<Admitted, Reply> {
-    let started = at.started;
     let cfg = &rt.config.server;
     if req.uri().path() != cfg.path {
         return Err(not_found(shared));
@@ -62,28 +72,17 @@ async fn admit(
         return Err(method_not_allowed(shared, "POST", "only POST is allowed"));
     }
     let deadline = deadline_for(&req, cfg.request_timeout, started);
-    let bytes = read_body(shared, req, deadline).await?;
-    match tokenreview::parse(&bytes) {
-        Ok(review) => Ok(Admitted { review, deadline }),
-        Err(e) => {
-            // From kube-apiserver (its certificate checked): a decision worth a trace.
-            let why = e.to_string();
-            at.refused(shared, Kind::Review, "invalid_request", &why, None);
-            Err(http_error(
-                shared,
-                StatusCode::BAD_REQUEST,
-                "BadRequest",
-                &why,
-            ))
-        }
-    }
+    let body = read_body(shared, req, deadline).await?;
+    Ok(Admitted { body, deadline })
 }
 
-async fn respond(shared: &Shared, rt: &Runtime, admitted: Admitted, at: &trail::Request) -> Reply {
-    let Admitted {
-        review: review_req,
-        deadline,
-    } = admitted;
+async fn respond(
+    shared: &Shared,
+    rt: &Runtime,
+    review_req: tokenreview::Request<'_>,
+    deadline: Instant,
+    at: &trail::Request,
+) -> Reply {
     let review = rt.authenticator.review(&review_req.token, deadline).await;
     let groups = review.outcome.user().map_or(0, |u| u.group_count());
     let stale_secs = match review.source {

@@ -1,6 +1,6 @@
 //! JSON strings written by hand, byte for byte as serde_json writes them: the request's
 //! audiences are echoed in every accepted reply, cache hits included, and a hit renders
-//! nothing else (see `tokenreview::render`).
+//! nothing else (see `tokenreview::render` and `Audiences`).
 
 /// What serde_json writes for a byte inside a string: `None` for the byte itself.
 fn escape(b: u8) -> Option<&'static [u8]> {
@@ -54,23 +54,6 @@ pub(super) fn write_string(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
-/// The length of `items` as a JSON array of strings.
-pub(super) fn array_len(items: &[String]) -> usize {
-    2 + items.len().saturating_sub(1) + items.iter().map(|s| string_len(s)).sum::<usize>()
-}
-
-/// Appends `items` as a JSON array of strings.
-pub(super) fn write_array(out: &mut Vec<u8>, items: &[String]) {
-    out.push(b'[');
-    for (i, s) in items.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        write_string(out, s);
-    }
-    out.push(b']');
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,21 +87,6 @@ mod tests {
             let serde = serde_json::to_vec(s).unwrap();
             assert_eq!(ours(s), serde, "{s:?}");
             assert_eq!(string_len(s), serde.len(), "{s:?}");
-        }
-    }
-
-    #[test]
-    fn arrays_are_written_as_serde_writes_them() {
-        for items in [
-            vec![],
-            vec!["a".to_string()],
-            vec!["a\"b".to_string(), String::new(), "\n".to_string()],
-        ] {
-            let serde = serde_json::to_vec(&items).unwrap();
-            let mut out = Vec::new();
-            write_array(&mut out, &items);
-            assert_eq!(out, serde, "{items:?}");
-            assert_eq!(array_len(&items), serde.len(), "{items:?}");
         }
     }
 }

@@ -10,7 +10,7 @@ fn parses_what_go_sends_for_v1beta1() {
     assert_eq!(r.version, Version::V1beta1);
     assert_eq!(r.token.as_str(), "dG9rZW4=");
     assert_eq!(
-        r.audiences,
+        r.audiences.to_vec(),
         vec!["https://kubernetes.default.svc".to_string()]
     );
 }
@@ -57,7 +57,7 @@ fn rejection_reply_carries_the_request_version_and_no_user() {
     let body = render(
         Version::V1beta1,
         None,
-        &["a".into()],
+        &audiences(r#"["a"]"#),
         Some("Credentials are expired"),
     );
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
@@ -67,6 +67,11 @@ fn rejection_reply_carries_the_request_version_and_no_user() {
     assert_eq!(v["status"]["error"], "Credentials are expired");
     assert!(v["status"].get("user").is_none());
     assert!(v["status"].get("audiences").is_none());
+}
+
+/// The audiences of a JSON array of strings.
+fn audiences(json: &str) -> Audiences<'_> {
+    Audiences::from_json(json).unwrap()
 }
 
 /// What `render` wrote when it went through serde; the hand-written one must match it
@@ -144,11 +149,14 @@ fn replies_are_what_serde_would_write() {
         "a\"b".to_string(),
         "\u{0}\u{8}\t\n\u{c}\r\u{1f}\u{7f}\\/\u{2028}\u{f6}\u{1f600}".to_string(),
     ];
+    let json = serde_json::to_string(&audiences).unwrap();
+    let parsed = self::audiences(&json);
     for version in [Version::V1, Version::V1beta1] {
         for info in [&full, &bare] {
-            for aud in [&audiences[..], &[]] {
+            for (aud, ours) in [(&audiences[..], parsed), (&[], Audiences::default())] {
                 assert_eq!(
-                    String::from_utf8(render(version, Some(&User::new(info)), aud, None)).unwrap(),
+                    String::from_utf8(render(version, Some(&User::new(info)), &ours, None))
+                        .unwrap(),
                     String::from_utf8(serde_render(version, Some(info), aud, None)).unwrap()
                 );
             }
@@ -159,7 +167,7 @@ fn replies_are_what_serde_would_write() {
             Some("odd \"text\"\n"),
         ] {
             assert_eq!(
-                render(version, None, &audiences, error),
+                render(version, None, &parsed, error),
                 serde_render(version, None, &audiences, error)
             );
         }
@@ -190,14 +198,94 @@ fn a_reply_is_one_allocation_of_its_exact_size() {
         extra: Default::default(),
     };
     let user = User::new(&info);
-    let audiences = [
-        "https://kubernetes.default.svc".to_string(),
-        "\"x\"".to_string(),
-    ];
+    let audiences = audiences(r#"["https://kubernetes.default.svc","\"x\""]"#);
     for version in [Version::V1, Version::V1beta1] {
         for (user, error) in [(Some(&user), None), (None, Some("odd \"text\"\n"))] {
             let body = render(version, user, &audiences, error);
             assert_eq!(body.capacity(), body.len(), "{version:?}");
         }
     }
+}
+
+#[test]
+fn a_token_without_escapes_is_borrowed_from_the_body() {
+    let body = br#"{"kind":"TokenReview","apiVersion":"authentication.k8s.io/v1","spec":{"token":"dG9rZW4=","audiences":["a"]}}"#;
+    let r = parse(body).unwrap();
+    assert!(
+        matches!(r.token, Token::Borrowed("dG9rZW4=")),
+        "{:?}",
+        r.token.as_str()
+    );
+}
+
+#[test]
+fn a_token_with_escapes_is_unescaped_into_its_own_string() {
+    let body = br#"{"kind":"TokenReview","apiVersion":"authentication.k8s.io/v1","spec":{"token":"a\/b\u0063\"d"}}"#;
+    let r = parse(body).unwrap();
+    assert!(matches!(&r.token, Token::Owned(t) if t.as_str() == "a/bc\"d"));
+}
+
+#[test]
+fn audiences_that_are_not_strings_make_the_body_not_json_before_its_kind_is_read() {
+    for audiences in [r#"[1]"#, r#""a""#, r#"{}"#, r#"["a",null]"#] {
+        let body = format!(
+            r#"{{"kind":"Other","apiVersion":"v0","spec":{{"token":"x","audiences":{audiences}}}}}"#
+        );
+        assert_eq!(
+            parse(body.as_bytes()).unwrap_err(),
+            ParseError::Json,
+            "{audiences}"
+        );
+    }
+}
+
+#[test]
+fn null_and_empty_audiences_are_none() {
+    for audiences in ["null", "[]"] {
+        let body = format!(
+            r#"{{"kind":"TokenReview","apiVersion":"authentication.k8s.io/v1","spec":{{"token":"x","audiences":{audiences}}}}}"#
+        );
+        assert!(
+            parse(body.as_bytes()).unwrap().audiences.is_empty(),
+            "{audiences}"
+        );
+    }
+}
+
+#[test]
+fn duplicate_fields_are_not_json() {
+    for body in [
+        r#"{"kind":"TokenReview","apiVersion":"authentication.k8s.io/v1","spec":{"token":"x","token":"y"}}"#,
+        r#"{"kind":"TokenReview","apiVersion":"authentication.k8s.io/v1","spec":{"token":"x","audiences":["a"],"audiences":["b"]}}"#,
+        r#"{"kind":"TokenReview","kind":"TokenReview","apiVersion":"authentication.k8s.io/v1","spec":{"token":"x"}}"#,
+    ] {
+        assert_eq!(
+            parse(body.as_bytes()).unwrap_err(),
+            ParseError::Json,
+            "{body}"
+        );
+    }
+}
+
+#[test]
+fn a_token_that_is_not_utf8_is_not_json() {
+    let mut body =
+        br#"{"kind":"TokenReview","apiVersion":"authentication.k8s.io/v1","spec":{"token":"x"#
+            .to_vec();
+    body.extend_from_slice(b"\xff\"}}");
+    assert_eq!(parse(&body).unwrap_err(), ParseError::Json);
+}
+
+#[test]
+fn audiences_that_are_not_utf8_are_not_json() {
+    let mut body = br#"{"kind":"TokenReview","apiVersion":"authentication.k8s.io/v1","spec":{"token":"x","audiences":["a"#.to_vec();
+    body.extend_from_slice(b"\xff\"]}}");
+    assert_eq!(parse(&body).unwrap_err(), ParseError::Json);
+}
+
+#[test]
+fn debug_of_a_request_never_shows_the_token() {
+    let body = br#"{"kind":"TokenReview","apiVersion":"authentication.k8s.io/v1","spec":{"token":"s3cr\u0065t","audiences":["aud"]}}"#;
+    let shown = format!("{:?}", parse(body).unwrap());
+    assert!(!shown.contains("s3cr") && shown.contains("aud"), "{shown}");
 }
