@@ -12,9 +12,11 @@
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
 
 use super::{
-    free_port, run_checked, run_with_input, Daemon, DaemonBuilder, Listening, Process, Site,
+    free_port, run_checked, run_with_input, try_run_with_input, Daemon, DaemonBuilder, Listening,
+    Process, Site,
 };
 
 pub const DS_BASE_DN: &str = "dc=example,dc=test";
@@ -33,6 +35,9 @@ logging.basicConfig(level=logging.WARNING)
 ok = SetupDs(False, False, logging.getLogger('dscreate')).create_from_inf(sys.argv[1])
 sys.exit(0 if ok else 1)
 ";
+
+/// Installs tried before a test gives up.
+const INSTALL_ATTEMPTS: usize = 3;
 
 /// Once the accounts are there: a password an administrator sets must be changed.
 const MUST_CHANGE: &str = "dn: cn=config
@@ -126,8 +131,36 @@ impl Ds389 {
     /// A fresh instance with alice (password `alice-password`, in `developers`), the
     /// service account and the password policy above.
     pub fn start() -> Ds389 {
+        let mut failures = Vec::new();
+        for _ in 0..INSTALL_ATTEMPTS {
+            match Ds389::install() {
+                Ok(mut ds) => {
+                    ds.spawn();
+                    // The policy first: 389-ds dates a password's expiry when it is set,
+                    // or else at the first bind, which would look like a password change
+                    // to a token.
+                    ds.modify(POLICY);
+                    ds.modify(DIRECTORY);
+                    ds.modify(MUST_CHANGE);
+                    return ds;
+                }
+                Err(e) => failures.push(e),
+            }
+        }
+        panic!(
+            "dscreate (apt-get install 389-ds-base) failed {INSTALL_ATTEMPTS} times:\n{}",
+            failures.join("\n")
+        );
+    }
+
+    /// A new instance, created stopped, under a name of its own. lib389's installer starts
+    /// it once and opens it over LDAPI as soon as its pid file is there, which on a busy
+    /// machine can be before the socket is (SERVER_DOWN): installs run one at a time, and
+    /// a failed one is thrown away with the server it left running.
+    fn install() -> Result<Ds389, String> {
         static N: AtomicU32 = AtomicU32::new(0);
-        let dir = tempfile::tempdir().unwrap();
+        static INSTALLS: Mutex<()> = Mutex::new(());
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let name = format!(
             "klw{}n{}",
             std::process::id(),
@@ -135,28 +168,45 @@ impl Ds389 {
         );
         let port = free_port();
         let inf = dir.path().join("instance.inf");
-        std::fs::write(&inf, instance_inf(&name, port, dir.path())).unwrap();
+        std::fs::write(&inf, instance_inf(&name, port, dir.path())).map_err(|e| e.to_string())?;
         // lib389 writes the installer's pid file there, whatever the instance's run_dir.
-        std::fs::create_dir_all("/run/dirsrv").unwrap();
-        let mut ds = Ds389 {
+        std::fs::create_dir_all("/run/dirsrv").map_err(|e| e.to_string())?;
+        let ds = Ds389 {
             dir,
             name,
             port,
             child: None,
         };
-        run_checked(
+        let _one_at_a_time = INSTALLS.lock().unwrap_or_else(|p| p.into_inner());
+        let installed = try_run_with_input(
             Command::new("/usr/bin/python3")
                 .args(["-c", INSTALL])
                 .arg(&inf),
-            "dscreate (apt-get install 389-ds-base)",
+            b"",
         );
-        ds.spawn();
-        // The policy first: 389-ds dates a password's expiry when it is set, or else at
-        // the first bind, which would look like a password change to a token.
-        ds.modify(POLICY);
-        ds.modify(DIRECTORY);
-        ds.modify(MUST_CHANGE);
-        ds
+        match installed {
+            Ok(_) => Ok(ds),
+            Err(e) => {
+                ds.kill_installers_server();
+                Err(e)
+            }
+        }
+    }
+
+    /// The server a failed install started and left running.
+    fn kill_installers_server(&self) {
+        let pid_file = format!("/run/dirsrv/slapd-{}.pid", self.name);
+        if let Some(pid) = std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+            .filter(|p| *p > 1)
+        {
+            // SAFETY: a plain signal to a pid the installer wrote for this instance.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+        let _ = std::fs::remove_file(pid_file);
     }
 
     fn config_dir(&self) -> PathBuf {
