@@ -173,17 +173,17 @@ impl<B: Backend> Authenticator<B> {
         }
     }
 
-    /// The audit event of a failure that used up an account's budget (`name`: the account
-    /// as the directory spells it; else the login as typed, a name that matched nothing).
+    /// The audit event of a failure that used up an account's budget. `name` is the
+    /// account as the directory spells it; a name that matched nothing is not written, as
+    /// in the log: what was typed there may be a password typed into the wrong field.
     fn lockout_started(&self, login: &Login, name: Option<String>) {
         let reason = format!(
             "{} failed logins within cache.failure_window: further attempts are refused without a bind",
             self.config.cache.max_failures
         );
-        let username = name.unwrap_or_else(|| login.typed().to_string());
         self.audit.record(Event {
             directory: self.config.directory_name(login.directory()),
-            username: Some(&username),
+            username: name.as_deref(),
             ..Event::new(Kind::LockoutStart, "locked", &reason)
         });
     }
